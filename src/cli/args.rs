@@ -1,0 +1,288 @@
+//! Command-line arguments, as clap definitions. The man page and completions come from here too.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+pub const EXIT_CODES: &str = "\
+Exit codes:
+  0  done as asked
+  1  internal or I/O error
+  2  bad usage or invalid input
+  3  conflict: claimed by another live holder, version mismatch, stale token, dependency cycle
+  4  not found: no such item, no tracker file, nothing ready
+  5  busy: the file stayed locked past --lock-timeout, or --wait ran out
+  6  data error: not a tracker, damaged, newer format, or verify found a mismatch";
+
+/// A work tracker for people and coding agents sharing one backlog from many terminals.
+#[derive(Parser, Debug)]
+#[command(name = "tracker", version, after_help = EXIT_CODES, propagate_version = true)]
+pub struct Cli {
+    /// Tracker file (default: $TRACKER_DB, else .tracker/tracker.redb here or in a parent)
+    #[arg(long, global = true, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+    /// Print JSON on stdout (one object; arrays for list; JSON Lines for log)
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Holder name for claims and the ops log (default: $TRACKER_AS, else user@host/tty)
+    #[arg(long = "as", global = true, value_name = "NAME")]
+    pub actor: Option<String>,
+    /// How long to wait for the file when other processes hold it
+    #[arg(long, global = true, value_name = "DUR", default_value = "10s", value_parser = parse_duration)]
+    pub lock_timeout: Duration,
+    /// When to use colours
+    #[arg(long, global = true, value_enum, default_value = "auto")]
+    pub color: ColorWhen,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ColorWhen {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a tracker file (.tracker/tracker.redb here, or --db PATH)
+    Init,
+    /// Create an item
+    New(NewArgs),
+    /// Show one item, its claim, blockers and latest ops
+    Show { item: String },
+    /// List items (open ones unless --status says otherwise)
+    List(ListArgs),
+    /// Change an item's fields
+    Update(UpdateArgs),
+    /// Edit an item in $VISUAL/$EDITOR; saved only if nobody changed it meanwhile
+    Edit { item: String },
+    /// Take a lease on an item, or on the best ready one with --next
+    Claim(ClaimArgs),
+    /// Extend your lease
+    #[command(visible_alias = "heartbeat")]
+    Renew(RenewArgs),
+    /// Give your lease back
+    Release(TokenArgs),
+    /// Mark an item done and drop its lease
+    Done(DoneArgs),
+    /// Add or remove dependencies
+    #[command(subcommand)]
+    Dep(DepCommand),
+    /// Claim an item, run a command while renewing the lease, then mark done (exit 0) or release
+    Run(RunArgs),
+    /// The ops log, oldest first
+    Log(LogArgs),
+    /// Write a consistent JSON snapshot of the whole tracker
+    Export(ExportArgs),
+    /// Merge an export into this tracker by ULID
+    Import { file: PathBuf },
+    /// Replay the ops log and check every invariant
+    Verify,
+    /// Recompute the tables and indexes from the ops log
+    Rebuild,
+    /// A board: counts by state, live claims with heartbeat ages, stale claims
+    Status,
+    /// Print a shell completion script
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff)
+    #[command(hide = true)]
+    Man,
+}
+
+#[derive(Args, Debug)]
+pub struct NewArgs {
+    pub title: String,
+    #[arg(long, default_value = "")]
+    pub body: String,
+    /// 0 (highest) to 4
+    #[arg(long, short, value_parser = clap::value_parser!(u8).range(0..=4))]
+    pub priority: Option<u8>,
+    #[arg(long = "label", short = 'l', value_name = "LABEL")]
+    pub labels: Vec<String>,
+    #[arg(long = "blocked-by", value_name = "ITEM")]
+    pub blocked_by: Vec<String>,
+    /// A repeat with the same key returns the first item and creates nothing
+    #[arg(long, value_name = "KEY")]
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    /// open, done, cancelled, or all
+    #[arg(long, default_value = "open")]
+    pub status: String,
+    /// Only ready items: open, unblocked, unclaimed; best priority first
+    #[arg(long)]
+    pub ready: bool,
+    /// Only items with a live claim
+    #[arg(long)]
+    pub claimed: bool,
+    #[arg(long)]
+    pub label: Option<String>,
+    /// Only items claimed by this holder
+    #[arg(long)]
+    pub holder: Option<String>,
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Do not cut titles to the terminal width
+    #[arg(long)]
+    pub wide: bool,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct GuardArgs {
+    /// Refuse (exit 3) unless the item is at this version
+    #[arg(long, value_name = "N")]
+    pub if_version: Option<u64>,
+    /// Refuse (exit 3) unless this is the live lease's fencing token
+    #[arg(long, value_name = "T")]
+    pub token: Option<u64>,
+    /// A repeat with the same key returns the first result and writes nothing
+    #[arg(long, value_name = "KEY")]
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct UpdateArgs {
+    pub item: String,
+    #[arg(long)]
+    pub title: Option<String>,
+    #[arg(long)]
+    pub body: Option<String>,
+    #[arg(long, short, value_parser = clap::value_parser!(u8).range(0..=4))]
+    pub priority: Option<u8>,
+    #[arg(long = "add-label", value_name = "LABEL")]
+    pub add_labels: Vec<String>,
+    #[arg(long = "remove-label", value_name = "LABEL")]
+    pub remove_labels: Vec<String>,
+    /// open, done or cancelled
+    #[arg(long)]
+    pub status: Option<String>,
+    #[command(flatten)]
+    pub guard: GuardArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ClaimArgs {
+    /// The item; omit with --next
+    #[arg(required_unless_present = "next", conflicts_with = "next")]
+    pub item: Option<String>,
+    /// Claim the best ready item
+    #[arg(long)]
+    pub next: bool,
+    /// With --next: only items with this label
+    #[arg(long, requires = "next")]
+    pub label: Option<String>,
+    /// Lease length
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub ttl: Option<Duration>,
+    /// Keep trying (backoff with jitter) until the item is free or DUR runs out (then exit 5)
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub wait: Option<Duration>,
+    /// Take a lease whose holder process is provably gone
+    #[arg(long)]
+    pub steal_stale: bool,
+    /// Take the lease even from a live holder (recorded as an eviction)
+    #[arg(long)]
+    pub force: bool,
+    /// Tie the lease to this process: it ends as soon as the process is gone
+    #[arg(long)]
+    pub pid: Option<u32>,
+    #[command(flatten)]
+    pub guard: GuardArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct RenewArgs {
+    pub item: String,
+    /// New lease length from now (default: the lease's own TTL)
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub ttl: Option<Duration>,
+    #[command(flatten)]
+    pub guard: GuardArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct TokenArgs {
+    pub item: String,
+    #[command(flatten)]
+    pub guard: GuardArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct DoneArgs {
+    pub item: String,
+    /// Finish it even while another holder has a live lease
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub guard: GuardArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DepCommand {
+    /// ITEM waits for BLOCKER
+    Add(DepArgs),
+    /// ITEM no longer waits for BLOCKER
+    #[command(visible_alias = "remove")]
+    Rm(DepArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct DepArgs {
+    pub item: String,
+    pub blocker: String,
+    #[command(flatten)]
+    pub guard: GuardArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[arg(required_unless_present = "next", conflicts_with = "next")]
+    pub item: Option<String>,
+    #[arg(long)]
+    pub next: bool,
+    #[arg(long, requires = "next")]
+    pub label: Option<String>,
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub ttl: Option<Duration>,
+    /// The command to run, after `--`
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct LogArgs {
+    pub item: Option<String>,
+    /// Start at this sequence number
+    #[arg(long, default_value_t = 1)]
+    pub since: u64,
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Keep printing new ops as they arrive
+    #[arg(long)]
+    pub follow: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// Write to FILE atomically (temp file, fsync, rename) instead of stdout
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// JSON Lines: a header line, then one item per line
+    #[arg(long)]
+    pub jsonl: bool,
+}
+
+/// `90s`, `15m`, `2h`, `1h 30m`, `500ms`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|e| format!("{s:?} is not a duration ({e}); write it like 90s, 15m or 2h"))?;
+    if d.is_zero() {
+        return Err(format!("{s:?}: a duration must be longer than zero"));
+    }
+    Ok(d)
+}

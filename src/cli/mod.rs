@@ -1,0 +1,444 @@
+//! The command line: parse arguments, call the library, render. No business logic here.
+
+mod args;
+mod edit;
+mod render;
+mod run;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{CommandFactory, Parser};
+use tracker::json::{ItemJson, OpJson};
+use tracker::{
+    Access, Actor, ClaimOptions, Error, Guard, ItemRef, ItemView, ListQuery, NewItem, Patch,
+    Result, Status, Tracker, DEFAULT_TTL,
+};
+
+use args::{Cli, Command, DepCommand, GuardArgs};
+use render::Style;
+
+/// Everything a command needs besides its own arguments.
+pub struct Ctx {
+    pub db: Option<PathBuf>,
+    pub json: bool,
+    pub actor: Actor,
+    pub lock_timeout: Duration,
+    pub style: Style,
+}
+
+impl Ctx {
+    /// The tracker file: --db, else $TRACKER_DB, else .tracker/tracker.redb here or above.
+    fn path(&self) -> Result<PathBuf> {
+        if let Some(p) = &self.db {
+            return Ok(p.clone());
+        }
+        let cwd = std::env::current_dir()
+            .map_err(|e| Error::io("cannot read the current directory", e))?;
+        let mut dir: Option<&Path> = Some(&cwd);
+        while let Some(d) = dir {
+            let candidate = d.join(".tracker").join("tracker.redb");
+            if candidate.exists() {
+                return Ok(candidate);
+            }
+            dir = d.parent();
+        }
+        Err(Error::NoTracker {
+            looked_for: tracker::error::describe_search(&cwd),
+        })
+    }
+
+    pub fn open(&self, access: Access) -> Result<Tracker> {
+        let path = self.path()?;
+        Ok(Tracker::open(&path, access, self.lock_timeout)?.with_actor(self.actor.clone()))
+    }
+}
+
+/// Parses the command line and runs it; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    let actor = match cli
+        .actor
+        .clone()
+        .or_else(|| std::env::var("TRACKER_AS").ok())
+    {
+        Some(name) if !name.trim().is_empty() => Actor::named(name.trim()),
+        _ => Actor::default_for_this_process(),
+    };
+    let db = cli.db.clone().or_else(|| {
+        std::env::var_os("TRACKER_DB")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    });
+    let ctx = Ctx {
+        db,
+        json: cli.json,
+        actor,
+        lock_timeout: cli.lock_timeout,
+        style: Style::detect(cli.color),
+    };
+    match dispatch(&ctx, cli.command) {
+        Ok(code) => code,
+        Err(e) => report(&ctx, &e),
+    }
+}
+
+fn report(ctx: &Ctx, e: &Error) -> i32 {
+    if let (
+        true,
+        Error::Conflict {
+            current: Some(v), ..
+        },
+    ) = (ctx.json, e)
+    {
+        print_json(&ItemJson::from(&**v));
+    }
+    let label = match e.exit_code() {
+        3 => "conflict",
+        4 => "not found",
+        5 => "busy",
+        6 => "data error",
+        2 => "invalid",
+        _ => "error",
+    };
+    eprintln!("tracker: {label}: {e}");
+    e.exit_code()
+}
+
+fn print_json<T: serde::Serialize>(v: &T) {
+    let mut out = std::io::stdout().lock();
+    let _ = serde_json::to_writer(&mut out, v);
+    let _ = writeln!(out);
+}
+
+fn guard(g: GuardArgs) -> Guard {
+    Guard {
+        if_version: g.if_version,
+        token: g.token,
+        idempotency_key: g.idempotency_key,
+    }
+}
+
+fn item_ref(s: &str) -> Result<ItemRef> {
+    ItemRef::parse(s)
+}
+
+/// Prints the item a command changed: JSON, or one line in words.
+fn emit(ctx: &Ctx, t: &Tracker, v: &ItemView, verb: &str) -> Result<i32> {
+    if ctx.json {
+        print_json(&ItemJson::from(v));
+    } else {
+        println!("{}", render::changed(v, verb, &t.now()));
+    }
+    Ok(0)
+}
+
+fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
+    match command {
+        Command::Init => {
+            let path = ctx
+                .db
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(".tracker/tracker.redb"));
+            Tracker::init(&path, ctx.lock_timeout)?;
+            if ctx.json {
+                print_json(
+                    &serde_json::json!({"path": path, "format_version": tracker::store::FORMAT_VERSION}),
+                );
+            } else {
+                println!("created {}", path.display());
+            }
+            Ok(0)
+        }
+        Command::New(a) => {
+            let t = ctx.open(Access::ReadWrite)?;
+            let blockers = a
+                .blocked_by
+                .iter()
+                .map(|b| item_ref(b))
+                .collect::<Result<Vec<_>>>()?;
+            let new = NewItem {
+                title: a.title,
+                body: a.body,
+                priority: a.priority,
+                labels: a.labels,
+            };
+            let g = Guard {
+                idempotency_key: a.idempotency_key,
+                ..Guard::default()
+            };
+            let v = t.new_item(new, &blockers, &g)?;
+            emit(ctx, &t, &v, "created")
+        }
+        Command::Show { item } => {
+            let r = item_ref(&item)?;
+            let t = ctx.open(Access::ReadOnly)?;
+            let d = t.show(&r)?;
+            if ctx.json {
+                let mut j = serde_json::to_value(ItemJson::from(&d.view))
+                    .map_err(|e| Error::Internal(e.to_string()))?;
+                j["blocks"] = d.blocks.iter().map(|(n, _)| *n).collect::<Vec<_>>().into();
+                print_json(&j);
+            } else {
+                print!("{}", render::show(&d, &t.now(), &ctx.style));
+            }
+            Ok(0)
+        }
+        Command::List(a) => {
+            let status = match a.status.as_str() {
+                "all" => None,
+                s => Some(Status::parse(s).ok_or_else(|| {
+                    Error::Invalid(format!("--status {s:?}: use open, done, cancelled or all"))
+                })?),
+            };
+            let t = ctx.open(Access::ReadOnly)?;
+            let q = ListQuery {
+                status: if a.ready { Some(Status::Open) } else { status },
+                ready: a.ready,
+                claimed: a.claimed,
+                label: a.label,
+                holder: a.holder,
+                limit: a.limit,
+            };
+            let items = t.list(&q)?;
+            if ctx.json {
+                let js: Vec<ItemJson> = items.iter().map(ItemJson::from).collect();
+                print_json(&js);
+            } else {
+                print!("{}", render::list(&items, &t.now(), &ctx.style, a.wide));
+            }
+            Ok(0)
+        }
+        Command::Update(a) => {
+            let r = item_ref(&a.item)?;
+            let status = a
+                .status
+                .as_deref()
+                .map(|s| {
+                    Status::parse(s).ok_or_else(|| {
+                        Error::Invalid(format!("--status {s:?}: use open, done or cancelled"))
+                    })
+                })
+                .transpose()?;
+            let patch = Patch {
+                title: a.title,
+                body: a.body,
+                priority: a.priority,
+                status,
+                add_labels: a.add_labels,
+                remove_labels: a.remove_labels,
+            };
+            if patch == Patch::default() {
+                return Err(Error::Invalid(
+                    "nothing to update: give --title, --body, --priority, --status, --add-label or --remove-label".into(),
+                ));
+            }
+            let t = ctx.open(Access::ReadWrite)?;
+            let v = t.update(&r, patch, &guard(a.guard))?;
+            emit(ctx, &t, &v, "updated")
+        }
+        Command::Edit { item } => edit::edit(ctx, &item_ref(&item)?),
+        Command::Claim(a) => {
+            let r = a.item.as_deref().map(item_ref).transpose()?;
+            let opts = ClaimOptions {
+                ttl: a.ttl.unwrap_or_else(default_ttl),
+                steal_stale: a.steal_stale,
+                force: a.force,
+                pid: a.pid,
+                guard: guard(a.guard),
+            };
+            let t = ctx.open(Access::ReadWrite)?;
+            let v = match (a.wait, &r) {
+                (Some(w), _) => t.claim_waiting(r.as_ref(), a.label.as_deref(), &opts, w)?,
+                (None, Some(r)) => t.claim(r, &opts)?,
+                (None, None) => t.claim_next(a.label.as_deref(), &opts)?,
+            };
+            emit(ctx, &t, &v, "claimed")
+        }
+        Command::Renew(a) => {
+            let r = item_ref(&a.item)?;
+            let t = ctx.open(Access::ReadWrite)?;
+            let v = t.renew(&r, a.ttl, &guard(a.guard))?;
+            emit(ctx, &t, &v, "renewed")
+        }
+        Command::Release(a) => {
+            let r = item_ref(&a.item)?;
+            let t = ctx.open(Access::ReadWrite)?;
+            let v = t.release(&r, &guard(a.guard))?;
+            emit(ctx, &t, &v, "released")
+        }
+        Command::Done(a) => {
+            let r = item_ref(&a.item)?;
+            let t = ctx.open(Access::ReadWrite)?;
+            let v = t.done(&r, &guard(a.guard), a.force)?;
+            emit(ctx, &t, &v, "done")
+        }
+        Command::Dep(d) => {
+            let (a, add) = match d {
+                DepCommand::Add(a) => (a, true),
+                DepCommand::Rm(a) => (a, false),
+            };
+            let (r, b) = (item_ref(&a.item)?, item_ref(&a.blocker)?);
+            let t = ctx.open(Access::ReadWrite)?;
+            let g = guard(a.guard);
+            let v = if add {
+                t.dep_add(&r, &b, &g)?
+            } else {
+                t.dep_remove(&r, &b, &g)?
+            };
+            emit(
+                ctx,
+                &t,
+                &v,
+                if add { "now waits" } else { "no longer waits" },
+            )
+        }
+        Command::Run(a) => run::run(ctx, a),
+        Command::Log(a) => log(ctx, a),
+        Command::Export(a) => {
+            let t = ctx.open(Access::ReadOnly)?;
+            let n = match &a.output {
+                Some(path) => t.export_to_path(path, a.jsonl, &mut |_, _| {})?,
+                None => t.export(&mut std::io::stdout().lock(), a.jsonl, &mut |_, _| {})?,
+            };
+            if let Some(path) = &a.output {
+                eprintln!("exported {n} items to {}", path.display());
+            }
+            Ok(0)
+        }
+        Command::Import { file } => {
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| Error::io(format!("{}: cannot read", file.display()), e))?;
+            let t = ctx.open(Access::ReadWrite)?;
+            let r = t.import(&text)?;
+            if ctx.json {
+                print_json(
+                    &serde_json::json!({"created": r.created, "replaced": r.replaced, "unchanged": r.unchanged}),
+                );
+            } else {
+                println!(
+                    "imported: {} new, {} replaced, {} unchanged",
+                    r.created, r.replaced, r.unchanged
+                );
+            }
+            Ok(0)
+        }
+        Command::Verify => {
+            let t = ctx.open(Access::ReadOnly)?;
+            let r = t.verify()?;
+            if ctx.json {
+                print_json(
+                    &serde_json::json!({"ok": r.problems.is_empty(), "ops": r.ops, "items": r.items,
+                    "leases": r.leases, "last_token": r.last_token, "problems": r.problems}),
+                );
+            } else {
+                println!("{}", render::verify(&r));
+            }
+            if r.problems.is_empty() {
+                Ok(0)
+            } else {
+                Err(Error::Data(format!(
+                    "verify found a mismatch: {}",
+                    r.problems[0]
+                )))
+            }
+        }
+        Command::Rebuild => {
+            let t = ctx.open(Access::ReadWrite)?;
+            let r = t.rebuild()?;
+            if ctx.json {
+                print_json(
+                    &serde_json::json!({"ops": r.ops, "items": r.items, "leases": r.leases}),
+                );
+            } else {
+                println!(
+                    "rebuilt from {} ops: {} items, {} leases",
+                    r.ops, r.items, r.leases
+                );
+            }
+            Ok(0)
+        }
+        Command::Status => {
+            let t = ctx.open(Access::ReadOnly)?;
+            let b = t.board()?;
+            let now = t.now();
+            if ctx.json {
+                let claim = |i: &tracker::Item, l: &tracker::Lease| {
+                    serde_json::json!({"num": i.num, "id": i.id.to_string(), "title": i.title,
+                        "claim": tracker::json::ClaimJson::from(l),
+                        "heartbeat_age_ms": now.wall_ms - l.renewed_at})
+                };
+                print_json(&serde_json::json!({
+                    "open": b.open, "done": b.done, "cancelled": b.cancelled,
+                    "ready": b.ready, "blocked": b.blocked, "claimed": b.live.len(),
+                    "live_claims": b.live.iter().map(|(i, l)| claim(i, l)).collect::<Vec<_>>(),
+                    "stale_claims": b.stale.iter().map(|(i, l, _)| claim(i, l)).collect::<Vec<_>>(),
+                }));
+            } else {
+                print!("{}", render::board(&b, &now, &ctx.style));
+            }
+            Ok(0)
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "tracker",
+                &mut std::io::stdout(),
+            );
+            Ok(0)
+        }
+        Command::Man => {
+            let man = clap_mangen::Man::new(Cli::command());
+            man.render(&mut std::io::stdout())
+                .map_err(|e| Error::io("cannot write the man page", e))?;
+            Ok(0)
+        }
+    }
+}
+
+/// The lease length when none is given: $TRACKER_TTL, else 15 minutes.
+fn default_ttl() -> Duration {
+    std::env::var("TRACKER_TTL")
+        .ok()
+        .and_then(|v| args::parse_duration(&v).ok())
+        .unwrap_or(DEFAULT_TTL)
+}
+
+fn log(ctx: &Ctx, a: args::LogArgs) -> Result<i32> {
+    let r = a.item.as_deref().map(item_ref).transpose()?;
+    let mut since = a.since;
+    let mut left = a.limit;
+    loop {
+        // Reopened for every poll, so `--follow` never holds the file between polls.
+        let t = ctx.open(Access::ReadOnly)?;
+        let ops = t.log(r.as_ref(), since, left)?;
+        let now = t.now();
+        drop(t);
+        let mut out = std::io::stdout().lock();
+        for (op, num) in &ops {
+            let line = if ctx.json {
+                serde_json::to_string(&OpJson::new(op, *num))
+                    .map_err(|e| Error::Internal(e.to_string()))?
+            } else {
+                render::log_line(op, *num, &now)
+            };
+            if writeln!(out, "{line}").is_err() {
+                return Ok(0);
+            }
+            since = op.seq + 1;
+        }
+        let _ = out.flush();
+        if let Some(l) = left.as_mut() {
+            *l -= ops.len();
+            if *l == 0 {
+                return Ok(0);
+            }
+        }
+        if !a.follow {
+            return Ok(0);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}

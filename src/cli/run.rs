@@ -1,0 +1,157 @@
+//! `tracker run`: claim, run a command while renewing the lease, then finish or release.
+//! The lease is tied to this process, so if it dies (even by SIGKILL) another worker on this host
+//! may take the item at once.
+
+use std::process::{Child, Command as Process, ExitStatus};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::{Duration, Instant};
+
+use tracker::{Access, ClaimOptions, Error, Guard, ItemRef, Result};
+
+use super::args::RunArgs;
+use super::{default_ttl, item_ref, Ctx};
+
+/// The last SIGINT/SIGTERM received, to pass on to the child.
+static PENDING_SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn remember_signal(sig: libc::c_int) {
+    PENDING_SIGNAL.store(sig, Ordering::SeqCst);
+}
+
+const GRACE: Duration = Duration::from_secs(5);
+
+pub fn run(ctx: &Ctx, a: RunArgs) -> Result<i32> {
+    let ttl = a.ttl.unwrap_or_else(default_ttl);
+    let opts = ClaimOptions {
+        ttl,
+        pid: Some(std::process::id()),
+        ..ClaimOptions::default()
+    };
+    let view = {
+        let t = ctx.open(Access::ReadWrite)?;
+        match a.item.as_deref().map(item_ref).transpose()? {
+            Some(r) => t.claim(&r, &opts)?,
+            None => t.claim_next(a.label.as_deref(), &opts)?,
+        }
+    };
+    let item = ItemRef::Num(view.item.num);
+    let token = view.claim.as_ref().map(|c| c.token).unwrap_or(0);
+    if !ctx.json {
+        eprintln!(
+            "tracker: claimed #{} (token {token}): {}",
+            view.item.num, view.item.title
+        );
+    }
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(
+            libc::SIGINT,
+            remember_signal as *const () as libc::sighandler_t,
+        );
+        libc::signal(
+            libc::SIGTERM,
+            remember_signal as *const () as libc::sighandler_t,
+        );
+    }
+    let mut child = Process::new(&a.command[0])
+        .args(&a.command[1..])
+        .env("TRACKER_ITEM", view.item.id.to_string())
+        .env("TRACKER_NUM", view.item.num.to_string())
+        .env("TRACKER_TOKEN", token.to_string())
+        .spawn()
+        .map_err(|e| {
+            let _ = finish(ctx, &item, token, false);
+            Error::Invalid(format!(
+                "cannot start {:?}: {e}; the claim was released",
+                a.command[0]
+            ))
+        })?;
+
+    let guard = Guard {
+        token: Some(token),
+        ..Guard::default()
+    };
+    let every = ttl / 3;
+    let mut next_renewal = Instant::now() + every;
+    let status = loop {
+        if let Some(status) = child
+            .try_wait()
+            .map_err(|e| Error::io("cannot wait for the command", e))?
+        {
+            break status;
+        }
+        let sig = PENDING_SIGNAL.swap(0, Ordering::SeqCst);
+        if sig != 0 {
+            // SAFETY: sending a signal to our own child.
+            unsafe { libc::kill(child.id() as libc::pid_t, sig) };
+        }
+        if Instant::now() >= next_renewal {
+            match ctx
+                .open(Access::ReadWrite)
+                .and_then(|t| t.renew(&item, Some(ttl), &guard))
+            {
+                Ok(_) => next_renewal = Instant::now() + every,
+                Err(e @ Error::Conflict { .. }) => {
+                    stop(&mut child);
+                    return Err(Error::conflict(format!(
+                        "the lease on #{} was lost, so the command was stopped: {e}",
+                        view.item.num
+                    )));
+                }
+                // A busy file or a passing error: try again soon, the lease still has time.
+                Err(e) => {
+                    eprintln!("tracker: could not renew #{} yet: {e}", view.item.num);
+                    next_renewal = Instant::now() + Duration::from_secs(1).min(every);
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let code = exit_code(status);
+    let v = finish(ctx, &item, token, code == 0)?;
+    if ctx.json {
+        super::print_json(&tracker::json::ItemJson::from(&v));
+    } else {
+        eprintln!(
+            "tracker: #{} {} (command exited {code})",
+            v.item.num,
+            if code == 0 { "done" } else { "released" }
+        );
+    }
+    Ok(code)
+}
+
+fn finish(ctx: &Ctx, item: &ItemRef, token: u64, success: bool) -> Result<tracker::ItemView> {
+    let t = ctx.open(Access::ReadWrite)?;
+    let g = Guard {
+        token: Some(token),
+        ..Guard::default()
+    };
+    if success {
+        t.done(item, &g, false)
+    } else {
+        t.release(item, &g)
+    }
+}
+
+/// SIGTERM, then SIGKILL after the grace period.
+fn stop(child: &mut Child) {
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let deadline = Instant::now() + GRACE;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn exit_code(status: ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+}

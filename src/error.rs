@@ -1,0 +1,107 @@
+//! One error type for the whole crate; each variant maps to an exit code of CLI.md.
+
+use std::path::PathBuf;
+
+use crate::model::ItemView;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad usage or invalid input (exit 2).
+    #[error("{0}")]
+    Invalid(String),
+
+    /// Someone else holds the item, a version or token is stale, or a dependency would cycle (exit 3).
+    /// `current` is the item as it is now, so the caller can decide what to do.
+    #[error("{message}")]
+    Conflict {
+        message: String,
+        current: Option<Box<ItemView>>,
+    },
+
+    /// No such item, or nothing ready (exit 4).
+    #[error("{0}")]
+    NotFound(String),
+
+    /// No tracker file was found (exit 4).
+    #[error("no tracker file found (looked for {looked_for}); run `tracker init` to create one, or pass --db PATH")]
+    NoTracker { looked_for: String },
+
+    /// The file stayed locked by other processes past the lock timeout, or `--wait` ran out (exit 5).
+    #[error("{0}")]
+    Busy(String),
+
+    /// Not a tracker, damaged, of a newer format, or a failed `verify` (exit 6).
+    #[error("{0}")]
+    Data(String),
+
+    /// I/O or internal failure (exit 1).
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// Anything else that should not happen (exit 1).
+    #[error("{0}")]
+    Internal(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// The process exit code CLI.md assigns to this error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Io { .. } | Error::Internal(_) => 1,
+            Error::Invalid(_) => 2,
+            Error::Conflict { .. } => 3,
+            Error::NotFound(_) | Error::NoTracker { .. } => 4,
+            Error::Busy(_) => 5,
+            Error::Data(_) => 6,
+        }
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Error {
+        Error::Conflict {
+            message: message.into(),
+            current: None,
+        }
+    }
+
+    pub fn conflict_with(message: impl Into<String>, current: ItemView) -> Error {
+        Error::Conflict {
+            message: message.into(),
+            current: Some(Box::new(current)),
+        }
+    }
+
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Error {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// Wraps a storage failure, naming the file.
+    pub fn storage(path: &std::path::Path, err: impl std::fmt::Display) -> Error {
+        let text = err.to_string();
+        let path = path.display();
+        if text.contains("No space left") {
+            Error::Internal(format!("{path}: the disk is full ({text}); nothing was changed"))
+        } else if text.contains("Permission denied") || text.contains("Read-only file system") {
+            Error::Internal(format!("{path}: {text}; nothing was changed"))
+        } else if text.to_lowercase().contains("corrupt") {
+            Error::Data(format!("{path}: the tracker file is damaged ({text})"))
+        } else {
+            Error::Internal(format!("{path}: {text}"))
+        }
+    }
+}
+
+/// Where the tracker file was looked for, for "not found" messages.
+pub fn describe_search(start: &std::path::Path) -> String {
+    let mut p = PathBuf::from(start);
+    p.push(".tracker/tracker.redb");
+    format!("--db, TRACKER_DB, and {} or any parent", p.display())
+}

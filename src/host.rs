@@ -1,0 +1,154 @@
+//! Facts about this host and its processes: who is acting, which boot this is, whether a process
+//! still lives, and whether a file sits on a network filesystem.
+
+use std::path::Path;
+
+/// The identity of the current boot (Linux: `/proc/sys/kernel/random/boot_id`).
+pub fn boot_id() -> Option<String> {
+    let id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let id = id.trim();
+    (!id.is_empty()).then(|| id.to_string())
+}
+
+pub fn hostname() -> String {
+    if let Ok(h) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+        let h = h.trim();
+        if !h.is_empty() {
+            return h.to_string();
+        }
+    }
+    std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".to_string())
+}
+
+fn user_name() -> String {
+    for var in ["USER", "LOGNAME"] {
+        if let Ok(u) = std::env::var(var) {
+            if !u.is_empty() {
+                return u;
+            }
+        }
+    }
+    // SAFETY: getuid has no preconditions.
+    format!("uid{}", unsafe { libc::getuid() })
+}
+
+/// The terminal this process talks to, as `pts/3`, if any of stdin, stdout or stderr is one.
+pub fn terminal() -> Option<String> {
+    for fd in [0, 1, 2] {
+        let link = std::fs::read_link(format!("/proc/self/fd/{fd}")).ok()?;
+        let path = link.to_string_lossy();
+        if let Some(rest) = path.strip_prefix("/dev/") {
+            if rest.starts_with("pts/") || rest.starts_with("tty") {
+                // SAFETY: isatty only inspects the descriptor.
+                if unsafe { libc::isatty(fd) } == 1 {
+                    return Some(rest.to_string());
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Who is acting, and how sure we are that the name tells this actor apart from others.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Actor {
+    pub name: String,
+    /// True when the name was given (`--as`, `TRACKER_AS`) or includes a terminal. Two unnamed
+    /// agents without a terminal get the same default name, so such a name proves nothing.
+    pub distinct: bool,
+}
+
+impl Actor {
+    pub fn named(name: impl Into<String>) -> Actor {
+        Actor {
+            name: name.into(),
+            distinct: true,
+        }
+    }
+
+    /// `user@host/tty`, or `user@host` without a terminal (then not distinct).
+    pub fn default_for_this_process() -> Actor {
+        let base = format!("{}@{}", user_name(), hostname());
+        match terminal() {
+            Some(tty) => Actor {
+                name: format!("{base}/{tty}"),
+                distinct: true,
+            },
+            None => Actor {
+                name: base,
+                distinct: false,
+            },
+        }
+    }
+}
+
+/// Start time of a process in clock ticks since boot (field 22 of `/proc/PID/stat`).
+pub fn process_start(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces and parentheses: fields start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3 (state), so field 22 is index 19.
+    let start = fields.get(19)?.parse().ok()?;
+    // A zombie has exited: it holds nothing any more.
+    (fields.first() != Some(&"Z")).then_some(start)
+}
+
+/// Whether the process `pid` that started at `start` is still running on this host.
+pub fn process_alive(pid: u32, start: Option<u64>) -> bool {
+    match (process_start(pid), start) {
+        (None, _) => false,
+        (Some(now), Some(then)) => now == then,
+        (Some(_), None) => true,
+    }
+}
+
+/// Names the network filesystem `path` lives on, if it does. Their byte-range locks are not
+/// reliable, and redb's multi-process mode depends on them.
+#[cfg(target_os = "linux")]
+pub fn network_filesystem(path: &Path) -> Option<&'static str> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: zeroed statfs is a valid out-parameter; `c` is NUL-terminated.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    match st.f_type as u32 {
+        0x6969 => Some("NFS"),
+        0x517B => Some("SMB"),
+        0xFF53_4D42 => Some("CIFS"),
+        0xFE53_4D42 => Some("SMB2"),
+        0x0102_1997 => Some("9P"),
+        0x00C3_6400 => Some("CephFS"),
+        0x5346_414F => Some("AFS"),
+        0x0BD0_0BD0 => Some("Lustre"),
+        0x4750_4653 => Some("GPFS"),
+        _ => None,
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn network_filesystem(_path: &Path) -> Option<&'static str> {
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_is_alive_and_a_bogus_one_is_not() {
+        let me = std::process::id();
+        let start = process_start(me);
+        assert!(start.is_some());
+        assert!(process_alive(me, start));
+        assert!(!process_alive(me, start.map(|s| s + 1)));
+        assert!(!process_alive(u32::MAX - 1, None));
+    }
+
+    #[test]
+    fn local_temp_dir_is_not_network() {
+        assert_eq!(network_filesystem(&std::env::temp_dir()), None);
+    }
+}

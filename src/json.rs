@@ -1,0 +1,119 @@
+//! The JSON shapes of CLI.md (items, claims, ops) and of exports. Scripts depend on them, so they
+//! change only by adding fields.
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::format_rfc3339;
+use crate::model::{Change, ItemView, Lease, Op};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimJson {
+    pub holder: String,
+    pub token: u64,
+    pub acquired_at: String,
+    pub renewed_at: String,
+    pub expires_at: String,
+    pub host: String,
+    pub pid: Option<u32>,
+}
+
+impl From<&Lease> for ClaimJson {
+    fn from(l: &Lease) -> Self {
+        ClaimJson {
+            holder: l.holder.clone(),
+            token: l.token,
+            acquired_at: format_rfc3339(l.acquired_at),
+            renewed_at: format_rfc3339(l.renewed_at),
+            expires_at: format_rfc3339(l.expires_at),
+            host: l.host.clone(),
+            pid: l.pid,
+        }
+    }
+}
+
+/// An item as CLI.md prints it. `blocked_by` holds numbers (local to this file); `blocked_by_ids`
+/// the same blockers by ULID, which stay valid across files.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemJson {
+    pub id: String,
+    pub num: u64,
+    pub title: String,
+    #[serde(default)]
+    pub body: String,
+    pub status: String,
+    pub priority: u8,
+    #[serde(default)]
+    pub labels: Vec<String>,
+    #[serde(default)]
+    pub blocked_by: Vec<u64>,
+    #[serde(default)]
+    pub blocked_by_ids: Vec<String>,
+    pub version: u64,
+    pub created_at: String,
+    pub updated_at: String,
+    #[serde(default)]
+    pub claim: Option<ClaimJson>,
+}
+
+impl From<&ItemView> for ItemJson {
+    fn from(v: &ItemView) -> Self {
+        let i = &v.item;
+        ItemJson {
+            id: i.id.to_string(),
+            num: i.num,
+            title: i.title.clone(),
+            body: i.body.clone(),
+            status: i.status.as_str().to_string(),
+            priority: i.priority,
+            labels: i.labels.clone(),
+            blocked_by: v.blocked_by_nums.clone(),
+            blocked_by_ids: i.blocked_by.iter().map(|b| b.to_string()).collect(),
+            version: i.version,
+            created_at: format_rfc3339(i.created_at),
+            updated_at: format_rfc3339(i.updated_at),
+            claim: v.claim.as_ref().map(ClaimJson::from),
+        }
+    }
+}
+
+/// One ops-log entry, as `log --json` prints it (one per line).
+#[derive(Clone, Debug, Serialize)]
+pub struct OpJson<'a> {
+    pub seq: u64,
+    pub at: String,
+    pub actor: &'a str,
+    pub op: &'static str,
+    pub item: String,
+    pub num: Option<u64>,
+    pub version_before: u64,
+    pub version_after: u64,
+    pub changes: &'a [Change],
+}
+
+impl<'a> OpJson<'a> {
+    pub fn new(op: &'a Op, num: Option<u64>) -> Self {
+        OpJson {
+            seq: op.seq,
+            at: format_rfc3339(op.at),
+            actor: &op.actor,
+            op: op.kind.as_str(),
+            item: op.item.to_string(),
+            num,
+            version_before: op.version_before,
+            version_after: op.version_after,
+            changes: &op.changes,
+        }
+    }
+}
+
+/// The first line (JSON Lines) or the opening fields (JSON) of an export.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportHeader {
+    pub format: String,
+    pub format_version: u64,
+    pub exported_at: String,
+    pub last_op_seq: u64,
+    pub item_count: u64,
+}
+
+pub const EXPORT_FORMAT: &str = "tracker-export";

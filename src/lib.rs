@@ -1,0 +1,48 @@
+//! `tracker`: a work tracker for people and coding agents who share one backlog from many
+//! terminals at once. The whole state lives in one redb file that many short-lived processes
+//! open together.
+//!
+//! - Items are versioned: every change bumps `version` by one, and any change can be made
+//!   conditional on the version (compare-and-swap), so a stale writer gets a conflict.
+//! - Leases (claims) have a TTL, renewals, a fencing token per acquisition, and survive wall-clock
+//!   steps; two workers never both own an item.
+//! - Every change appends an op with a gapless sequence number in the same transaction, so the
+//!   log can rebuild and verify the state.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use tracker::{ClaimOptions, Guard, ItemRef, NewItem, Tracker};
+//!
+//! let t = Tracker::init("demo.redb".as_ref(), Duration::from_secs(10))?;
+//! let item = t.new_item(NewItem { title: "Write docs".into(), ..Default::default() }, &[], &Guard::default())?;
+//! let r = ItemRef::Num(item.item.num);
+//! let claimed = t.claim(&r, &ClaimOptions::default())?;
+//! let token = claimed.claim.unwrap().token;
+//! t.done(&r, &Guard { token: Some(token), ..Default::default() }, false)?;
+//! # Ok::<(), tracker::Error>(())
+//! ```
+//!
+//! Layering: `cli` -> `Tracker` (this API) -> `rules` (pure) and `store` (the storage seam) ->
+//! `model` (plain data).
+
+pub mod audit;
+pub mod clock;
+pub mod error;
+pub mod export;
+pub mod host;
+pub mod json;
+pub mod model;
+mod mutate;
+pub mod rules;
+pub mod store;
+mod tracker;
+
+pub use clock::{Clock, FakeClock, Now, SystemClock};
+pub use error::{Error, Result};
+pub use host::Actor;
+pub use model::{Change, Item, ItemView, Lease, NewItem, Op, OpKind, Patch, Status};
+pub use mutate::{describe_changes, describe_lease};
+pub use store::redb::{Access, RedbStore};
+pub use tracker::{
+    resolve, ClaimOptions, Guard, ItemDetail, ItemRef, ListQuery, Tracker, DEFAULT_TTL,
+};

@@ -1,0 +1,31 @@
+//! The `tracker` binary: see `tracker --help` and README.md.
+
+mod cli;
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Mutex;
+
+static PANIC_MESSAGE: Mutex<Option<String>> = Mutex::new(None);
+
+fn main() {
+    // A panic inside storage code (a damaged file) is turned into an error by the library; any
+    // other panic is a bug, reported in one line rather than a backtrace dump.
+    std::panic::set_hook(Box::new(|info| {
+        if let Ok(mut m) = PANIC_MESSAGE.lock() {
+            *m = Some(info.to_string());
+        }
+    }));
+    let code = match catch_unwind(AssertUnwindSafe(cli::main)) {
+        Ok(code) => code,
+        Err(_) => {
+            let msg = PANIC_MESSAGE
+                .lock()
+                .ok()
+                .and_then(|m| m.clone())
+                .unwrap_or_default();
+            eprintln!("tracker: internal error (a bug; please report it): {msg}");
+            1
+        }
+    };
+    std::process::exit(code);
+}

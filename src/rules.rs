@@ -1,0 +1,489 @@
+//! Domain rules as plain functions over plain data: lease state, who may claim, readiness,
+//! version checks, and `apply`, which replays one op onto a state. No database, no real clock.
+
+use std::collections::BTreeMap;
+
+use ulid::Ulid;
+
+use crate::clock::Now;
+use crate::model::{Change, Item, Lease, Op, Patch, Status, MAX_PRIORITY};
+
+/// How a lease stands at a given moment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeaseState {
+    /// Its holder owns the item.
+    Live,
+    /// Its deadline has passed; anyone may take the item.
+    Expired,
+    /// Before its deadline, but the process it is tied to is provably gone (same host and boot,
+    /// and that pid no longer runs, or runs another program). `claim --next` and `--steal-stale`
+    /// may take it.
+    HolderGone,
+}
+
+/// Whether a lease's deadline has passed. On the boot that took the lease the monotonic clock
+/// decides, so wall-clock steps change nothing; elsewhere only the wall clock can.
+pub fn lease_expired(lease: &Lease, now: &Now) -> bool {
+    match (&lease.boot_id, &now.boot_id, lease.deadline_mono_ms, now.mono_ms) {
+        (Some(lb), Some(nb), Some(deadline), Some(mono)) if **lb == **nb => mono >= deadline,
+        _ => now.wall_ms >= lease.expires_at,
+    }
+}
+
+/// The state of `lease` at `now`. `holder_gone` says whether its tied process is provably gone;
+/// it is consulted only for a lease that would otherwise be live.
+pub fn lease_state(lease: &Lease, now: &Now, holder_gone: impl Fn(&Lease) -> bool) -> LeaseState {
+    if lease_expired(lease, now) {
+        LeaseState::Expired
+    } else if holder_gone(lease) {
+        LeaseState::HolderGone
+    } else {
+        LeaseState::Live
+    }
+}
+
+/// Who asks for a lease, and with what proof.
+#[derive(Clone, Debug)]
+pub struct Claimant<'a> {
+    pub holder: &'a str,
+    /// The holder name tells this actor apart from others (named, or from a terminal).
+    pub distinct: bool,
+    /// A fencing token the claimant presents, proving it holds the current lease.
+    pub token: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClaimFlags {
+    pub steal_stale: bool,
+    pub force: bool,
+}
+
+/// What a claim will do to the item's lease.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClaimAction {
+    /// No lease, or only an expired one: a fresh acquisition.
+    Acquire,
+    /// The claimant already holds the live lease: extend it, same token.
+    Renew,
+    /// The holder is provably gone: take the lease over with a new token.
+    Steal,
+    /// `--force` over another holder's live lease.
+    Evict,
+}
+
+/// Why a claim is refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClaimRefusal {
+    NotOpen(Status),
+    HeldByOther,
+    /// Same holder name, but nothing proves the claimant is that holder.
+    SameNameUnproven,
+    /// The holder is gone, but the claimant did not ask to steal.
+    HolderGoneNeedsSteal,
+}
+
+/// Decides a claim from the item's status, its current lease and that lease's state.
+pub fn decide_claim(
+    status: Status,
+    current: Option<(&Lease, LeaseState)>,
+    who: &Claimant,
+    flags: ClaimFlags,
+) -> Result<ClaimAction, ClaimRefusal> {
+    if status != Status::Open {
+        return Err(ClaimRefusal::NotOpen(status));
+    }
+    let Some((lease, state)) = current else {
+        return Ok(ClaimAction::Acquire);
+    };
+    let proven_same = who.token == Some(lease.token) || (lease.holder == who.holder && who.distinct);
+    match state {
+        LeaseState::Expired => Ok(ClaimAction::Acquire),
+        LeaseState::Live | LeaseState::HolderGone if proven_same => Ok(ClaimAction::Renew),
+        _ if flags.force => Ok(ClaimAction::Evict),
+        LeaseState::HolderGone if flags.steal_stale => Ok(ClaimAction::Steal),
+        LeaseState::HolderGone => Err(ClaimRefusal::HolderGoneNeedsSteal),
+        LeaseState::Live if lease.holder == who.holder => Err(ClaimRefusal::SameNameUnproven),
+        LeaseState::Live => Err(ClaimRefusal::HeldByOther),
+    }
+}
+
+/// Whether `who` may act on (renew, release, finish) an item whose lease is `lease`.
+/// A presented token must be the lease's; without one, the holder name must match.
+pub fn holds(lease: &Lease, holder: &str, token: Option<u64>) -> bool {
+    match token {
+        Some(t) => t == lease.token,
+        None => lease.holder == holder,
+    }
+}
+
+/// A ready item is open, is not waiting on an open item, and has no live lease (checked apart).
+pub fn is_unblocked_open(item: &Item, blocker_status: impl Fn(&Ulid) -> Option<Status>) -> bool {
+    item.status == Status::Open
+        && item
+            .blocked_by
+            .iter()
+            .all(|b| blocker_status(b) != Some(Status::Open))
+}
+
+pub fn validate_title(title: &str) -> Result<String, String> {
+    let t = title.trim();
+    if t.is_empty() {
+        return Err("the title is empty; give the item a short description".into());
+    }
+    if t.len() > 4096 {
+        return Err(format!(
+            "the title is {} bytes long; keep it under 4096 and put details in --body",
+            t.len()
+        ));
+    }
+    if t.chars().any(|c| c.is_control()) {
+        return Err("the title contains control characters (newlines, escapes); put multi-line text in --body".into());
+    }
+    Ok(t.to_string())
+}
+
+pub fn validate_label(label: &str) -> Result<String, String> {
+    let l = label.trim();
+    if l.is_empty() || l.len() > 100 || l.chars().any(|c| c.is_control() || c == ',') {
+        return Err(format!(
+            "invalid label {label:?}: labels are 1 to 100 characters, with no commas or control characters"
+        ));
+    }
+    Ok(l.to_string())
+}
+
+pub fn validate_body(body: &str) -> Result<(), String> {
+    const MAX: usize = 1 << 20;
+    if body.len() > MAX {
+        return Err(format!(
+            "the body is {} bytes; the limit is {MAX} bytes",
+            body.len()
+        ));
+    }
+    Ok(())
+}
+
+pub fn validate_priority(p: u8) -> Result<u8, String> {
+    if p > MAX_PRIORITY {
+        return Err(format!(
+            "priority {p} is out of range: use 0 (highest) to {MAX_PRIORITY}"
+        ));
+    }
+    Ok(p)
+}
+
+/// The changes that `patch` makes to `item`; fields already as asked produce no change.
+pub fn patch_changes(item: &Item, patch: &Patch) -> Vec<Change> {
+    let mut changes = Vec::new();
+    if let Some(t) = &patch.title {
+        if *t != item.title {
+            changes.push(Change::Title {
+                old: item.title.clone(),
+                new: t.clone(),
+            });
+        }
+    }
+    if let Some(b) = &patch.body {
+        if *b != item.body {
+            changes.push(Change::Body {
+                old: item.body.clone(),
+                new: b.clone(),
+            });
+        }
+    }
+    if let Some(p) = patch.priority {
+        if p != item.priority {
+            changes.push(Change::Priority {
+                old: item.priority,
+                new: p,
+            });
+        }
+    }
+    if let Some(s) = patch.status {
+        if s != item.status {
+            changes.push(Change::Status {
+                old: item.status,
+                new: s,
+            });
+        }
+    }
+    let mut labels = item.labels.clone();
+    for l in &patch.add_labels {
+        if !labels.contains(l) {
+            labels.push(l.clone());
+            changes.push(Change::LabelAdded { label: l.clone() });
+        }
+    }
+    for l in &patch.remove_labels {
+        if let Some(i) = labels.iter().position(|x| x == l) {
+            labels.remove(i);
+            changes.push(Change::LabelRemoved { label: l.clone() });
+        }
+    }
+    changes
+}
+
+/// Applies one change to an item and its lease slot.
+pub fn apply_change(item: &mut Item, lease: &mut Option<Lease>, change: &Change) {
+    match change {
+        Change::Created { item: new } => *item = new.clone(),
+        Change::Replaced { new, .. } => *item = (**new).clone(),
+        Change::Title { new, .. } => item.title = new.clone(),
+        Change::Body { new, .. } => item.body = new.clone(),
+        Change::Priority { new, .. } => item.priority = *new,
+        Change::Status { new, .. } => item.status = *new,
+        Change::LabelAdded { label } => {
+            if !item.labels.contains(label) {
+                item.labels.push(label.clone());
+            }
+        }
+        Change::LabelRemoved { label } => item.labels.retain(|l| l != label),
+        Change::BlockerAdded { blocker } => {
+            if !item.blocked_by.contains(blocker) {
+                item.blocked_by.push(*blocker);
+            }
+        }
+        Change::BlockerRemoved { blocker } => item.blocked_by.retain(|b| b != blocker),
+        Change::LeaseSet { new, .. } => *lease = Some(new.clone()),
+        Change::LeaseCleared { .. } => *lease = None,
+    }
+}
+
+/// Applies an op's changes to its item and lease and stamps the item with the op's version and
+/// time. Commands and replay both go through here, so they cannot disagree.
+pub fn apply_op_to(item: &mut Item, lease: &mut Option<Lease>, op: &Op) {
+    for change in &op.changes {
+        apply_change(item, lease, change);
+    }
+    item.version = op.version_after;
+    // A whole item brought in by import keeps its own times.
+    let whole = op
+        .changes
+        .iter()
+        .any(|c| matches!(c, Change::Created { .. } | Change::Replaced { .. }));
+    if !whole {
+        item.updated_at = op.at;
+    }
+}
+
+/// Everything the ops log determines: items, leases and counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct State {
+    pub items: BTreeMap<Ulid, Item>,
+    pub leases: BTreeMap<Ulid, Lease>,
+    pub last_seq: u64,
+    pub last_num: u64,
+    pub last_token: u64,
+}
+
+/// Why an op cannot follow the state it is applied to.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ApplyError {
+    #[error("op {seq}: expected sequence number {expected}")]
+    SeqGap { seq: u64, expected: u64 },
+    #[error("op {seq}: item {item} does not exist")]
+    UnknownItem { seq: u64, item: Ulid },
+    #[error("op {seq}: item {item} already exists")]
+    DuplicateItem { seq: u64, item: Ulid },
+    #[error("op {seq}: item {item} is at version {actual}, the op expects {expected}")]
+    VersionMismatch {
+        seq: u64,
+        item: Ulid,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("op {seq}: version goes from {before} to {after}, not by one")]
+    VersionStep { seq: u64, before: u64, after: u64 },
+    #[error("op {seq}: fencing token {token} does not exceed the last one, {last}")]
+    TokenNotIncreasing { seq: u64, token: u64, last: u64 },
+    #[error("op {seq}: number {num} is already used")]
+    DuplicateNum { seq: u64, num: u64 },
+}
+
+/// Replays one op onto `state`, checking that it fits: the next sequence number, the item's
+/// version, and a fresh fencing token for every new acquisition.
+pub fn apply(state: &mut State, op: &Op) -> Result<(), ApplyError> {
+    let seq = op.seq;
+    if seq != state.last_seq + 1 {
+        return Err(ApplyError::SeqGap {
+            seq,
+            expected: state.last_seq + 1,
+        });
+    }
+    if op.version_after != op.version_before + 1 {
+        return Err(ApplyError::VersionStep {
+            seq,
+            before: op.version_before,
+            after: op.version_after,
+        });
+    }
+    let creating = op
+        .changes
+        .iter()
+        .find_map(|c| match c {
+            Change::Created { item } => Some(item),
+            _ => None,
+        });
+    let mut item = match (state.items.get(&op.item), creating) {
+        (Some(_), Some(_)) => return Err(ApplyError::DuplicateItem { seq, item: op.item }),
+        (None, None) => return Err(ApplyError::UnknownItem { seq, item: op.item }),
+        (None, Some(created)) => {
+            if created.num <= state.last_num
+                && state.items.values().any(|i| i.num == created.num)
+            {
+                return Err(ApplyError::DuplicateNum {
+                    seq,
+                    num: created.num,
+                });
+            }
+            state.last_num = state.last_num.max(created.num);
+            created.clone()
+        }
+        (Some(existing), None) => existing.clone(),
+    };
+    if creating.is_none() && item.version != op.version_before {
+        return Err(ApplyError::VersionMismatch {
+            seq,
+            item: op.item,
+            expected: op.version_before,
+            actual: item.version,
+        });
+    }
+    let mut lease = state.leases.get(&op.item).cloned();
+    for change in &op.changes {
+        if let Change::LeaseSet { old, new } = change {
+            let renewal = old.as_ref().is_some_and(|o| o.token == new.token);
+            if !renewal {
+                if new.token <= state.last_token {
+                    return Err(ApplyError::TokenNotIncreasing {
+                        seq,
+                        token: new.token,
+                        last: state.last_token,
+                    });
+                }
+                state.last_token = new.token;
+            }
+        }
+    }
+    apply_op_to(&mut item, &mut lease, op);
+    state.items.insert(op.item, item);
+    match lease {
+        Some(l) => state.leases.insert(op.item, l),
+        None => state.leases.remove(&op.item),
+    };
+    state.last_seq = seq;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn lease(holder: &str, token: u64) -> Lease {
+        Lease {
+            holder: holder.into(),
+            token,
+            acquired_at: 0,
+            renewed_at: 0,
+            expires_at: 60_000,
+            ttl_ms: 60_000,
+            host: "h".into(),
+            pid: None,
+            pid_start: None,
+            boot_id: Some("b1".into()),
+            deadline_mono_ms: Some(1_060_000),
+        }
+    }
+
+    fn now(wall: i64, mono: u64, boot: &str) -> Now {
+        Now {
+            wall_ms: wall,
+            mono_ms: Some(mono),
+            boot_id: Some(Arc::from(boot)),
+        }
+    }
+
+    #[test]
+    fn wall_clock_jump_forward_does_not_expire_a_lease_on_the_same_boot() {
+        let l = lease("a", 1);
+        assert!(!lease_expired(&l, &now(60_000 + 3_600_000, 1_030_000, "b1")));
+        assert!(lease_expired(&l, &now(60_000, 1_060_000, "b1")));
+    }
+
+    #[test]
+    fn wall_clock_jump_back_does_not_keep_a_dead_lease() {
+        let l = lease("a", 1);
+        assert!(lease_expired(&l, &now(-3_600_000, 1_070_000, "b1")));
+    }
+
+    #[test]
+    fn another_boot_falls_back_to_the_wall_clock() {
+        let l = lease("a", 1);
+        assert!(!lease_expired(&l, &now(59_000, 5, "b2")));
+        assert!(lease_expired(&l, &now(60_000, 5, "b2")));
+    }
+
+    #[test]
+    fn claim_decisions() {
+        let l = lease("ana", 7);
+        let ana = Claimant {
+            holder: "ana",
+            distinct: true,
+            token: None,
+        };
+        let anon_ana = Claimant {
+            distinct: false,
+            ..ana.clone()
+        };
+        let bob = Claimant {
+            holder: "bob",
+            distinct: true,
+            token: None,
+        };
+        let none = ClaimFlags::default();
+        let live = Some((&l, LeaseState::Live));
+        assert_eq!(decide_claim(Status::Open, live, &ana, none), Ok(ClaimAction::Renew));
+        assert_eq!(
+            decide_claim(Status::Open, live, &anon_ana, none),
+            Err(ClaimRefusal::SameNameUnproven)
+        );
+        let with_token = Claimant {
+            token: Some(7),
+            ..anon_ana.clone()
+        };
+        assert_eq!(decide_claim(Status::Open, live, &with_token, none), Ok(ClaimAction::Renew));
+        assert_eq!(
+            decide_claim(Status::Open, live, &bob, none),
+            Err(ClaimRefusal::HeldByOther)
+        );
+        let force = ClaimFlags {
+            force: true,
+            ..none
+        };
+        assert_eq!(decide_claim(Status::Open, live, &bob, force), Ok(ClaimAction::Evict));
+        let gone = Some((&l, LeaseState::HolderGone));
+        assert_eq!(
+            decide_claim(Status::Open, gone, &bob, none),
+            Err(ClaimRefusal::HolderGoneNeedsSteal)
+        );
+        let steal = ClaimFlags {
+            steal_stale: true,
+            ..none
+        };
+        assert_eq!(decide_claim(Status::Open, gone, &bob, steal), Ok(ClaimAction::Steal));
+        let expired = Some((&l, LeaseState::Expired));
+        assert_eq!(decide_claim(Status::Open, expired, &bob, none), Ok(ClaimAction::Acquire));
+        assert_eq!(
+            decide_claim(Status::Done, None, &bob, none),
+            Err(ClaimRefusal::NotOpen(Status::Done))
+        );
+    }
+
+    #[test]
+    fn titles_are_checked() {
+        assert!(validate_title("  ").is_err());
+        assert!(validate_title("a\x1b[31mred").is_err());
+        assert_eq!(validate_title("  fix it ").unwrap(), "fix it");
+    }
+}

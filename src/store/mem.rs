@@ -1,0 +1,186 @@
+//! An in-memory backend: the reference the conformance suite holds the redb file to, and a fast
+//! store for tests of the rules above the seam. A write works on a copy that replaces the state
+//! only when the closure succeeds, so a failed command changes nothing, as in redb.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+
+use ulid::Ulid;
+
+use super::{Counter, IdempotencyRecord, ReadTxn, Storage, Visit, WriteTxn};
+use crate::error::Result;
+use crate::model::{Item, Lease, Op, Status};
+
+#[derive(Clone, Debug, Default)]
+struct Tables {
+    format: Option<u64>,
+    counters: BTreeMap<&'static str, u64>,
+    items: BTreeMap<Ulid, Item>,
+    nums: BTreeMap<u64, Ulid>,
+    leases: BTreeMap<Ulid, Lease>,
+    ops: BTreeMap<u64, Op>,
+    ready: BTreeMap<(u8, u64), Ulid>,
+    blocks: BTreeSet<(Ulid, Ulid)>,
+    idempotency: BTreeMap<String, IdempotencyRecord>,
+}
+
+#[derive(Debug, Default)]
+pub struct MemStore {
+    tables: Mutex<Tables>,
+}
+
+impl MemStore {
+    /// An initialised, empty tracker.
+    pub fn new() -> MemStore {
+        let store = MemStore::default();
+        store
+            .write(|t| t.set_format_version(super::FORMAT_VERSION))
+            .expect("an in-memory write cannot fail");
+        store
+    }
+}
+
+impl Storage for MemStore {
+    fn read<T>(&self, f: impl FnOnce(&dyn ReadTxn) -> Result<T>) -> Result<T> {
+        let snapshot = self.tables.lock().unwrap().clone();
+        f(&snapshot)
+    }
+
+    fn write<T>(&self, f: impl FnOnce(&mut dyn WriteTxn) -> Result<T>) -> Result<T> {
+        let mut guard = self.tables.lock().unwrap();
+        let mut copy = guard.clone();
+        let out = f(&mut copy)?;
+        *guard = copy;
+        Ok(out)
+    }
+}
+
+fn visit<T>(iter: impl Iterator<Item = T>, f: Visit<T>) -> Result<()> {
+    for x in iter {
+        if !f(x)? {
+            break;
+        }
+    }
+    Ok(())
+}
+
+impl ReadTxn for Tables {
+    fn format_version(&self) -> Result<Option<u64>> {
+        Ok(self.format)
+    }
+    fn counter(&self, counter: Counter) -> Result<u64> {
+        Ok(self.counters.get(counter.key()).copied().unwrap_or(0))
+    }
+    fn item(&self, id: Ulid) -> Result<Option<Item>> {
+        Ok(self.items.get(&id).cloned())
+    }
+    fn id_by_num(&self, num: u64) -> Result<Option<Ulid>> {
+        Ok(self.nums.get(&num).copied())
+    }
+    fn ids_between(&self, lo: Ulid, hi: Ulid, limit: usize) -> Result<Vec<Ulid>> {
+        Ok(self.items.range(lo..=hi).map(|(k, _)| *k).take(limit).collect())
+    }
+    fn lease(&self, id: Ulid) -> Result<Option<Lease>> {
+        Ok(self.leases.get(&id).cloned())
+    }
+    fn leases(&self) -> Result<Vec<(Ulid, Lease)>> {
+        Ok(self.leases.iter().map(|(k, v)| (*k, v.clone())).collect())
+    }
+    fn visit_ready(&self, f: Visit<Ulid>) -> Result<()> {
+        visit(self.ready.values().copied(), f)
+    }
+    fn visit_status(&self, status: Status, f: Visit<Ulid>) -> Result<()> {
+        let ids = self.nums.values().filter(|id| self.items[id].status == status);
+        visit(ids.copied(), f)
+    }
+    fn visit_label(&self, label: &str, f: Visit<Ulid>) -> Result<()> {
+        let ids = self
+            .nums
+            .values()
+            .filter(|id| self.items[id].labels.iter().any(|l| l == label));
+        visit(ids.copied(), f)
+    }
+    fn visit_items(&self, f: Visit<Item>) -> Result<()> {
+        visit(self.nums.values().map(|id| self.items[id].clone()), f)
+    }
+    fn dependents(&self, id: Ulid) -> Result<Vec<Ulid>> {
+        Ok(self
+            .blocks
+            .range((id, Ulid(0))..=(id, Ulid(u128::MAX)))
+            .map(|(_, d)| *d)
+            .collect())
+    }
+    fn visit_ops(&self, from: u64, f: Visit<Op>) -> Result<()> {
+        visit(self.ops.range(from..).map(|(_, op)| op.clone()), f)
+    }
+    fn op_seqs_of(&self, id: Ulid) -> Result<Vec<u64>> {
+        Ok(self
+            .ops
+            .values()
+            .filter(|op| op.item == id)
+            .map(|op| op.seq)
+            .collect())
+    }
+    fn op(&self, seq: u64) -> Result<Option<Op>> {
+        Ok(self.ops.get(&seq).cloned())
+    }
+    fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>> {
+        Ok(self.idempotency.get(key).cloned())
+    }
+    fn item_count(&self) -> Result<u64> {
+        Ok(self.items.len() as u64)
+    }
+}
+
+impl WriteTxn for Tables {
+    fn set_format_version(&mut self, version: u64) -> Result<()> {
+        self.format = Some(version);
+        Ok(())
+    }
+    fn set_counter(&mut self, counter: Counter, value: u64) -> Result<()> {
+        self.counters.insert(counter.key(), value);
+        Ok(())
+    }
+    fn put_item(&mut self, old: Option<&Item>, new: &Item, ready: bool) -> Result<()> {
+        if let Some(o) = old {
+            self.nums.remove(&o.num);
+            self.ready.remove(&(o.priority, o.num));
+            for b in &o.blocked_by {
+                self.blocks.remove(&(*b, o.id));
+            }
+        }
+        self.nums.insert(new.num, new.id);
+        if ready {
+            self.ready.insert((new.priority, new.num), new.id);
+        }
+        for b in &new.blocked_by {
+            self.blocks.insert((*b, new.id));
+        }
+        self.items.insert(new.id, new.clone());
+        Ok(())
+    }
+    fn put_lease(&mut self, id: Ulid, lease: &Lease) -> Result<()> {
+        self.leases.insert(id, lease.clone());
+        Ok(())
+    }
+    fn remove_lease(&mut self, id: Ulid) -> Result<()> {
+        self.leases.remove(&id);
+        Ok(())
+    }
+    fn append_op(&mut self, op: &Op) -> Result<()> {
+        self.ops.insert(op.seq, op.clone());
+        Ok(())
+    }
+    fn put_idempotency(&mut self, key: &str, record: &IdempotencyRecord) -> Result<()> {
+        self.idempotency.insert(key.to_string(), record.clone());
+        Ok(())
+    }
+    fn clear_derived(&mut self) -> Result<()> {
+        self.items.clear();
+        self.nums.clear();
+        self.leases.clear();
+        self.ready.clear();
+        self.blocks.clear();
+        Ok(())
+    }
+}

@@ -1,0 +1,330 @@
+//! The `Tracker` API: every command is one call, and every call that changes something is one
+//! write transaction in which the check, the change and the op are made together.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ulid::Ulid;
+
+use crate::clock::{Clock, Now, SystemClock};
+use crate::error::{Error, Result};
+use crate::host::Actor;
+use crate::model::{
+    Item, ItemView, Lease, Op, Status,
+};
+use crate::rules::{self, LeaseState};
+use crate::store::redb::{Access, RedbStore};
+use crate::store::{ulid_prefix_range, ReadTxn, Storage};
+
+/// How an item is named on the command line: `42`, `#42`, a ULID, or a unique ULID prefix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ItemRef {
+    Num(u64),
+    Prefix(String),
+}
+
+impl ItemRef {
+    pub fn parse(s: &str) -> Result<ItemRef> {
+        let t = s.trim();
+        let digits = t.strip_prefix('#').unwrap_or(t);
+        if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+            return digits
+                .parse()
+                .map(ItemRef::Num)
+                .map_err(|_| Error::Invalid(format!("item number {t:?} is too large")));
+        }
+        if t.is_empty()
+            || t.len() > 26
+            || !t.bytes().all(|b| b.is_ascii_alphanumeric())
+            || ulid_prefix_range(t).is_none()
+        {
+            return Err(Error::Invalid(format!(
+                "{s:?} is not an item: give a number (42 or #42), a ULID, or a ULID prefix"
+            )));
+        }
+        Ok(ItemRef::Prefix(t.to_ascii_uppercase()))
+    }
+}
+
+impl std::fmt::Display for ItemRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ItemRef::Num(n) => write!(f, "#{n}"),
+            ItemRef::Prefix(p) => f.write_str(p),
+        }
+    }
+}
+
+/// Preconditions a caller can put on a change.
+#[derive(Clone, Debug, Default)]
+pub struct Guard {
+    /// Compare-and-swap: refuse unless the item is at this version.
+    pub if_version: Option<u64>,
+    /// Fencing: refuse unless this is the live lease's token.
+    pub token: Option<u64>,
+    /// A repeat with the same key and arguments returns the first result and writes nothing.
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ClaimOptions {
+    pub ttl: Duration,
+    pub steal_stale: bool,
+    pub force: bool,
+    /// Tie the lease to this process; it ends early once the process is gone.
+    pub pid: Option<u32>,
+    pub guard: Guard,
+}
+
+impl Default for ClaimOptions {
+    fn default() -> Self {
+        ClaimOptions {
+            ttl: DEFAULT_TTL,
+            steal_stale: false,
+            force: false,
+            pid: None,
+            guard: Guard::default(),
+        }
+    }
+}
+
+pub const DEFAULT_TTL: Duration = Duration::from_secs(15 * 60);
+
+/// Which items `list` shows.
+#[derive(Clone, Debug, Default)]
+pub struct ListQuery {
+    /// `None` means every status; the CLI defaults to open.
+    pub status: Option<Status>,
+    pub ready: bool,
+    pub claimed: bool,
+    pub label: Option<String>,
+    pub holder: Option<String>,
+    pub limit: Option<usize>,
+}
+
+/// `show`: the item, what it blocks, and its latest ops.
+#[derive(Clone, Debug)]
+pub struct ItemDetail {
+    pub view: ItemView,
+    /// (number, identity) of the items waiting for this one.
+    pub blocks: Vec<(u64, Ulid)>,
+    /// The lease on file even when not live (expired or holder gone), with its state.
+    pub lease: Option<(Lease, LeaseState)>,
+    pub recent_ops: Vec<Op>,
+}
+
+type AliveProbe = Arc<dyn Fn(u32, Option<u64>) -> bool + Send + Sync>;
+
+/// A tracker: a store, a clock, and who is acting.
+pub struct Tracker<S: Storage = RedbStore> {
+    pub(crate) store: S,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) actor: Actor,
+    pub(crate) host: String,
+    alive: AliveProbe,
+}
+
+impl Tracker<RedbStore> {
+    /// Creates a tracker file at `path`; refuses to overwrite anything.
+    pub fn init(path: &Path, lock_timeout: Duration) -> Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::io(format!("{}: cannot create directory", dir.display()), e))?;
+        }
+        Ok(Tracker::with_store(RedbStore::create(path, lock_timeout)?))
+    }
+
+    /// Opens an existing tracker file; read-only handles work on read-only files.
+    pub fn open(path: &Path, access: Access, lock_timeout: Duration) -> Result<Self> {
+        Ok(Tracker::with_store(RedbStore::open(path, access, lock_timeout)?))
+    }
+}
+
+impl<S: Storage> Tracker<S> {
+    /// A tracker over any backend, with the system clock and this process's default actor.
+    pub fn with_store(store: S) -> Self {
+        Tracker {
+            store,
+            clock: Arc::new(SystemClock::new()),
+            actor: Actor::default_for_this_process(),
+            host: crate::host::hostname(),
+            alive: Arc::new(crate::host::process_alive),
+        }
+    }
+
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    pub fn with_actor(mut self, actor: Actor) -> Self {
+        self.actor = actor;
+        self
+    }
+
+    /// Replaces the check of whether a lease's process still runs (tests simulate deaths).
+    pub fn with_alive_probe(mut self, probe: AliveProbe) -> Self {
+        self.alive = probe;
+        self
+    }
+
+    pub fn actor(&self) -> &Actor {
+        &self.actor
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    pub fn now(&self) -> Now {
+        self.clock.now()
+    }
+
+    /// The state of a lease now, as this host sees it.
+    pub fn lease_state(&self, lease: &Lease, now: &Now) -> LeaseState {
+        rules::lease_state(lease, now, |l| self.holder_gone(l, now))
+    }
+
+    fn holder_gone(&self, lease: &Lease, now: &Now) -> bool {
+        let same_boot = matches!((&lease.boot_id, &now.boot_id), (Some(a), Some(b)) if **a == **b);
+        match lease.pid {
+            Some(pid) if same_boot && lease.host == self.host => !(self.alive)(pid, lease.pid_start),
+            _ => false,
+        }
+    }
+
+    // ---- reads -------------------------------------------------------------------------------
+
+    pub fn show(&self, item: &ItemRef) -> Result<ItemDetail> {
+        let now = self.now();
+        self.store.read(|t| {
+            let id = resolve(t, item)?;
+            let view = self.view(t, id, &now)?;
+            let mut blocks = Vec::new();
+            for d in t.dependents(id)? {
+                if let Some(i) = t.item(d)? {
+                    blocks.push((i.num, d));
+                }
+            }
+            blocks.sort();
+            let lease = t.lease(id)?.map(|l| {
+                let st = self.lease_state(&l, &now);
+                (l, st)
+            });
+            let seqs = t.op_seqs_of(id)?;
+            let mut recent_ops = Vec::new();
+            for seq in seqs.iter().rev().take(5).rev() {
+                if let Some(op) = t.op(*seq)? {
+                    recent_ops.push(op);
+                }
+            }
+            Ok(ItemDetail {
+                view,
+                blocks,
+                lease,
+                recent_ops,
+            })
+        })
+    }
+
+    pub fn get(&self, item: &ItemRef) -> Result<ItemView> {
+        let now = self.now();
+        self.store.read(|t| {
+            let id = resolve(t, item)?;
+            self.view(t, id, &now)
+        })
+    }
+
+    pub fn list(&self, q: &ListQuery) -> Result<Vec<ItemView>> {
+        let now = self.now();
+        let limit = q.limit.unwrap_or(usize::MAX);
+        self.store.read(|t| {
+            let mut out = Vec::new();
+            if limit == 0 {
+                return Ok(out);
+            }
+            let mut consider = |id: Ulid| -> Result<bool> {
+                let v = self.view(t, id, &now)?;
+                let keep = q.status.is_none_or(|s| v.item.status == s)
+                    && (!q.ready || v.claim.is_none())
+                    && (!q.claimed || v.claim.is_some())
+                    && q.label.as_ref().is_none_or(|l| v.item.labels.contains(l))
+                    && q.holder.as_ref().is_none_or(|h| {
+                        v.claim.as_ref().is_some_and(|c| &c.holder == h)
+                    });
+                if keep {
+                    out.push(v);
+                }
+                Ok(out.len() < limit)
+            };
+            if q.ready {
+                t.visit_ready(&mut consider)?;
+            } else if q.claimed || q.holder.is_some() {
+                let mut ids: Vec<(u64, Ulid)> = Vec::new();
+                for (id, _) in t.leases()? {
+                    if let Some(i) = t.item(id)? {
+                        ids.push((i.num, id));
+                    }
+                }
+                ids.sort();
+                for (_, id) in ids {
+                    if !consider(id)? {
+                        break;
+                    }
+                }
+            } else if let Some(label) = &q.label {
+                t.visit_label(label, &mut consider)?;
+            } else if let Some(s) = q.status {
+                t.visit_status(s, &mut consider)?;
+            } else {
+                t.visit_items(&mut |i: Item| consider(i.id))?;
+            }
+            Ok(out)
+        })
+    }
+
+    pub(crate) fn view(&self, t: &dyn ReadTxn, id: Ulid, now: &Now) -> Result<ItemView> {
+        let item = t
+            .item(id)?
+            .ok_or_else(|| Error::NotFound(format!("no item {id}")))?;
+        let claim = t
+            .lease(id)?
+            .filter(|l| self.lease_state(l, now) == LeaseState::Live);
+        let mut blocked_by_nums = Vec::with_capacity(item.blocked_by.len());
+        let mut blocked = false;
+        for b in &item.blocked_by {
+            if let Some(bi) = t.item(*b)? {
+                blocked_by_nums.push(bi.num);
+                blocked |= bi.status == Status::Open;
+            }
+        }
+        Ok(ItemView {
+            item,
+            claim,
+            blocked_by_nums,
+            blocked,
+        })
+    }
+}
+
+/// Finds the item `r` names.
+pub fn resolve(t: &dyn ReadTxn, r: &ItemRef) -> Result<Ulid> {
+    match r {
+        ItemRef::Num(n) => t
+            .id_by_num(*n)?
+            .ok_or_else(|| Error::NotFound(format!("no item #{n}; `tracker list --status all` shows every item"))),
+        ItemRef::Prefix(p) => {
+            let (lo, hi) = ulid_prefix_range(p)
+                .ok_or_else(|| Error::Invalid(format!("{p:?} is not a ULID prefix")))?;
+            let ids = t.ids_between(lo, hi, 2)?;
+            match ids.as_slice() {
+                [one] => Ok(*one),
+                [] => Err(Error::NotFound(format!("no item with an id starting {p}"))),
+                _ => Err(Error::Invalid(format!(
+                    "{p} is ambiguous: more than one item id starts with it; give more characters"
+                ))),
+            }
+        }
+    }
+}
