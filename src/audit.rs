@@ -39,7 +39,12 @@ pub struct Board {
 
 impl<S: Storage> Tracker<S> {
     /// Ops oldest first, from `since` on, of one item or all, at most `limit`.
-    pub fn log(&self, item: Option<&ItemRef>, since: u64, limit: Option<usize>) -> Result<Vec<(Op, Option<u64>)>> {
+    pub fn log(
+        &self,
+        item: Option<&ItemRef>,
+        since: u64,
+        limit: Option<usize>,
+    ) -> Result<Vec<(Op, Option<u64>)>> {
         let limit = limit.unwrap_or(usize::MAX);
         self.store.read(|t| {
             let mut nums: BTreeMap<Ulid, Option<u64>> = BTreeMap::new();
@@ -111,7 +116,9 @@ impl<S: Storage> Tracker<S> {
     pub fn rebuild(&self) -> Result<VerifyReport> {
         self.store.write(|t| {
             let state = replay(t).map_err(|p| {
-                Error::Data(format!("the ops log itself is inconsistent, so it cannot rebuild: {p}"))
+                Error::Data(format!(
+                    "the ops log itself is inconsistent, so it cannot rebuild: {p}"
+                ))
             })?;
             t.clear_derived()?;
             for item in state.items.values() {
@@ -119,7 +126,8 @@ impl<S: Storage> Tracker<S> {
             }
             // Readiness depends on other items, so it is set once they are all in place.
             for item in state.items.values() {
-                let ready = rules::is_unblocked_open(item, |b| state.items.get(b).map(|i| i.status));
+                let ready =
+                    rules::is_unblocked_open(item, |b| state.items.get(b).map(|i| i.status));
                 t.put_item(Some(item), item, ready)?;
             }
             for (id, lease) in &state.leases {
@@ -212,7 +220,10 @@ fn check_tables(t: &dyn ReadTxn, state: &State, problems: &mut Vec<String>) -> R
             problems.push(format!("number #{} is used twice", item.num));
         }
         match state.items.get(&item.id) {
-            None => problems.push(format!("item #{} ({}) is in the table but not in the log", item.num, item.id)),
+            None => problems.push(format!(
+                "item #{} ({}) is in the table but not in the log",
+                item.num, item.id
+            )),
             Some(replayed) if *replayed != item => problems.push(format!(
                 "item #{} differs from its replay: table has version {}, log gives version {}",
                 item.num, item.version, replayed.version
@@ -243,7 +254,10 @@ fn check_tables(t: &dyn ReadTxn, state: &State, problems: &mut Vec<String>) -> R
     ] {
         let actual = t.counter(counter)?;
         if actual != expected {
-            problems.push(format!("counter {} is {actual}, the log gives {expected}", counter.key()));
+            problems.push(format!(
+                "counter {} is {actual}, the log gives {expected}",
+                counter.key()
+            ));
         }
     }
     let mut ready = Vec::new();
@@ -273,8 +287,15 @@ fn check_tables(t: &dyn ReadTxn, state: &State, problems: &mut Vec<String>) -> R
             Ok(true)
         })?;
         let want = state.items.values().filter(|i| i.status == status).count();
-        if ids.len() != want || ids.iter().any(|id| state.items.get(id).is_none_or(|i| i.status != status)) {
-            problems.push(format!("status index for {} is out of step with the items", status.as_str()));
+        if ids.len() != want
+            || ids
+                .iter()
+                .any(|id| state.items.get(id).is_none_or(|i| i.status != status))
+        {
+            problems.push(format!(
+                "status index for {} is out of step with the items",
+                status.as_str()
+            ));
         }
     }
     let mut want_deps: BTreeMap<Ulid, Vec<Ulid>> = BTreeMap::new();

@@ -206,9 +206,12 @@ mod tests {
         assert_eq!(format_rfc3339(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(
             format_rfc3339(1_795_443_900_123),
-            "2026-11-22T14:25:00.123Z"
+            "2026-11-23T14:25:00.123Z"
         );
-        assert_eq!(parse_rfc3339("2026-11-22T14:25:00Z"), Some(1_795_443_900_000));
+        assert_eq!(
+            parse_rfc3339("2026-11-22T14:25:00Z"),
+            Some(1_795_357_500_000)
+        );
         assert_eq!(parse_rfc3339("yesterday"), None);
     }
 

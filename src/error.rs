@@ -88,7 +88,9 @@ impl Error {
         let text = err.to_string();
         let path = path.display();
         if text.contains("No space left") {
-            Error::Internal(format!("{path}: the disk is full ({text}); nothing was changed"))
+            Error::Internal(format!(
+                "{path}: the disk is full ({text}); nothing was changed"
+            ))
         } else if text.contains("Permission denied") || text.contains("Read-only file system") {
             Error::Internal(format!("{path}: {text}; nothing was changed"))
         } else if text.to_lowercase().contains("corrupt") {

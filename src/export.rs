@@ -33,7 +33,12 @@ struct ExportDoc {
 impl<S: Storage> Tracker<S> {
     /// Writes the whole tracker as one JSON document (or JSON Lines: a header line, then one item
     /// per line), in number order, from one snapshot. `progress` is called after each item.
-    pub fn export(&self, out: &mut dyn Write, jsonl: bool, progress: &mut dyn FnMut(u64, u64)) -> Result<u64> {
+    pub fn export(
+        &self,
+        out: &mut dyn Write,
+        jsonl: bool,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<u64> {
         let now = self.now();
         let io = |e: std::io::Error| Error::io("cannot write the export", e);
         self.store.read(|t| {
@@ -45,7 +50,8 @@ impl<S: Storage> Tracker<S> {
                 item_count: t.item_count()?,
             };
             let mut w = BufWriter::with_capacity(1 << 16, out);
-            let header_json = serde_json::to_string(&header).map_err(|e| Error::Internal(e.to_string()))?;
+            let header_json =
+                serde_json::to_string(&header).map_err(|e| Error::Internal(e.to_string()))?;
             if jsonl {
                 writeln!(w, "{header_json}").map_err(io)?;
             } else {
@@ -58,7 +64,8 @@ impl<S: Storage> Tracker<S> {
                 let view = self.view(t, item.id, &now)?;
                 let json = ItemJson::from(&view);
                 if !jsonl {
-                    w.write_all(if n == 0 { b"\n" } else { b",\n" }).map_err(io)?;
+                    w.write_all(if n == 0 { b"\n" } else { b",\n" })
+                        .map_err(io)?;
                 }
                 serde_json::to_writer(&mut w, &json).map_err(|e| Error::Internal(e.to_string()))?;
                 if jsonl {
@@ -78,17 +85,29 @@ impl<S: Storage> Tracker<S> {
 
     /// Exports to `path` through a temporary file that is synced and renamed into place, so a
     /// reader (or a crash) sees the old file or the whole new one, never half of one.
-    pub fn export_to_path(&self, path: &Path, jsonl: bool, progress: &mut dyn FnMut(u64, u64)) -> Result<u64> {
-        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    pub fn export_to_path(
+        &self,
+        path: &Path,
+        jsonl: bool,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<u64> {
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
         let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
         let io = |what: &str, e| Error::io(format!("{}: {what}", tmp.display()), e);
         let result = (|| {
             let mut f = std::fs::File::create(&tmp).map_err(|e| io("cannot create", e))?;
             let n = self.export(&mut f, jsonl, progress)?;
             f.sync_all().map_err(|e| io("cannot sync", e))?;
-            std::fs::rename(&tmp, path)
-                .map_err(|e| Error::io(format!("{}: cannot rename into place", path.display()), e))?;
+            std::fs::rename(&tmp, path).map_err(|e| {
+                Error::io(format!("{}: cannot rename into place", path.display()), e)
+            })?;
             if let Ok(d) = std::fs::File::open(dir) {
                 let _ = d.sync_all();
             }
@@ -117,7 +136,10 @@ impl<S: Storage> Tracker<S> {
             let mut touched = Vec::new();
             for (mut item, blocker_nums) in incoming.clone() {
                 if item.blocked_by.is_empty() {
-                    item.blocked_by = blocker_nums.iter().filter_map(|n| by_num.get(n).copied()).collect();
+                    item.blocked_by = blocker_nums
+                        .iter()
+                        .filter_map(|n| by_num.get(n).copied())
+                        .collect();
                 }
                 match t.item(item.id)? {
                     None => {
@@ -125,7 +147,15 @@ impl<S: Storage> Tracker<S> {
                         t.set_counter(Counter::LastNum, num)?;
                         item.num = num;
                         let id = item.id;
-                        self.commit(t, &now, OpKind::Import, None, None, id, vec![Change::Created { item }])?;
+                        self.commit(
+                            t,
+                            &now,
+                            OpKind::Import,
+                            None,
+                            None,
+                            id,
+                            vec![Change::Created { item }],
+                        )?;
                         touched.push(id);
                         report.created += 1;
                     }
@@ -142,7 +172,15 @@ impl<S: Storage> Tracker<S> {
                             old: Box::new(local.clone()),
                             new: Box::new(new),
                         };
-                        self.commit(t, &now, OpKind::Import, Some(&local), lease, id, vec![change])?;
+                        self.commit(
+                            t,
+                            &now,
+                            OpKind::Import,
+                            Some(&local),
+                            lease,
+                            id,
+                            vec![change],
+                        )?;
                         touched.push(id);
                         report.replaced += 1;
                     }
@@ -198,7 +236,8 @@ fn parse_export(text: &str) -> Result<Vec<ItemJson>> {
     let first_line = text.lines().next().unwrap_or_default();
     let is_jsonl = serde_json::from_str::<ExportHeader>(first_line).is_ok();
     let (format, version, items) = if is_jsonl {
-        let header: ExportHeader = serde_json::from_str(first_line).map_err(|e| json_error(e, 0))?;
+        let header: ExportHeader =
+            serde_json::from_str(first_line).map_err(|e| json_error(e, 0))?;
         let mut items = Vec::new();
         for (i, line) in text.lines().enumerate().skip(1) {
             if line.trim().is_empty() {
@@ -226,12 +265,22 @@ fn parse_export(text: &str) -> Result<Vec<ItemJson>> {
 
 /// An imported item, checked like a new one, with the numbers of its blockers in the source file.
 fn item_from_json(j: &ItemJson, index: usize) -> Result<(Item, Vec<u64>)> {
-    let bad = |what: String| Error::Invalid(format!("item {index} of the import file: {what}; nothing was imported"));
-    let id = Ulid::from_string(&j.id).map_err(|e| bad(format!("id {:?} is not a ULID ({e})", j.id)))?;
+    let bad = |what: String| {
+        Error::Invalid(format!(
+            "item {index} of the import file: {what}; nothing was imported"
+        ))
+    };
+    let id =
+        Ulid::from_string(&j.id).map_err(|e| bad(format!("id {:?} is not a ULID ({e})", j.id)))?;
     let title = rules::validate_title(&j.title).map_err(&bad)?;
     rules::validate_body(&j.body).map_err(&bad)?;
     let priority = rules::validate_priority(j.priority).map_err(&bad)?;
-    let status = Status::parse(&j.status).ok_or_else(|| bad(format!("status {:?} is not open, done or cancelled", j.status)))?;
+    let status = Status::parse(&j.status).ok_or_else(|| {
+        bad(format!(
+            "status {:?} is not open, done or cancelled",
+            j.status
+        ))
+    })?;
     let labels = j
         .labels
         .iter()
@@ -241,7 +290,9 @@ fn item_from_json(j: &ItemJson, index: usize) -> Result<(Item, Vec<u64>)> {
     let blocked_by = j
         .blocked_by_ids
         .iter()
-        .map(|b| Ulid::from_string(b).map_err(|e| bad(format!("blocker {b:?} is not a ULID ({e})"))))
+        .map(|b| {
+            Ulid::from_string(b).map_err(|e| bad(format!("blocker {b:?} is not a ULID ({e})")))
+        })
         .collect::<Result<Vec<_>>>()?;
     let time = |s: &str| parse_rfc3339(s).ok_or_else(|| bad(format!("time {s:?} is not RFC 3339")));
     let item = Item {

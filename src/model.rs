@@ -94,23 +94,50 @@ pub struct Lease {
 #[serde(tag = "change", rename_all = "snake_case")]
 pub enum Change {
     /// The item came into being (by `new`, or by `import` when it was not here before).
-    Created { item: Item },
+    Created {
+        item: Item,
+    },
     /// The whole item was replaced by a newer imported version.
-    Replaced { old: Box<Item>, new: Box<Item> },
-    Title { old: String, new: String },
-    Body { old: String, new: String },
-    Priority { old: u8, new: u8 },
-    Status { old: Status, new: Status },
-    LabelAdded { label: String },
-    LabelRemoved { label: String },
-    BlockerAdded { blocker: Ulid },
-    BlockerRemoved { blocker: Ulid },
+    Replaced {
+        old: Box<Item>,
+        new: Box<Item>,
+    },
+    Title {
+        old: String,
+        new: String,
+    },
+    Body {
+        old: String,
+        new: String,
+    },
+    Priority {
+        old: u8,
+        new: u8,
+    },
+    Status {
+        old: Status,
+        new: Status,
+    },
+    LabelAdded {
+        label: String,
+    },
+    LabelRemoved {
+        label: String,
+    },
+    BlockerAdded {
+        blocker: Ulid,
+    },
+    BlockerRemoved {
+        blocker: Ulid,
+    },
     /// A lease was taken, renewed, stolen or evicted: `old` is the lease it replaced, if any.
     LeaseSet {
         old: Option<Lease>,
         new: Lease,
     },
-    LeaseCleared { old: Lease },
+    LeaseCleared {
+        old: Lease,
+    },
 }
 
 /// The command-level name of an op, for people and filters.

@@ -7,14 +7,21 @@ use ulid::Ulid;
 
 use crate::clock::{format_duration_short, Now};
 use crate::error::{Error, Result};
-use crate::model::{Change, Item, ItemView, Lease, NewItem, Op, OpKind, Patch, Status, DEFAULT_PRIORITY};
+use crate::model::{
+    Change, Item, ItemView, Lease, NewItem, Op, OpKind, Patch, Status, DEFAULT_PRIORITY,
+};
 use crate::rules::{self, ClaimAction, ClaimFlags, ClaimRefusal, Claimant, LeaseState};
 use crate::store::{Counter, IdempotencyRecord, ReadTxn, Storage, WriteTxn};
 use crate::tracker::{resolve, ClaimOptions, Guard, ItemRef, Tracker};
 
 impl<S: Storage> Tracker<S> {
     /// Creates an item. With an idempotency key, a repeat returns the first item.
-    pub fn new_item(&self, new: NewItem, blocked_by: &[ItemRef], guard: &Guard) -> Result<ItemView> {
+    pub fn new_item(
+        &self,
+        new: NewItem,
+        blocked_by: &[ItemRef],
+        guard: &Guard,
+    ) -> Result<ItemView> {
         let title = rules::validate_title(&new.title).map_err(Error::Invalid)?;
         rules::validate_body(&new.body).map_err(Error::Invalid)?;
         let priority = rules::validate_priority(new.priority.unwrap_or(DEFAULT_PRIORITY))
@@ -26,7 +33,10 @@ impl<S: Storage> Tracker<S> {
                 labels.push(l);
             }
         }
-        let fingerprint = format!("new {title:?} {:?} {priority} {labels:?} {blocked_by:?}", new.body);
+        let fingerprint = format!(
+            "new {title:?} {:?} {priority} {labels:?} {blocked_by:?}",
+            new.body
+        );
         let now = self.now();
         self.store.write(|t| {
             self.idempotent(t, guard, &fingerprint, &now, |t| {
@@ -53,7 +63,15 @@ impl<S: Storage> Tracker<S> {
                     updated_at: now.wall_ms,
                 };
                 let id = item.id;
-                self.commit(t, &now, OpKind::New, None, None, id, vec![Change::Created { item }])?;
+                self.commit(
+                    t,
+                    &now,
+                    OpKind::New,
+                    None,
+                    None,
+                    id,
+                    vec![Change::Created { item }],
+                )?;
                 Ok(id)
             })
         })
@@ -71,10 +89,17 @@ impl<S: Storage> Tracker<S> {
         if let Some(p) = patch.priority {
             rules::validate_priority(p).map_err(Error::Invalid)?;
         }
-        for l in patch.add_labels.iter_mut().chain(patch.remove_labels.iter_mut()) {
+        for l in patch
+            .add_labels
+            .iter_mut()
+            .chain(patch.remove_labels.iter_mut())
+        {
             *l = rules::validate_label(l).map_err(Error::Invalid)?;
         }
-        let fingerprint = format!("update {r} {patch:?} {:?} {:?}", guard.if_version, guard.token);
+        let fingerprint = format!(
+            "update {r} {patch:?} {:?} {:?}",
+            guard.if_version, guard.token
+        );
         let now = self.now();
         self.store.write(|t| {
             self.idempotent(t, guard, &fingerprint, &now, |t| {
@@ -89,7 +114,13 @@ impl<S: Storage> Tracker<S> {
                     if self.lease_state(l, &now) == LeaseState::Live
                         && !rules::holds(l, &self.actor.name, guard.token)
                     {
-                        return Err(self.held_conflict(t, &item, l, &now, "change its status (use `tracker done --force`)"));
+                        return Err(self.held_conflict(
+                            t,
+                            &item,
+                            l,
+                            &now,
+                            "change its status (use `tracker done --force`)",
+                        ));
                     }
                     changes.push(Change::LeaseCleared { old: l.clone() });
                 }
@@ -220,8 +251,19 @@ impl<S: Storage> Tracker<S> {
                 new.renewed_at = now.wall_ms;
                 let ttl = ttl.unwrap_or(Duration::from_millis(lease.ttl_ms));
                 self.set_deadline(&mut new, ttl, &now);
-                let changes = vec![Change::LeaseSet { old: Some(lease.clone()), new }];
-                self.commit(t, &now, OpKind::Renew, Some(&item), Some(lease), id, changes)?;
+                let changes = vec![Change::LeaseSet {
+                    old: Some(lease.clone()),
+                    new,
+                }];
+                self.commit(
+                    t,
+                    &now,
+                    OpKind::Renew,
+                    Some(&item),
+                    Some(lease),
+                    id,
+                    changes,
+                )?;
                 Ok(id)
             })
         })
@@ -241,7 +283,15 @@ impl<S: Storage> Tracker<S> {
                 }
                 let lease = self.own_lease(t, &item, guard.token, &now, "release")?;
                 let changes = vec![Change::LeaseCleared { old: lease.clone() }];
-                self.commit(t, &now, OpKind::Release, Some(&item), Some(lease), id, changes)?;
+                self.commit(
+                    t,
+                    &now,
+                    OpKind::Release,
+                    Some(&item),
+                    Some(lease),
+                    id,
+                    changes,
+                )?;
                 Ok(id)
             })
         })
@@ -263,7 +313,13 @@ impl<S: Storage> Tracker<S> {
                 if let Some(l) = &lease {
                     let live = self.lease_state(l, &now) == LeaseState::Live;
                     if live && !force && !rules::holds(l, &self.actor.name, guard.token) {
-                        return Err(self.held_conflict(t, &item, l, &now, "finish it (or pass --force)"));
+                        return Err(self.held_conflict(
+                            t,
+                            &item,
+                            l,
+                            &now,
+                            "finish it (or pass --force)",
+                        ));
                     }
                 }
                 if item.status != Status::Done {
@@ -292,7 +348,13 @@ impl<S: Storage> Tracker<S> {
         self.dep_change(r, blocker, guard, false)
     }
 
-    fn dep_change(&self, r: &ItemRef, blocker: &ItemRef, guard: &Guard, add: bool) -> Result<ItemView> {
+    fn dep_change(
+        &self,
+        r: &ItemRef,
+        blocker: &ItemRef,
+        guard: &Guard,
+        add: bool,
+    ) -> Result<ItemView> {
         let fingerprint = format!("dep {add} {r} {blocker} {:?}", guard.if_version);
         let now = self.now();
         self.store.write(|t| {
@@ -409,7 +471,9 @@ impl<S: Storage> Tracker<S> {
             return self.view(t, id, now);
         };
         if key.is_empty() || key.len() > 200 {
-            return Err(Error::Invalid("an idempotency key is 1 to 200 characters".into()));
+            return Err(Error::Invalid(
+                "an idempotency key is 1 to 200 characters".into(),
+            ));
         }
         if let Some(rec) = t.idempotency(key)? {
             if rec.fingerprint != fingerprint {
@@ -457,14 +521,19 @@ impl<S: Storage> Tracker<S> {
         let action = rules::decide_claim(item.status, current.as_ref().zip(state), &who, flags)
             .map_err(|refusal| self.claim_refused(t, item, current.as_ref(), refusal, now))?;
         let (kind, token) = match action {
-            ClaimAction::Renew => (OpKind::Renew, current.as_ref().map(|l| l.token).unwrap_or(0)),
+            ClaimAction::Renew => (
+                OpKind::Renew,
+                current.as_ref().map(|l| l.token).unwrap_or(0),
+            ),
             ClaimAction::Acquire => (OpKind::Claim, t.counter(Counter::LastToken)? + 1),
             ClaimAction::Steal => (OpKind::Steal, t.counter(Counter::LastToken)? + 1),
             ClaimAction::Evict => (OpKind::Evict, t.counter(Counter::LastToken)? + 1),
         };
         let pid_start = opts.pid.and_then(crate::host::process_start);
         if let (Some(pid), None) = (opts.pid, pid_start) {
-            return Err(Error::Invalid(format!("--pid {pid}: no such process on this host")));
+            return Err(Error::Invalid(format!(
+                "--pid {pid}: no such process on this host"
+            )));
         }
         let mut lease = match (&current, action) {
             (Some(l), ClaimAction::Renew) => Lease {
@@ -522,7 +591,9 @@ impl<S: Storage> Tracker<S> {
                 "#{} is not claimed, so there is nothing to {verb}; claim it first",
                 item.num
             ))),
-            (Some(l), Some(tok)) if l.token != tok => Err(self.stale_token(t, item, tok, Some(l), now)),
+            (Some(l), Some(tok)) if l.token != tok => {
+                Err(self.stale_token(t, item, tok, Some(l), now))
+            }
             (Some(l), _) if rules::holds(l, &self.actor.name, token) => Ok(l.clone()),
             (Some(l), _) => Err(self.held_conflict(t, item, l, now, verb)),
         }
@@ -537,7 +608,11 @@ impl<S: Storage> Tracker<S> {
         now: &Now,
     ) -> Result<()> {
         match (token, lease) {
-            (Some(tok), Some(l)) if l.token == tok && self.lease_state(l, now) != LeaseState::Expired => Ok(()),
+            (Some(tok), Some(l))
+                if l.token == tok && self.lease_state(l, now) != LeaseState::Expired =>
+            {
+                Ok(())
+            }
             (Some(tok), l) => Err(self.stale_token(t, item, tok, l, now)),
             (None, _) => Ok(()),
         }
@@ -574,9 +649,20 @@ impl<S: Storage> Tracker<S> {
         ))
     }
 
-    fn stale_token(&self, t: &dyn ReadTxn, item: &Item, token: u64, lease: Option<&Lease>, now: &Now) -> Error {
+    fn stale_token(
+        &self,
+        t: &dyn ReadTxn,
+        item: &Item,
+        token: u64,
+        lease: Option<&Lease>,
+        now: &Now,
+    ) -> Error {
         let current = match lease {
-            Some(l) => format!("the lease now has token {} ({})", l.token, describe_lease(l, now)),
+            Some(l) => format!(
+                "the lease now has token {} ({})",
+                l.token,
+                describe_lease(l, now)
+            ),
             None => "the item has no lease now".to_string(),
         };
         let view = self.view(t, item.id, now);
@@ -587,7 +673,14 @@ impl<S: Storage> Tracker<S> {
         }
     }
 
-    fn held_conflict(&self, t: &dyn ReadTxn, item: &Item, lease: &Lease, now: &Now, verb: &str) -> Error {
+    fn held_conflict(
+        &self,
+        t: &dyn ReadTxn,
+        item: &Item,
+        lease: &Lease,
+        now: &Now,
+        verb: &str,
+    ) -> Error {
         let msg = format!(
             "#{} is {}; you ({}) cannot {verb}",
             item.num,
@@ -610,7 +703,11 @@ impl<S: Storage> Tracker<S> {
     ) -> Error {
         let lease_text = lease.map(|l| describe_lease(l, now)).unwrap_or_default();
         let msg = match refusal {
-            ClaimRefusal::NotOpen(s) => format!("#{} is {}; only open items can be claimed", item.num, s.as_str()),
+            ClaimRefusal::NotOpen(s) => format!(
+                "#{} is {}; only open items can be claimed",
+                item.num,
+                s.as_str()
+            ),
             ClaimRefusal::HeldByOther => format!(
                 "#{} is {lease_text}; wait for it (--wait), or take it with --force",
                 item.num
@@ -654,7 +751,10 @@ fn is_ready(t: &dyn ReadTxn, item: &Item) -> Result<bool> {
         statuses.push((*b, t.item(*b)?.map(|i| i.status)));
     }
     Ok(rules::is_unblocked_open(item, |b| {
-        statuses.iter().find(|(id, _)| id == b).and_then(|(_, s)| *s)
+        statuses
+            .iter()
+            .find(|(id, _)| id == b)
+            .and_then(|(_, s)| *s)
     }))
 }
 

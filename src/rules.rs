@@ -24,7 +24,12 @@ pub enum LeaseState {
 /// Whether a lease's deadline has passed. On the boot that took the lease the monotonic clock
 /// decides, so wall-clock steps change nothing; elsewhere only the wall clock can.
 pub fn lease_expired(lease: &Lease, now: &Now) -> bool {
-    match (&lease.boot_id, &now.boot_id, lease.deadline_mono_ms, now.mono_ms) {
+    match (
+        &lease.boot_id,
+        &now.boot_id,
+        lease.deadline_mono_ms,
+        now.mono_ms,
+    ) {
         (Some(lb), Some(nb), Some(deadline), Some(mono)) if **lb == **nb => mono >= deadline,
         _ => now.wall_ms >= lease.expires_at,
     }
@@ -95,7 +100,8 @@ pub fn decide_claim(
     let Some((lease, state)) = current else {
         return Ok(ClaimAction::Acquire);
     };
-    let proven_same = who.token == Some(lease.token) || (lease.holder == who.holder && who.distinct);
+    let proven_same =
+        who.token == Some(lease.token) || (lease.holder == who.holder && who.distinct);
     match state {
         LeaseState::Expired => Ok(ClaimAction::Acquire),
         LeaseState::Live | LeaseState::HolderGone if proven_same => Ok(ClaimAction::Renew),
@@ -317,20 +323,15 @@ pub fn apply(state: &mut State, op: &Op) -> Result<(), ApplyError> {
             after: op.version_after,
         });
     }
-    let creating = op
-        .changes
-        .iter()
-        .find_map(|c| match c {
-            Change::Created { item } => Some(item),
-            _ => None,
-        });
+    let creating = op.changes.iter().find_map(|c| match c {
+        Change::Created { item } => Some(item),
+        _ => None,
+    });
     let mut item = match (state.items.get(&op.item), creating) {
         (Some(_), Some(_)) => return Err(ApplyError::DuplicateItem { seq, item: op.item }),
         (None, None) => return Err(ApplyError::UnknownItem { seq, item: op.item }),
         (None, Some(created)) => {
-            if created.num <= state.last_num
-                && state.items.values().any(|i| i.num == created.num)
-            {
+            if created.num <= state.last_num && state.items.values().any(|i| i.num == created.num) {
                 return Err(ApplyError::DuplicateNum {
                     seq,
                     num: created.num,
@@ -407,7 +408,10 @@ mod tests {
     #[test]
     fn wall_clock_jump_forward_does_not_expire_a_lease_on_the_same_boot() {
         let l = lease("a", 1);
-        assert!(!lease_expired(&l, &now(60_000 + 3_600_000, 1_030_000, "b1")));
+        assert!(!lease_expired(
+            &l,
+            &now(60_000 + 3_600_000, 1_030_000, "b1")
+        ));
         assert!(lease_expired(&l, &now(60_000, 1_060_000, "b1")));
     }
 
@@ -443,7 +447,10 @@ mod tests {
         };
         let none = ClaimFlags::default();
         let live = Some((&l, LeaseState::Live));
-        assert_eq!(decide_claim(Status::Open, live, &ana, none), Ok(ClaimAction::Renew));
+        assert_eq!(
+            decide_claim(Status::Open, live, &ana, none),
+            Ok(ClaimAction::Renew)
+        );
         assert_eq!(
             decide_claim(Status::Open, live, &anon_ana, none),
             Err(ClaimRefusal::SameNameUnproven)
@@ -452,7 +459,10 @@ mod tests {
             token: Some(7),
             ..anon_ana.clone()
         };
-        assert_eq!(decide_claim(Status::Open, live, &with_token, none), Ok(ClaimAction::Renew));
+        assert_eq!(
+            decide_claim(Status::Open, live, &with_token, none),
+            Ok(ClaimAction::Renew)
+        );
         assert_eq!(
             decide_claim(Status::Open, live, &bob, none),
             Err(ClaimRefusal::HeldByOther)
@@ -461,7 +471,10 @@ mod tests {
             force: true,
             ..none
         };
-        assert_eq!(decide_claim(Status::Open, live, &bob, force), Ok(ClaimAction::Evict));
+        assert_eq!(
+            decide_claim(Status::Open, live, &bob, force),
+            Ok(ClaimAction::Evict)
+        );
         let gone = Some((&l, LeaseState::HolderGone));
         assert_eq!(
             decide_claim(Status::Open, gone, &bob, none),
@@ -471,9 +484,15 @@ mod tests {
             steal_stale: true,
             ..none
         };
-        assert_eq!(decide_claim(Status::Open, gone, &bob, steal), Ok(ClaimAction::Steal));
+        assert_eq!(
+            decide_claim(Status::Open, gone, &bob, steal),
+            Ok(ClaimAction::Steal)
+        );
         let expired = Some((&l, LeaseState::Expired));
-        assert_eq!(decide_claim(Status::Open, expired, &bob, none), Ok(ClaimAction::Acquire));
+        assert_eq!(
+            decide_claim(Status::Open, expired, &bob, none),
+            Ok(ClaimAction::Acquire)
+        );
         assert_eq!(
             decide_claim(Status::Done, None, &bob, none),
             Err(ClaimRefusal::NotOpen(Status::Done))

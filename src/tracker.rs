@@ -10,9 +10,7 @@ use ulid::Ulid;
 use crate::clock::{Clock, Now, SystemClock};
 use crate::error::{Error, Result};
 use crate::host::Actor;
-use crate::model::{
-    Item, ItemView, Lease, Op, Status,
-};
+use crate::model::{Item, ItemView, Lease, Op, Status};
 use crate::rules::{self, LeaseState};
 use crate::store::redb::{Access, RedbStore};
 use crate::store::{ulid_prefix_range, ReadTxn, Storage};
@@ -137,7 +135,11 @@ impl Tracker<RedbStore> {
 
     /// Opens an existing tracker file; read-only handles work on read-only files.
     pub fn open(path: &Path, access: Access, lock_timeout: Duration) -> Result<Self> {
-        Ok(Tracker::with_store(RedbStore::open(path, access, lock_timeout)?))
+        Ok(Tracker::with_store(RedbStore::open(
+            path,
+            access,
+            lock_timeout,
+        )?))
     }
 }
 
@@ -189,7 +191,9 @@ impl<S: Storage> Tracker<S> {
     fn holder_gone(&self, lease: &Lease, now: &Now) -> bool {
         let same_boot = matches!((&lease.boot_id, &now.boot_id), (Some(a), Some(b)) if **a == **b);
         match lease.pid {
-            Some(pid) if same_boot && lease.host == self.host => !(self.alive)(pid, lease.pid_start),
+            Some(pid) if same_boot && lease.host == self.host => {
+                !(self.alive)(pid, lease.pid_start)
+            }
             _ => false,
         }
     }
@@ -250,9 +254,9 @@ impl<S: Storage> Tracker<S> {
                     && (!q.ready || v.claim.is_none())
                     && (!q.claimed || v.claim.is_some())
                     && q.label.as_ref().is_none_or(|l| v.item.labels.contains(l))
-                    && q.holder.as_ref().is_none_or(|h| {
-                        v.claim.as_ref().is_some_and(|c| &c.holder == h)
-                    });
+                    && q.holder
+                        .as_ref()
+                        .is_none_or(|h| v.claim.as_ref().is_some_and(|c| &c.holder == h));
                 if keep {
                     out.push(v);
                 }
@@ -311,9 +315,11 @@ impl<S: Storage> Tracker<S> {
 /// Finds the item `r` names.
 pub fn resolve(t: &dyn ReadTxn, r: &ItemRef) -> Result<Ulid> {
     match r {
-        ItemRef::Num(n) => t
-            .id_by_num(*n)?
-            .ok_or_else(|| Error::NotFound(format!("no item #{n}; `tracker list --status all` shows every item"))),
+        ItemRef::Num(n) => t.id_by_num(*n)?.ok_or_else(|| {
+            Error::NotFound(format!(
+                "no item #{n}; `tracker list --status all` shows every item"
+            ))
+        }),
         ItemRef::Prefix(p) => {
             let (lo, hi) = ulid_prefix_range(p)
                 .ok_or_else(|| Error::Invalid(format!("{p:?} is not a ULID prefix")))?;

@@ -78,7 +78,12 @@ impl ReadTxn for Tables {
         Ok(self.nums.get(&num).copied())
     }
     fn ids_between(&self, lo: Ulid, hi: Ulid, limit: usize) -> Result<Vec<Ulid>> {
-        Ok(self.items.range(lo..=hi).map(|(k, _)| *k).take(limit).collect())
+        Ok(self
+            .items
+            .range(lo..=hi)
+            .map(|(k, _)| *k)
+            .take(limit)
+            .collect())
     }
     fn lease(&self, id: Ulid) -> Result<Option<Lease>> {
         Ok(self.leases.get(&id).cloned())
@@ -90,7 +95,10 @@ impl ReadTxn for Tables {
         visit(self.ready.values().copied(), f)
     }
     fn visit_status(&self, status: Status, f: Visit<Ulid>) -> Result<()> {
-        let ids = self.nums.values().filter(|id| self.items[id].status == status);
+        let ids = self
+            .nums
+            .values()
+            .filter(|id| self.items[id].status == status);
         visit(ids.copied(), f)
     }
     fn visit_label(&self, label: &str, f: Visit<Ulid>) -> Result<()> {

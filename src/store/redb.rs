@@ -14,9 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redb::{
-    ConcurrencyMode, Database, DatabaseError, Key, ReadOnlyDatabase, ReadTransaction, ReadableDatabase,
-    ReadableTable, ReadableTableMetadata, TableDefinition, TransactionError, Value,
-    WriteTransaction,
+    ConcurrencyMode, Database, DatabaseError, Key, ReadOnlyDatabase, ReadTransaction,
+    ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TransactionError,
+    Value, WriteTransaction,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -354,7 +354,8 @@ impl RedbStore {
     }
 
     fn guarded<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
-        catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|p| Err(damaged(&self.path, panic_text(&*p))))
+        catch_unwind(AssertUnwindSafe(f))
+            .unwrap_or_else(|p| Err(damaged(&self.path, panic_text(&*p))))
     }
 }
 
@@ -456,7 +457,12 @@ impl<T: OpenTables> Txn<'_, T> {
         storage_error(self.path, e)
     }
 
-    fn decode<V: DeserializeOwned>(&self, table: &str, key: impl std::fmt::Display, bytes: &[u8]) -> Result<V> {
+    fn decode<V: DeserializeOwned>(
+        &self,
+        table: &str,
+        key: impl std::fmt::Display,
+        bytes: &[u8],
+    ) -> Result<V> {
         rmp_serde::from_slice(bytes).map_err(|e| {
             damaged(
                 self.path,
@@ -465,7 +471,13 @@ impl<T: OpenTables> Txn<'_, T> {
         })
     }
 
-    fn visit_pairs(&self, def: TableDefinition<(u8, u64), u128>, lo: (u8, u64), hi: (u8, u64), f: Visit<Ulid>) -> Result<()> {
+    fn visit_pairs(
+        &self,
+        def: TableDefinition<(u8, u64), u128>,
+        lo: (u8, u64),
+        hi: (u8, u64),
+        f: Visit<Ulid>,
+    ) -> Result<()> {
         let table = self.open(def)?;
         for entry in table.range(lo..=hi).map_err(|e| self.se(e))? {
             let (_, v) = entry.map_err(|e| self.se(e))?;
@@ -606,7 +618,10 @@ impl<T: OpenTables> ReadTxn for Txn<'_, T> {
     fn op_seqs_of(&self, id: Ulid) -> Result<Vec<u64>> {
         let t = self.open(ITEM_OPS)?;
         let mut out = Vec::new();
-        for entry in t.range((id.0, 0u64)..=(id.0, u64::MAX)).map_err(|e| self.se(e))? {
+        for entry in t
+            .range((id.0, 0u64)..=(id.0, u64::MAX))
+            .map_err(|e| self.se(e))?
+        {
             let (k, _) = entry.map_err(|e| self.se(e))?;
             out.push(k.value().1);
         }
@@ -622,7 +637,8 @@ impl<T: OpenTables> ReadTxn for Txn<'_, T> {
     fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>> {
         let t = self.open(IDEMPOTENCY)?;
         let v = t.get(key).map_err(|e| self.se(e))?;
-        v.map(|g| self.decode("idempotency", key, g.value())).transpose()
+        v.map(|g| self.decode("idempotency", key, g.value()))
+            .transpose()
     }
 
     fn item_count(&self) -> Result<u64> {
@@ -672,7 +688,9 @@ impl WriteTxn for Txn<'_, WriteTransaction> {
         {
             let mut by_status = self.open(BY_STATUS)?;
             if let Some(o) = old {
-                by_status.remove((o.status.code(), o.num)).map_err(|e| self.se(e))?;
+                by_status
+                    .remove((o.status.code(), o.num))
+                    .map_err(|e| self.se(e))?;
             }
             by_status
                 .insert((new.status.code(), new.num), id)
@@ -681,10 +699,14 @@ impl WriteTxn for Txn<'_, WriteTransaction> {
         {
             let mut ready_t = self.open(READY)?;
             if let Some(o) = old {
-                ready_t.remove((o.priority, o.num)).map_err(|e| self.se(e))?;
+                ready_t
+                    .remove((o.priority, o.num))
+                    .map_err(|e| self.se(e))?;
             }
             if ready {
-                ready_t.insert((new.priority, new.num), id).map_err(|e| self.se(e))?;
+                ready_t
+                    .insert((new.priority, new.num), id)
+                    .map_err(|e| self.se(e))?;
             }
         }
         let old_labels: &[String] = old.map(|o| o.labels.as_slice()).unwrap_or(&[]);
@@ -692,11 +714,15 @@ impl WriteTxn for Txn<'_, WriteTransaction> {
             let mut by_label = self.open(BY_LABEL)?;
             if let Some(o) = old {
                 for l in &o.labels {
-                    by_label.remove((l.as_str(), o.num)).map_err(|e| self.se(e))?;
+                    by_label
+                        .remove((l.as_str(), o.num))
+                        .map_err(|e| self.se(e))?;
                 }
             }
             for l in &new.labels {
-                by_label.insert((l.as_str(), new.num), id).map_err(|e| self.se(e))?;
+                by_label
+                    .insert((l.as_str(), new.num), id)
+                    .map_err(|e| self.se(e))?;
             }
         }
         let old_blockers: &[Ulid] = old.map(|o| o.blocked_by.as_slice()).unwrap_or(&[]);
@@ -715,7 +741,9 @@ impl WriteTxn for Txn<'_, WriteTransaction> {
     fn put_lease(&mut self, id: Ulid, lease: &Lease) -> Result<()> {
         let bytes = encode(lease)?;
         let mut claims = self.open(CLAIMS)?;
-        claims.insert(id.0, bytes.as_slice()).map_err(|e| self.se(e))?;
+        claims
+            .insert(id.0, bytes.as_slice())
+            .map_err(|e| self.se(e))?;
         Ok(())
     }
 
@@ -729,10 +757,13 @@ impl WriteTxn for Txn<'_, WriteTransaction> {
         let bytes = encode(op)?;
         {
             let mut ops = self.open(OPS)?;
-            ops.insert(op.seq, bytes.as_slice()).map_err(|e| self.se(e))?;
+            ops.insert(op.seq, bytes.as_slice())
+                .map_err(|e| self.se(e))?;
         }
         let mut item_ops = self.open(ITEM_OPS)?;
-        item_ops.insert((op.item.0, op.seq), ()).map_err(|e| self.se(e))?;
+        item_ops
+            .insert((op.item.0, op.seq), ())
+            .map_err(|e| self.se(e))?;
         Ok(())
     }
 
