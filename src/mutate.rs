@@ -585,15 +585,25 @@ impl<S: Storage> Tracker<S> {
         verb: &str,
     ) -> Result<Lease> {
         let lease = t.lease(item.id)?;
+        // Expired, or its process is gone: shown as no claim, so no token of it works.
+        let ended = lease
+            .as_ref()
+            .is_some_and(|l| self.lease_state(l, now) != LeaseState::Live);
         match (&lease, token) {
             (None, Some(tok)) => Err(self.stale_token(t, item, tok, None, now)),
             (None, None) => Err(Error::conflict(format!(
                 "#{} is not claimed, so there is nothing to {verb}; claim it first",
                 item.num
             ))),
-            (Some(l), Some(tok)) if l.token != tok => {
+            // A token is good only while its lease lives; an ended lease is never revived.
+            (Some(l), Some(tok)) if l.token != tok || ended => {
                 Err(self.stale_token(t, item, tok, Some(l), now))
             }
+            (Some(l), None) if ended && verb == "renew" => Err(Error::conflict(format!(
+                "#{}: your lease has ended ({}); claim it again",
+                item.num,
+                describe_lease(l, now)
+            ))),
             (Some(l), _) if rules::holds(l, &self.actor.name, token) => Ok(l.clone()),
             (Some(l), _) => Err(self.held_conflict(t, item, l, now, verb)),
         }
@@ -609,7 +619,7 @@ impl<S: Storage> Tracker<S> {
     ) -> Result<()> {
         match (token, lease) {
             (Some(tok), Some(l))
-                if l.token == tok && self.lease_state(l, now) != LeaseState::Expired =>
+                if l.token == tok && self.lease_state(l, now) == LeaseState::Live =>
             {
                 Ok(())
             }

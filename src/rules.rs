@@ -104,7 +104,9 @@ pub fn decide_claim(
         who.token == Some(lease.token) || (lease.holder == who.holder && who.distinct);
     match state {
         LeaseState::Expired => Ok(ClaimAction::Acquire),
-        LeaseState::Live | LeaseState::HolderGone if proven_same => Ok(ClaimAction::Renew),
+        LeaseState::Live if proven_same => Ok(ClaimAction::Renew),
+        // The holder's own process is gone: a fresh lease, since an ended one is never revived.
+        LeaseState::HolderGone if proven_same => Ok(ClaimAction::Acquire),
         _ if flags.force => Ok(ClaimAction::Evict),
         LeaseState::HolderGone if flags.steal_stale => Ok(ClaimAction::Steal),
         LeaseState::HolderGone => Err(ClaimRefusal::HolderGoneNeedsSteal),
@@ -476,6 +478,10 @@ mod tests {
             Ok(ClaimAction::Evict)
         );
         let gone = Some((&l, LeaseState::HolderGone));
+        assert_eq!(
+            decide_claim(Status::Open, gone, &ana, none),
+            Ok(ClaimAction::Acquire)
+        );
         assert_eq!(
             decide_claim(Status::Open, gone, &bob, none),
             Err(ClaimRefusal::HolderGoneNeedsSteal)

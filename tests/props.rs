@@ -1,0 +1,437 @@
+//! Property tests over random sequences of library calls from several holders, with a fake clock
+//! and simulated process deaths, on the redb file and on the in-memory store.
+//!
+//! After every step: at most one live lease per item, fencing tokens strictly increasing, a stale
+//! token always refused, versions growing by exactly one, the ops log gapless with one op per
+//! change, and a replay of the log equal to the tables (`verify`). At the end `rebuild` changes
+//! nothing and is idempotent.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use proptest::prelude::*;
+use tracker::store::mem::MemStore;
+use tracker::store::Storage;
+use tracker::{
+    Actor, ClaimOptions, Error, FakeClock, Guard, ItemRef, ItemView, ListQuery, NewItem, Patch,
+    RedbStore, Tracker,
+};
+
+const HOLDERS: [&str; 3] = ["ana", "bob", "cy"];
+
+#[derive(Clone, Debug)]
+enum TokenChoice {
+    None,
+    Current,
+    Stale,
+}
+
+#[derive(Clone, Debug)]
+enum Step {
+    New {
+        priority: u8,
+    },
+    Claim {
+        item: usize,
+        who: usize,
+        ttl_s: u64,
+        with_pid: bool,
+    },
+    ClaimNext {
+        who: usize,
+    },
+    Force {
+        item: usize,
+        who: usize,
+    },
+    Steal {
+        item: usize,
+        who: usize,
+    },
+    Renew {
+        item: usize,
+        who: usize,
+        token: TokenChoice,
+    },
+    Release {
+        item: usize,
+        who: usize,
+        token: TokenChoice,
+    },
+    Done {
+        item: usize,
+        who: usize,
+        token: TokenChoice,
+    },
+    Update {
+        item: usize,
+        who: usize,
+        stale_version: bool,
+    },
+    DepAdd {
+        item: usize,
+        blocker: usize,
+    },
+    Advance {
+        ms: u64,
+    },
+    JumpWallClock {
+        ms: i64,
+    },
+    KillPidHolders,
+}
+
+fn token_choice() -> impl Strategy<Value = TokenChoice> {
+    prop_oneof![
+        Just(TokenChoice::None),
+        Just(TokenChoice::Current),
+        Just(TokenChoice::Stale)
+    ]
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    let i = 0..6usize;
+    let w = 0..HOLDERS.len();
+    prop_oneof![
+        3 => (0..5u8).prop_map(|priority| Step::New { priority }),
+        3 => (i.clone(), w.clone(), 1..120u64, any::<bool>())
+            .prop_map(|(item, who, ttl_s, with_pid)| Step::Claim { item, who, ttl_s, with_pid }),
+        2 => w.clone().prop_map(|who| Step::ClaimNext { who }),
+        1 => (i.clone(), w.clone()).prop_map(|(item, who)| Step::Force { item, who }),
+        1 => (i.clone(), w.clone()).prop_map(|(item, who)| Step::Steal { item, who }),
+        2 => (i.clone(), w.clone(), token_choice()).prop_map(|(item, who, token)| Step::Renew { item, who, token }),
+        1 => (i.clone(), w.clone(), token_choice()).prop_map(|(item, who, token)| Step::Release { item, who, token }),
+        2 => (i.clone(), w.clone(), token_choice()).prop_map(|(item, who, token)| Step::Done { item, who, token }),
+        2 => (i.clone(), w.clone(), any::<bool>()).prop_map(|(item, who, stale_version)| Step::Update { item, who, stale_version }),
+        1 => (i.clone(), i).prop_map(|(item, blocker)| Step::DepAdd { item, blocker }),
+        2 => (0..90_000u64).prop_map(|ms| Step::Advance { ms }),
+        1 => (-7_200_000..7_200_000i64).prop_map(|ms| Step::JumpWallClock { ms }),
+        1 => Just(Step::KillPidHolders),
+    ]
+}
+
+/// What the test remembers, to check the tracker against.
+#[derive(Default)]
+struct Seen {
+    items: Vec<u64>,
+    /// Every token ever handed out for each item, in order.
+    tokens: BTreeMap<u64, Vec<u64>>,
+    last_token: u64,
+    versions: BTreeMap<u64, u64>,
+    changes: u64,
+}
+
+struct World<S: Storage> {
+    trackers: Vec<Tracker<S>>,
+}
+
+fn check_change(seen: &mut Seen, before: u64, after: &ItemView) {
+    let n = after.item.num;
+    let old = seen.versions.get(&n).copied().unwrap_or(0);
+    assert_eq!(old, before, "the test's version of #{n} drifted");
+    if after.item.version != old {
+        assert_eq!(
+            after.item.version,
+            old + 1,
+            "#{n}: version must grow by exactly one"
+        );
+        seen.changes += 1;
+    }
+    seen.versions.insert(n, after.item.version);
+    if let Some(c) = &after.claim {
+        let toks = seen.tokens.entry(n).or_default();
+        if toks.last() != Some(&c.token) {
+            assert!(
+                c.token > seen.last_token,
+                "token {} not above {}",
+                c.token,
+                seen.last_token
+            );
+            seen.last_token = c.token;
+            toks.push(c.token);
+        }
+    }
+}
+
+fn run_steps<S: Storage>(world: World<S>, clock: &FakeClock, dead: &AtomicBool, steps: &[Step]) {
+    let t0 = &world.trackers[0];
+    let mut seen = Seen::default();
+    for s in steps {
+        let pick = |i: usize| seen.items.get(i % seen.items.len().max(1)).copied();
+        let current_token =
+            |n: u64, t: &Tracker<S>| t.get(&ItemRef::Num(n)).unwrap().claim.map(|c| c.token);
+        let resolve_token = |choice: &TokenChoice, n: u64, seen: &Seen, t: &Tracker<S>| match choice
+        {
+            TokenChoice::None => None,
+            TokenChoice::Current => current_token(n, t),
+            TokenChoice::Stale => {
+                let cur = current_token(n, t);
+                seen.tokens
+                    .get(&n)
+                    .and_then(|v| v.iter().rev().find(|&&x| Some(x) != cur).copied())
+            }
+        };
+        let version_of = |n: u64| seen.versions.get(&n).copied().unwrap_or(0);
+        match s {
+            Step::New { priority } => {
+                let v = t0
+                    .new_item(
+                        NewItem {
+                            title: format!("item {}", seen.items.len() + 1),
+                            priority: Some(*priority),
+                            ..Default::default()
+                        },
+                        &[],
+                        &Guard::default(),
+                    )
+                    .unwrap();
+                seen.items.push(v.item.num);
+                check_change(&mut seen, 0, &v);
+            }
+            Step::Claim {
+                item,
+                who,
+                ttl_s,
+                with_pid,
+            } => {
+                let Some(n) = pick(*item) else { continue };
+                let before = version_of(n);
+                let opts = ClaimOptions {
+                    ttl: Duration::from_secs(*ttl_s),
+                    // Once the pid's process is "dead", it can no longer claim.
+                    pid: (*with_pid && !dead.load(Ordering::SeqCst)).then(std::process::id),
+                    ..Default::default()
+                };
+                match world.trackers[*who].claim(&ItemRef::Num(n), &opts) {
+                    Ok(v) => {
+                        assert_eq!(v.claim.as_ref().unwrap().holder, HOLDERS[*who]);
+                        check_change(&mut seen, before, &v);
+                    }
+                    Err(Error::Conflict { .. }) => {}
+                    Err(e) => panic!("claim: {e}"),
+                }
+            }
+            Step::ClaimNext { who } => {
+                let ready_before = t0
+                    .list(&ListQuery {
+                        ready: true,
+                        ..Default::default()
+                    })
+                    .unwrap();
+                match world.trackers[*who].claim_next(None, &ClaimOptions::default()) {
+                    Ok(v) => {
+                        assert_eq!(
+                            Some(v.item.num),
+                            ready_before.first().map(|r| r.item.num),
+                            "claim --next takes the best ready item"
+                        );
+                        let before = version_of(v.item.num);
+                        check_change(&mut seen, before, &v);
+                    }
+                    Err(Error::NotFound(_)) => assert!(
+                        ready_before.is_empty(),
+                        "nothing ready, yet list --ready shows {ready_before:?}"
+                    ),
+                    Err(e) => panic!("claim --next: {e}"),
+                }
+            }
+            Step::Force { item, who } | Step::Steal { item, who } => {
+                let Some(n) = pick(*item) else { continue };
+                let before = version_of(n);
+                let opts = ClaimOptions {
+                    force: matches!(s, Step::Force { .. }),
+                    steal_stale: matches!(s, Step::Steal { .. }),
+                    ..Default::default()
+                };
+                match world.trackers[*who].claim(&ItemRef::Num(n), &opts) {
+                    Ok(v) => check_change(&mut seen, before, &v),
+                    Err(Error::Conflict { .. }) => {}
+                    Err(e) => panic!("force/steal: {e}"),
+                }
+            }
+            Step::Renew { item, who, token }
+            | Step::Release { item, who, token }
+            | Step::Done { item, who, token } => {
+                let Some(n) = pick(*item) else { continue };
+                let t = &world.trackers[*who];
+                let tok = resolve_token(token, n, &seen, t);
+                if matches!(token, TokenChoice::Stale) && tok.is_none() {
+                    continue;
+                }
+                let before = version_of(n);
+                let g = Guard {
+                    token: tok,
+                    ..Default::default()
+                };
+                let r = ItemRef::Num(n);
+                let result = match s {
+                    Step::Renew { .. } => t.renew(&r, None, &g),
+                    Step::Release { .. } => t.release(&r, &g),
+                    _ => t.done(&r, &g, false),
+                };
+                if matches!(token, TokenChoice::Stale) {
+                    assert!(
+                        matches!(result, Err(Error::Conflict { .. })),
+                        "a stale token was accepted: {s:?} -> {result:?}"
+                    );
+                }
+                match result {
+                    Ok(v) => check_change(&mut seen, before, &v),
+                    Err(Error::Conflict { .. }) => {}
+                    Err(e) => panic!("{s:?}: {e}"),
+                }
+            }
+            Step::Update {
+                item,
+                who,
+                stale_version,
+            } => {
+                let Some(n) = pick(*item) else { continue };
+                let before = version_of(n);
+                let expected = if *stale_version {
+                    before.saturating_sub(1)
+                } else {
+                    before
+                };
+                let g = Guard {
+                    if_version: Some(expected),
+                    ..Default::default()
+                };
+                let patch = Patch {
+                    title: Some(format!("t{}", seen.changes)),
+                    ..Default::default()
+                };
+                match world.trackers[*who].update(&ItemRef::Num(n), patch, &g) {
+                    Ok(v) => {
+                        assert!(
+                            !*stale_version || expected == before,
+                            "stale version accepted"
+                        );
+                        check_change(&mut seen, before, &v);
+                    }
+                    Err(Error::Conflict { current, .. }) => {
+                        assert!(*stale_version, "update at the right version refused");
+                        assert_eq!(current.unwrap().item.version, before);
+                    }
+                    Err(e) => panic!("update: {e}"),
+                }
+            }
+            Step::DepAdd { item, blocker } => {
+                let (Some(a), Some(b)) = (pick(*item), pick(*blocker)) else {
+                    continue;
+                };
+                let before = version_of(a);
+                match t0.dep_add(&ItemRef::Num(a), &ItemRef::Num(b), &Guard::default()) {
+                    Ok(v) => check_change(&mut seen, before, &v),
+                    Err(Error::Conflict { .. }) => {}
+                    Err(e) => panic!("dep add: {e}"),
+                }
+            }
+            Step::Advance { ms } => clock.advance(*ms),
+            Step::JumpWallClock { ms } => clock.step_wall(*ms),
+            Step::KillPidHolders => dead.store(true, Ordering::SeqCst),
+        }
+        // At most one holder can act on each item with a token: the live lease's, if any.
+        let views = t0.list(&ListQuery::default()).unwrap();
+        for v in &views {
+            let accepted: BTreeSet<u64> = seen
+                .tokens
+                .get(&v.item.num)
+                .map(|toks| {
+                    toks.iter()
+                        .copied()
+                        .filter(|t| v.claim.as_ref().is_some_and(|c| c.token == *t))
+                        .collect()
+                })
+                .unwrap_or_default();
+            assert!(accepted.len() <= 1);
+        }
+        let log = t0.log(None, 1, None).unwrap();
+        assert_eq!(log.len() as u64, seen.changes, "one op per change");
+        for (i, (op, _)) in log.iter().enumerate() {
+            assert_eq!(op.seq, i as u64 + 1, "gapless, strictly increasing seq");
+            assert_eq!(op.version_after, op.version_before + 1);
+        }
+        let report = t0.verify().unwrap();
+        assert!(
+            report.problems.is_empty(),
+            "verify after {s:?}: {:?}",
+            report.problems
+        );
+    }
+    let before = t0.list(&ListQuery::default()).unwrap();
+    t0.rebuild().unwrap();
+    t0.rebuild().unwrap();
+    assert_eq!(
+        t0.list(&ListQuery::default()).unwrap(),
+        before,
+        "rebuild changed what users see"
+    );
+    assert!(t0.verify().unwrap().problems.is_empty());
+}
+
+fn world<S: Storage + Clone>(store: S, clock: &FakeClock, dead: &Arc<AtomicBool>) -> World<S> {
+    let trackers = HOLDERS
+        .iter()
+        .map(|h| {
+            let dead = Arc::clone(dead);
+            Tracker::with_store(store.clone())
+                .with_clock(Arc::new(clock.clone()))
+                .with_actor(Actor::named(*h))
+                .with_alive_probe(Arc::new(move |_, _| !dead.load(Ordering::SeqCst)))
+        })
+        .collect();
+    World { trackers }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn invariants_hold_on_the_redb_file(steps in prop::collection::vec(step(), 1..40)) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.redb");
+        let clock = FakeClock::new(1_800_000_000_000, "boot-a");
+        let dead = Arc::new(AtomicBool::new(false));
+        drop(RedbStore::create(&path, Duration::from_secs(5)).unwrap());
+        let store = SharedRedb(Arc::new(RedbStore::open(&path, tracker::Access::ReadWrite, Duration::from_secs(5)).unwrap()));
+        run_steps(world(store, &clock, &dead), &clock, &dead, &steps);
+    }
+
+    #[test]
+    fn invariants_hold_in_memory(steps in prop::collection::vec(step(), 1..60)) {
+        let clock = FakeClock::new(1_800_000_000_000, "boot-a");
+        let dead = Arc::new(AtomicBool::new(false));
+        let store = SharedMem(Arc::new(MemStore::new()));
+        run_steps(world(store, &clock, &dead), &clock, &dead, &steps);
+    }
+}
+
+/// Several trackers (holders) over one store, as several processes over one file.
+#[derive(Clone)]
+struct SharedRedb(Arc<RedbStore>);
+#[derive(Clone)]
+struct SharedMem(Arc<MemStore>);
+
+macro_rules! delegate {
+    ($t:ty) => {
+        impl Storage for $t {
+            fn read<T>(
+                &self,
+                f: impl FnOnce(&dyn tracker::store::ReadTxn) -> tracker::Result<T>,
+            ) -> tracker::Result<T> {
+                self.0.read(f)
+            }
+            fn write<T>(
+                &self,
+                f: impl FnOnce(&mut dyn tracker::store::WriteTxn) -> tracker::Result<T>,
+            ) -> tracker::Result<T> {
+                self.0.write(f)
+            }
+        }
+    };
+}
+delegate!(SharedRedb);
+delegate!(SharedMem);
