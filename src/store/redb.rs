@@ -280,11 +280,36 @@ impl RedbStore {
                 Handle::Rw(Arc::new(db))
             }
             Access::ReadOnly => {
-                let db = within(lock_timeout, move || builder().open_read_only(&p))
+                let p2 = p.clone();
+                let ro = within(lock_timeout, move || builder().open_read_only(&p2))
                     .map_err(|panic| damaged(path, panic))?
-                    .ok_or_else(|| busy(path, lock_timeout))?
-                    .map_err(|e| open_error(path, e))?;
-                Handle::Ro(db)
+                    .ok_or_else(|| busy(path, lock_timeout))?;
+                match ro {
+                    Ok(db) => Handle::Ro(db),
+                    // A writer that closed while another was writing leaves the recovery flag
+                    // set, and a reader may not recover a file. A read-write open does, under
+                    // the writer lock; only a file we may not write stays unreadable.
+                    Err(DatabaseError::RepairAborted) => {
+                        let db = within(lock_timeout, move || builder().open(&p))
+                            .map_err(|panic| damaged(path, panic))?
+                            .ok_or_else(|| busy(path, lock_timeout))?
+                            .map_err(|e| match e {
+                                DatabaseError::Storage(redb::StorageError::Io(io))
+                                    if io.kind() == std::io::ErrorKind::PermissionDenied =>
+                                {
+                                    Error::Data(format!(
+                                        "{}: the file needs a recovery that only a process \
+                                         allowed to write it can make; run any command as a \
+                                         user who may write it",
+                                        path.display()
+                                    ))
+                                }
+                                e => open_error(path, e),
+                            })?;
+                        Handle::Rw(Arc::new(db))
+                    }
+                    Err(e) => return Err(open_error(path, e)),
+                }
             }
         };
         let store = RedbStore {
