@@ -1,0 +1,291 @@
+//! Issue 5: the ops log, verify/rebuild, export and import.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{json_lines, text, Env};
+
+fn populated() -> Env {
+    let env = Env::new();
+    env.json(&[
+        "new",
+        "alpha",
+        "--label",
+        "x",
+        "--priority",
+        "1",
+        "--body",
+        "multi\nline",
+    ]);
+    env.json(&["new", "beta", "--blocked-by", "1"]);
+    env.json(&["new", "gamma"]);
+    env.json(&["--as", "ana", "claim", "3"]);
+    env.json(&["update", "2", "--title", "beta two"]);
+    env.json(&["done", "1"]);
+    env
+}
+
+fn items_without_claims(export: &serde_json::Value) -> Vec<serde_json::Value> {
+    export["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            let mut i = i.clone();
+            i["claim"] = serde_json::Value::Null;
+            i
+        })
+        .collect()
+}
+
+#[test]
+fn export_import_export_round_trips_and_a_second_import_changes_nothing() {
+    let src = populated();
+    let file = src.path("snap.json");
+    let out = src.run(&["export", "-o", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let first: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(first["item_count"], 3);
+    assert_eq!(first["last_op_seq"], 6);
+
+    let dst = Env::new();
+    let r = dst.json(&["import", file.to_str().unwrap()]);
+    assert_eq!(r["created"], 3);
+    let again: serde_json::Value = serde_json::from_slice(&dst.run(&["export"]).stdout).unwrap();
+    // Claims are local to a file (their tokens belong to it): everything else is the same.
+    assert_eq!(items_without_claims(&again), items_without_claims(&first));
+    let seq_before = again["last_op_seq"].clone();
+    let r = dst.json(&["import", file.to_str().unwrap()]);
+    assert_eq!(
+        (
+            r["created"].as_u64(),
+            r["replaced"].as_u64(),
+            r["unchanged"].as_u64()
+        ),
+        (Some(0), Some(0), Some(3))
+    );
+    let after: serde_json::Value = serde_json::from_slice(&dst.run(&["export"]).stdout).unwrap();
+    assert_eq!(
+        after["last_op_seq"], seq_before,
+        "a second import wrote an op"
+    );
+    assert_eq!(dst.code(&["verify"]).0, 0);
+    // Readiness survives: beta waited for alpha, which is done.
+    assert_eq!(
+        dst.json(&["show", "2"])["blocked_by"],
+        serde_json::json!([1])
+    );
+}
+
+#[test]
+fn jsonl_export_imports_too_and_newer_versions_replace_older_ones() {
+    let src = populated();
+    let lines = src.run(&["export", "--jsonl"]).stdout;
+    let parsed = json_lines(&lines);
+    assert_eq!(parsed.len(), 4, "a header and three items");
+    assert_eq!(parsed[0]["format"], "tracker-export");
+    let dst = Env::new();
+    let file = dst.path("snap.jsonl");
+    std::fs::write(&file, &lines).unwrap();
+    assert_eq!(dst.json(&["import", file.to_str().unwrap()])["created"], 3);
+    // The source moves on; importing its newer export replaces the older copy.
+    src.json(&["update", "3", "--title", "gamma two"]);
+    std::fs::write(&file, src.run(&["export", "--jsonl"]).stdout).unwrap();
+    let r = dst.json(&["import", file.to_str().unwrap()]);
+    assert_eq!(r["replaced"], 1);
+    assert_eq!(dst.json(&["show", "3"])["title"], "gamma two");
+    assert_eq!(dst.code(&["verify"]).0, 0);
+}
+
+#[test]
+fn a_malformed_import_names_line_and_column_and_writes_nothing() {
+    let env = populated();
+    let bad = env.path("bad.json");
+    std::fs::write(
+        &bad,
+        "{\"format\":\"tracker-export\",\"format_version\":1,\n\"items\":[{\"id\": 12}\n",
+    )
+    .unwrap();
+    let before = env.run(&["export"]).stdout;
+    let (code, err) = env.code(&["import", bad.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("line 2"), "{err}");
+    assert!(err.contains("column"), "{err}");
+    let after = env.run(&["export"]).stdout;
+    let strip = |b: &[u8]| text(b).lines().skip(1).collect::<Vec<_>>().join("\n");
+    assert_eq!(strip(&before), strip(&after));
+}
+
+#[test]
+fn exports_are_deterministic() {
+    let env = populated();
+    let a = text(&env.run(&["export"]).stdout);
+    std::thread::sleep(Duration::from_millis(5));
+    let b = text(&env.run(&["export"]).stdout);
+    // Only the header line (with exported_at) may differ.
+    assert_eq!(
+        a.lines().skip(1).collect::<Vec<_>>(),
+        b.lines().skip(1).collect::<Vec<_>>()
+    );
+    assert!(a.lines().count() >= 5, "one item per line: {a}");
+}
+
+#[test]
+fn export_matches_the_schema_in_data_format_md() {
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/data-format.md")).unwrap();
+    let start = doc
+        .find("```json\n{\n  \"$schema\"")
+        .expect("the schema block")
+        + 8;
+    let end = start + doc[start..].find("```").unwrap();
+    let schema: serde_json::Value = serde_json::from_str(&doc[start..end]).unwrap();
+    let env = populated();
+    let export: serde_json::Value = serde_json::from_slice(&env.run(&["export"]).stdout).unwrap();
+    check(&schema, &export, "$");
+}
+
+/// The part of JSON Schema the export schema uses: type, required, properties, items, const,
+/// enum, minimum, maximum, minLength, pattern (as the ULID alphabet).
+fn check(schema: &serde_json::Value, v: &serde_json::Value, at: &str) {
+    use serde_json::Value;
+    if let Some(t) = schema.get("type") {
+        let types: Vec<&str> = match t {
+            Value::String(s) => vec![s.as_str()],
+            Value::Array(a) => a.iter().map(|x| x.as_str().unwrap()).collect(),
+            _ => panic!("bad type in schema"),
+        };
+        let actual = match v {
+            Value::Null => "null",
+            Value::Bool(_) => "boolean",
+            Value::Number(n) if n.is_u64() || n.is_i64() => "integer",
+            Value::Number(_) => "number",
+            Value::String(_) => "string",
+            Value::Array(_) => "array",
+            Value::Object(_) => "object",
+        };
+        assert!(types.contains(&actual), "{at}: {actual} is not {types:?}");
+        if actual == "null" {
+            return;
+        }
+    }
+    if let Some(c) = schema.get("const") {
+        assert_eq!(v, c, "{at}");
+    }
+    if let Some(Value::Array(options)) = schema.get("enum") {
+        assert!(options.contains(v), "{at}: {v} not in {options:?}");
+    }
+    if let Some(min) = schema.get("minimum").and_then(Value::as_i64) {
+        assert!(v.as_i64().unwrap() >= min, "{at}: below {min}");
+    }
+    if let Some(max) = schema.get("maximum").and_then(Value::as_i64) {
+        assert!(v.as_i64().unwrap() <= max, "{at}: above {max}");
+    }
+    if let Some(min) = schema.get("minLength").and_then(Value::as_u64) {
+        assert!(
+            v.as_str().unwrap().chars().count() as u64 >= min,
+            "{at}: too short"
+        );
+    }
+    if schema.get("pattern").is_some() {
+        let s = v.as_str().unwrap();
+        assert!(
+            s.len() == 26
+                && s.bytes()
+                    .all(|b| b"0123456789ABCDEFGHJKMNPQRSTVWXYZ".contains(&b)),
+            "{at}: {s} is not a ULID"
+        );
+    }
+    if let Some(Value::Array(req)) = schema.get("required") {
+        for r in req {
+            assert!(v.get(r.as_str().unwrap()).is_some(), "{at}: missing {r}");
+        }
+    }
+    if let Some(Value::Object(props)) = schema.get("properties") {
+        for (k, sub) in props {
+            if let Some(x) = v.get(k) {
+                check(sub, x, &format!("{at}.{k}"));
+            }
+        }
+    }
+    if let (Some(items), Value::Array(arr)) = (schema.get("items"), v) {
+        for (i, x) in arr.iter().enumerate() {
+            check(items, x, &format!("{at}[{i}]"));
+        }
+    }
+}
+
+#[test]
+fn killing_export_o_leaves_the_old_file_or_the_whole_new_one() {
+    let env = Env::new();
+    for i in 0..300 {
+        env.json(&["new", &format!("item {i} {}", "x".repeat(200))]);
+    }
+    let target = env.path("out.json");
+    std::fs::write(&target, "OLD").unwrap();
+    for round in 0..20u64 {
+        let mut child = env.spawn(&["export", "-o", target.to_str().unwrap()]);
+        std::thread::sleep(Duration::from_micros(500 + round * 700));
+        let _ = child.kill();
+        let _ = child.wait();
+        let content = std::fs::read(&target).unwrap();
+        if content != b"OLD" {
+            let v: serde_json::Value = serde_json::from_slice(&content)
+                .unwrap_or_else(|e| panic!("round {round}: a half-written export is visible: {e}"));
+            assert_eq!(v["items"].as_array().unwrap().len(), 300);
+        }
+    }
+}
+
+#[test]
+fn log_filters_by_item_since_and_limit_and_follow_sees_new_ops() {
+    let env = populated();
+    let all = json_lines(&env.run(&["--json", "log"]).stdout);
+    assert_eq!(all.len(), 6);
+    let of_3 = json_lines(&env.run(&["--json", "log", "3"]).stdout);
+    assert_eq!(
+        of_3.iter()
+            .map(|o| o["op"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["new", "claim"]
+    );
+    let tail = json_lines(
+        &env.run(&["--json", "log", "--since", "5", "--limit", "1"])
+            .stdout,
+    );
+    assert_eq!(tail.len(), 1);
+    assert_eq!(tail[0]["seq"], 5);
+
+    let follower = env.spawn(&["--json", "log", "--follow", "--since", "7"]);
+    std::thread::sleep(Duration::from_millis(300));
+    env.json(&["new", "late"]);
+    std::thread::sleep(Duration::from_millis(1200));
+    // While --follow sleeps it holds nothing: writers are not kept waiting.
+    env.json(&["new", "later"]);
+    std::thread::sleep(Duration::from_millis(1200));
+    let mut follower = follower;
+    let _ = follower.kill();
+    let out = follower.wait_with_output().unwrap();
+    let seen: Vec<u64> = json_lines(&out.stdout)
+        .iter()
+        .map(|o| o["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seen, [7, 8]);
+}
+
+#[test]
+fn verify_reports_ok_and_rebuild_keeps_everything() {
+    let env = populated();
+    let (code, _) = env.code(&["verify"]);
+    assert_eq!(code, 0);
+    let v = env.json(&["verify"]);
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["ops"], 6);
+    let before = env.run(&["export"]).stdout;
+    assert_eq!(env.code(&["rebuild"]).0, 0);
+    let after = env.run(&["export"]).stdout;
+    let strip = |b: &[u8]| text(b).lines().skip(1).collect::<Vec<_>>().join("\n");
+    assert_eq!(strip(&before), strip(&after));
+    assert_eq!(env.code(&["verify"]).0, 0);
+}
