@@ -95,8 +95,11 @@ pub enum Command {
 #[derive(Args, Debug)]
 pub struct NewArgs {
     pub title: String,
-    #[arg(long, default_value = "")]
+    #[arg(long, default_value = "", conflicts_with = "body_file")]
     pub body: String,
+    /// Read the body from a file (`-` for standard input), for text too long for an argument
+    #[arg(long, value_name = "PATH")]
+    pub body_file: Option<PathBuf>,
     /// 0 (highest) to 4
     #[arg(long, short, value_parser = clap::value_parser!(u8).range(0..=4))]
     pub priority: Option<u8>,
@@ -150,8 +153,11 @@ pub struct UpdateArgs {
     pub item: String,
     #[arg(long)]
     pub title: Option<String>,
-    #[arg(long)]
+    #[arg(long, conflicts_with = "body_file")]
     pub body: Option<String>,
+    /// Read the new body from a file (`-` for standard input)
+    #[arg(long, value_name = "PATH")]
+    pub body_file: Option<PathBuf>,
     #[arg(long, short, value_parser = clap::value_parser!(u8).range(0..=4))]
     pub priority: Option<u8>,
     #[arg(long = "add-label", value_name = "LABEL")]

@@ -158,9 +158,13 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
                 .iter()
                 .map(|b| item_ref(b))
                 .collect::<Result<Vec<_>>>()?;
+            let body = match &a.body_file {
+                Some(path) => read_body(path)?,
+                None => a.body,
+            };
             let new = NewItem {
                 title: a.title,
-                body: a.body,
+                body,
                 priority: a.priority,
                 labels: a.labels,
             };
@@ -221,9 +225,13 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
                     })
                 })
                 .transpose()?;
+            let body = match &a.body_file {
+                Some(path) => Some(read_body(path)?),
+                None => a.body,
+            };
             let patch = Patch {
                 title: a.title,
-                body: a.body,
+                body,
                 priority: a.priority,
                 status,
                 add_labels: a.add_labels,
@@ -396,6 +404,21 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
             Ok(0)
         }
     }
+}
+
+/// A body from a file, or from standard input for `-`.
+fn read_body(path: &Path) -> Result<String> {
+    let bytes = if path.as_os_str() == "-" {
+        let mut b = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut b)
+            .map_err(|e| Error::io("cannot read the body from standard input", e))?;
+        b
+    } else {
+        std::fs::read(path)
+            .map_err(|e| Error::io(format!("{}: cannot read the body", path.display()), e))?
+    };
+    String::from_utf8(bytes)
+        .map_err(|_| Error::Invalid(format!("{}: the body is not UTF-8 text", path.display())))
 }
 
 /// The lease length when none is given: $TRACKER_TTL, else 15 minutes.

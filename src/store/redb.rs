@@ -215,8 +215,14 @@ fn storage_error(path: &Path, e: redb::StorageError) -> Error {
                 format!("{}: permission denied; nothing was changed", path.display()),
                 io,
             ),
-            std::io::ErrorKind::StorageFull => Error::io(
-                format!("{}: the disk is full; nothing was changed", path.display()),
+            std::io::ErrorKind::StorageFull
+            | std::io::ErrorKind::FileTooLarge
+            | std::io::ErrorKind::QuotaExceeded => Error::io(
+                format!(
+                    "{}: the file cannot grow (disk full or a size limit); nothing was changed. \
+                     Free some space and try again",
+                    path.display()
+                ),
                 io,
             ),
             std::io::ErrorKind::UnexpectedEof => damaged(path, "it is truncated"),
