@@ -129,12 +129,13 @@ impl<S: Storage> Tracker<S> {
             .enumerate()
             .map(|(i, j)| item_from_json(j, i + 1))
             .collect::<Result<Vec<_>>>()?;
+        drop(items);
         let by_num: HashMap<u64, Ulid> = incoming.iter().map(|(i, _)| (i.num, i.id)).collect();
         let now = self.now();
         self.store.write(|t| {
             let mut report = ImportReport::default();
             let mut touched = Vec::new();
-            for (mut item, blocker_nums) in incoming.clone() {
+            for (mut item, blocker_nums) in incoming {
                 if item.blocked_by.is_empty() {
                     item.blocked_by = blocker_nums
                         .iter()

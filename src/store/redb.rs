@@ -459,7 +459,10 @@ struct Txn<'p, T> {
 }
 
 fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
-    rmp_serde::to_vec_named(v).map_err(|e| Error::Internal(format!("cannot encode a value: {e}")))
+    // Positional (an array in field order): half the size of named maps, which keeps the file
+    // within twice its JSON export. Fields are only ever appended, each with a serde default, so
+    // older, shorter arrays still decode (see data-format.md and the round-trip tests).
+    rmp_serde::to_vec(v).map_err(|e| Error::Internal(format!("cannot encode a value: {e}")))
 }
 
 impl<T: OpenTables> Txn<'_, T> {
