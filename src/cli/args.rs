@@ -87,8 +87,7 @@ pub enum Command {
     Status,
     /// Print a shell completion script
     Completions { shell: clap_complete::Shell },
-    /// Print the man page (roff)
-    #[command(hide = true)]
+    /// Print the man page (roff): `tracker man > tracker.1`
     Man,
 }
 

@@ -2,6 +2,7 @@
 
 mod args;
 mod edit;
+mod progress;
 mod render;
 mod run;
 
@@ -306,10 +307,13 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
         Command::Log(a) => log(ctx, a),
         Command::Export(a) => {
             let t = ctx.open(Access::ReadOnly)?;
+            let bar = progress::bar("exporting");
+            let mut tick = |n: u64, total: u64| progress::set(&bar, n, total);
             let n = match &a.output {
-                Some(path) => t.export_to_path(path, a.jsonl, &mut |_, _| {})?,
-                None => t.export(&mut std::io::stdout().lock(), a.jsonl, &mut |_, _| {})?,
+                Some(path) => t.export_to_path(path, a.jsonl, &mut tick)?,
+                None => t.export(&mut std::io::stdout().lock(), a.jsonl, &mut tick)?,
             };
+            progress::finish(bar);
             if let Some(path) = &a.output {
                 eprintln!("exported {n} items to {}", path.display());
             }
@@ -319,7 +323,10 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
             let text = std::fs::read_to_string(&file)
                 .map_err(|e| Error::io(format!("{}: cannot read", file.display()), e))?;
             let t = ctx.open(Access::ReadWrite)?;
-            let r = t.import(&text)?;
+            let spinner = progress::spinner("importing");
+            let r = t.import(&text);
+            progress::finish(spinner);
+            let r = r?;
             if ctx.json {
                 print_json(
                     &serde_json::json!({"created": r.created, "replaced": r.replaced, "unchanged": r.unchanged}),
@@ -334,7 +341,10 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
         }
         Command::Verify => {
             let t = ctx.open(Access::ReadOnly)?;
-            let r = t.verify()?;
+            let spinner = progress::spinner("replaying the ops log");
+            let r = t.verify();
+            progress::finish(spinner);
+            let r = r?;
             if ctx.json {
                 print_json(
                     &serde_json::json!({"ok": r.problems.is_empty(), "ops": r.ops, "items": r.items,
@@ -354,7 +364,10 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
         }
         Command::Rebuild => {
             let t = ctx.open(Access::ReadWrite)?;
-            let r = t.rebuild()?;
+            let spinner = progress::spinner("rebuilding from the ops log");
+            let r = t.rebuild();
+            progress::finish(spinner);
+            let r = r?;
             if ctx.json {
                 print_json(
                     &serde_json::json!({"ops": r.ops, "items": r.items, "leases": r.leases}),

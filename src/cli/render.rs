@@ -113,16 +113,24 @@ pub fn list(items: &[ItemView], now: &Now, style: &Style, wide: bool) -> String 
             ]
         })
         .collect();
-    let mut widths = [3usize, 2, 5, 3];
+    // Headers count too: "PRI" is wider than "P1".
+    let mut widths = [3usize, 3, 5, 3];
     for r in &rows {
         for (w, cell) in widths.iter_mut().zip(r) {
             *w = (*w).max(cell.chars().count());
         }
     }
     widths[2] = widths[2].min(32);
-    let fixed: usize = widths.iter().sum::<usize>() + 4 * 2;
+    const GAPS: usize = 4 * 2;
+    const MIN_TITLE: usize = 12;
+    if let (Some(w), false) = (style.width, wide) {
+        // On a narrow terminal the state column gives way before the title does.
+        let others = widths[0] + widths[1] + widths[3] + GAPS + MIN_TITLE;
+        widths[2] = widths[2].min(w.saturating_sub(others).max(5));
+    }
+    let fixed: usize = widths.iter().sum::<usize>() + GAPS;
     let title_room = match (style.width, wide) {
-        (Some(w), false) => Some(w.saturating_sub(fixed).max(10)),
+        (Some(w), false) => Some(w.saturating_sub(fixed).max(1)),
         _ => None,
     };
     let mut out = String::new();
@@ -137,7 +145,11 @@ pub fn list(items: &[ItemView], now: &Now, style: &Style, wide: bool) -> String 
         w2 = widths[2],
         w3 = widths[3]
     );
-    let _ = writeln!(out, "{}", style.bold(&header));
+    let line_style = Style {
+        width: if wide { None } else { style.width },
+        ..*style
+    };
+    let _ = writeln!(out, "{}", fit(&style.bold(&header), &line_style));
     for (v, r) in items.iter().zip(&rows) {
         let title = safe(&v.item.title, false);
         let title = match title_room {
@@ -151,8 +163,7 @@ pub fn list(items: &[ItemView], now: &Now, style: &Style, wide: bool) -> String 
             "done" | "cancelled" => style.dim(&format!("{state:<w$}", w = widths[2])),
             _ => format!("{state:<w$}", w = widths[2]),
         };
-        let _ = writeln!(
-            out,
+        let line = format!(
             "{:<w0$}  {:<w1$}  {}  {:<w3$}  {}",
             r[0],
             r[1],
@@ -163,6 +174,7 @@ pub fn list(items: &[ItemView], now: &Now, style: &Style, wide: bool) -> String 
             w1 = widths[1],
             w3 = widths[3]
         );
+        let _ = writeln!(out, "{}", fit(&line, &line_style));
     }
     if items.is_empty() {
         out = "no items match\n".into();
@@ -250,7 +262,15 @@ pub fn show(d: &ItemDetail, now: &Now, style: &Style) -> String {
     if !d.recent_ops.is_empty() {
         let _ = writeln!(s, "  recent ops:");
         for op in &d.recent_ops {
-            let _ = writeln!(s, "    {}", log_line(op, Some(i.num), now));
+            let line = format!(
+                "    {:>5}  {:>5} ago  v{:<3} {}  by {}",
+                op.seq,
+                format_duration_short(now.wall_ms - op.at),
+                op.version_after,
+                safe(&describe_changes(op), false),
+                safe(&op.actor, false)
+            );
+            let _ = writeln!(s, "{}", fit(&line, style));
         }
     }
     s
@@ -376,5 +396,209 @@ pub fn verify(r: &VerifyReport) -> String {
             let _ = write!(s, "\n  also: {p}");
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Snapshots of human output at a fixed width and clock.
+    use super::*;
+    use std::sync::Arc;
+    use tracker::{Item, Lease, OpKind};
+    use ulid::Ulid;
+
+    const T0: i64 = 1_795_000_000_000;
+
+    fn now() -> Now {
+        Now {
+            wall_ms: T0 + 600_000,
+            mono_ms: Some(5_600_000),
+            boot_id: Some(Arc::from("boot")),
+        }
+    }
+
+    fn item(num: u64, title: &str, status: Status, priority: u8) -> Item {
+        Item {
+            id: Ulid(0x0193_0000_0000_0000_0000_0000_0000_0000 + num as u128),
+            num,
+            title: title.into(),
+            body: String::new(),
+            status,
+            priority,
+            labels: vec![],
+            blocked_by: vec![],
+            version: 3,
+            created_at: T0,
+            updated_at: T0 + 540_000,
+        }
+    }
+
+    fn lease(holder: &str) -> Lease {
+        Lease {
+            holder: holder.into(),
+            token: 17,
+            acquired_at: T0 + 360_000,
+            renewed_at: T0 + 580_000,
+            expires_at: T0 + 1_260_000,
+            ttl_ms: 900_000,
+            host: "box".into(),
+            pid: Some(4242),
+            pid_start: None,
+            boot_id: Some("boot".into()),
+            deadline_mono_ms: Some(6_260_000),
+        }
+    }
+
+    fn view(i: Item, claim: Option<Lease>, blocked: bool) -> ItemView {
+        ItemView {
+            item: i,
+            claim,
+            blocked_by_nums: if blocked { vec![1] } else { vec![] },
+            blocked,
+        }
+    }
+
+    const PLAIN_80: Style = Style {
+        color: false,
+        width: Some(80),
+    };
+
+    #[test]
+    fn list_at_80_columns() {
+        let items = vec![
+            view(item(1, "Set up the database schema", Status::Open, 1), None, false),
+            view(
+                item(2, "Write the migration that moves every legacy record into the new tables and checks them", Status::Open, 2),
+                Some(lease("ana@box/pts/3")),
+                false,
+            ),
+            view(item(3, "Ship it", Status::Open, 0), None, true),
+            view(item(4, "Old work", Status::Done, 3), None, false),
+        ];
+        let out = list(&items, &now(), &PLAIN_80, false);
+        let expected = "\
+NUM  PRI  STATE                     AGE  TITLE
+#1   P1   ready                     1m   Set up the database schema
+#2   P2   claimed by ana@box/pts/3  1m   Write the migration that moves every l…
+#3   P0   blocked                   1m   Ship it
+#4   P3   done                      1m   Old work
+";
+        assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn list_lines_fit_the_width() {
+        let items = vec![view(
+            item(1, &"long title ".repeat(30), Status::Open, 1),
+            Some(lease("someone@a-very-long-hostname.example.org/pts/12")),
+            false,
+        )];
+        for w in [40usize, 80, 120] {
+            let style = Style {
+                color: false,
+                width: Some(w),
+            };
+            for line in list(&items, &now(), &style, false).lines() {
+                assert!(
+                    line.chars().count() <= w,
+                    "{} > {w}: {line}",
+                    line.chars().count()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn show_tells_the_claim_in_words() {
+        let mut i = item(2, "Write the migration", Status::Open, 2);
+        i.labels = vec!["db".into()];
+        i.body = "Details here.\nSecond line.".into();
+        let detail = ItemDetail {
+            view: view(i.clone(), Some(lease("ana@box/pts/3")), false),
+            blocks: vec![(5, Ulid(5))],
+            lease: Some((lease("ana@box/pts/3"), LeaseState::Live)),
+            recent_ops: vec![Op {
+                seq: 9,
+                at: T0 + 360_000,
+                actor: "ana@box/pts/3".into(),
+                kind: OpKind::Claim,
+                item: i.id,
+                version_before: 2,
+                version_after: 3,
+                changes: vec![tracker::Change::LeaseSet {
+                    old: None,
+                    new: lease("ana@box/pts/3"),
+                }],
+            }],
+        };
+        let out = show(&detail, &now(), &PLAIN_80);
+        assert!(out.contains("claimed by ana@box/pts/3 (host box, pid 4242) 4m ago, renewed 20s ago, expires in 11m, token 17"), "{out}");
+        assert!(out.contains("blocks:   #5"), "{out}");
+        assert!(out.contains("labels:   db"), "{out}");
+        assert!(out.contains("Details here.\nSecond line."), "{out}");
+        assert!(out.contains("claim: lease ana@box/pts/3 token 17"), "{out}");
+    }
+
+    #[test]
+    fn status_board_colours_heartbeats_by_age() {
+        let fresh = lease("fresh");
+        let mut late = lease("late");
+        late.renewed_at = T0 - 240_000; // 14m ago of a 15m lease
+        late.expires_at = T0 + 660_000; // expires in 1m
+        late.deadline_mono_ms = Some(5_660_000);
+        let b = Board {
+            open: 3,
+            done: 1,
+            cancelled: 0,
+            ready: 1,
+            blocked: 0,
+            live: vec![
+                (item(1, "a", Status::Open, 1), fresh),
+                (item(2, "b", Status::Open, 1), late.clone()),
+            ],
+            stale: vec![(item(3, "c", Status::Open, 1), late, LeaseState::HolderGone)],
+        };
+        let plain = board(&b, &now(), &PLAIN_80);
+        assert_eq!(
+            plain,
+            "\
+open 3  ready 1  claimed 2  blocked 0  done 1  cancelled 0
+
+live claims
+  #1     fresh                        renewed 20s ago expires in 11m  a
+  #2     late                         renewed 14m ago expires in 1m  b
+
+stale claims
+  #3     late                         process gone  c
+"
+        );
+        let coloured = board(
+            &b,
+            &now(),
+            &Style {
+                color: true,
+                width: Some(80),
+            },
+        );
+        assert!(
+            coloured.contains("\x1b[32mrenewed 20s ago"),
+            "fresh heartbeat is green"
+        );
+        assert!(
+            coloured.contains("\x1b[31mrenewed 14m ago"),
+            "a lease about to expire is red"
+        );
+    }
+
+    #[test]
+    fn control_characters_never_reach_the_terminal() {
+        assert_eq!(safe("a\x1b[31mb\x07", false), "a?[31mb?");
+        assert_eq!(safe("line\nnext\t\x1b", true), "line\nnext\t?");
+    }
+
+    #[test]
+    fn conflict_message_names_holder_and_times() {
+        let text = describe_lease(&lease("ana@box/pts/3"), &now());
+        assert_eq!(text, "claimed by ana@box/pts/3 (host box, pid 4242) 4m ago, renewed 20s ago, expires in 11m, token 17");
     }
 }
