@@ -113,19 +113,37 @@ impl Clock for FakeClock {
     }
 }
 
-/// RFC 3339 in UTC with milliseconds, e.g. `2026-11-23T14:05:00.123Z`.
+/// RFC 3339 in UTC with milliseconds, e.g. `2026-11-23T14:05:00.123Z`. Written digit by digit:
+/// exports format two of these per item, and `format!` was a tenth of an export's time.
 pub fn format_rfc3339(ms: WallMs) -> String {
     let secs = ms.div_euclid(1000);
-    let millis = ms.rem_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        sod / 3600,
-        sod % 3600 / 60,
-        sod % 60
-    )
+    let millis = ms.rem_euclid(1000) as u32;
+    let sod = secs.rem_euclid(86_400) as u32;
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    if !(0..=9999).contains(&y) {
+        return format!(
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+            sod / 3600,
+            sod % 3600 / 60,
+            sod % 60
+        );
+    }
+    let mut b = *b"0000-00-00T00:00:00.000Z";
+    let mut put = |at: usize, width: usize, mut v: u32| {
+        for i in (at..at + width).rev() {
+            b[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, y as u32);
+    put(5, 2, m);
+    put(8, 2, d);
+    put(11, 2, sod / 3600);
+    put(14, 2, sod % 3600 / 60);
+    put(17, 2, sod % 60);
+    put(20, 3, millis);
+    // Only ASCII digits and separators were written.
+    String::from_utf8(b.to_vec()).unwrap_or_default()
 }
 
 // Howard Hinnant's days-to-civil algorithm (proleptic Gregorian calendar).

@@ -292,9 +292,19 @@ impl<S: Storage> Tracker<S> {
         let item = t
             .item(id)?
             .ok_or_else(|| Error::NotFound(format!("no item {id}")))?;
-        let claim = t
-            .lease(id)?
-            .filter(|l| self.lease_state(l, now) == LeaseState::Live);
+        let lease = t.lease(id)?;
+        self.view_of(t, item, lease, now)
+    }
+
+    /// The view of an item already read, with its lease (live or not) already looked up.
+    pub(crate) fn view_of(
+        &self,
+        t: &dyn ReadTxn,
+        item: Item,
+        lease: Option<Lease>,
+        now: &Now,
+    ) -> Result<ItemView> {
+        let claim = lease.filter(|l| self.lease_state(l, now) == LeaseState::Live);
         let mut blocked_by_nums = Vec::with_capacity(item.blocked_by.len());
         let mut blocked = false;
         for b in &item.blocked_by {

@@ -111,6 +111,9 @@ impl ReadTxn for Tables {
     fn visit_items(&self, f: Visit<Item>) -> Result<()> {
         visit(self.nums.values().map(|id| self.items[id].clone()), f)
     }
+    fn visit_items_by_id(&self, f: Visit<Item>) -> Result<()> {
+        visit(self.items.values().cloned(), f)
+    }
     fn dependents(&self, id: Ulid) -> Result<Vec<Ulid>> {
         Ok(self
             .blocks

@@ -68,6 +68,8 @@ pub trait ReadTxn {
     fn visit_label(&self, label: &str, f: Visit<Ulid>) -> Result<()>;
     /// Every item, by number.
     fn visit_items(&self, f: Visit<Item>) -> Result<()>;
+    /// Every item, by identity (ULID): one pass over the items table, no index lookups.
+    fn visit_items_by_id(&self, f: Visit<Item>) -> Result<()>;
     /// Items that list `id` in their `blocked_by`.
     fn dependents(&self, id: Ulid) -> Result<Vec<Ulid>>;
     /// Ops with `seq >= from`, oldest first.

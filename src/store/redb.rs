@@ -624,6 +624,17 @@ impl<T: OpenTables> ReadTxn for Txn<'_, T> {
         Ok(())
     }
 
+    fn visit_items_by_id(&self, f: Visit<Item>) -> Result<()> {
+        let items = self.open(ITEMS)?;
+        for entry in items.iter().map_err(|e| self.se(e))? {
+            let (id, bytes) = entry.map_err(|e| self.se(e))?;
+            if !f(self.decode("items", Ulid(id.value()), bytes.value())?)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     fn dependents(&self, id: Ulid) -> Result<Vec<Ulid>> {
         let blocks = self.open(BLOCKS)?;
         let mut out = Vec::new();
