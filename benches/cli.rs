@@ -276,63 +276,65 @@ fn main() {
     let file_size = std::fs::metadata(&big_db).unwrap().len();
     let json_size = std::fs::metadata(&export_path).unwrap().len();
 
-    // Contention: 8 workers drain 2,000 items.
+    // Contention: 1, 2, 4 and 8 workers drain 2,000 items each time, tracker and sqlite3 peer.
     let drain_n = 2000;
-    let drain_db = Arc::new(dir.path().join("drain.redb"));
-    init_with(&drain_db, dir.path(), drain_n);
-    let (d1, d2) = (drain_db.clone(), drain_db.clone());
-    let tracker_rate = drain(
-        drain_n,
-        8,
-        Arc::new(move |w| {
-            let who = format!("w{w}");
-            let (out, _) = timed(
-                tracker(&d1, &["--json", "--as", &who, "claim", "--next"]),
-                &[0, 4],
-            );
-            (!out.is_empty()).then(|| {
-                (
-                    json_field(&out, &["num"]).to_string(),
-                    json_field(&out, &["claim", "token"]).to_string(),
-                )
-            })
-        }),
-        Arc::new(move |num, token, w| {
-            timed(
-                tracker(
-                    &d2,
-                    &["--as", &format!("w{w}"), "done", num, "--token", token],
-                ),
-                &[0],
-            );
-        }),
-    );
-    let peer_rate = script.as_ref().map(|s| {
-        let pdb = Arc::new(dir.path().join("peer-drain.db"));
-        let s = Arc::new(s.clone());
-        timed(peer(&s, &pdb, &["init"]), &[0]);
-        let mut c = Command::new("sqlite3");
-        c.arg(&*pdb).arg(format!(
-            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i<{drain_n}) INSERT INTO items(title) SELECT 'job '||i FROM n;"
-        ));
-        timed(c, &[0]);
-        let (s1, s2, p1, p2) = (s.clone(), s.clone(), pdb.clone(), pdb.clone());
-        drain(
+    let mut drains: Vec<(usize, f64, Option<f64>)> = Vec::new();
+    for workers in [1usize, 2, 4, 8] {
+        let db = Arc::new(dir.path().join(format!("drain-{workers}.redb")));
+        init_with(&db, dir.path(), drain_n);
+        let (d1, d2) = (db.clone(), db.clone());
+        let tracker_rate = drain(
             drain_n,
-            8,
+            workers,
             Arc::new(move |w| {
-                let (out, _) = timed(peer(&s1, &p1, &["claim-next", &format!("w{w}")]), &[0, 4]);
-                let mut parts = out.trim().split('|');
-                match (parts.next(), parts.next()) {
-                    (Some(n), Some(t)) if !n.is_empty() => Some((n.to_string(), t.to_string())),
-                    _ => None,
-                }
+                let who = format!("w{w}");
+                let (out, _) = timed(
+                    tracker(&d1, &["--json", "--as", &who, "claim", "--next"]),
+                    &[0, 4],
+                );
+                (!out.is_empty()).then(|| {
+                    (
+                        json_field(&out, &["num"]).to_string(),
+                        json_field(&out, &["claim", "token"]).to_string(),
+                    )
+                })
             }),
-            Arc::new(move |num, token, _| {
-                timed(peer(&s2, &p2, &["done", num, token]), &[0]);
+            Arc::new(move |num, token, w| {
+                let who = format!("w{w}");
+                timed(
+                    tracker(&d2, &["--as", &who, "done", num, "--token", token]),
+                    &[0],
+                );
             }),
-        )
-    });
+        );
+        let peer_rate = script.as_ref().map(|s| {
+            let pdb = Arc::new(dir.path().join(format!("peer-drain-{workers}.db")));
+            let s = Arc::new(s.clone());
+            timed(peer(&s, &pdb, &["init"]), &[0]);
+            let mut c = Command::new("sqlite3");
+            c.arg(&*pdb).arg(format!(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i<{drain_n}) INSERT INTO items(title) SELECT 'job '||i FROM n;"
+            ));
+            timed(c, &[0]);
+            let (s1, s2, p1, p2) = (s.clone(), s.clone(), pdb.clone(), pdb.clone());
+            drain(
+                drain_n,
+                workers,
+                Arc::new(move |w| {
+                    let (out, _) = timed(peer(&s1, &p1, &["claim-next", &format!("w{w}")]), &[0, 4]);
+                    let mut parts = out.trim().split('|');
+                    match (parts.next(), parts.next()) {
+                        (Some(n), Some(t)) if !n.is_empty() => Some((n.to_string(), t.to_string())),
+                        _ => None,
+                    }
+                }),
+                Arc::new(move |num, token, _| {
+                    timed(peer(&s2, &p2, &["done", num, token]), &[0]);
+                }),
+            )
+        });
+        drains.push((workers, tracker_rate, peer_rate));
+    }
 
     let truth = median(&mut small.truth);
     let row = |name: &str,
@@ -384,10 +386,16 @@ fn main() {
         None,
     );
     println!();
-    println!(
-        "- 8 workers draining {drain_n} items (claim --next + done --token): tracker {tracker_rate:.0} commands/s{}",
-        peer_rate.map(|p| format!(", sqlite3 peer {p:.0} commands/s ({:.2}x)", tracker_rate / p)).unwrap_or_default()
-    );
+    println!("| workers draining {drain_n} items (claim --next + done --token) | tracker commands/s | sqlite3 peer commands/s | ratio |");
+    println!("|---|---|---|---|");
+    for (workers, rate, peer_rate) in &drains {
+        let (p, r) = match peer_rate {
+            Some(p) => (format!("{p:.0}"), format!("{:.2}x", rate / p)),
+            None => ("–".into(), "–".into()),
+        };
+        println!("| {workers} | {rate:.0} | {p} | {r} |");
+    }
+    println!();
     println!(
         "- export of {big} items: {:.1} s, {:.0} items/s, peak memory {:.0} MB",
         export_time.as_secs_f64(),
