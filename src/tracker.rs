@@ -13,7 +13,7 @@ use crate::host::Actor;
 use crate::model::{Item, ItemView, Lease, Op, Status};
 use crate::rules::{self, LeaseState};
 use crate::store::redb::{Access, RedbStore};
-use crate::store::{ulid_prefix_range, ReadTxn, Storage};
+use crate::store::{ulid_prefix_range, ReadTxn, Setting, Storage};
 
 /// How an item is named on the command line: `42`, `#42`, a ULID, or a unique ULID prefix.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -196,6 +196,23 @@ impl<S: Storage> Tracker<S> {
             }
             _ => false,
         }
+    }
+
+    /// The lease length a claim gets when it names none: this tracker's setting, else 15 minutes.
+    pub fn default_ttl(&self) -> Result<Duration> {
+        let ms = self.store.read(|t| t.setting(Setting::DefaultTtlMs))?;
+        Ok(ms.map(Duration::from_millis).unwrap_or(DEFAULT_TTL))
+    }
+
+    /// Sets this tracker's default lease length (a setting, so no op is logged).
+    pub fn set_default_ttl(&self, ttl: Duration) -> Result<()> {
+        if ttl < Duration::from_secs(1) || ttl > Duration::from_secs(366 * 86_400) {
+            return Err(Error::Invalid(format!(
+                "a default TTL of {ttl:?} is out of range: use 1s to 366d"
+            )));
+        }
+        self.store
+            .write(|t| t.set_setting(Setting::DefaultTtlMs, ttl.as_millis() as u64))
     }
 
     // ---- reads -------------------------------------------------------------------------------

@@ -266,3 +266,29 @@ fn a_wall_clock_jump_does_not_free_a_lease_whose_monotonic_deadline_is_ahead() {
     clock.advance(601_000);
     assert_eq!(bob.claim(&r, &opts).unwrap().claim.unwrap().holder, "bob");
 }
+
+#[test]
+fn the_default_ttl_is_a_setting_of_the_tracker_and_flags_override_it() {
+    let env = common::Env::empty();
+    let init = env.run(&["init", "--default-ttl", "2m"]);
+    assert_eq!(init.status.code(), Some(0), "{}", text(&init.stderr));
+    env.json(&["new", "a"]);
+    env.json(&["new", "b"]);
+    let lease_secs = |v: &serde_json::Value| {
+        let at = |k: &str| tracker::clock::parse_rfc3339(v["claim"][k].as_str().unwrap()).unwrap();
+        (at("expires_at") - at("acquired_at")) / 1000
+    };
+    assert_eq!(lease_secs(&env.json(&["claim", "1"])), 120);
+    assert_eq!(lease_secs(&env.json(&["claim", "2", "--ttl", "30s"])), 30);
+    assert_eq!(
+        env.json(&["config", "default-ttl"])["default_ttl_ms"],
+        120_000
+    );
+    env.json(&["config", "default-ttl", "1h"]);
+    env.json(&["new", "c"]);
+    assert_eq!(lease_secs(&env.json(&["claim", "3"])), 3600);
+    // Settings are not items: no op was logged for them.
+    let ops = json_lines(&env.run(&["--json", "log"]).stdout);
+    assert!(ops.iter().all(|o| o["op"] != "update"));
+    assert_eq!(env.code(&["verify"]).0, 0);
+}

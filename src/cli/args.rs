@@ -48,7 +48,14 @@ pub enum ColorWhen {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Create a tracker file (.tracker/tracker.redb here, or --db PATH)
-    Init,
+    Init {
+        /// Lease length for claims that name none (default 15m)
+        #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+        default_ttl: Option<Duration>,
+    },
+    /// Show or change this tracker's settings
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Create an item
     New(NewArgs),
     /// Show one item, its claim, blockers and latest ops
@@ -181,7 +188,7 @@ pub struct ClaimArgs {
     /// With --next: only items with this label
     #[arg(long, requires = "next")]
     pub label: Option<String>,
-    /// Lease length
+    /// Lease length (default: $TRACKER_TTL, else the tracker's default-ttl, else 15m)
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     pub ttl: Option<Duration>,
     /// Keep trying (backoff with jitter) until the item is free or DUR runs out (then exit 5)
@@ -225,6 +232,15 @@ pub struct DoneArgs {
     pub force: bool,
     #[command(flatten)]
     pub guard: GuardArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Print the default lease length, or set it to DUR
+    DefaultTtl {
+        #[arg(value_parser = parse_duration)]
+        ttl: Option<Duration>,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -14,10 +14,10 @@ use clap::{CommandFactory, Parser};
 use tracker::json::{ItemJson, OpJson};
 use tracker::{
     Access, Actor, ClaimOptions, Error, Guard, ItemRef, ItemView, ListQuery, NewItem, Patch,
-    Result, Status, Tracker, DEFAULT_TTL,
+    Result, Status, Tracker,
 };
 
-use args::{Cli, Command, DepCommand, GuardArgs};
+use args::{Cli, Command, ConfigCommand, DepCommand, GuardArgs};
 use render::Style;
 
 /// Everything a command needs besides its own arguments.
@@ -137,18 +137,39 @@ fn emit(ctx: &Ctx, t: &Tracker, v: &ItemView, verb: &str) -> Result<i32> {
 
 fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
     match command {
-        Command::Init => {
+        Command::Init { default_ttl } => {
             let path = ctx
                 .db
                 .clone()
                 .unwrap_or_else(|| PathBuf::from(".tracker/tracker.redb"));
-            Tracker::init(&path, ctx.lock_timeout)?;
+            let t = Tracker::init(&path, ctx.lock_timeout)?;
+            if let Some(ttl) = default_ttl {
+                t.set_default_ttl(ttl)?;
+            }
             if ctx.json {
                 print_json(
                     &serde_json::json!({"path": path, "format_version": tracker::store::FORMAT_VERSION}),
                 );
             } else {
                 println!("created {}", path.display());
+            }
+            Ok(0)
+        }
+        Command::Config(ConfigCommand::DefaultTtl { ttl }) => {
+            let access = if ttl.is_some() {
+                Access::ReadWrite
+            } else {
+                Access::ReadOnly
+            };
+            let t = ctx.open(access)?;
+            if let Some(ttl) = ttl {
+                t.set_default_ttl(ttl)?;
+            }
+            let ttl = t.default_ttl()?;
+            if ctx.json {
+                print_json(&serde_json::json!({"default_ttl_ms": ttl.as_millis() as u64}));
+            } else {
+                println!("default-ttl {}", humantime::format_duration(ttl));
             }
             Ok(0)
         }
@@ -250,14 +271,14 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
         Command::Edit { item } => edit::edit(ctx, &item_ref(&item)?),
         Command::Claim(a) => {
             let r = a.item.as_deref().map(item_ref).transpose()?;
+            let t = ctx.open(Access::ReadWrite)?;
             let opts = ClaimOptions {
-                ttl: a.ttl.unwrap_or_else(default_ttl),
+                ttl: ttl_for(&t, a.ttl)?,
                 steal_stale: a.steal_stale,
                 force: a.force,
                 pid: a.pid,
                 guard: guard(a.guard),
             };
-            let t = ctx.open(Access::ReadWrite)?;
             let v = match (a.wait, &r) {
                 (Some(w), _) => t.claim_waiting(r.as_ref(), a.label.as_deref(), &opts, w)?,
                 (None, Some(r)) => t.claim(r, &opts)?,
@@ -434,12 +455,17 @@ fn read_body(path: &Path) -> Result<String> {
         .map_err(|_| Error::Invalid(format!("{}: the body is not UTF-8 text", path.display())))
 }
 
-/// The lease length when none is given: $TRACKER_TTL, else 15 minutes.
-fn default_ttl() -> Duration {
-    std::env::var("TRACKER_TTL")
-        .ok()
-        .and_then(|v| args::parse_duration(&v).ok())
-        .unwrap_or(DEFAULT_TTL)
+/// The lease length: --ttl, else $TRACKER_TTL, else the tracker's default-ttl (15m unless set).
+fn ttl_for(t: &Tracker, given: Option<Duration>) -> Result<Duration> {
+    if let Some(ttl) = given {
+        return Ok(ttl);
+    }
+    match std::env::var("TRACKER_TTL") {
+        Ok(v) if !v.trim().is_empty() => {
+            args::parse_duration(&v).map_err(|e| Error::Invalid(format!("TRACKER_TTL: {e}")))
+        }
+        _ => t.default_ttl(),
+    }
 }
 
 fn log(ctx: &Ctx, a: args::LogArgs) -> Result<i32> {

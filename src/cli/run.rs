@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tracker::{Access, ClaimOptions, Error, Guard, ItemRef, Result};
 
 use super::args::RunArgs;
-use super::{default_ttl, item_ref, Ctx};
+use super::{item_ref, ttl_for, Ctx};
 
 /// The last SIGINT/SIGTERM received, to pass on to the child.
 static PENDING_SIGNAL: AtomicI32 = AtomicI32::new(0);
@@ -21,18 +21,19 @@ extern "C" fn remember_signal(sig: libc::c_int) {
 const GRACE: Duration = Duration::from_secs(5);
 
 pub fn run(ctx: &Ctx, a: RunArgs) -> Result<i32> {
-    let ttl = a.ttl.unwrap_or_else(default_ttl);
-    let opts = ClaimOptions {
-        ttl,
-        pid: Some(std::process::id()),
-        ..ClaimOptions::default()
-    };
-    let view = {
+    let (view, ttl) = {
         let t = ctx.open(Access::ReadWrite)?;
-        match a.item.as_deref().map(item_ref).transpose()? {
+        let ttl = ttl_for(&t, a.ttl)?;
+        let opts = ClaimOptions {
+            ttl,
+            pid: Some(std::process::id()),
+            ..ClaimOptions::default()
+        };
+        let view = match a.item.as_deref().map(item_ref).transpose()? {
             Some(r) => t.claim(&r, &opts)?,
             None => t.claim_next(a.label.as_deref(), &opts)?,
-        }
+        };
+        (view, ttl)
     };
     let item = ItemRef::Num(view.item.num);
     let token = view.claim.as_ref().map(|c| c.token).unwrap_or(0);

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use ulid::Ulid;
 
-use super::{Counter, IdempotencyRecord, ReadTxn, Storage, Visit, WriteTxn};
+use super::{Counter, IdempotencyRecord, ReadTxn, Setting, Storage, Visit, WriteTxn};
 use crate::error::Result;
 use crate::model::{Item, Lease, Op, Status};
 
@@ -15,6 +15,7 @@ use crate::model::{Item, Lease, Op, Status};
 struct Tables {
     format: Option<u64>,
     counters: BTreeMap<&'static str, u64>,
+    settings: BTreeMap<&'static str, u64>,
     items: BTreeMap<Ulid, Item>,
     nums: BTreeMap<u64, Ulid>,
     leases: BTreeMap<Ulid, Lease>,
@@ -70,6 +71,9 @@ impl ReadTxn for Tables {
     }
     fn counter(&self, counter: Counter) -> Result<u64> {
         Ok(self.counters.get(counter.key()).copied().unwrap_or(0))
+    }
+    fn setting(&self, setting: Setting) -> Result<Option<u64>> {
+        Ok(self.settings.get(setting.key()).copied())
     }
     fn item(&self, id: Ulid) -> Result<Option<Item>> {
         Ok(self.items.get(&id).cloned())
@@ -150,6 +154,10 @@ impl WriteTxn for Tables {
     }
     fn set_counter(&mut self, counter: Counter, value: u64) -> Result<()> {
         self.counters.insert(counter.key(), value);
+        Ok(())
+    }
+    fn set_setting(&mut self, setting: Setting, value: u64) -> Result<()> {
+        self.settings.insert(setting.key(), value);
         Ok(())
     }
     fn put_item(&mut self, old: Option<&Item>, new: &Item, ready: bool) -> Result<()> {

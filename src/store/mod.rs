@@ -36,6 +36,22 @@ impl Counter {
     }
 }
 
+/// Tracker-wide settings kept beside the counters. They are configuration, not items, so
+/// changing one appends no op.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Setting {
+    /// Lease length when a claim names none, in milliseconds.
+    DefaultTtlMs,
+}
+
+impl Setting {
+    pub fn key(self) -> &'static str {
+        match self {
+            Setting::DefaultTtlMs => "default_ttl_ms",
+        }
+    }
+}
+
 /// What an idempotency key remembers: which command with which arguments, and what it made.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdempotencyRecord {
@@ -53,6 +69,8 @@ pub trait ReadTxn {
     /// The format version of the file, or `None` if it has never been initialised.
     fn format_version(&self) -> Result<Option<u64>>;
     fn counter(&self, counter: Counter) -> Result<u64>;
+    /// A tracker-wide setting kept in `meta` (see `Setting`), if set.
+    fn setting(&self, setting: Setting) -> Result<Option<u64>>;
     fn item(&self, id: Ulid) -> Result<Option<Item>>;
     fn id_by_num(&self, num: u64) -> Result<Option<Ulid>>;
     /// Identities between `lo` and `hi` inclusive, at most `limit` of them.
@@ -85,6 +103,7 @@ pub trait ReadTxn {
 pub trait WriteTxn: ReadTxn {
     fn set_format_version(&mut self, version: u64) -> Result<()>;
     fn set_counter(&mut self, counter: Counter, value: u64) -> Result<()>;
+    fn set_setting(&mut self, setting: Setting, value: u64) -> Result<()>;
     /// Stores `new`, keeping every index in step with the change from `old`. `ready` says whether
     /// the item belongs in the ready queue (open and unblocked), which depends on other items.
     fn put_item(&mut self, old: Option<&Item>, new: &Item, ready: bool) -> Result<()>;

@@ -22,11 +22,11 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use ulid::Ulid;
 
-use super::{Counter, IdempotencyRecord, ReadTxn, Storage, Visit, WriteTxn};
+use super::{Counter, IdempotencyRecord, ReadTxn, Setting, Storage, Visit, WriteTxn};
 use crate::error::{Error, Result};
 use crate::model::{Item, Lease, Op, Status};
 
-/// Format version, and the counters of `Counter`.
+/// Format version, the counters of `Counter`, and the settings of `Setting`.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// ULID -> Item (MessagePack, named fields).
 const ITEMS: TableDefinition<u128, &[u8]> = TableDefinition::new("items");
@@ -540,6 +540,12 @@ impl<T: OpenTables> ReadTxn for Txn<'_, T> {
         Ok(v.map(|g| g.value()).unwrap_or(0))
     }
 
+    fn setting(&self, setting: Setting) -> Result<Option<u64>> {
+        let meta = self.open(META)?;
+        let v = meta.get(setting.key()).map_err(|e| self.se(e))?;
+        Ok(v.map(|g| g.value()))
+    }
+
     fn item(&self, id: Ulid) -> Result<Option<Item>> {
         let items = self.open(ITEMS)?;
         let v = items.get(id.0).map_err(|e| self.se(e))?;
@@ -713,6 +719,12 @@ impl WriteTxn for Txn<'_, WriteTransaction> {
     fn set_counter(&mut self, counter: Counter, value: u64) -> Result<()> {
         let mut meta = self.open(META)?;
         meta.insert(counter.key(), value).map_err(|e| self.se(e))?;
+        Ok(())
+    }
+
+    fn set_setting(&mut self, setting: Setting, value: u64) -> Result<()> {
+        let mut meta = self.open(META)?;
+        meta.insert(setting.key(), value).map_err(|e| self.se(e))?;
         Ok(())
     }
 
