@@ -119,65 +119,73 @@ struct Samples {
     peer_done: Vec<Duration>,
 }
 
-/// One round: every command once, in the same order, so all see the same machine weather.
-fn measure(db: &Path, existing: u64, peer_db: Option<(&Path, &Path)>, s: &mut Samples) {
+/// Every tracker command once on `db`; `existing` items are spread over for `claim ITEM`.
+fn tracker_round(db: &Path, existing: u64, round: u64, s: &mut Samples) {
+    let (out, t) = timed(tracker(db, &["--json", "new", "benchmark item"]), &[0]);
+    s.new.push(t);
+    let fresh = json_field(&out, &["num"]).to_string();
+    // `claim ITEM` on an existing item spread over the file, then done with its token. Seeded
+    // items have priority num % 5; those at 4 come last for `claim --next`, so never collide.
+    let target = if existing >= 500 {
+        (round * 7919) % (existing / 5) * 5 + 4
+    } else {
+        fresh.parse().unwrap()
+    };
+    let target = target.to_string();
+    let (out, t) = timed(
+        tracker(db, &["--json", "--as", "bench", "claim", &target]),
+        &[0],
+    );
+    s.claim.push(t);
+    let token = json_field(&out, &["claim", "token"]).to_string();
+    let (_, t) = timed(
+        tracker(db, &["--as", "bench", "done", &target, "--token", &token]),
+        &[0],
+    );
+    s.done.push(t);
+    let (_, t) = timed(tracker(db, &["--as", "nexter", "claim", "--next"]), &[0]);
+    s.next.push(t);
+    let (_, t) = timed(tracker(db, &["show", &fresh]), &[0]);
+    s.show.push(t);
+    let (_, t) = timed(tracker(db, &["list", "--ready", "--limit", "20"]), &[0]);
+    s.ready20.push(t);
+}
+
+/// The sqlite3 peer's commands once.
+fn peer_round(script: &Path, pdb: &Path, s: &mut Samples) {
+    s.peer_new
+        .push(timed(peer(script, pdb, &["new", "benchmark item"]), &[0]).1);
+    s.peer_new
+        .push(timed(peer(script, pdb, &["new", "benchmark item"]), &[0]).1);
+    let (out, t) = timed(peer(script, pdb, &["claim-next", "w"]), &[0]);
+    s.peer_next.push(t);
+    let mut parts = out.trim().split('|');
+    let (num, tok) = (
+        parts.next().unwrap().to_string(),
+        parts.next().unwrap().to_string(),
+    );
+    s.peer_done
+        .push(timed(peer(script, pdb, &["done", &num, &tok]), &[0]).1);
+}
+
+/// Rounds in which `/bin/true`, the empty file, the big file and the peer each take a turn, so
+/// every ratio compares runs that saw the same machine weather.
+fn measure(
+    small_db: &Path,
+    big_db: &Path,
+    big: u64,
+    peer_db: Option<(&Path, &Path)>,
+) -> (Samples, Samples) {
+    let (mut small, mut large) = (Samples::default(), Samples::default());
     for round in 0..ROUNDS as u64 {
-        s.truth.push(timed(Command::new("/bin/true"), &[0]).1);
-        let (out, t) = timed(tracker(db, &["--json", "new", "benchmark item"]), &[0]);
-        s.new.push(t);
-        let fresh = json_field(&out, &["num"]).to_string();
-        // `claim ITEM` on an existing item (spread over the file), then done with its token.
-        let target = if existing > 0 {
-            (round * 7919) % existing + 1
-        } else {
-            fresh.parse().unwrap()
-        };
-        let (out, t) = timed(
-            tracker(
-                db,
-                &["--json", "--as", "bench", "claim", &target.to_string()],
-            ),
-            &[0],
-        );
-        s.claim.push(t);
-        let token = json_field(&out, &["claim", "token"]).to_string();
-        let (_, t) = timed(
-            tracker(
-                db,
-                &[
-                    "--as",
-                    "bench",
-                    "done",
-                    &target.to_string(),
-                    "--token",
-                    &token,
-                ],
-            ),
-            &[0],
-        );
-        s.done.push(t);
-        let (_, t) = timed(tracker(db, &["--as", "nexter", "claim", "--next"]), &[0]);
-        s.next.push(t);
-        let (_, t) = timed(tracker(db, &["show", &fresh]), &[0]);
-        s.show.push(t);
-        let (_, t) = timed(tracker(db, &["list", "--ready", "--limit", "20"]), &[0]);
-        s.ready20.push(t);
+        small.truth.push(timed(Command::new("/bin/true"), &[0]).1);
+        tracker_round(small_db, 0, round, &mut small);
+        tracker_round(big_db, big, round, &mut large);
         if let Some((script, pdb)) = peer_db {
-            s.peer_new
-                .push(timed(peer(script, pdb, &["new", "benchmark item"]), &[0]).1);
-            s.peer_new
-                .push(timed(peer(script, pdb, &["new", "benchmark item"]), &[0]).1);
-            let (out, t) = timed(peer(script, pdb, &["claim-next", "w"]), &[0]);
-            s.peer_next.push(t);
-            let mut parts = out.trim().split('|');
-            let (num, tok) = (
-                parts.next().unwrap().to_string(),
-                parts.next().unwrap().to_string(),
-            );
-            s.peer_done
-                .push(timed(peer(script, pdb, &["done", &num, &tok]), &[0]).1);
+            peer_round(script, pdb, &mut small);
         }
     }
+    (small, large)
 }
 
 /// Claims the next item for worker `w`: its number and token, or `None` when nothing is left.
@@ -253,18 +261,14 @@ fn main() {
     if let Some(s) = &script {
         timed(peer(s, &peer_db, &["init"]), &[0]);
     }
-    let mut small = Samples::default();
-    measure(
-        &small_db,
-        0,
-        script.as_deref().map(|s| (s, peer_db.as_path())),
-        &mut small,
-    );
-
     let big_db = dir.path().join("big.redb");
     let import_time = init_with(&big_db, dir.path(), big);
-    let mut large = Samples::default();
-    measure(&big_db, big, None, &mut large);
+    let (mut small, mut large) = measure(
+        &small_db,
+        &big_db,
+        big,
+        script.as_deref().map(|s| (s, peer_db.as_path())),
+    );
 
     // Export of the big file: throughput and peak memory.
     let export_path = dir.path().join("export.json");
