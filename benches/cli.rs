@@ -14,6 +14,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod common;
+
 const TRACKER: &str = env!("CARGO_BIN_EXE_tracker");
 const ROUNDS: usize = 60;
 
@@ -78,19 +80,9 @@ fn json_field(s: &str, path: &[&str]) -> u64 {
 
 /// A JSON Lines export of `n` open items, as `tracker import` takes it.
 fn write_items(path: &Path, n: u64) {
-    const A: &[u8] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
     let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    writeln!(f, "{{\"format\":\"tracker-export\",\"format_version\":1,\"exported_at\":\"2026-11-23T00:00:00.000Z\",\"last_op_seq\":0,\"item_count\":{n}}}").unwrap();
-    for i in 1..=n {
-        let mut v: u128 = (1_795_000_000_000u128 << 80) | i as u128;
-        let mut id = [0u8; 26];
-        for c in id.iter_mut().rev() {
-            *c = A[(v & 31) as usize];
-            v >>= 5;
-        }
-        let id = std::str::from_utf8(&id).unwrap();
-        writeln!(f, "{{\"id\":\"{id}\",\"num\":{i},\"title\":\"item number {i} of the big backlog\",\"body\":\"\",\"status\":\"open\",\"priority\":{},\"labels\":[\"l{}\"],\"blocked_by\":[],\"version\":1,\"created_at\":\"2026-11-23T00:00:00.000Z\",\"updated_at\":\"2026-11-23T00:00:00.000Z\",\"claim\":null}}", i % 5, i % 10).unwrap();
-    }
+    common::write_seed(&mut f, n).unwrap();
+    f.flush().unwrap();
 }
 
 fn init_with(db: &Path, dir: &Path, n: u64) -> Duration {

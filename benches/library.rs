@@ -4,29 +4,19 @@
 //!     cargo bench --bench library                 # 1k and 100k items
 //!     BENCH_FULL=1 cargo bench --bench library    # also 1M (seeding takes about a minute)
 
-use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use tracker::{Access, Actor, ClaimOptions, Guard, ItemRef, ListQuery, NewItem, Tracker};
 
-/// An export of `n` open items with distinct ULIDs, to seed a file in one transaction.
+mod common;
+
+/// An export of `n` open items, to seed a file in one transaction.
 fn export_text(n: u64) -> String {
-    const A: &[u8] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-    let mut s = String::with_capacity(n as usize * 300);
-    let _ = writeln!(s, "{{\"format\":\"tracker-export\",\"format_version\":1,\"exported_at\":\"2026-11-23T00:00:00.000Z\",\"last_op_seq\":0,\"item_count\":{n}}}");
-    for i in 1..=n {
-        let mut v: u128 = (1_795_000_000_000u128 << 80) | i as u128;
-        let mut id = [0u8; 26];
-        for c in id.iter_mut().rev() {
-            *c = A[(v & 31) as usize];
-            v >>= 5;
-        }
-        let id = std::str::from_utf8(&id).unwrap();
-        let _ = writeln!(s, "{{\"id\":\"{id}\",\"num\":{i},\"title\":\"item {i}\",\"body\":\"\",\"status\":\"open\",\"priority\":{},\"labels\":[\"l{}\"],\"blocked_by\":[],\"version\":1,\"created_at\":\"2026-11-23T00:00:00.000Z\",\"updated_at\":\"2026-11-23T00:00:00.000Z\",\"claim\":null}}", i % 5, i % 10);
-    }
-    s
+    let mut out = Vec::with_capacity(n as usize * 300);
+    common::write_seed(&mut out, n).unwrap();
+    String::from_utf8(out).unwrap()
 }
 
 fn seeded(dir: &Path, n: u64) -> Tracker {

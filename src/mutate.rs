@@ -103,9 +103,8 @@ impl<S: Storage> Tracker<S> {
         let now = self.now();
         self.store.write(|t| {
             self.idempotent(t, guard, &fingerprint, &now, |t| {
-                let id = resolve(t, r)?;
-                let item = self.load(t, id)?;
-                self.check_version(t, &item, guard, &now)?;
+                let item = self.target(t, r, guard, &now)?;
+                let id = item.id;
                 let lease = t.lease(id)?;
                 self.check_token(t, &item, lease.as_ref(), guard.token, &now)?;
                 let mut changes = rules::patch_changes(&item, &patch);
@@ -139,9 +138,8 @@ impl<S: Storage> Tracker<S> {
         let now = self.now();
         self.store.write(|t| {
             self.idempotent(t, &opts.guard, &fingerprint, &now, |t| {
-                let id = resolve(t, r)?;
-                let item = self.load(t, id)?;
-                self.check_version(t, &item, &opts.guard, &now)?;
+                let item = self.target(t, r, &opts.guard, &now)?;
+                let id = item.id;
                 self.take_lease(t, &item, opts, ttl, &now)?;
                 Ok(id)
             })
@@ -243,9 +241,8 @@ impl<S: Storage> Tracker<S> {
         let now = self.now();
         self.store.write(|t| {
             self.idempotent(t, guard, &fingerprint, &now, |t| {
-                let id = resolve(t, r)?;
-                let item = self.load(t, id)?;
-                self.check_version(t, &item, guard, &now)?;
+                let item = self.target(t, r, guard, &now)?;
+                let id = item.id;
                 let lease = self.own_lease(t, &item, guard.token, &now, "renew")?;
                 let mut new = lease.clone();
                 new.renewed_at = now.wall_ms;
@@ -275,9 +272,8 @@ impl<S: Storage> Tracker<S> {
         let now = self.now();
         self.store.write(|t| {
             self.idempotent(t, guard, &fingerprint, &now, |t| {
-                let id = resolve(t, r)?;
-                let item = self.load(t, id)?;
-                self.check_version(t, &item, guard, &now)?;
+                let item = self.target(t, r, guard, &now)?;
+                let id = item.id;
                 if t.lease(id)?.is_none() && guard.token.is_none() {
                     return Ok(id);
                 }
@@ -304,9 +300,8 @@ impl<S: Storage> Tracker<S> {
         let now = self.now();
         self.store.write(|t| {
             self.idempotent(t, guard, &fingerprint, &now, |t| {
-                let id = resolve(t, r)?;
-                let item = self.load(t, id)?;
-                self.check_version(t, &item, guard, &now)?;
+                let item = self.target(t, r, guard, &now)?;
+                let id = item.id;
                 let lease = t.lease(id)?;
                 self.check_token(t, &item, lease.as_ref(), guard.token, &now)?;
                 let mut changes = Vec::new();
@@ -738,6 +733,13 @@ impl<S: Storage> Tracker<S> {
             Ok(v) => Error::conflict_with(msg, v),
             Err(_) => Error::conflict(msg),
         }
+    }
+
+    /// The item a command acts on: found, loaded, and at the version the caller expects.
+    fn target(&self, t: &dyn ReadTxn, r: &ItemRef, guard: &Guard, now: &Now) -> Result<Item> {
+        let item = self.load(t, resolve(t, r)?)?;
+        self.check_version(t, &item, guard, now)?;
+        Ok(item)
     }
 
     fn load(&self, t: &dyn ReadTxn, id: Ulid) -> Result<Item> {

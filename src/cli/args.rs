@@ -177,12 +177,13 @@ pub struct UpdateArgs {
     pub guard: GuardArgs,
 }
 
+/// Which item to lease, and for how long: shared by `claim` and `run`.
 #[derive(Args, Debug)]
-pub struct ClaimArgs {
+pub struct LeaseTarget {
     /// The item; omit with --next
     #[arg(required_unless_present = "next", conflicts_with = "next")]
     pub item: Option<String>,
-    /// Claim the best ready item
+    /// The best ready item: open, unblocked, unclaimed; best priority, then oldest
     #[arg(long)]
     pub next: bool,
     /// With --next: only items with this label
@@ -191,6 +192,12 @@ pub struct ClaimArgs {
     /// Lease length (default: $TRACKER_TTL, else the tracker's default-ttl, else 15m)
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     pub ttl: Option<Duration>,
+}
+
+#[derive(Args, Debug)]
+pub struct ClaimArgs {
+    #[command(flatten)]
+    pub target: LeaseTarget,
     /// Keep trying (backoff with jitter) until the item is free or DUR runs out (then exit 5)
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     pub wait: Option<Duration>,
@@ -262,14 +269,8 @@ pub struct DepArgs {
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    #[arg(required_unless_present = "next", conflicts_with = "next")]
-    pub item: Option<String>,
-    #[arg(long)]
-    pub next: bool,
-    #[arg(long, requires = "next")]
-    pub label: Option<String>,
-    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
-    pub ttl: Option<Duration>,
+    #[command(flatten)]
+    pub target: LeaseTarget,
     /// The command to run, after `--`
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,

@@ -270,19 +270,19 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
         }
         Command::Edit { item } => edit::edit(ctx, &item_ref(&item)?),
         Command::Claim(a) => {
-            let r = a.item.as_deref().map(item_ref).transpose()?;
+            let r = a.target.item.as_deref().map(item_ref).transpose()?;
             let t = ctx.open(Access::ReadWrite)?;
             let opts = ClaimOptions {
-                ttl: ttl_for(&t, a.ttl)?,
+                ttl: ttl_for(&t, a.target.ttl)?,
                 steal_stale: a.steal_stale,
                 force: a.force,
                 pid: a.pid,
                 guard: guard(a.guard),
             };
             let v = match (a.wait, &r) {
-                (Some(w), _) => t.claim_waiting(r.as_ref(), a.label.as_deref(), &opts, w)?,
+                (Some(w), _) => t.claim_waiting(r.as_ref(), a.target.label.as_deref(), &opts, w)?,
                 (None, Some(r)) => t.claim(r, &opts)?,
-                (None, None) => t.claim_next(a.label.as_deref(), &opts)?,
+                (None, None) => t.claim_next(a.target.label.as_deref(), &opts)?,
             };
             emit(ctx, &t, &v, "claimed")
         }

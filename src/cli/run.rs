@@ -23,15 +23,15 @@ const GRACE: Duration = Duration::from_secs(5);
 pub fn run(ctx: &Ctx, a: RunArgs) -> Result<i32> {
     let (view, ttl) = {
         let t = ctx.open(Access::ReadWrite)?;
-        let ttl = ttl_for(&t, a.ttl)?;
+        let ttl = ttl_for(&t, a.target.ttl)?;
         let opts = ClaimOptions {
             ttl,
             pid: Some(std::process::id()),
             ..ClaimOptions::default()
         };
-        let view = match a.item.as_deref().map(item_ref).transpose()? {
+        let view = match a.target.item.as_deref().map(item_ref).transpose()? {
             Some(r) => t.claim(&r, &opts)?,
-            None => t.claim_next(a.label.as_deref(), &opts)?,
+            None => t.claim_next(a.target.label.as_deref(), &opts)?,
         };
         (view, ttl)
     };
