@@ -112,9 +112,18 @@ fn a_run_killed_with_sigkill_frees_its_item_at_once() {
     assert_eq!(v["claim"]["holder"], "rescuer");
     let ops = json_lines(&env.run(&["--json", "log"]).stdout);
     assert_eq!(ops.last().unwrap()["op"], "steal");
-    if let Ok(pid) = std::fs::read_to_string(&pidfile) {
-        let _ = std::process::Command::new("kill").arg(pid.trim()).status();
-    }
+    // The killed run's command must not keep working on an item someone else now holds.
+    let child: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // SAFETY: signal 0 only checks whether the process exists.
+    wait_until(
+        "the orphaned command to stop",
+        Duration::from_secs(5),
+        || unsafe { libc::kill(child, 0) != 0 },
+    );
 }
 
 #[test]

@@ -426,3 +426,42 @@ fn a_lock_held_past_the_timeout_exits_5() {
     holder.join().unwrap();
     assert_eq!(env.code(&["new", "after"]).0, 0);
 }
+
+#[test]
+fn a_writer_holding_the_file_past_the_timeout_gives_exit_5_not_a_hang() {
+    use tracker::store::{Storage, WriteTxn};
+    let env = Env::new();
+    let db = env.db.clone();
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let (ready_tx, ready) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        let store =
+            tracker::RedbStore::open(&db, tracker::Access::ReadWrite, Duration::from_secs(5))
+                .unwrap();
+        store
+            .write(|_t: &mut dyn WriteTxn| {
+                ready_tx.send(()).unwrap();
+                let _ = held.recv_timeout(Duration::from_secs(10));
+                Ok(())
+            })
+            .unwrap();
+    });
+    ready.recv().unwrap();
+    let started = Instant::now();
+    let out = run_bounded(
+        env.cmd(&["--lock-timeout", "400ms", "new", "x"]),
+        Duration::from_secs(10),
+    );
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--lock-timeout"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // Readers are not blocked by a writer.
+    assert_eq!(env.code(&["list"]).0, 0);
+    release.send(()).unwrap();
+    holder.join().unwrap();
+    assert_eq!(env.code(&["new", "after"]).0, 0);
+}

@@ -54,19 +54,20 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<i32> {
             remember_signal as *const () as libc::sighandler_t,
         );
     }
-    let mut child = Process::new(&a.command[0])
+    let mut command = Process::new(&a.command[0]);
+    command
         .args(&a.command[1..])
         .env("TRACKER_ITEM", view.item.id.to_string())
         .env("TRACKER_NUM", view.item.num.to_string())
-        .env("TRACKER_TOKEN", token.to_string())
-        .spawn()
-        .map_err(|e| {
-            let _ = finish(ctx, &item, token, false);
-            Error::Invalid(format!(
-                "cannot start {:?}: {e}; the claim was released",
-                a.command[0]
-            ))
-        })?;
+        .env("TRACKER_TOKEN", token.to_string());
+    stop_with_parent(&mut command);
+    let mut child = command.spawn().map_err(|e| {
+        let _ = finish(ctx, &item, token, false);
+        Error::Invalid(format!(
+            "cannot start {:?}: {e}; the claim was released",
+            a.command[0]
+        ))
+    })?;
 
     let guard = Guard {
         token: Some(token),
@@ -134,6 +135,28 @@ fn finish(ctx: &Ctx, item: &ItemRef, token: u64, success: bool) -> Result<tracke
         t.release(item, &g)
     }
 }
+
+/// If `run` dies, even by SIGKILL, its lease is free for others at once (the holder is provably
+/// gone), so the command must not keep working on the item: the kernel sends it SIGTERM.
+#[cfg(target_os = "linux")]
+fn stop_with_parent(command: &mut Process) {
+    use std::os::unix::process::CommandExt;
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: between fork and exec only async-signal-safe calls: prctl, getppid, kill.
+    unsafe {
+        command.pre_exec(move || {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            // The parent may have died before prctl took effect.
+            if libc::getppid() != parent {
+                libc::kill(libc::getpid(), libc::SIGTERM);
+            }
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn stop_with_parent(_command: &mut Process) {}
 
 /// SIGTERM, then SIGKILL after the grace period.
 fn stop(child: &mut Child) {
