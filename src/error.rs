@@ -83,17 +83,12 @@ impl Error {
         }
     }
 
-    /// Wraps a storage failure, naming the file.
+    /// Wraps a storage failure that is not an I/O error (those are told apart by kind where they
+    /// arise, in the store), naming the file.
     pub fn storage(path: &std::path::Path, err: impl std::fmt::Display) -> Error {
         let text = err.to_string();
         let path = path.display();
-        if text.contains("No space left") {
-            Error::Internal(format!(
-                "{path}: the disk is full ({text}); nothing was changed"
-            ))
-        } else if text.contains("Permission denied") || text.contains("Read-only file system") {
-            Error::Internal(format!("{path}: {text}; nothing was changed"))
-        } else if text.to_lowercase().contains("corrupt") {
+        if text.to_lowercase().contains("corrupt") {
             Error::Data(format!("{path}: the tracker file is damaged ({text})"))
         } else {
             Error::Internal(format!("{path}: {text}"))

@@ -332,10 +332,7 @@ impl RedbStore {
     }
 
     fn check_format(&self) -> Result<()> {
-        let version = self.read(|t| t.format_version()).map_err(|e| match e {
-            Error::Data(_) => e,
-            other => other,
-        })?;
+        let version = self.read(|t| t.format_version())?;
         match version {
             Some(v) if v == super::FORMAT_VERSION => Ok(()),
             Some(v) if v > super::FORMAT_VERSION => Err(Error::Data(format!(
