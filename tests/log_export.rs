@@ -257,21 +257,37 @@ fn log_filters_by_item_since_and_limit_and_follow_sees_new_ops() {
     assert_eq!(tail.len(), 1);
     assert_eq!(tail[0]["seq"], 5);
 
-    let follower = env.spawn(&["--json", "log", "--follow", "--since", "7"]);
-    std::thread::sleep(Duration::from_millis(300));
+    let mut follower = env.spawn(&["--json", "log", "--follow", "--since", "7"]);
+    let stdout = follower.stdout.take().unwrap();
+    let (tx, seen) = std::sync::mpsc::channel::<u64>();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let op: serde_json::Value = serde_json::from_str(&line).unwrap();
+            let _ = tx.send(op["seq"].as_u64().unwrap());
+        }
+    });
+    let next = |what: &str| {
+        seen.recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("--follow did not print {what}"))
+    };
     env.json(&["new", "late"]);
-    std::thread::sleep(Duration::from_millis(1200));
-    // While --follow sleeps it holds nothing: writers are not kept waiting.
-    env.json(&["new", "later"]);
-    std::thread::sleep(Duration::from_millis(1200));
-    let mut follower = follower;
+    assert_eq!(next("op 7"), 7);
+    // Between polls --follow holds nothing, so this writer is not kept waiting.
+    let started = std::time::Instant::now();
+    env.json(&["--lock-timeout", "2s", "new", "later"]);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(next("op 8"), 8);
     let _ = follower.kill();
-    let out = follower.wait_with_output().unwrap();
-    let seen: Vec<u64> = json_lines(&out.stdout)
-        .iter()
-        .map(|o| o["seq"].as_u64().unwrap())
-        .collect();
-    assert_eq!(seen, [7, 8]);
+    let _ = follower.wait();
+    reader.join().unwrap();
+    assert!(
+        seen.try_recv().is_err(),
+        "--follow printed more than the two new ops"
+    );
 }
 
 #[test]

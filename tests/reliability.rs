@@ -406,23 +406,32 @@ fn hostile_arguments_are_refused_or_stored_safely() {
 #[test]
 fn a_lock_held_past_the_timeout_exits_5() {
     let env = Env::new();
-    // A process in another mode (exclusive) holds the file: our open must not hang.
+    // A program in another mode (exclusive) holds the file: our open must not hang.
+    let (opened_tx, opened) = std::sync::mpsc::channel();
+    let (release, held) = std::sync::mpsc::channel::<()>();
     let holder = std::thread::spawn({
         let db = env.db.clone();
         move || {
-            let d = redb::Database::builder().create(&db);
-            std::thread::sleep(Duration::from_millis(1500));
+            let d = redb::Database::builder().create(&db).unwrap();
+            opened_tx.send(()).unwrap();
+            let _ = held.recv_timeout(Duration::from_secs(20));
             drop(d);
         }
     });
-    std::thread::sleep(Duration::from_millis(200));
+    opened.recv().unwrap();
     let started = Instant::now();
     let out = run_bounded(
         env.cmd(&["--lock-timeout", "300ms", "new", "x"]),
         Duration::from_secs(10),
     );
     assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("another program"),
+        "{}",
+        text(&out.stderr)
+    );
     assert!(started.elapsed() < Duration::from_secs(5));
+    release.send(()).unwrap();
     holder.join().unwrap();
     assert_eq!(env.code(&["new", "after"]).0, 0);
 }
