@@ -258,15 +258,31 @@ impl<S: Storage> Tracker<S> {
     }
 
     pub fn list(&self, q: &ListQuery) -> Result<Vec<ItemView>> {
+        let mut out = Vec::new();
+        self.list_each(q, &mut |v| {
+            out.push(v);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// `list`, handing each item to `f` as it is read, so a scan of any size runs in flat
+    /// memory (one read snapshot throughout).
+    pub fn list_each(
+        &self,
+        q: &ListQuery,
+        f: &mut dyn FnMut(ItemView) -> Result<()>,
+    ) -> Result<()> {
         let now = self.now();
         let limit = q.limit.unwrap_or(usize::MAX);
         self.store.read(|t| {
-            let mut out = Vec::new();
+            let mut kept = 0usize;
             if limit == 0 {
-                return Ok(out);
+                return Ok(());
             }
-            let mut consider = |id: Ulid| -> Result<bool> {
-                let v = self.view(t, id, &now)?;
+            let mut consider = |item: Item| -> Result<bool> {
+                let lease = t.lease(item.id)?;
+                let v = self.view_of(t, item, lease, &now)?;
                 let keep = q.status.is_none_or(|s| v.item.status == s)
                     && (!q.ready || v.claim.is_none())
                     && (!q.claimed || v.claim.is_some())
@@ -275,12 +291,19 @@ impl<S: Storage> Tracker<S> {
                         .as_ref()
                         .is_none_or(|h| v.claim.as_ref().is_some_and(|c| &c.holder == h));
                 if keep {
-                    out.push(v);
+                    kept += 1;
+                    f(v)?;
                 }
-                Ok(out.len() < limit)
+                Ok(kept < limit)
+            };
+            let mut by_id = |id: Ulid| -> Result<bool> {
+                match t.item(id)? {
+                    Some(item) => consider(item),
+                    None => Ok(true),
+                }
             };
             if q.ready {
-                t.visit_ready(&mut consider)?;
+                t.visit_ready(&mut by_id)?;
             } else if q.claimed || q.holder.is_some() {
                 let mut ids: Vec<(u64, Ulid)> = Vec::new();
                 for (id, _) in t.leases()? {
@@ -290,18 +313,18 @@ impl<S: Storage> Tracker<S> {
                 }
                 ids.sort();
                 for (_, id) in ids {
-                    if !consider(id)? {
+                    if !by_id(id)? {
                         break;
                     }
                 }
             } else if let Some(label) = &q.label {
-                t.visit_label(label, &mut consider)?;
+                t.visit_label(label, &mut by_id)?;
             } else if let Some(s) = q.status {
-                t.visit_status(s, &mut consider)?;
+                t.visit_status(s, &mut by_id)?;
             } else {
-                t.visit_items(&mut |i: Item| consider(i.id))?;
+                t.visit_items(&mut consider)?;
             }
-            Ok(out)
+            Ok(())
         })
     }
 

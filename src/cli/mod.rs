@@ -227,11 +227,23 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
                 holder: a.holder,
                 limit: a.limit,
             };
-            let items = t.list(&q)?;
             if ctx.json {
-                let js: Vec<ItemJson> = items.iter().map(ItemJson::from).collect();
-                print_json(&js);
+                // Streamed: a JSON array of any length in flat memory.
+                let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+                let io = |e: std::io::Error| Error::io("cannot write to standard output", e);
+                let mut first = true;
+                out.write_all(b"[").map_err(io)?;
+                t.list_each(&q, &mut |v| {
+                    if !std::mem::take(&mut first) {
+                        out.write_all(b",").map_err(io)?;
+                    }
+                    serde_json::to_writer(&mut out, &ItemJson::from(&v))
+                        .map_err(|e| Error::Internal(e.to_string()))
+                })?;
+                out.write_all(b"]\n").map_err(io)?;
+                out.flush().map_err(io)?;
             } else {
+                let items = t.list(&q)?;
                 print!("{}", render::list(&items, &t.now(), &ctx.style, a.wide));
             }
             Ok(0)
