@@ -1,7 +1,7 @@
 //! The ops log as the source of truth: reading it, replaying it to verify the tables, rebuilding
 //! the tables from it, and the status board.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use ulid::Ulid;
 
@@ -45,43 +45,60 @@ impl<S: Storage> Tracker<S> {
         since: u64,
         limit: Option<usize>,
     ) -> Result<Vec<(Op, Option<u64>)>> {
+        let mut out = Vec::new();
+        self.log_each(item, since, limit, &mut |op, num| {
+            out.push((op, num));
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// `log`, handing each op (with its item's number) to `f` as it is read, in flat memory.
+    pub fn log_each(
+        &self,
+        item: Option<&ItemRef>,
+        since: u64,
+        limit: Option<usize>,
+        f: &mut dyn FnMut(Op, Option<u64>) -> Result<()>,
+    ) -> Result<()> {
         let limit = limit.unwrap_or(usize::MAX);
         self.store.read(|t| {
-            let mut nums: BTreeMap<Ulid, Option<u64>> = BTreeMap::new();
-            let mut num_of = |t: &dyn ReadTxn, id: Ulid| -> Result<Option<u64>> {
-                if let Some(n) = nums.get(&id) {
-                    return Ok(*n);
+            // Numbers of recently seen items; cleared now and then so memory stays flat.
+            let mut nums: HashMap<Ulid, Option<u64>> = HashMap::new();
+            let mut sent = 0usize;
+            let mut emit = |op: Op| -> Result<bool> {
+                if sent >= limit {
+                    return Ok(false);
                 }
-                let n = t.item(id)?.map(|i| i.num);
-                nums.insert(id, n);
-                Ok(n)
+                if nums.len() > 10_000 {
+                    nums.clear();
+                }
+                let num = match nums.get(&op.item) {
+                    Some(n) => *n,
+                    None => {
+                        let n = t.item(op.item)?.map(|i| i.num);
+                        nums.insert(op.item, n);
+                        n
+                    }
+                };
+                sent += 1;
+                f(op, num)?;
+                Ok(sent < limit)
             };
-            let mut out = Vec::new();
             match item {
                 Some(r) => {
                     let id = resolve(t, r)?;
-                    for seq in t.op_seqs_of(id)? {
-                        if out.len() >= limit {
-                            break;
-                        }
-                        if seq >= since {
-                            if let Some(op) = t.op(seq)? {
-                                let n = num_of(t, op.item)?;
-                                out.push((op, n));
+                    for seq in t.op_seqs_of(id)?.into_iter().filter(|s| *s >= since) {
+                        if let Some(op) = t.op(seq)? {
+                            if !emit(op)? {
+                                break;
                             }
                         }
                     }
                 }
-                None => t.visit_ops(since.max(1), &mut |op| {
-                    if out.len() >= limit {
-                        return Ok(false);
-                    }
-                    let n = num_of(t, op.item)?;
-                    out.push((op, n));
-                    Ok(true)
-                })?,
+                None => t.visit_ops(since.max(1), &mut emit)?,
             }
-            Ok(out)
+            Ok(())
         })
     }
 

@@ -487,25 +487,26 @@ fn log(ctx: &Ctx, a: args::LogArgs) -> Result<i32> {
     loop {
         // Reopened for every poll, so `--follow` never holds the file between polls.
         let t = ctx.open(Access::ReadOnly)?;
-        let ops = t.log(r.as_ref(), since, left)?;
         let now = t.now();
-        drop(t);
-        let mut out = std::io::stdout().lock();
-        for (op, num) in &ops {
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        let mut printed = 0usize;
+        t.log_each(r.as_ref(), since, left, &mut |op, num| {
             let line = if ctx.json {
-                serde_json::to_string(&OpJson::new(op, *num))
+                serde_json::to_string(&OpJson::new(&op, num))
                     .map_err(|e| Error::Internal(e.to_string()))?
             } else {
-                render::log_line(op, *num, &now)
+                render::log_line(&op, num, &now)
             };
-            if writeln!(out, "{line}").is_err() {
-                return Ok(0);
-            }
+            writeln!(out, "{line}").map_err(|e| Error::io("cannot write to standard output", e))?;
             since = op.seq + 1;
-        }
-        let _ = out.flush();
+            printed += 1;
+            Ok(())
+        })?;
+        drop(t);
+        out.flush()
+            .map_err(|e| Error::io("cannot write to standard output", e))?;
         if let Some(l) = left.as_mut() {
-            *l -= ops.len();
+            *l -= printed;
             if *l == 0 {
                 return Ok(0);
             }
