@@ -101,9 +101,18 @@ fn a_run_killed_with_sigkill_frees_its_item_at_once() {
     let mut run = env.spawn(&[
         "--as", "runner", "run", "1", "--ttl", "10m", "--", "sh", "-c", &script,
     ]);
-    wait_until("the run to claim", Duration::from_secs(10), || {
-        env.json(&["show", "1"])["claim"]["holder"] == "runner"
-    });
+    // Killed only once its command runs (the pid file is written), so there is an orphan to check.
+    let child_pid = || {
+        std::fs::read_to_string(&pidfile)
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok())
+    };
+    wait_until(
+        "the run's command to start",
+        Duration::from_secs(10),
+        || child_pid().is_some(),
+    );
+    assert_eq!(env.json(&["show", "1"])["claim"]["holder"], "runner");
     run.kill().unwrap();
     run.wait().unwrap();
     // The lease has ten minutes left, but its process is gone: the item is ready now.
@@ -113,11 +122,7 @@ fn a_run_killed_with_sigkill_frees_its_item_at_once() {
     let ops = json_lines(&env.run(&["--json", "log"]).stdout);
     assert_eq!(ops.last().unwrap()["op"], "steal");
     // The killed run's command must not keep working on an item someone else now holds.
-    let child: i32 = std::fs::read_to_string(&pidfile)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let child = child_pid().unwrap();
     // SAFETY: signal 0 only checks whether the process exists.
     wait_until(
         "the orphaned command to stop",
@@ -136,8 +141,13 @@ fn a_run_whose_lease_is_forced_away_stops_its_child_and_exits_3() {
     let run = env.spawn(&[
         "--as", "runner", "run", "1", "--ttl", "3s", "--", "sh", "-c", &script,
     ]);
+    let child_pid = || {
+        std::fs::read_to_string(&pidfile)
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok())
+    };
     wait_until("the child to start", Duration::from_secs(10), || {
-        pidfile.exists()
+        child_pid().is_some()
     });
     let forced = env.json(&["--as", "boss", "claim", "1", "--force"]);
     assert_eq!(forced["claim"]["holder"], "boss");
@@ -146,11 +156,7 @@ fn a_run_whose_lease_is_forced_away_stops_its_child_and_exits_3() {
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("lost"), "{}", text(&out.stderr));
     assert!(started.elapsed() < Duration::from_secs(20));
-    let child: i32 = std::fs::read_to_string(&pidfile)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let child = child_pid().unwrap();
     // SAFETY: signal 0 only checks whether the process exists.
     let alive = unsafe { libc::kill(child, 0) } == 0;
     assert!(!alive, "the child was left running");
