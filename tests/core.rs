@@ -224,11 +224,38 @@ fn files_that_are_not_trackers_are_refused_and_never_written() {
 }
 
 #[test]
-fn init_refuses_to_overwrite() {
+fn init_again_changes_nothing_and_never_overwrites_a_foreign_file() {
     let env = Env::new();
-    let (code, err) = env.code(&["init"]);
-    assert_eq!(code, 3, "{err}");
-    assert!(err.contains("already"));
+    env.json(&["new", "kept"]);
+    let again = env.json(&["init"]);
+    assert_eq!(again["created"], false);
+    assert_eq!(env.json(&["show", "1"])["title"], "kept");
+    let out = env.run(&["init"]);
+    assert!(common::text(&out.stdout).contains("already a tracker"));
+    // Many inits at once: all succeed, one file, one tracker.
+    let fresh = Env::empty();
+    let racers: Vec<_> = (0..8).map(|_| fresh.spawn(&["--json", "init"])).collect();
+    let created: Vec<bool> = racers
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            assert_eq!(out.status.code(), Some(0), "{}", common::text(&out.stderr));
+            serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["created"] == true
+        })
+        .collect();
+    assert_eq!(created.iter().filter(|c| **c).count(), 1, "{created:?}");
+    assert_eq!(fresh.code(&["verify"]).0, 0);
+    // A file that is not a tracker is refused, and left exactly as it was.
+    let notes = env.path("notes.txt");
+    std::fs::write(&notes, "mine\n").unwrap();
+    let out = std::process::Command::new(common::bin())
+        .arg("--db")
+        .arg(&notes)
+        .arg("init")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(6), "{}", common::text(&out.stderr));
+    assert_eq!(std::fs::read(&notes).unwrap(), b"mine\n");
 }
 
 #[test]

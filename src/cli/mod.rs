@@ -54,6 +54,11 @@ impl Ctx {
         let path = self.path()?;
         Ok(Tracker::open(&path, access, self.lock_timeout)?.with_actor(self.actor.clone()))
     }
+
+    fn open_at(&self, path: &Path) -> Result<Tracker> {
+        Ok(Tracker::open(path, Access::ReadWrite, self.lock_timeout)?
+            .with_actor(self.actor.clone()))
+    }
 }
 
 /// Parses the command line and runs it; returns the process exit code.
@@ -142,16 +147,23 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
                 .db
                 .clone()
                 .unwrap_or_else(|| PathBuf::from(".tracker/tracker.redb"));
-            let t = Tracker::init(&path, ctx.lock_timeout)?;
+            // Like `git init`, a repeat is harmless: an existing tracker is left as it is (a file
+            // that is not a tracker is still refused, and never written).
+            let (t, created) = match Tracker::init(&path, ctx.lock_timeout) {
+                Ok(t) => (t, true),
+                Err(Error::Conflict { .. }) if path.exists() => (ctx.open_at(&path)?, false),
+                Err(e) => return Err(e),
+            };
             if let Some(ttl) = default_ttl {
                 t.set_default_ttl(ttl)?;
             }
             if ctx.json {
-                print_json(
-                    &serde_json::json!({"path": path, "format_version": tracker::store::FORMAT_VERSION}),
-                );
-            } else {
+                print_json(&serde_json::json!({"path": path, "created": created,
+                    "format_version": tracker::store::FORMAT_VERSION}));
+            } else if created {
                 println!("created {}", path.display());
+            } else {
+                println!("{} is already a tracker; nothing changed", path.display());
             }
             Ok(0)
         }

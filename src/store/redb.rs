@@ -236,20 +236,55 @@ impl RedbStore {
     /// Creates a new tracker file at `path` (which must not exist yet) and initialises its tables.
     pub fn create(path: &Path, lock_timeout: Duration) -> Result<RedbStore> {
         refuse_network_fs(path)?;
-        match std::fs::OpenOptions::new()
+        let already = || {
+            Error::conflict(format!(
+                "{}: a file is already there; not overwriting it",
+                path.display()
+            ))
+        };
+        if path.exists() {
+            return Err(already());
+        }
+        // Built complete under a temporary name, then linked into place, which fails rather than
+        // overwrite: the path only ever holds nothing or a whole tracker, even with concurrent
+        // inits or a crash halfway.
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let tmp = dir.join(format!(".{name}.init-{}-{nanos}", std::process::id()));
+        let built = Self::build(&tmp, lock_timeout).map_err(|e| match e {
+            // Name the file the user asked for, not the temporary one.
+            Error::Io { source, .. } => {
+                Error::io(format!("{}: cannot create", path.display()), source)
+            }
+            other => other,
+        });
+        let linked = built.and_then(|()| match std::fs::hard_link(&tmp, path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(already()),
+            Err(e) => Err(Error::io(format!("{}: cannot create", path.display()), e)),
+        });
+        let _ = std::fs::remove_file(&tmp);
+        linked?;
+        RedbStore::open(path, Access::ReadWrite, lock_timeout)
+    }
+
+    /// Writes a complete, empty tracker at `path`, which nobody else knows of yet.
+    fn build(path: &Path, lock_timeout: Duration) -> Result<()> {
+        std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(path)
-        {
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                return Err(Error::conflict(format!(
-                    "{}: a file is already there; not overwriting it",
-                    path.display()
-                )))
-            }
-            Err(e) => return Err(Error::io(format!("{}: cannot create", path.display()), e)),
-        }
+            .map_err(|e| Error::io(format!("{}: cannot create", path.display()), e))?;
         let p = path.to_path_buf();
         let db = within(lock_timeout, move || builder().create(&p))
             .map_err(|panic| damaged(path, panic))?
@@ -261,15 +296,12 @@ impl RedbStore {
             lock_timeout,
         };
         store.write(|t| {
-            if t.format_version()?.is_none() {
-                t.set_format_version(super::FORMAT_VERSION)?;
-                for c in [Counter::LastNum, Counter::LastSeq, Counter::LastToken] {
-                    t.set_counter(c, 0)?;
-                }
+            t.set_format_version(super::FORMAT_VERSION)?;
+            for c in [Counter::LastNum, Counter::LastSeq, Counter::LastToken] {
+                t.set_counter(c, 0)?;
             }
             Ok(())
-        })?;
-        Ok(store)
+        })
     }
 
     /// Opens an existing tracker file, checking that it is one and that its format is ours.
