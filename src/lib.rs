@@ -27,10 +27,12 @@
 
 pub mod audit;
 pub mod clock;
+mod conflict;
 pub mod error;
 pub mod export;
 pub mod host;
 pub mod json;
+mod leasing;
 pub mod model;
 mod mutate;
 pub mod rules;
@@ -38,10 +40,10 @@ pub mod store;
 mod tracker;
 
 pub use clock::{Clock, FakeClock, Now, SystemClock};
+pub use conflict::{describe_changes, describe_lease};
 pub use error::{Error, Result};
 pub use host::Actor;
 pub use model::{Change, Item, ItemView, Lease, NewItem, Op, OpKind, Patch, Status};
-pub use mutate::{describe_changes, describe_lease};
 pub use store::redb::{Access, RedbStore};
 pub use tracker::{
     resolve, ClaimOptions, Guard, ItemDetail, ItemRef, ListQuery, Tracker, DEFAULT_TTL,

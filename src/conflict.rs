@@ -1,0 +1,193 @@
+//! Preconditions of a change (the version a caller expects, the fencing token it presents) and
+//! the conflict messages that say who holds what, since when, and what to do next.
+
+use crate::clock::{format_duration_short, Now};
+use crate::error::{Error, Result};
+use crate::model::{Change, Item, Lease, Op};
+use crate::rules::{ClaimRefusal, LeaseState};
+use crate::store::{ReadTxn, Storage};
+use crate::tracker::{Guard, Tracker};
+
+impl<S: Storage> Tracker<S> {
+    pub(crate) fn check_token(
+        &self,
+        t: &dyn ReadTxn,
+        item: &Item,
+        lease: Option<&Lease>,
+        token: Option<u64>,
+        now: &Now,
+    ) -> Result<()> {
+        match (token, lease) {
+            (Some(tok), Some(l))
+                if l.token == tok && self.lease_state(l, now) == LeaseState::Live =>
+            {
+                Ok(())
+            }
+            (Some(tok), l) => Err(self.stale_token(t, item, tok, l, now)),
+            (None, _) => Ok(()),
+        }
+    }
+
+    pub(crate) fn check_version(
+        &self,
+        t: &dyn ReadTxn,
+        item: &Item,
+        guard: &Guard,
+        now: &Now,
+    ) -> Result<()> {
+        let Some(expected) = guard.if_version else {
+            return Ok(());
+        };
+        if expected == item.version {
+            return Ok(());
+        }
+        let last = match t.op_seqs_of(item.id)?.last() {
+            Some(seq) => t.op(*seq)?,
+            None => None,
+        };
+        let by = last
+            .map(|op| {
+                format!(
+                    "; version {} was made by {} {} ago ({})",
+                    op.version_after,
+                    op.actor,
+                    format_duration_short(now.wall_ms - op.at),
+                    describe_changes(&op)
+                )
+            })
+            .unwrap_or_default();
+        Err(Error::conflict_with(
+            format!(
+                "#{} is at version {}, not {expected}{by}; read it again and retry",
+                item.num, item.version
+            ),
+            self.view(t, item.id, now)?,
+        ))
+    }
+
+    pub(crate) fn stale_token(
+        &self,
+        t: &dyn ReadTxn,
+        item: &Item,
+        token: u64,
+        lease: Option<&Lease>,
+        now: &Now,
+    ) -> Error {
+        let current = match lease {
+            Some(l) => format!(
+                "the lease now has token {} ({})",
+                l.token,
+                describe_lease(l, now)
+            ),
+            None => "the item has no lease now".to_string(),
+        };
+        let view = self.view(t, item.id, now);
+        let msg = format!("#{}: fencing token {token} is stale; {current}", item.num);
+        match view {
+            Ok(v) => Error::conflict_with(msg, v),
+            Err(_) => Error::conflict(msg),
+        }
+    }
+
+    pub(crate) fn held_conflict(
+        &self,
+        t: &dyn ReadTxn,
+        item: &Item,
+        lease: &Lease,
+        now: &Now,
+        verb: &str,
+    ) -> Error {
+        let msg = format!(
+            "#{} is {}; you ({}) cannot {verb}",
+            item.num,
+            describe_lease(lease, now),
+            self.actor.name
+        );
+        match self.view(t, item.id, now) {
+            Ok(v) => Error::conflict_with(msg, v),
+            Err(_) => Error::conflict(msg),
+        }
+    }
+
+    pub(crate) fn claim_refused(
+        &self,
+        t: &dyn ReadTxn,
+        item: &Item,
+        lease: Option<&Lease>,
+        refusal: ClaimRefusal,
+        now: &Now,
+    ) -> Error {
+        let lease_text = lease.map(|l| describe_lease(l, now)).unwrap_or_default();
+        let msg = match refusal {
+            ClaimRefusal::NotOpen(s) => format!(
+                "#{} is {}; only open items can be claimed",
+                item.num,
+                s.as_str()
+            ),
+            ClaimRefusal::HeldByOther => format!(
+                "#{} is {lease_text}; wait for it (--wait), or take it with --force",
+                item.num
+            ),
+            ClaimRefusal::SameNameUnproven => format!(
+                "#{} is {lease_text}. That is your default name too, but without a terminal or \
+                 --as/TRACKER_AS it cannot tell you apart from another agent: pass --token {} \
+                 to renew your own lease, or name yourself with --as",
+                item.num,
+                lease.map(|l| l.token).unwrap_or(0)
+            ),
+            ClaimRefusal::HolderGoneNeedsSteal => format!(
+                "#{} is {lease_text}, but its process is gone; take it with --steal-stale",
+                item.num
+            ),
+        };
+        match self.view(t, item.id, now) {
+            Ok(v) => Error::conflict_with(msg, v),
+            Err(_) => Error::conflict(msg),
+        }
+    }
+}
+
+/// "claimed by ana@box/pts/3 (host box, pid 4242) 4m ago, renewed 20s ago, expires in 11m".
+pub fn describe_lease(l: &Lease, now: &Now) -> String {
+    let pid = l.pid.map(|p| format!(", pid {p}")).unwrap_or_default();
+    let remaining = match (&l.boot_id, &now.boot_id, l.deadline_mono_ms, now.mono_ms) {
+        (Some(a), Some(b), Some(d), Some(m)) if **a == **b => d as i64 - m as i64,
+        _ => l.expires_at - now.wall_ms,
+    };
+    let expiry = if remaining > 0 {
+        format!("expires in {}", format_duration_short(remaining))
+    } else {
+        format!("expired {} ago", format_duration_short(-remaining))
+    };
+    format!(
+        "claimed by {} (host {}{pid}) {} ago, renewed {} ago, {expiry}, token {}",
+        l.holder,
+        l.host,
+        format_duration_short(now.wall_ms - l.acquired_at),
+        format_duration_short(now.wall_ms - l.renewed_at),
+        l.token
+    )
+}
+
+/// A few words on what an op changed, for messages.
+pub fn describe_changes(op: &Op) -> String {
+    let parts: Vec<String> = op
+        .changes
+        .iter()
+        .map(|c| match c {
+            Change::Created { .. } => "created".into(),
+            Change::Replaced { .. } => "replaced by import".into(),
+            Change::Title { .. } => "title".into(),
+            Change::Body { .. } => "body".into(),
+            Change::Priority { old, new } => format!("priority {old}->{new}"),
+            Change::Status { old, new } => format!("{}->{}", old.as_str(), new.as_str()),
+            Change::LabelAdded { label } => format!("+{label}"),
+            Change::LabelRemoved { label } => format!("-{label}"),
+            Change::BlockerAdded { .. } => "blocker added".into(),
+            Change::BlockerRemoved { .. } => "blocker removed".into(),
+            Change::LeaseSet { new, .. } => format!("lease {} token {}", new.holder, new.token),
+            Change::LeaseCleared { old } => format!("lease of {} ended", old.holder),
+        })
+        .collect();
+    format!("{}: {}", op.kind.as_str(), parts.join(", "))
+}
