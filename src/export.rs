@@ -95,15 +95,7 @@ impl<S: Storage> Tracker<S> {
         jsonl: bool,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<u64> {
-        let dir = path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_default();
-        let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+        let tmp = crate::host::temp_sibling(path, "export");
         let io = |what: &str, e| Error::io(format!("{}: {what}", tmp.display()), e);
         let result = (|| {
             let mut f = std::fs::File::create(&tmp).map_err(|e| io("cannot create", e))?;
@@ -112,7 +104,8 @@ impl<S: Storage> Tracker<S> {
             std::fs::rename(&tmp, path).map_err(|e| {
                 Error::io(format!("{}: cannot rename into place", path.display()), e)
             })?;
-            if let Ok(d) = std::fs::File::open(dir) {
+            // The rename itself is durable only once the directory is synced.
+            if let Some(d) = tmp.parent().and_then(|d| std::fs::File::open(d).ok()) {
                 let _ = d.sync_all();
             }
             Ok(n)

@@ -1,7 +1,7 @@
 //! Facts about this host and its processes: who is acting, which boot this is, whether a process
 //! still lives, and whether a file sits on a network filesystem.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The identity of the current boot (Linux: `/proc/sys/kernel/random/boot_id`).
 pub fn boot_id() -> Option<String> {
@@ -101,6 +101,24 @@ pub fn process_alive(pid: u32, start: Option<u64>) -> bool {
         (Some(now), Some(then)) => now == then,
         (Some(_), None) => true,
     }
+}
+
+/// A fresh temporary name beside `path`, in the same directory, so that renaming or linking it
+/// into place is atomic. `purpose` shows in the name, for whoever finds one left by a crash.
+pub fn temp_sibling(path: &Path, purpose: &str) -> PathBuf {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    dir.join(format!(".{name}.{purpose}-{}-{nanos}", std::process::id()))
 }
 
 /// Names the network filesystem `path` lives on, if it does. Their byte-range locks are not

@@ -223,19 +223,7 @@ impl RedbStore {
         // Built complete under a temporary name, then linked into place, which fails rather than
         // overwrite: the path only ever holds nothing or a whole tracker, even with concurrent
         // inits or a crash halfway.
-        let dir = path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let tmp = dir.join(format!(".{name}.init-{}-{nanos}", std::process::id()));
+        let tmp = crate::host::temp_sibling(path, "init");
         let built = Self::build(&tmp, lock_timeout).map_err(|e| match e {
             // Name the file the user asked for, not the temporary one.
             Error::Io { source, .. } => {
