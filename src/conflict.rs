@@ -4,7 +4,7 @@
 use crate::clock::{format_duration_short, Now};
 use crate::error::{Error, Result};
 use crate::model::{Change, Item, Lease, Op};
-use crate::rules::{ClaimRefusal, LeaseState};
+use crate::rules::{self, ClaimRefusal, LeaseState};
 use crate::store::{ReadTxn, Storage};
 use crate::tracker::{Guard, Tracker};
 
@@ -87,6 +87,24 @@ impl<S: Storage> Tracker<S> {
             Ok(v) => Error::conflict_with(msg, v),
             Err(_) => Error::conflict(msg),
         }
+    }
+
+    /// Refuses while a holder other than the caller has a live lease on `item`.
+    pub(crate) fn refuse_if_held_by_other(
+        &self,
+        t: &dyn ReadTxn,
+        item: &Item,
+        lease: &Lease,
+        token: Option<u64>,
+        now: &Now,
+        verb: &str,
+    ) -> Result<()> {
+        if self.lease_state(lease, now) == LeaseState::Live
+            && !rules::holds(lease, &self.actor.name, token)
+        {
+            return Err(self.held_conflict(t, item, lease, now, verb));
+        }
+        Ok(())
     }
 
     pub(crate) fn held_conflict(

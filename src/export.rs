@@ -145,15 +145,8 @@ impl<S: Storage> Tracker<S> {
                         t.set_counter(Counter::LastNum, num)?;
                         item.num = num;
                         let id = item.id;
-                        self.commit(
-                            t,
-                            &now,
-                            OpKind::Import,
-                            None,
-                            None,
-                            id,
-                            vec![Change::Created { item }],
-                        )?;
+                        let created = vec![Change::Created { item }];
+                        self.commit(t, &now, OpKind::Import, None, None, created)?;
                         touched.push(id);
                         report.created += 1;
                     }
@@ -170,15 +163,7 @@ impl<S: Storage> Tracker<S> {
                             old: Box::new(local.clone()),
                             new: Box::new(new),
                         };
-                        self.commit(
-                            t,
-                            &now,
-                            OpKind::Import,
-                            Some(&local),
-                            lease,
-                            id,
-                            vec![change],
-                        )?;
+                        self.commit(t, &now, OpKind::Import, Some(&local), lease, vec![change])?;
                         touched.push(id);
                         report.replaced += 1;
                     }

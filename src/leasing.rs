@@ -16,14 +16,8 @@ impl<S: Storage> Tracker<S> {
     pub fn claim(&self, r: &ItemRef, opts: &ClaimOptions) -> Result<ItemView> {
         let ttl = check_ttl(opts.ttl)?;
         let fingerprint = format!("claim {r} {opts:?}");
-        let now = self.now();
-        self.store.write(|t| {
-            self.idempotent(t, &opts.guard, &fingerprint, &now, |t| {
-                let item = self.target(t, r, &opts.guard, &now)?;
-                let id = item.id;
-                self.take_lease(t, &item, opts, ttl, &now)?;
-                Ok(id)
-            })
+        self.change_item(r, &opts.guard, &fingerprint, |t, item, now| {
+            self.take_lease(t, item, opts, ttl, now)
         })
     }
 
@@ -119,58 +113,30 @@ impl<S: Storage> Tracker<S> {
     pub fn renew(&self, r: &ItemRef, ttl: Option<Duration>, guard: &Guard) -> Result<ItemView> {
         let ttl = ttl.map(check_ttl).transpose()?;
         let fingerprint = format!("renew {r} {ttl:?} {:?} {:?}", guard.if_version, guard.token);
-        let now = self.now();
-        self.store.write(|t| {
-            self.idempotent(t, guard, &fingerprint, &now, |t| {
-                let item = self.target(t, r, guard, &now)?;
-                let id = item.id;
-                let lease = self.own_lease(t, &item, guard.token, &now, "renew")?;
-                let mut new = lease.clone();
-                new.renewed_at = now.wall_ms;
-                let ttl = ttl.unwrap_or(Duration::from_millis(lease.ttl_ms));
-                self.set_deadline(&mut new, ttl, &now);
-                let changes = vec![Change::LeaseSet {
-                    old: Some(lease.clone()),
-                    new,
-                }];
-                self.commit(
-                    t,
-                    &now,
-                    OpKind::Renew,
-                    Some(&item),
-                    Some(lease),
-                    id,
-                    changes,
-                )?;
-                Ok(id)
-            })
+        self.change_item(r, guard, &fingerprint, |t, item, now| {
+            let lease = self.own_lease(t, item, guard.token, now, "renew")?;
+            let mut new = lease.clone();
+            new.renewed_at = now.wall_ms;
+            let ttl = ttl.unwrap_or(Duration::from_millis(lease.ttl_ms));
+            self.set_deadline(&mut new, ttl, now);
+            let changes = vec![Change::LeaseSet {
+                old: Some(lease.clone()),
+                new,
+            }];
+            self.commit(t, now, OpKind::Renew, Some(item), Some(lease), changes)
         })
     }
 
     /// Gives the caller's lease back. An item with no lease is left as it is.
     pub fn release(&self, r: &ItemRef, guard: &Guard) -> Result<ItemView> {
         let fingerprint = format!("release {r} {:?} {:?}", guard.if_version, guard.token);
-        let now = self.now();
-        self.store.write(|t| {
-            self.idempotent(t, guard, &fingerprint, &now, |t| {
-                let item = self.target(t, r, guard, &now)?;
-                let id = item.id;
-                if t.lease(id)?.is_none() && guard.token.is_none() {
-                    return Ok(id);
-                }
-                let lease = self.own_lease(t, &item, guard.token, &now, "release")?;
-                let changes = vec![Change::LeaseCleared { old: lease.clone() }];
-                self.commit(
-                    t,
-                    &now,
-                    OpKind::Release,
-                    Some(&item),
-                    Some(lease),
-                    id,
-                    changes,
-                )?;
-                Ok(id)
-            })
+        self.change_item(r, guard, &fingerprint, |t, item, now| {
+            if t.lease(item.id)?.is_none() && guard.token.is_none() {
+                return Ok(());
+            }
+            let lease = self.own_lease(t, item, guard.token, now, "release")?;
+            let changes = vec![Change::LeaseCleared { old: lease.clone() }];
+            self.commit(t, now, OpKind::Release, Some(item), Some(lease), changes)
         })
     }
 
@@ -243,7 +209,7 @@ impl<S: Storage> Tracker<S> {
             old: current.clone(),
             new: lease,
         }];
-        self.commit(t, now, kind, Some(item), current, item.id, changes)?;
+        self.commit(t, now, kind, Some(item), current, changes)?;
         Ok(())
     }
 

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::model::{
     Change, Item, ItemView, Lease, NewItem, Op, OpKind, Patch, Status, DEFAULT_PRIORITY,
 };
-use crate::rules::{self, LeaseState};
+use crate::rules;
 use crate::store::{Counter, IdempotencyRecord, ReadTxn, Storage, WriteTxn};
 use crate::tracker::{resolve, Guard, ItemRef, Tracker};
 
@@ -70,7 +70,6 @@ impl<S: Storage> Tracker<S> {
                     OpKind::New,
                     None,
                     None,
-                    id,
                     vec![Change::Created { item }],
                 )?;
                 Ok(id)
@@ -101,34 +100,20 @@ impl<S: Storage> Tracker<S> {
             "update {r} {patch:?} {:?} {:?}",
             guard.if_version, guard.token
         );
-        let now = self.now();
-        self.store.write(|t| {
-            self.idempotent(t, guard, &fingerprint, &now, |t| {
-                let item = self.target(t, r, guard, &now)?;
-                let id = item.id;
-                let lease = t.lease(id)?;
-                self.check_token(t, &item, lease.as_ref(), guard.token, &now)?;
-                let mut changes = rules::patch_changes(&item, &patch);
-                let closing = patch.status.is_some_and(|s| s != Status::Open);
-                if let (true, Some(l)) = (closing, &lease) {
-                    if self.lease_state(l, &now) == LeaseState::Live
-                        && !rules::holds(l, &self.actor.name, guard.token)
-                    {
-                        return Err(self.held_conflict(
-                            t,
-                            &item,
-                            l,
-                            &now,
-                            "change its status (use `tracker done --force`)",
-                        ));
-                    }
-                    changes.push(Change::LeaseCleared { old: l.clone() });
-                }
-                if !changes.is_empty() {
-                    self.commit(t, &now, OpKind::Update, Some(&item), lease, id, changes)?;
-                }
-                Ok(id)
-            })
+        self.change_item(r, guard, &fingerprint, |t, item, now| {
+            let lease = t.lease(item.id)?;
+            self.check_token(t, item, lease.as_ref(), guard.token, now)?;
+            let mut changes = rules::patch_changes(item, &patch);
+            let closing = patch.status.is_some_and(|s| s != Status::Open);
+            if let (true, Some(l)) = (closing, &lease) {
+                let verb = "change its status (use `tracker done --force`)";
+                self.refuse_if_held_by_other(t, item, l, guard.token, now, verb)?;
+                changes.push(Change::LeaseCleared { old: l.clone() });
+            }
+            if !changes.is_empty() {
+                self.commit(t, now, OpKind::Update, Some(item), lease, changes)?;
+            }
+            Ok(())
         })
     }
 
@@ -136,40 +121,33 @@ impl<S: Storage> Tracker<S> {
     /// unless `force`.
     pub fn done(&self, r: &ItemRef, guard: &Guard, force: bool) -> Result<ItemView> {
         let fingerprint = format!("done {r} {:?} {:?} {force}", guard.if_version, guard.token);
-        let now = self.now();
-        self.store.write(|t| {
-            self.idempotent(t, guard, &fingerprint, &now, |t| {
-                let item = self.target(t, r, guard, &now)?;
-                let id = item.id;
-                let lease = t.lease(id)?;
-                self.check_token(t, &item, lease.as_ref(), guard.token, &now)?;
-                let mut changes = Vec::new();
-                if let Some(l) = &lease {
-                    let live = self.lease_state(l, &now) == LeaseState::Live;
-                    if live && !force && !rules::holds(l, &self.actor.name, guard.token) {
-                        return Err(self.held_conflict(
-                            t,
-                            &item,
-                            l,
-                            &now,
-                            "finish it (or pass --force)",
-                        ));
-                    }
-                }
-                if item.status != Status::Done {
-                    changes.push(Change::Status {
-                        old: item.status,
-                        new: Status::Done,
-                    });
-                }
-                if let Some(l) = &lease {
-                    changes.push(Change::LeaseCleared { old: l.clone() });
-                }
-                if !changes.is_empty() {
-                    self.commit(t, &now, OpKind::Done, Some(&item), lease, id, changes)?;
-                }
-                Ok(id)
-            })
+        self.change_item(r, guard, &fingerprint, |t, item, now| {
+            let lease = t.lease(item.id)?;
+            self.check_token(t, item, lease.as_ref(), guard.token, now)?;
+            let mut changes = Vec::new();
+            if let (Some(l), false) = (&lease, force) {
+                self.refuse_if_held_by_other(
+                    t,
+                    item,
+                    l,
+                    guard.token,
+                    now,
+                    "finish it (or pass --force)",
+                )?;
+            }
+            if item.status != Status::Done {
+                changes.push(Change::Status {
+                    old: item.status,
+                    new: Status::Done,
+                });
+            }
+            if let Some(l) = &lease {
+                changes.push(Change::LeaseCleared { old: l.clone() });
+            }
+            if !changes.is_empty() {
+                self.commit(t, now, OpKind::Done, Some(item), lease, changes)?;
+            }
+            Ok(())
         })
     }
 
@@ -223,7 +201,7 @@ impl<S: Storage> Tracker<S> {
                 };
                 let kind = if add { OpKind::DepAdd } else { OpKind::DepRemove };
                 let lease = t.lease(id)?;
-                self.commit(t, &now, kind, Some(&item), lease, id, vec![change])?;
+                self.commit(t, &now, kind, Some(&item), lease, vec![change])?;
                 Ok(id)
             })
         })
@@ -233,7 +211,6 @@ impl<S: Storage> Tracker<S> {
 
     /// Appends one op for `id` with the next sequence number, applies it to the item and its
     /// lease through `rules::apply_op_to`, and keeps every index in step.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn commit(
         &self,
         t: &mut dyn WriteTxn,
@@ -241,15 +218,19 @@ impl<S: Storage> Tracker<S> {
         kind: OpKind,
         before: Option<&Item>,
         lease_before: Option<Lease>,
-        id: Ulid,
         changes: Vec<Change>,
-    ) -> Result<(Item, Option<Lease>)> {
+    ) -> Result<()> {
         let seq = t.counter(Counter::LastSeq)? + 1;
         let (mut item, version_before) = match (before, changes.first()) {
             (Some(b), _) => (b.clone(), b.version),
             (None, Some(Change::Created { item })) => (item.clone(), item.version - 1),
-            (None, _) => return Err(Error::Internal(format!("op on missing item {id}"))),
+            (None, _) => {
+                return Err(Error::Internal(
+                    "an op on an item that does not exist".into(),
+                ))
+            }
         };
+        let id = item.id;
         let op = Op {
             seq,
             at: now.wall_ms,
@@ -287,7 +268,7 @@ impl<S: Storage> Tracker<S> {
                 }
             }
         }
-        Ok((item, lease))
+        Ok(())
     }
 
     /// Runs `f` unless `guard`'s idempotency key was used before: then returns what the first
@@ -326,6 +307,26 @@ impl<S: Storage> Tracker<S> {
         };
         t.put_idempotency(key, &record)?;
         self.view(t, id, now)
+    }
+
+    /// One command on the item `r` names, as one write transaction: an idempotency key's earlier
+    /// result if there is one, else the item found at the expected version and handed to
+    /// `change`, which makes its change and commits its op.
+    pub(crate) fn change_item(
+        &self,
+        r: &ItemRef,
+        guard: &Guard,
+        fingerprint: &str,
+        change: impl FnOnce(&mut dyn WriteTxn, &Item, &Now) -> Result<()>,
+    ) -> Result<ItemView> {
+        let now = self.now();
+        self.store.write(|t| {
+            self.idempotent(t, guard, fingerprint, &now, |t| {
+                let item = self.target(t, r, guard, &now)?;
+                change(t, &item, &now)?;
+                Ok(item.id)
+            })
+        })
     }
 
     /// The item a command acts on: found, loaded, and at the version the caller expects.
