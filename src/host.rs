@@ -10,14 +10,18 @@ pub fn boot_id() -> Option<String> {
     (!id.is_empty()).then(|| id.to_string())
 }
 
+/// This host's name, read once per process (holder names and leases both need it).
 pub fn hostname() -> String {
-    if let Ok(h) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
-        let h = h.trim();
-        if !h.is_empty() {
-            return h.to_string();
-        }
-    }
-    std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".to_string())
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| "localhost".to_string())
+    })
+    .clone()
 }
 
 fn user_name() -> String {

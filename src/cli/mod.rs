@@ -24,7 +24,8 @@ use render::Style;
 pub struct Ctx {
     pub db: Option<PathBuf>,
     pub json: bool,
-    pub actor: Actor,
+    /// The holder name given by --as or TRACKER_AS; without one the library's default applies.
+    pub actor: Option<Actor>,
     pub lock_timeout: Duration,
     pub style: Style,
 }
@@ -51,13 +52,15 @@ impl Ctx {
     }
 
     pub fn open(&self, access: Access) -> Result<Tracker> {
-        let path = self.path()?;
-        Ok(Tracker::open(&path, access, self.lock_timeout)?.with_actor(self.actor.clone()))
+        self.open_at(&self.path()?, access)
     }
 
-    fn open_at(&self, path: &Path) -> Result<Tracker> {
-        Ok(Tracker::open(path, Access::ReadWrite, self.lock_timeout)?
-            .with_actor(self.actor.clone()))
+    fn open_at(&self, path: &Path, access: Access) -> Result<Tracker> {
+        let t = Tracker::open(path, access, self.lock_timeout)?;
+        Ok(match &self.actor {
+            Some(actor) => t.with_actor(actor.clone()),
+            None => t,
+        })
     }
 }
 
@@ -69,8 +72,8 @@ pub fn main() -> i32 {
         .clone()
         .or_else(|| std::env::var("TRACKER_AS").ok())
     {
-        Some(name) if !name.trim().is_empty() => Actor::named(name.trim()),
-        _ => Actor::default_for_this_process(),
+        Some(name) if !name.trim().is_empty() => Some(Actor::named(name.trim())),
+        _ => None,
     };
     let db = cli.db.clone().or_else(|| {
         std::env::var_os("TRACKER_DB")
@@ -151,7 +154,9 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
             // that is not a tracker is still refused, and never written).
             let (t, created) = match Tracker::init(&path, ctx.lock_timeout) {
                 Ok(t) => (t, true),
-                Err(Error::Conflict { .. }) if path.exists() => (ctx.open_at(&path)?, false),
+                Err(Error::Conflict { .. }) if path.exists() => {
+                    (ctx.open_at(&path, Access::ReadWrite)?, false)
+                }
                 Err(e) => return Err(e),
             };
             if let Some(ttl) = default_ttl {
