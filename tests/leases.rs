@@ -20,6 +20,11 @@ fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
+/// The pid a test command wrote to `file`, once it is there in full.
+fn pid_in(file: &std::path::Path) -> Option<i32> {
+    std::fs::read_to_string(file).ok()?.trim().parse().ok()
+}
+
 #[test]
 fn eight_workers_drain_three_hundred_items_each_done_exactly_once() {
     let env = Env::new();
@@ -102,11 +107,7 @@ fn a_run_killed_with_sigkill_frees_its_item_at_once() {
         "--as", "runner", "run", "1", "--ttl", "10m", "--", "sh", "-c", &script,
     ]);
     // Killed only once its command runs (the pid file is written), so there is an orphan to check.
-    let child_pid = || {
-        std::fs::read_to_string(&pidfile)
-            .ok()
-            .and_then(|s| s.trim().parse::<i32>().ok())
-    };
+    let child_pid = || pid_in(&pidfile);
     wait_until(
         "the run's command to start",
         Duration::from_secs(10),
@@ -141,11 +142,7 @@ fn a_run_whose_lease_is_forced_away_stops_its_child_and_exits_3() {
     let run = env.spawn(&[
         "--as", "runner", "run", "1", "--ttl", "3s", "--", "sh", "-c", &script,
     ]);
-    let child_pid = || {
-        std::fs::read_to_string(&pidfile)
-            .ok()
-            .and_then(|s| s.trim().parse::<i32>().ok())
-    };
+    let child_pid = || pid_in(&pidfile);
     wait_until("the child to start", Duration::from_secs(10), || {
         child_pid().is_some()
     });
