@@ -23,7 +23,11 @@ fn seeded(dir: &Path, n: u64) -> Tracker {
     let path = dir.join(format!("bench-{n}.redb"));
     drop(Tracker::init(&path, Duration::from_secs(10)).unwrap());
     let t = Tracker::open(&path, Access::ReadWrite, Duration::from_secs(10)).unwrap();
-    t.import(&export_text(n)).unwrap();
+    t.import(
+        &mut export_text(n).as_bytes(),
+        tracker::import::Prefer::Neither,
+    )
+    .unwrap();
     t.with_actor(Actor::named("bench"))
 }
 

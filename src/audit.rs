@@ -1,13 +1,14 @@
-//! The ops log as the source of truth: reading it, replaying it to verify the tables, rebuilding
-//! the tables from it, and the status board.
+//! The ops log as the source of truth: reading it, replaying it to verify the tables, and
+//! rebuilding the tables from it. `verify` checks every table and counter that data-format.md
+//! lists against a replay; `rebuild` rewrites every derived one.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use ulid::Ulid;
 
 use crate::error::{Error, Result};
-use crate::model::{Item, Lease, Op, Status};
-use crate::rules::{self, LeaseState, State};
+use crate::model::{Item, Lease, Op};
+use crate::rules::{self, State};
 use crate::store::{Counter, ReadTxn, Storage};
 use crate::tracker::{resolve, ItemRef, Tracker};
 
@@ -20,21 +21,6 @@ pub struct VerifyReport {
     pub last_token: u64,
     /// Every mismatch found, first one first; empty when all is well.
     pub problems: Vec<String>,
-}
-
-/// The status board.
-#[derive(Clone, Debug, Default)]
-pub struct Board {
-    pub open: u64,
-    pub done: u64,
-    pub cancelled: u64,
-    /// Open, unblocked and not claimed.
-    pub ready: u64,
-    /// Open but waiting on an open item.
-    pub blocked: u64,
-    pub live: Vec<(Item, Lease)>,
-    /// Expired leases, and leases whose process is gone.
-    pub stale: Vec<(Item, Lease, LeaseState)>,
 }
 
 impl<S: Storage> Tracker<S> {
@@ -150,6 +136,14 @@ impl<S: Storage> Tracker<S> {
             for (id, lease) in &state.leases {
                 t.put_lease(*id, lease)?;
             }
+            let mut index = Vec::new();
+            t.visit_ops(1, &mut |op| {
+                index.push((op.item, op.seq));
+                Ok(true)
+            })?;
+            for (item, seq) in index {
+                t.index_op(item, seq)?;
+            }
             t.set_counter(Counter::LastSeq, state.last_seq)?;
             t.set_counter(Counter::LastNum, state.last_num)?;
             t.set_counter(Counter::LastToken, state.last_token)?;
@@ -160,50 +154,6 @@ impl<S: Storage> Tracker<S> {
                 last_token: state.last_token,
                 problems: Vec::new(),
             })
-        })
-    }
-
-    /// Counts by state, live claims with their heartbeat, and stale claims.
-    pub fn board(&self) -> Result<Board> {
-        let now = self.now();
-        self.store.read(|t| {
-            let mut b = Board::default();
-            for (status, slot) in [
-                (Status::Open, &mut b.open),
-                (Status::Done, &mut b.done),
-                (Status::Cancelled, &mut b.cancelled),
-            ] {
-                t.visit_status(status, &mut |_| {
-                    *slot += 1;
-                    Ok(true)
-                })?;
-            }
-            let mut claimed_ready = 0;
-            let leases = t.leases()?;
-            let mut live_ids = BTreeSet::new();
-            for (id, lease) in leases {
-                let Some(item) = t.item(id)? else { continue };
-                match self.lease_state(&lease, &now) {
-                    LeaseState::Live => {
-                        live_ids.insert(id);
-                        b.live.push((item, lease));
-                    }
-                    st => b.stale.push((item, lease, st)),
-                }
-            }
-            let mut unblocked = 0;
-            t.visit_ready(&mut |id| {
-                unblocked += 1;
-                if live_ids.contains(&id) {
-                    claimed_ready += 1;
-                }
-                Ok(true)
-            })?;
-            b.ready = unblocked - claimed_ready;
-            b.blocked = b.open - unblocked;
-            b.live.sort_by_key(|(i, _)| i.num);
-            b.stale.sort_by_key(|(i, _, _)| i.num);
-            Ok(b)
         })
     }
 }
@@ -228,40 +178,28 @@ pub fn replay(t: &dyn ReadTxn) -> std::result::Result<State, String> {
     }
 }
 
+/// Compares every table, index and counter with the replayed state, adding one line per
+/// mismatch that says which table, which entry, and what differs.
 fn check_tables(t: &dyn ReadTxn, state: &State, problems: &mut Vec<String>) -> Result<()> {
-    let mut seen = 0u64;
-    let mut nums = BTreeSet::new();
-    t.visit_items(&mut |item| {
-        seen += 1;
-        if !nums.insert(item.num) {
-            problems.push(format!("number #{} is used twice", item.num));
-        }
-        match state.items.get(&item.id) {
-            None => problems.push(format!(
-                "item #{} ({}) is in the table but not in the log",
-                item.num, item.id
-            )),
-            Some(replayed) if *replayed != item => problems.push(format!(
-                "item #{} differs from its replay: table has version {}, log gives version {}",
-                item.num, item.version, replayed.version
+    check_items(t, state, problems)?;
+    let table_leases: BTreeMap<Ulid, Lease> = t.leases()?.into_iter().collect();
+    for (id, lease) in &table_leases {
+        match state.leases.get(id) {
+            None => problems.push(format!("claims table has a lease on {id} the log does not")),
+            Some(l) if l != lease => problems.push(format!(
+                "the lease on {id} differs from its replay (table: token {} of {}, log: token {} of {})",
+                lease.token, lease.holder, l.token, l.holder
             )),
             _ => {}
         }
-        Ok(true)
-    })?;
-    if seen != state.items.len() as u64 || t.item_count()? != seen {
-        problems.push(format!(
-            "the log has {} items, the number index {seen}, the items table {}",
-            state.items.len(),
-            t.item_count()?
-        ));
     }
-    let table_leases: BTreeMap<Ulid, Lease> = t.leases()?.into_iter().collect();
-    if table_leases != state.leases {
+    for id in state
+        .leases
+        .keys()
+        .filter(|id| !table_leases.contains_key(id))
+    {
         problems.push(format!(
-            "claims table has {} leases, the log gives {} (or they differ)",
-            table_leases.len(),
-            state.leases.len()
+            "the log leaves a lease on {id} that the claims table lacks"
         ));
     }
     for (counter, expected) in [
@@ -277,59 +215,211 @@ fn check_tables(t: &dyn ReadTxn, state: &State, problems: &mut Vec<String>) -> R
             ));
         }
     }
-    let mut ready = Vec::new();
-    t.visit_ready(&mut |id| {
-        ready.push(id);
+    check_indexes(t, state, problems)?;
+    check_dependencies(state, problems);
+    let mut orphans = 0u64;
+    t.visit_idempotency(&mut |(key, rec)| {
+        if !state.items.contains_key(&rec.item) {
+            orphans += 1;
+            if orphans == 1 {
+                problems.push(format!(
+                    "idempotency key {key:?} names item {}, which does not exist",
+                    rec.item
+                ));
+            }
+        }
         Ok(true)
     })?;
-    let mut expected_ready: Vec<(u8, u64, Ulid)> = state
-        .items
-        .values()
-        .filter(|i| rules::is_unblocked_open(i, |b| state.items.get(b).map(|x| x.status)))
-        .map(|i| (i.priority, i.num, i.id))
-        .collect();
-    expected_ready.sort();
-    let expected_ids: Vec<Ulid> = expected_ready.iter().map(|x| x.2).collect();
-    if ready != expected_ids {
+    Ok(())
+}
+
+fn check_items(t: &dyn ReadTxn, state: &State, problems: &mut Vec<String>) -> Result<()> {
+    let mut seen = 0u64;
+    t.visit_items_by_id(&mut |item| {
+        seen += 1;
+        match state.items.get(&item.id) {
+            None => problems.push(format!(
+                "item #{} ({}) is in the items table but not in the log",
+                item.num, item.id
+            )),
+            Some(replayed) if *replayed != item => problems.push(format!(
+                "item #{} ({}) differs from its replay: {}",
+                item.num,
+                item.id,
+                item_diff(&item, replayed).join(", ")
+            )),
+            _ => {}
+        }
+        Ok(true)
+    })?;
+    if seen != state.items.len() as u64 {
         problems.push(format!(
-            "ready index has {} items, the log gives {}",
-            ready.len(),
-            expected_ids.len()
+            "the items table has {seen} items, the log gives {}",
+            state.items.len()
         ));
     }
-    for status in Status::ALL {
-        let mut ids = Vec::new();
-        t.visit_status(status, &mut |id| {
-            ids.push(id);
-            Ok(true)
-        })?;
-        let want = state.items.values().filter(|i| i.status == status).count();
-        if ids.len() != want
-            || ids
-                .iter()
-                .any(|id| state.items.get(id).is_none_or(|i| i.status != status))
-        {
-            problems.push(format!(
-                "status index for {} is out of step with the items",
-                status.as_str()
-            ));
-        }
-    }
-    let mut want_deps: BTreeMap<Ulid, Vec<Ulid>> = BTreeMap::new();
-    for i in state.items.values() {
-        for b in &i.blocked_by {
-            want_deps.entry(*b).or_default().push(i.id);
-        }
-    }
-    for item in state.items.values() {
-        let mut deps = t.dependents(item.id)?;
-        deps.sort();
-        let mut want = want_deps.remove(&item.id).unwrap_or_default();
-        want.sort();
-        if deps != want {
-            problems.push(format!("dependency index for #{} is out of step", item.num));
-            break;
-        }
-    }
     Ok(())
+}
+
+/// What differs between an item in the table and its replay, field by field.
+fn item_diff(table: &Item, log: &Item) -> Vec<String> {
+    let mut out = Vec::new();
+    macro_rules! field {
+        ($($f:ident),*) => {$(
+            if table.$f != log.$f {
+                out.push(format!(concat!(stringify!($f), " (table {:?}, log {:?})"), table.$f, log.$f));
+            }
+        )*};
+    }
+    field!(num, version, status, priority, created_at, updated_at, labels, blocked_by);
+    // Long text is named, not printed.
+    if table.title != log.title {
+        out.push("title".into());
+    }
+    if table.body != log.body {
+        out.push("body".into());
+    }
+    out
+}
+
+/// Compares one stored index with what the replayed state says it should hold.
+fn compare_index<K: Ord + std::fmt::Debug>(
+    name: &str,
+    stored: Vec<K>,
+    mut expected: Vec<K>,
+    problems: &mut Vec<String>,
+) {
+    expected.sort();
+    let stored_set: BTreeSet<&K> = stored.iter().collect();
+    let expected_set: BTreeSet<&K> = expected.iter().collect();
+    let extra = stored_set.difference(&expected_set).next();
+    let missing = expected_set.difference(&stored_set).next();
+    match (extra, missing) {
+        (None, None) if stored.len() == expected.len() => {}
+        (extra, missing) => {
+            let mut what = format!(
+                "{name} index has {} entries, the log gives {}",
+                stored.len(),
+                expected.len()
+            );
+            if let Some(e) = extra {
+                what.push_str(&format!("; extra entry {e:?}"));
+            }
+            if let Some(m) = missing {
+                what.push_str(&format!("; missing entry {m:?}"));
+            }
+            problems.push(what);
+        }
+    }
+}
+
+fn check_indexes(t: &dyn ReadTxn, state: &State, problems: &mut Vec<String>) -> Result<()> {
+    let items = || state.items.values();
+    macro_rules! stored {
+        ($visit:ident) => {{
+            let mut v = Vec::new();
+            t.$visit(&mut |e| {
+                v.push(e);
+                Ok(true)
+            })?;
+            v
+        }};
+    }
+    compare_index(
+        "number",
+        stored!(visit_nums),
+        items().map(|i| (i.num, i.id)).collect(),
+        problems,
+    );
+    compare_index(
+        "status",
+        stored!(visit_status_index),
+        items().map(|i| (i.status, i.num, i.id)).collect(),
+        problems,
+    );
+    compare_index(
+        "label",
+        stored!(visit_label_index),
+        items()
+            .flat_map(|i| i.labels.iter().map(|l| (l.clone(), i.num, i.id)))
+            .collect(),
+        problems,
+    );
+    compare_index(
+        "ready",
+        stored!(visit_ready_index),
+        items()
+            .filter(|i| rules::is_unblocked_open(i, |b| state.items.get(b).map(|x| x.status)))
+            .map(|i| (i.priority, i.num, i.id))
+            .collect(),
+        problems,
+    );
+    compare_index(
+        "dependency",
+        stored!(visit_blocks),
+        items()
+            .flat_map(|i| i.blocked_by.iter().map(|b| (*b, i.id)))
+            .collect(),
+        problems,
+    );
+    let mut per_item = Vec::new();
+    t.visit_ops(1, &mut |op| {
+        per_item.push((op.item, op.seq));
+        Ok(true)
+    })?;
+    compare_index("per-item op", stored!(visit_item_ops), per_item, problems);
+    Ok(())
+}
+
+/// Blockers exist, no item blocks itself, and the dependency graph has no cycle.
+fn check_dependencies(state: &State, problems: &mut Vec<String>) {
+    for item in state.items.values() {
+        for b in &item.blocked_by {
+            if *b == item.id {
+                problems.push(format!("item #{} blocks itself", item.num));
+            } else if !state.items.contains_key(b) {
+                problems.push(format!(
+                    "item #{} is blocked by {b}, which does not exist",
+                    item.num
+                ));
+            }
+        }
+    }
+    // Depth-first search with colours: grey on the path, black when done.
+    let mut colour: HashMap<Ulid, bool> = HashMap::new();
+    for start in state.items.keys() {
+        if colour.contains_key(start) {
+            continue;
+        }
+        let mut stack: Vec<(Ulid, usize)> = vec![(*start, 0)];
+        colour.insert(*start, false);
+        while let Some((id, next)) = stack.last_mut() {
+            let blockers = state
+                .items
+                .get(id)
+                .map(|i| i.blocked_by.as_slice())
+                .unwrap_or(&[]);
+            if let Some(b) = blockers.get(*next).copied() {
+                *next += 1;
+                match colour.get(&b) {
+                    Some(false) => {
+                        let num = state.items.get(&b).map_or(0, |i| i.num);
+                        problems.push(format!(
+                            "item #{num} waits for itself through a cycle of blockers"
+                        ));
+                        return;
+                    }
+                    Some(true) => {}
+                    None if state.items.contains_key(&b) => {
+                        colour.insert(b, false);
+                        stack.push((b, 0));
+                    }
+                    None => {}
+                }
+            } else {
+                colour.insert(*id, true);
+                stack.pop();
+            }
+        }
+    }
 }

@@ -160,39 +160,12 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
-/// Parses the timestamps `format_rfc3339` writes (and whole seconds or other fraction lengths).
+/// Parses an RFC 3339 timestamp (`2026-11-23T14:05:00.123Z`, or with an offset) into
+/// milliseconds, rejecting impossible dates such as February 31st. jiff does the parsing: a
+/// calendar is not something to hand-write twice.
 pub fn parse_rfc3339(s: &str) -> Option<WallMs> {
-    let b = s.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || !s.ends_with('Z') {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    let frac = &s[19..s.len() - 1];
-    let millis = match frac.strip_prefix('.') {
-        None if frac.is_empty() => 0,
-        Some(f) if !f.is_empty() && f.bytes().all(|c| c.is_ascii_digit()) => {
-            let padded = format!("{f:0<3}");
-            padded[..3].parse::<i64>().ok()?
-        }
-        _ => return None,
-    };
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
-        return None;
-    }
-    let days = days_from_civil(y, mo as u32, d as u32);
-    Some(((days * 86_400 + h * 3600 + mi * 60 + se) * 1000) + millis)
-}
-
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = (m as i64 + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    let ts: jiff::Timestamp = s.parse().ok()?;
+    Some(ts.as_millisecond())
 }
 
 /// A short human duration: `45s`, `4m`, `2h5m`, `3d`.
@@ -231,6 +204,16 @@ mod tests {
             Some(1_795_357_500_000)
         );
         assert_eq!(parse_rfc3339("yesterday"), None);
+        assert_eq!(
+            parse_rfc3339("2026-02-31T00:00:00Z"),
+            None,
+            "no February 31st"
+        );
+        assert_eq!(parse_rfc3339("2026-13-01T00:00:00Z"), None);
+        assert_eq!(
+            parse_rfc3339("2026-11-22T15:25:00+01:00"),
+            Some(1_795_357_500_000)
+        );
     }
 
     #[test]

@@ -73,16 +73,28 @@ impl<S: Storage> Tracker<S> {
         lease: Option<&Lease>,
         now: &Now,
     ) -> Error {
-        let current = match lease {
-            Some(l) => format!(
-                "the lease now has token {} ({})",
-                l.token,
+        let n = item.num;
+        let msg = match lease {
+            Some(l) if token < l.token => format!(
+                "#{n}: fencing token {token} is stale: the item was claimed again since ({})",
                 describe_lease(l, now)
             ),
-            None => "the item has no lease now".to_string(),
+            Some(l) if token > l.token => format!(
+                "#{n}: fencing token {token} is not this item's lease ({}); pass the token your \
+                 claim printed",
+                describe_lease(l, now)
+            ),
+            Some(l) => format!(
+                "#{n}: fencing token {token} belongs to a lease that has ended ({}); claim the \
+                 item again",
+                describe_lease(l, now)
+            ),
+            None => format!(
+                "#{n}: fencing token {token} does not match: the item has no lease now; claim it \
+                 first"
+            ),
         };
         let view = self.view(t, item.id, now);
-        let msg = format!("#{}: fencing token {token} is stale; {current}", item.num);
         match view {
             Ok(v) => Error::conflict_with(msg, v),
             Err(_) => Error::conflict(msg),
@@ -100,8 +112,15 @@ impl<S: Storage> Tracker<S> {
         verb: &str,
     ) -> Result<()> {
         if self.lease_state(lease, now) == LeaseState::Live
-            && !rules::holds(lease, &self.actor.name, token)
+            && !rules::holds(lease, &self.claimant(token))
         {
+            if token.is_none() && lease.holder == self.actor.name {
+                let msg = same_name_unproven(item, &describe_lease(lease, now));
+                return Err(match self.view(t, item.id, now) {
+                    Ok(v) => Error::conflict_with(msg, v),
+                    Err(_) => Error::conflict(msg),
+                });
+            }
             return Err(self.held_conflict(t, item, lease, now, verb));
         }
         Ok(())
@@ -146,13 +165,7 @@ impl<S: Storage> Tracker<S> {
                 "#{} is {lease_text}; wait for it (--wait), or take it with --force",
                 item.num
             ),
-            ClaimRefusal::SameNameUnproven => format!(
-                "#{} is {lease_text}. That is your default name too, but without a terminal or \
-                 --as/TRACKER_AS it cannot tell you apart from another agent: pass --token {} \
-                 to renew your own lease, or name yourself with --as",
-                item.num,
-                lease.map(|l| l.token).unwrap_or(0)
-            ),
+            ClaimRefusal::SameNameUnproven => same_name_unproven(item, &lease_text),
             ClaimRefusal::HolderGoneNeedsSteal => format!(
                 "#{} is {lease_text}, but its process is gone; take it with --steal-stale",
                 item.num
@@ -165,13 +178,21 @@ impl<S: Storage> Tracker<S> {
     }
 }
 
+/// A claim, renewal or release refused because the holder's name is the caller's default name
+/// too, and nothing else proves the caller is that holder.
+pub(crate) fn same_name_unproven(item: &Item, lease_text: &str) -> String {
+    format!(
+        "#{} is {lease_text}. That is your default name too, but without a terminal or \
+         --as/TRACKER_AS it cannot tell you apart from another agent: pass the --token your \
+         claim printed, or name yourself with --as",
+        item.num
+    )
+}
+
 /// "claimed by ana@box/pts/3 (host box, pid 4242) 4m ago, renewed 20s ago, expires in 11m".
 pub fn describe_lease(l: &Lease, now: &Now) -> String {
     let pid = l.pid.map(|p| format!(", pid {p}")).unwrap_or_default();
-    let remaining = match (&l.boot_id, &now.boot_id, l.deadline_mono_ms, now.mono_ms) {
-        (Some(a), Some(b), Some(d), Some(m)) if **a == **b => d as i64 - m as i64,
-        _ => l.expires_at - now.wall_ms,
-    };
+    let remaining = rules::lease_remaining_ms(l, now);
     let expiry = if remaining > 0 {
         format!("expires in {}", format_duration_short(remaining))
     } else {

@@ -114,6 +114,9 @@ pub struct ExportHeader {
     pub exported_at: String,
     pub last_op_seq: u64,
     pub item_count: u64,
+    /// The last fencing token handed out; an import raises its tracker's token floor to it.
+    #[serde(default)]
+    pub last_token: u64,
 }
 
 pub const EXPORT_FORMAT: &str = "tracker-export";

@@ -3,31 +3,44 @@
 
 use std::time::{Duration, Instant};
 
+use serde_json::json;
+
 use crate::clock::{format_duration_short, Now};
 use crate::conflict::describe_lease;
 use crate::error::{Error, Result};
 use crate::model::{Change, Item, ItemView, Lease, OpKind};
-use crate::rules::{self, ClaimAction, ClaimFlags, Claimant, LeaseState};
+use crate::rules::{self, ClaimAction, ClaimFlags, LeaseState};
 use crate::store::{Counter, ReadTxn, Storage, WriteTxn};
 use crate::tracker::{ClaimOptions, Guard, ItemRef, Tracker};
+use crate::txn::{fingerprint, next};
+
+/// The arguments of a claim that make it what it is, for its idempotency fingerprint.
+fn claim_args(opts: &ClaimOptions, ttl: Duration) -> serde_json::Value {
+    json!({"ttl_ms": u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
+           "steal_stale": opts.steal_stale, "force": opts.force, "pid": opts.pid})
+}
 
 impl<S: Storage> Tracker<S> {
     /// Takes a lease on one item; the same holder claiming again renews it.
     pub fn claim(&self, r: &ItemRef, opts: &ClaimOptions) -> Result<ItemView> {
-        let ttl = check_ttl(opts.ttl)?;
-        let fingerprint = format!("claim {r} {opts:?}");
-        self.change_item(r, &opts.guard, &fingerprint, |t, item, now| {
+        let ttl = rules::check_ttl(opts.ttl).map_err(Error::Invalid)?;
+        let args = claim_args(opts, ttl);
+        self.change_item("claim", r, &opts.guard, args, |t, item, now| {
             self.take_lease(t, item, opts, ttl, now)
         })
     }
 
     /// Claims the best ready item: open, unblocked, no live lease; best priority, then oldest.
     pub fn claim_next(&self, label: Option<&str>, opts: &ClaimOptions) -> Result<ItemView> {
-        let ttl = check_ttl(opts.ttl)?;
-        let fingerprint = format!("claim --next {label:?} {opts:?}");
-        let now = self.now();
+        let ttl = rules::check_ttl(opts.ttl).map_err(Error::Invalid)?;
+        let mut args = claim_args(opts, ttl);
+        args["label"] = label.into();
+        args["if_version"] = opts.guard.if_version.into();
+        args["token"] = opts.guard.token.into();
+        let fp = fingerprint("claim_next", args);
         self.store.write(|t| {
-            self.idempotent(t, &opts.guard, &fingerprint, &now, |t| {
+            let now = self.now();
+            self.idempotent(t, &opts.guard, &fp, &now, |t| {
                 let mut found = None;
                 {
                     let r: &dyn ReadTxn = &*t;
@@ -111,9 +124,12 @@ impl<S: Storage> Tracker<S> {
     /// Extends the caller's lease (`heartbeat`).
     /// Without `ttl`, the lease is extended by its own TTL.
     pub fn renew(&self, r: &ItemRef, ttl: Option<Duration>, guard: &Guard) -> Result<ItemView> {
-        let ttl = ttl.map(check_ttl).transpose()?;
-        let fingerprint = format!("renew {r} {ttl:?} {:?} {:?}", guard.if_version, guard.token);
-        self.change_item(r, guard, &fingerprint, |t, item, now| {
+        let ttl = ttl
+            .map(rules::check_ttl)
+            .transpose()
+            .map_err(Error::Invalid)?;
+        let args = json!({"ttl_ms": ttl.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))});
+        self.change_item("renew", r, guard, args, |t, item, now| {
             let lease = self.own_lease(t, item, guard.token, now, "renew")?;
             let mut new = lease.clone();
             new.renewed_at = now.wall_ms;
@@ -129,8 +145,7 @@ impl<S: Storage> Tracker<S> {
 
     /// Gives the caller's lease back. An item with no lease is left as it is.
     pub fn release(&self, r: &ItemRef, guard: &Guard) -> Result<ItemView> {
-        let fingerprint = format!("release {r} {:?} {:?}", guard.if_version, guard.token);
-        self.change_item(r, guard, &fingerprint, |t, item, now| {
+        self.change_item("release", r, guard, json!({}), |t, item, now| {
             if t.lease(item.id)?.is_none() && guard.token.is_none() {
                 return Ok(());
             }
@@ -150,11 +165,7 @@ impl<S: Storage> Tracker<S> {
     ) -> Result<()> {
         let current = t.lease(item.id)?;
         let state = current.as_ref().map(|l| self.lease_state(l, now));
-        let who = Claimant {
-            holder: &self.actor.name,
-            distinct: self.actor.distinct,
-            token: opts.guard.token,
-        };
+        let who = self.claimant(opts.guard.token);
         let flags = ClaimFlags {
             steal_stale: opts.steal_stale,
             force: opts.force,
@@ -171,9 +182,9 @@ impl<S: Storage> Tracker<S> {
                 OpKind::Renew,
                 current.as_ref().map(|l| l.token).unwrap_or(0),
             ),
-            ClaimAction::Acquire => (OpKind::Claim, t.counter(Counter::LastToken)? + 1),
-            ClaimAction::Steal => (OpKind::Steal, t.counter(Counter::LastToken)? + 1),
-            ClaimAction::Evict => (OpKind::Evict, t.counter(Counter::LastToken)? + 1),
+            ClaimAction::Acquire => (OpKind::Claim, next(t, Counter::LastToken)?),
+            ClaimAction::Steal => (OpKind::Steal, next(t, Counter::LastToken)?),
+            ClaimAction::Evict => (OpKind::Evict, next(t, Counter::LastToken)?),
         };
         let pid_start = opts.pid.and_then(crate::host::process_start);
         if let (Some(pid), None) = (opts.pid, pid_start) {
@@ -214,11 +225,7 @@ impl<S: Storage> Tracker<S> {
     }
 
     fn set_deadline(&self, lease: &mut Lease, ttl: Duration, now: &Now) {
-        let ms = ttl.as_millis() as u64;
-        lease.ttl_ms = ms;
-        lease.expires_at = now.wall_ms.saturating_add(ms as i64);
-        lease.boot_id = now.boot_id.as_deref().map(str::to_string);
-        lease.deadline_mono_ms = now.mono_ms.map(|m| m.saturating_add(ms));
+        rules::set_deadline(lease, ttl, now);
     }
 
     /// The lease on `item` if the caller holds it (by token, or by name without one).
@@ -250,17 +257,11 @@ impl<S: Storage> Tracker<S> {
                 item.num,
                 describe_lease(l, now)
             ))),
-            (Some(l), _) if rules::holds(l, &self.actor.name, token) => Ok(l.clone()),
+            (Some(l), _) if rules::holds(l, &self.claimant(token)) => Ok(l.clone()),
+            (Some(l), None) if l.holder == self.actor.name => Err(Error::conflict(
+                crate::conflict::same_name_unproven(item, &describe_lease(l, now)),
+            )),
             (Some(l), _) => Err(self.held_conflict(t, item, l, now, verb)),
         }
     }
-}
-
-fn check_ttl(ttl: Duration) -> Result<Duration> {
-    if ttl < Duration::from_secs(1) || ttl > Duration::from_secs(366 * 86_400) {
-        return Err(Error::Invalid(format!(
-            "a lease TTL of {ttl:?} is out of range: use 1s to 366d"
-        )));
-    }
-    Ok(ttl)
 }

@@ -26,11 +26,13 @@
 //! `model` (plain data).
 
 pub mod audit;
+pub mod board;
 pub mod clock;
 mod conflict;
 pub mod error;
 pub mod export;
 pub mod host;
+pub mod import;
 pub mod json;
 mod leasing;
 pub mod model;
@@ -38,6 +40,7 @@ mod mutate;
 pub mod rules;
 pub mod store;
 mod tracker;
+mod txn;
 
 pub use clock::{Clock, FakeClock, Now, SystemClock};
 pub use conflict::{describe_changes, describe_lease};
@@ -48,3 +51,4 @@ pub use store::redb::{Access, RedbStore};
 pub use tracker::{
     resolve, ClaimOptions, Guard, ItemDetail, ItemRef, ListQuery, Tracker, DEFAULT_TTL,
 };
+pub use txn::{IDEMPOTENCY_KEY_LIFETIME_MS, IDEMPOTENCY_KEY_MAX};

@@ -38,6 +38,11 @@ impl Status {
         }
     }
 
+    /// The status a `code` stands for, if any.
+    pub fn from_code(code: u8) -> Option<Status> {
+        Status::ALL.into_iter().find(|st| st.code() == code)
+    }
+
     pub fn parse(s: &str) -> Option<Status> {
         Status::ALL.into_iter().find(|st| st.as_str() == s)
     }

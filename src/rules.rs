@@ -2,6 +2,7 @@
 //! version checks, and `apply`, which replays one op onto a state. No database, no real clock.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use ulid::Ulid;
 
@@ -21,18 +22,55 @@ pub enum LeaseState {
     HolderGone,
 }
 
-/// Whether a lease's deadline has passed. On the boot that took the lease the monotonic clock
-/// decides, so wall-clock steps change nothing; elsewhere only the wall clock can.
-pub fn lease_expired(lease: &Lease, now: &Now) -> bool {
+/// Milliseconds until a lease's deadline (negative once it has passed). On the boot that took
+/// the lease the monotonic clock decides, so wall-clock steps change nothing; elsewhere only the
+/// wall clock can. The one place that says how long a lease has left.
+pub fn lease_remaining_ms(lease: &Lease, now: &Now) -> i64 {
     match (
         &lease.boot_id,
         &now.boot_id,
         lease.deadline_mono_ms,
         now.mono_ms,
     ) {
-        (Some(lb), Some(nb), Some(deadline), Some(mono)) if **lb == **nb => mono >= deadline,
-        _ => now.wall_ms >= lease.expires_at,
+        (Some(lb), Some(nb), Some(deadline), Some(mono)) if **lb == **nb => {
+            let diff = i128::from(deadline) - i128::from(mono);
+            i64::try_from(diff).unwrap_or(if diff > 0 { i64::MAX } else { i64::MIN })
+        }
+        _ => lease.expires_at.saturating_sub(now.wall_ms),
     }
+}
+
+/// Whether a lease's deadline has passed (see `lease_remaining_ms`).
+pub fn lease_expired(lease: &Lease, now: &Now) -> bool {
+    lease_remaining_ms(lease, now) <= 0
+}
+
+/// The shortest lease.
+pub const MIN_TTL: Duration = Duration::from_secs(1);
+/// The longest lease: a year and a day, so every deadline fits in any clock's range.
+pub const MAX_TTL: Duration = Duration::from_secs(366 * 86_400);
+
+/// Checks a lease length (a claim's, a renewal's, or a tracker's default).
+pub fn check_ttl(ttl: Duration) -> Result<Duration, String> {
+    if ttl < MIN_TTL || ttl > MAX_TTL {
+        return Err(format!(
+            "a lease TTL of {} is out of range: use 1s to 366d",
+            humantime::format_duration(ttl)
+        ));
+    }
+    Ok(ttl)
+}
+
+/// Sets a lease's length and deadlines from `now`: a wall-clock deadline for other hosts and
+/// boots, and a monotonic one for this boot.
+pub fn set_deadline(lease: &mut Lease, ttl: Duration, now: &Now) {
+    let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+    lease.ttl_ms = ms;
+    lease.expires_at = now
+        .wall_ms
+        .saturating_add(i64::try_from(ms).unwrap_or(i64::MAX));
+    lease.boot_id = now.boot_id.as_deref().map(str::to_string);
+    lease.deadline_mono_ms = now.mono_ms.map(|m| m.saturating_add(ms));
 }
 
 /// The state of `lease` at `now`. `holder_gone` says whether its tied process is provably gone;
@@ -115,12 +153,14 @@ pub fn decide_claim(
     }
 }
 
-/// Whether `who` may act on (renew, release, finish) an item whose lease is `lease`.
-/// A presented token must be the lease's; without one, the holder name must match.
-pub fn holds(lease: &Lease, holder: &str, token: Option<u64>) -> bool {
-    match token {
+/// Whether `who` may act on (renew, release, finish, close) an item whose lease is `lease`.
+/// A presented token must be the lease's. Without one, the holder name must match and must be
+/// one that tells this actor apart (named, or from a terminal): two anonymous agents share a
+/// default name, and a shared name proves nothing. The same proof `decide_claim` asks for.
+pub fn holds(lease: &Lease, who: &Claimant) -> bool {
+    match who.token {
         Some(t) => t == lease.token,
-        None => lease.holder == holder,
+        None => lease.holder == who.holder && who.distinct,
     }
 }
 
@@ -133,14 +173,17 @@ pub fn is_unblocked_open(item: &Item, blocker_status: impl Fn(&Ulid) -> Option<S
             .all(|b| blocker_status(b) != Some(Status::Open))
 }
 
+/// The longest title, in bytes (after trimming).
+pub const MAX_TITLE_BYTES: usize = 4096;
+
 pub fn validate_title(title: &str) -> Result<String, String> {
     let t = title.trim();
     if t.is_empty() {
         return Err("the title is empty; give the item a short description".into());
     }
-    if t.len() > 4096 {
+    if t.len() > MAX_TITLE_BYTES {
         return Err(format!(
-            "the title is {} bytes long; keep it under 4096 and put details in --body",
+            "the title is {} bytes long; the limit is {MAX_TITLE_BYTES} bytes, so put details in --body",
             t.len()
         ));
     }

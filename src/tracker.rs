@@ -188,6 +188,15 @@ impl<S: Storage> Tracker<S> {
         rules::lease_state(lease, now, |l| self.holder_gone(l, now))
     }
 
+    /// The acting holder, with the token it presents, as the rules see it.
+    pub(crate) fn claimant(&self, token: Option<u64>) -> rules::Claimant<'_> {
+        rules::Claimant {
+            holder: &self.actor.name,
+            distinct: self.actor.distinct,
+            token,
+        }
+    }
+
     fn holder_gone(&self, lease: &Lease, now: &Now) -> bool {
         let same_boot = matches!((&lease.boot_id, &now.boot_id), (Some(a), Some(b)) if **a == **b);
         match lease.pid {
@@ -206,13 +215,10 @@ impl<S: Storage> Tracker<S> {
 
     /// Sets this tracker's default lease length (a setting, so no op is logged).
     pub fn set_default_ttl(&self, ttl: Duration) -> Result<()> {
-        if ttl < Duration::from_secs(1) || ttl > Duration::from_secs(366 * 86_400) {
-            return Err(Error::Invalid(format!(
-                "a default TTL of {ttl:?} is out of range: use 1s to 366d"
-            )));
-        }
+        let ttl = rules::check_ttl(ttl).map_err(Error::Invalid)?;
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
         self.store
-            .write(|t| t.set_setting(Setting::DefaultTtlMs, ttl.as_millis() as u64))
+            .write(|t| t.set_setting(Setting::DefaultTtlMs, ms))
     }
 
     // ---- reads -------------------------------------------------------------------------------
@@ -328,6 +334,35 @@ impl<S: Storage> Tracker<S> {
         })
     }
 
+    /// The view of an item as a command left it, with the lease it made (an idempotent repeat
+    /// returns this, not the item as it is now).
+    pub(crate) fn view_as_made(
+        &self,
+        t: &dyn ReadTxn,
+        item: Item,
+        lease: Option<Lease>,
+    ) -> Result<ItemView> {
+        let (blocked_by_nums, blocked) = self.blockers_of(t, &item)?;
+        Ok(ItemView {
+            item,
+            claim: lease,
+            blocked_by_nums,
+            blocked,
+        })
+    }
+
+    fn blockers_of(&self, t: &dyn ReadTxn, item: &Item) -> Result<(Vec<u64>, bool)> {
+        let mut nums = Vec::with_capacity(item.blocked_by.len());
+        let mut blocked = false;
+        for b in &item.blocked_by {
+            if let Some(bi) = t.item(*b)? {
+                nums.push(bi.num);
+                blocked |= bi.status == Status::Open;
+            }
+        }
+        Ok((nums, blocked))
+    }
+
     pub(crate) fn view(&self, t: &dyn ReadTxn, id: Ulid, now: &Now) -> Result<ItemView> {
         let item = t
             .item(id)?
@@ -345,14 +380,7 @@ impl<S: Storage> Tracker<S> {
         now: &Now,
     ) -> Result<ItemView> {
         let claim = lease.filter(|l| self.lease_state(l, now) == LeaseState::Live);
-        let mut blocked_by_nums = Vec::with_capacity(item.blocked_by.len());
-        let mut blocked = false;
-        for b in &item.blocked_by {
-            if let Some(bi) = t.item(*b)? {
-                blocked_by_nums.push(bi.num);
-                blocked |= bi.status == Status::Open;
-            }
-        }
+        let (blocked_by_nums, blocked) = self.blockers_of(t, &item)?;
         Ok(ItemView {
             item,
             claim,

@@ -18,7 +18,7 @@ proptest! {
     #[test]
     fn import_of_arbitrary_text_fails_cleanly_and_writes_nothing(text in ".{0,300}") {
         let t = Tracker::with_store(MemStore::new());
-        if t.import(&text).is_err() {
+        if t.import(&mut text.as_bytes(), tracker::import::Prefer::Neither).is_err() {
             prop_assert_eq!(t.last_seq().unwrap(), 0);
         }
     }
@@ -39,7 +39,7 @@ proptest! {
         }
         let text = String::from_utf8_lossy(&bytes);
         let dst = Tracker::with_store(MemStore::new());
-        match dst.import(&text) {
+        match dst.import(&mut text.as_bytes(), tracker::import::Prefer::Neither) {
             Ok(r) => prop_assert!(r.created <= 3),
             Err(_) => prop_assert_eq!(dst.last_seq().unwrap(), 0),
         }

@@ -426,7 +426,7 @@ macro_rules! delegate {
             }
             fn write<T>(
                 &self,
-                f: impl FnOnce(&mut dyn tracker::store::WriteTxn) -> tracker::Result<T>,
+                f: impl FnMut(&mut dyn tracker::store::WriteTxn) -> tracker::Result<T>,
             ) -> tracker::Result<T> {
                 self.0.write(f)
             }

@@ -18,6 +18,10 @@ fn the_readme_quick_start_runs_from_nothing_to_a_done_item() {
     assert!(steps[0].starts_with("cargo build --release"), "{command}");
     assert!(steps[1].starts_with("export PATH="), "{command}");
     let rest = steps[2..].join(" && ");
+    assert!(
+        !rest.contains("cargo"),
+        "only the build step may use cargo: {rest}"
+    );
     let bin_dir = std::path::Path::new(common::bin()).parent().unwrap();
     let home = tempfile::tempdir().unwrap();
     let out = Command::new("bash")

@@ -84,8 +84,8 @@ pub enum Command {
     Log(LogArgs),
     /// Write a consistent JSON snapshot of the whole tracker
     Export(ExportArgs),
-    /// Merge an export into this tracker by ULID
-    Import { file: PathBuf },
+    /// Merge an export into this tracker by ULID: all of it, or nothing
+    Import(ImportArgs),
     /// Replay the ops log and check every invariant
     Verify,
     /// Recompute the tables and indexes from the ops log
@@ -96,6 +96,23 @@ pub enum Command {
     Completions { shell: clap_complete::Shell },
     /// Print the man page (roff): `tracker man > tracker.1`
     Man,
+}
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// The export to read (JSON or JSON Lines, as `export` writes it); `-` reads standard input
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// For items changed both here and in the file: `theirs` takes the file's copy, `ours` keeps
+    /// this tracker's. Without it such conflicts are listed and nothing is imported (exit 3)
+    #[arg(long, value_enum, value_name = "SIDE")]
+    pub prefer: Option<PreferSide>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PreferSide {
+    Ours,
+    Theirs,
 }
 
 #[derive(Args, Debug)]

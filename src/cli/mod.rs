@@ -369,26 +369,7 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
             }
             Ok(0)
         }
-        Command::Import { file } => {
-            let text = std::fs::read_to_string(&file)
-                .map_err(|e| Error::io(format!("{}: cannot read", file.display()), e))?;
-            let t = ctx.open(Access::ReadWrite)?;
-            let spinner = progress::spinner("importing");
-            let r = t.import(&text);
-            progress::finish(spinner);
-            let r = r?;
-            if ctx.json {
-                print_json(
-                    &serde_json::json!({"created": r.created, "replaced": r.replaced, "unchanged": r.unchanged}),
-                );
-            } else {
-                println!(
-                    "imported: {} new, {} replaced, {} unchanged",
-                    r.created, r.replaced, r.unchanged
-                );
-            }
-            Ok(0)
-        }
+        Command::Import(a) => import(ctx, a),
         Command::Verify => {
             let t = ctx.open(Access::ReadOnly)?;
             let spinner = progress::spinner("replaying the ops log");
@@ -467,6 +448,49 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
             Ok(0)
         }
     }
+}
+
+fn import(ctx: &Ctx, a: args::ImportArgs) -> Result<i32> {
+    use tracker::import::Prefer;
+    let prefer = match a.prefer {
+        None => Prefer::Neither,
+        Some(args::PreferSide::Ours) => Prefer::Ours,
+        Some(args::PreferSide::Theirs) => Prefer::Theirs,
+    };
+    let name = a.file.display().to_string();
+    let mut input: Box<dyn std::io::Read> = if a.file.as_os_str() == "-" {
+        // Spooled to a private temporary file first, so the write lock is not held while a slow
+        // producer writes, and memory stays flat.
+        let mut spool =
+            tempfile::tempfile().map_err(|e| Error::io("cannot create a temporary file", e))?;
+        std::io::copy(&mut std::io::stdin().lock(), &mut spool)
+            .map_err(|e| Error::io("cannot read standard input", e))?;
+        std::io::Seek::rewind(&mut spool)
+            .map_err(|e| Error::io("cannot read the temporary file", e))?;
+        Box::new(spool)
+    } else {
+        Box::new(
+            std::fs::File::open(&a.file)
+                .map_err(|e| Error::io(format!("{name}: cannot read"), e))?,
+        )
+    };
+    let t = ctx.open(Access::ReadWrite)?;
+    let spinner = progress::spinner("importing");
+    let r = t.import(&mut input, prefer);
+    progress::finish(spinner);
+    let r = r?;
+    if ctx.json {
+        print_json(
+            &serde_json::json!({"created": r.created, "replaced": r.replaced,
+            "unchanged": r.unchanged, "kept": r.kept}),
+        );
+    } else {
+        println!(
+            "imported: {} new, {} replaced, {} unchanged, {} kept as they were here",
+            r.created, r.replaced, r.unchanged, r.kept
+        );
+    }
+    Ok(0)
 }
 
 /// A body from a file, or from standard input for `-`.

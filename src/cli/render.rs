@@ -5,7 +5,8 @@
 use std::fmt::Write as _;
 use std::io::IsTerminal;
 
-use tracker::audit::{Board, VerifyReport};
+use tracker::audit::VerifyReport;
+use tracker::board::Board;
 use tracker::clock::{format_duration_short, format_rfc3339};
 use tracker::rules::LeaseState;
 use tracker::{describe_changes, describe_lease, ItemDetail, ItemView, Now, Op, Status};

@@ -1,6 +1,8 @@
 //! An in-memory backend: the reference the conformance suite holds the redb file to, and a fast
-//! store for tests of the rules above the seam. A write works on a copy that replaces the state
-//! only when the closure succeeds, so a failed command changes nothing, as in redb.
+//! store for tests of the rules above the seam. It keeps the same tables and indexes as the redb
+//! file, maintained the same way, so the two behave alike method by method. A write works on a
+//! copy that replaces the state only when the closure succeeds, so a failed command changes
+//! nothing, as in redb.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
@@ -20,7 +22,10 @@ struct Tables {
     nums: BTreeMap<u64, Ulid>,
     leases: BTreeMap<Ulid, Lease>,
     ops: BTreeMap<u64, Op>,
+    item_ops: BTreeSet<(Ulid, u64)>,
     ready: BTreeMap<(u8, u64), Ulid>,
+    by_status: BTreeMap<(u8, u64), Ulid>,
+    by_label: BTreeMap<(String, u64), Ulid>,
     blocks: BTreeSet<(Ulid, Ulid)>,
     idempotency: BTreeMap<String, IdempotencyRecord>,
 }
@@ -39,16 +44,22 @@ impl MemStore {
             .expect("an in-memory write cannot fail");
         store
     }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tables> {
+        // A panic in another thread's closure never left the tables half-written (writes work
+        // on a copy), so a poisoned lock still guards consistent data.
+        self.tables.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 impl Storage for MemStore {
     fn read<T>(&self, f: impl FnOnce(&dyn ReadTxn) -> Result<T>) -> Result<T> {
-        let snapshot = self.tables.lock().unwrap().clone();
+        let snapshot = self.lock().clone();
         f(&snapshot)
     }
 
-    fn write<T>(&self, f: impl FnOnce(&mut dyn WriteTxn) -> Result<T>) -> Result<T> {
-        let mut guard = self.tables.lock().unwrap();
+    fn write<T>(&self, mut f: impl FnMut(&mut dyn WriteTxn) -> Result<T>) -> Result<T> {
+        let mut guard = self.lock();
         let mut copy = guard.clone();
         let out = f(&mut copy)?;
         *guard = copy;
@@ -99,24 +110,61 @@ impl ReadTxn for Tables {
         visit(self.ready.values().copied(), f)
     }
     fn visit_status(&self, status: Status, f: Visit<Ulid>) -> Result<()> {
-        let ids = self
-            .nums
-            .values()
-            .filter(|id| self.items[id].status == status);
-        visit(ids.copied(), f)
+        let c = status.code();
+        visit(
+            self.by_status
+                .range((c, 0)..=(c, u64::MAX))
+                .map(|(_, id)| *id),
+            f,
+        )
     }
     fn visit_label(&self, label: &str, f: Visit<Ulid>) -> Result<()> {
-        let ids = self
-            .nums
-            .values()
-            .filter(|id| self.items[id].labels.iter().any(|l| l == label));
-        visit(ids.copied(), f)
+        let lo = (label.to_string(), 0);
+        let hi = (label.to_string(), u64::MAX);
+        visit(self.by_label.range(lo..=hi).map(|(_, id)| *id), f)
     }
     fn visit_items(&self, f: Visit<Item>) -> Result<()> {
-        visit(self.nums.values().map(|id| self.items[id].clone()), f)
+        let items = self
+            .nums
+            .values()
+            .filter_map(|id| self.items.get(id).cloned());
+        visit(items, f)
     }
     fn visit_items_by_id(&self, f: Visit<Item>) -> Result<()> {
         visit(self.items.values().cloned(), f)
+    }
+    fn visit_nums(&self, f: Visit<(u64, Ulid)>) -> Result<()> {
+        visit(self.nums.iter().map(|(n, id)| (*n, *id)), f)
+    }
+    fn visit_status_index(&self, f: Visit<(Status, u64, Ulid)>) -> Result<()> {
+        let entries = self
+            .by_status
+            .iter()
+            .filter_map(|((c, n), id)| Status::from_code(*c).map(|s| (s, *n, *id)));
+        visit(entries, f)
+    }
+    fn visit_label_index(&self, f: Visit<(String, u64, Ulid)>) -> Result<()> {
+        visit(
+            self.by_label
+                .iter()
+                .map(|((l, n), id)| (l.clone(), *n, *id)),
+            f,
+        )
+    }
+    fn visit_ready_index(&self, f: Visit<(u8, u64, Ulid)>) -> Result<()> {
+        visit(self.ready.iter().map(|((p, n), id)| (*p, *n, *id)), f)
+    }
+    fn visit_blocks(&self, f: Visit<(Ulid, Ulid)>) -> Result<()> {
+        visit(self.blocks.iter().copied(), f)
+    }
+    fn visit_item_ops(&self, f: Visit<(Ulid, u64)>) -> Result<()> {
+        visit(self.item_ops.iter().copied(), f)
+    }
+    fn visit_idempotency(&self, f: Visit<(String, IdempotencyRecord)>) -> Result<()> {
+        visit(
+            self.idempotency.iter().map(|(k, r)| (k.clone(), r.clone())),
+            f,
+        )
     }
     fn dependents(&self, id: Ulid) -> Result<Vec<Ulid>> {
         Ok(self
@@ -130,10 +178,9 @@ impl ReadTxn for Tables {
     }
     fn op_seqs_of(&self, id: Ulid) -> Result<Vec<u64>> {
         Ok(self
-            .ops
-            .values()
-            .filter(|op| op.item == id)
-            .map(|op| op.seq)
+            .item_ops
+            .range((id, 0)..=(id, u64::MAX))
+            .map(|(_, seq)| *seq)
             .collect())
     }
     fn op(&self, seq: u64) -> Result<Option<Op>> {
@@ -164,6 +211,10 @@ impl WriteTxn for Tables {
         if let Some(o) = old {
             self.nums.remove(&o.num);
             self.ready.remove(&(o.priority, o.num));
+            self.by_status.remove(&(o.status.code(), o.num));
+            for l in &o.labels {
+                self.by_label.remove(&(l.clone(), o.num));
+            }
             for b in &o.blocked_by {
                 self.blocks.remove(&(*b, o.id));
             }
@@ -171,6 +222,10 @@ impl WriteTxn for Tables {
         self.nums.insert(new.num, new.id);
         if ready {
             self.ready.insert((new.priority, new.num), new.id);
+        }
+        self.by_status.insert((new.status.code(), new.num), new.id);
+        for l in &new.labels {
+            self.by_label.insert((l.clone(), new.num), new.id);
         }
         for b in &new.blocked_by {
             self.blocks.insert((*b, new.id));
@@ -188,17 +243,28 @@ impl WriteTxn for Tables {
     }
     fn append_op(&mut self, op: &Op) -> Result<()> {
         self.ops.insert(op.seq, op.clone());
+        self.index_op(op.item, op.seq)
+    }
+    fn index_op(&mut self, item: Ulid, seq: u64) -> Result<()> {
+        self.item_ops.insert((item, seq));
         Ok(())
     }
     fn put_idempotency(&mut self, key: &str, record: &IdempotencyRecord) -> Result<()> {
         self.idempotency.insert(key.to_string(), record.clone());
         Ok(())
     }
+    fn remove_idempotency(&mut self, key: &str) -> Result<()> {
+        self.idempotency.remove(key);
+        Ok(())
+    }
     fn clear_derived(&mut self) -> Result<()> {
         self.items.clear();
         self.nums.clear();
         self.leases.clear();
+        self.item_ops.clear();
         self.ready.clear();
+        self.by_status.clear();
+        self.by_label.clear();
         self.blocks.clear();
         Ok(())
     }

@@ -1,7 +1,21 @@
 //! The storage seam. Everything above it (the `Tracker` API and the rules) talks to a backend
 //! only through `Storage`, `ReadTxn` and `WriteTxn`; the redb file is one backend, an in-memory
 //! map another, and a PostgreSQL backend would be a third. `conformance` holds the tests every
-//! backend must pass.
+//! backend must pass, method by method.
+//!
+//! # The concurrency contract
+//!
+//! Every backend gives **serializable** transactions: the outcome of any set of concurrent
+//! `write` calls, from any number of processes or hosts, is the outcome of running them one after
+//! another in some order, and a `read` sees one committed state, never part of a write.
+//!
+//! - `write(f)` commits everything `f` did if and only if `f` returns `Ok`; an `Err` (or a panic)
+//!   leaves the store exactly as it was.
+//! - A backend may run `f` **more than once** (a database that aborts a transaction on a
+//!   serialization failure retries it), so `f` must have no effect outside the transaction and
+//!   must read everything it decides on, including the clock, inside it.
+//! - Counters (`Counter`) are read and set inside the write that uses them, so two writers can
+//!   never hand out the same number, sequence or token.
 
 use serde::{Deserialize, Serialize};
 use ulid::Ulid;
@@ -24,6 +38,9 @@ pub enum Counter {
     LastNum,
     LastSeq,
     LastToken,
+    /// The lowest value `LastToken` may have: raised by `import` to the exported tracker's last
+    /// token, so tokens keep growing across export and import although no op explains the jump.
+    TokenFloor,
 }
 
 impl Counter {
@@ -32,6 +49,7 @@ impl Counter {
             Counter::LastNum => "last_num",
             Counter::LastSeq => "last_seq",
             Counter::LastToken => "last_token",
+            Counter::TokenFloor => "token_floor",
         }
     }
 }
@@ -52,13 +70,25 @@ impl Setting {
     }
 }
 
-/// What an idempotency key remembers: which command with which arguments, and what it made.
+/// What an idempotency key remembers: who ran which command with which arguments, and what it
+/// made. A repeat by the same actor with the same fingerprint gets `item_after`/`lease_after`
+/// back; anyone or anything else gets a conflict that reveals none of it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdempotencyRecord {
-    /// The command and its arguments, normalised; a repeat must match it exactly.
+    /// The command and its arguments as canonical JSON (see `Fingerprint`); a repeat must match
+    /// it exactly.
     pub fingerprint: String,
     pub item: Ulid,
     pub at: i64,
+    /// The actor that used the key.
+    #[serde(default)]
+    pub actor: String,
+    /// The item as the first call left it.
+    #[serde(default)]
+    pub item_after: Option<Item>,
+    /// The item's lease as the first call left it (a claim's fencing token lives here).
+    #[serde(default)]
+    pub lease_after: Option<Lease>,
 }
 
 /// A callback over a sequence; return `Ok(false)` to stop early.
@@ -88,6 +118,20 @@ pub trait ReadTxn {
     fn visit_items(&self, f: Visit<Item>) -> Result<()>;
     /// Every item, by identity (ULID): one pass over the items table, no index lookups.
     fn visit_items_by_id(&self, f: Visit<Item>) -> Result<()>;
+    /// The number index as stored: (number, identity), by number.
+    fn visit_nums(&self, f: Visit<(u64, Ulid)>) -> Result<()>;
+    /// The status index as stored: (status, number, identity), by status code then number.
+    fn visit_status_index(&self, f: Visit<(Status, u64, Ulid)>) -> Result<()>;
+    /// The label index as stored: (label, number, identity), by label then number.
+    fn visit_label_index(&self, f: Visit<(String, u64, Ulid)>) -> Result<()>;
+    /// The ready index as stored: (priority, number, identity), in queue order.
+    fn visit_ready_index(&self, f: Visit<(u8, u64, Ulid)>) -> Result<()>;
+    /// The dependency index as stored: (blocker, blocked).
+    fn visit_blocks(&self, f: Visit<(Ulid, Ulid)>) -> Result<()>;
+    /// The per-item op index as stored: (item, sequence), by item then sequence.
+    fn visit_item_ops(&self, f: Visit<(Ulid, u64)>) -> Result<()>;
+    /// Every idempotency record, by key.
+    fn visit_idempotency(&self, f: Visit<(String, IdempotencyRecord)>) -> Result<()>;
     /// Items that list `id` in their `blocked_by`.
     fn dependents(&self, id: Ulid) -> Result<Vec<Ulid>>;
     /// Ops with `seq >= from`, oldest first.
@@ -109,11 +153,16 @@ pub trait WriteTxn: ReadTxn {
     fn put_item(&mut self, old: Option<&Item>, new: &Item, ready: bool) -> Result<()>;
     fn put_lease(&mut self, id: Ulid, lease: &Lease) -> Result<()>;
     fn remove_lease(&mut self, id: Ulid) -> Result<()>;
-    /// Appends `op`; the caller has given it the next sequence number.
+    /// Appends `op` and indexes it under its item (`index_op`); the caller has given it the next
+    /// sequence number.
     fn append_op(&mut self, op: &Op) -> Result<()>;
+    /// Records that op `seq` changed `item` (the per-item op index); `rebuild` calls it for every
+    /// op of the log after `clear_derived`.
+    fn index_op(&mut self, item: Ulid, seq: u64) -> Result<()>;
     fn put_idempotency(&mut self, key: &str, record: &IdempotencyRecord) -> Result<()>;
-    /// Empties the items, leases and every index (not the ops log, meta or idempotency keys),
-    /// so `rebuild` can write them anew from the log.
+    fn remove_idempotency(&mut self, key: &str) -> Result<()>;
+    /// Empties the items, leases and every index, the per-item op index included (not the ops
+    /// log, meta or idempotency keys), so `rebuild` can write them anew from the log.
     fn clear_derived(&mut self) -> Result<()>;
 }
 
@@ -121,8 +170,9 @@ pub trait WriteTxn: ReadTxn {
 pub trait Storage {
     /// Runs `f` in a read snapshot.
     fn read<T>(&self, f: impl FnOnce(&dyn ReadTxn) -> Result<T>) -> Result<T>;
-    /// Runs `f` in a write transaction, committed durably if `f` returns `Ok`, rolled back otherwise.
-    fn write<T>(&self, f: impl FnOnce(&mut dyn WriteTxn) -> Result<T>) -> Result<T>;
+    /// Runs `f` in a write transaction, committed durably if `f` returns `Ok`, rolled back
+    /// otherwise. `f` may be run more than once (see the module's concurrency contract).
+    fn write<T>(&self, f: impl FnMut(&mut dyn WriteTxn) -> Result<T>) -> Result<T>;
 }
 
 /// The bounds of every identity whose Crockford base32 text starts with `prefix`.

@@ -397,7 +397,7 @@ impl Storage for RedbStore {
         })
     }
 
-    fn write<T>(&self, f: impl FnOnce(&mut dyn WriteTxn) -> Result<T>) -> Result<T> {
+    fn write<T>(&self, mut f: impl FnMut(&mut dyn WriteTxn) -> Result<T>) -> Result<T> {
         self.guarded(|| {
             let txn = self.begin_write()?;
             let mut t = Txn {

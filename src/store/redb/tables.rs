@@ -260,6 +260,93 @@ impl<T: OpenTables> ReadTxn for Txn<'_, T> {
         Ok(())
     }
 
+    fn visit_nums(&self, f: Visit<(u64, Ulid)>) -> Result<()> {
+        let table = self.open(NUMS)?;
+        for entry in table.iter().map_err(|e| self.se(e))? {
+            let (k, v) = entry.map_err(|e| self.se(e))?;
+            if !f((k.value(), Ulid(v.value())))? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn visit_status_index(&self, f: Visit<(Status, u64, Ulid)>) -> Result<()> {
+        let table = self.open(BY_STATUS)?;
+        for entry in table.iter().map_err(|e| self.se(e))? {
+            let (k, v) = entry.map_err(|e| self.se(e))?;
+            let (code, num) = k.value();
+            let status = Status::from_code(code).ok_or_else(|| {
+                damaged(self.path, format!("status code {code} in table by_status"))
+            })?;
+            if !f((status, num, Ulid(v.value())))? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn visit_label_index(&self, f: Visit<(String, u64, Ulid)>) -> Result<()> {
+        let table = self.open(BY_LABEL)?;
+        for entry in table.iter().map_err(|e| self.se(e))? {
+            let (k, v) = entry.map_err(|e| self.se(e))?;
+            let (label, num) = k.value();
+            if !f((label.to_string(), num, Ulid(v.value())))? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn visit_ready_index(&self, f: Visit<(u8, u64, Ulid)>) -> Result<()> {
+        let table = self.open(READY)?;
+        for entry in table.iter().map_err(|e| self.se(e))? {
+            let (k, v) = entry.map_err(|e| self.se(e))?;
+            let (priority, num) = k.value();
+            if !f((priority, num, Ulid(v.value())))? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn visit_blocks(&self, f: Visit<(Ulid, Ulid)>) -> Result<()> {
+        let table = self.open(BLOCKS)?;
+        for entry in table.iter().map_err(|e| self.se(e))? {
+            let (k, _) = entry.map_err(|e| self.se(e))?;
+            let (blocker, blocked) = k.value();
+            if !f((Ulid(blocker), Ulid(blocked)))? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn visit_item_ops(&self, f: Visit<(Ulid, u64)>) -> Result<()> {
+        let table = self.open(ITEM_OPS)?;
+        for entry in table.iter().map_err(|e| self.se(e))? {
+            let (k, _) = entry.map_err(|e| self.se(e))?;
+            let (id, seq) = k.value();
+            if !f((Ulid(id), seq))? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn visit_idempotency(&self, f: Visit<(String, IdempotencyRecord)>) -> Result<()> {
+        let table = self.open(IDEMPOTENCY)?;
+        for entry in table.iter().map_err(|e| self.se(e))? {
+            let (k, v) = entry.map_err(|e| self.se(e))?;
+            let key = k.value().to_string();
+            let record = self.decode("idempotency", &key, v.value())?;
+            if !f((key, record))? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     fn dependents(&self, id: Ulid) -> Result<Vec<Ulid>> {
         let blocks = self.open(BLOCKS)?;
         let mut out = Vec::new();
@@ -436,10 +523,18 @@ impl WriteTxn for Txn<'_, WriteTransaction> {
             ops.insert(op.seq, bytes.as_slice())
                 .map_err(|e| self.se(e))?;
         }
+        self.index_op(op.item, op.seq)
+    }
+
+    fn index_op(&mut self, item: Ulid, seq: u64) -> Result<()> {
         let mut item_ops = self.open(ITEM_OPS)?;
-        item_ops
-            .insert((op.item.0, op.seq), ())
-            .map_err(|e| self.se(e))?;
+        item_ops.insert((item.0, seq), ()).map_err(|e| self.se(e))?;
+        Ok(())
+    }
+
+    fn remove_idempotency(&mut self, key: &str) -> Result<()> {
+        let mut t = self.open(IDEMPOTENCY)?;
+        t.remove(key).map_err(|e| self.se(e))?;
         Ok(())
     }
 

@@ -1,0 +1,70 @@
+//! The status board: counts by state, live claims with their heartbeat, and stale claims.
+
+use std::collections::BTreeSet;
+
+use crate::error::Result;
+use crate::model::{Item, Lease, Status};
+use crate::rules::LeaseState;
+use crate::store::Storage;
+use crate::tracker::Tracker;
+
+/// The status board.
+#[derive(Clone, Debug, Default)]
+pub struct Board {
+    pub open: u64,
+    pub done: u64,
+    pub cancelled: u64,
+    /// Open, unblocked and not claimed.
+    pub ready: u64,
+    /// Open but waiting on an open item.
+    pub blocked: u64,
+    pub live: Vec<(Item, Lease)>,
+    /// Expired leases, and leases whose process is gone.
+    pub stale: Vec<(Item, Lease, LeaseState)>,
+}
+
+impl<S: Storage> Tracker<S> {
+    /// Counts by state, live claims with their heartbeat, and stale claims.
+    pub fn board(&self) -> Result<Board> {
+        let now = self.now();
+        self.store.read(|t| {
+            let mut b = Board::default();
+            for (status, slot) in [
+                (Status::Open, &mut b.open),
+                (Status::Done, &mut b.done),
+                (Status::Cancelled, &mut b.cancelled),
+            ] {
+                t.visit_status(status, &mut |_| {
+                    *slot += 1;
+                    Ok(true)
+                })?;
+            }
+            let mut claimed_ready = 0;
+            let leases = t.leases()?;
+            let mut live_ids = BTreeSet::new();
+            for (id, lease) in leases {
+                let Some(item) = t.item(id)? else { continue };
+                match self.lease_state(&lease, &now) {
+                    LeaseState::Live => {
+                        live_ids.insert(id);
+                        b.live.push((item, lease));
+                    }
+                    st => b.stale.push((item, lease, st)),
+                }
+            }
+            let mut unblocked = 0;
+            t.visit_ready(&mut |id| {
+                unblocked += 1;
+                if live_ids.contains(&id) {
+                    claimed_ready += 1;
+                }
+                Ok(true)
+            })?;
+            b.ready = unblocked - claimed_ready;
+            b.blocked = b.open - unblocked;
+            b.live.sort_by_key(|(i, _)| i.num);
+            b.stale.sort_by_key(|(i, _, _)| i.num);
+            Ok(b)
+        })
+    }
+}

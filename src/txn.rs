@@ -1,0 +1,230 @@
+//! The machinery every change shares: one write transaction that finds the item, checks its
+//! preconditions, makes the change and appends the op (`commit`), and idempotency keys.
+//!
+//! The clock is read inside the transaction, after the write lock is taken, so lease times and
+//! `op.at` describe the moment the change was made, not the moment the command started waiting.
+
+use serde_json::Value;
+use ulid::Ulid;
+
+use crate::clock::Now;
+use crate::error::{Error, Result};
+use crate::model::{Change, Item, ItemView, Lease, Op, OpKind, Status};
+use crate::rules;
+use crate::store::{Counter, IdempotencyRecord, ReadTxn, Storage, WriteTxn};
+use crate::tracker::{resolve, Guard, ItemRef, Tracker};
+
+/// How long an idempotency key is remembered. A repeat within this time returns the first
+/// result; after it the key is forgotten and may be used afresh. Retries happen within minutes;
+/// a day covers a client that retries after a long outage without keeping keys forever.
+pub const IDEMPOTENCY_KEY_LIFETIME_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// The longest idempotency key, in bytes.
+pub const IDEMPOTENCY_KEY_MAX: usize = 200;
+
+/// The next value of `counter`, stored: the one way numbers, sequences and tokens are handed
+/// out. Tokens also respect the floor an import set (`Counter::TokenFloor`).
+pub(crate) fn next(t: &mut dyn WriteTxn, counter: Counter) -> Result<u64> {
+    let mut last = t.counter(counter)?;
+    if counter == Counter::LastToken {
+        last = last.max(t.counter(Counter::TokenFloor)?);
+    }
+    let next = last.checked_add(1).ok_or_else(|| {
+        Error::Data(format!(
+            "counter {} is at its maximum ({last}); this tracker can hand out no more",
+            counter.key()
+        ))
+    })?;
+    t.set_counter(counter, next)?;
+    Ok(next)
+}
+
+/// A command and its arguments as canonical JSON (object keys sorted), for idempotency keys.
+/// Built from named fields, never from `Debug` output, so it stays the same across versions.
+pub(crate) fn fingerprint(command: &str, args: Value) -> String {
+    let mut v = args;
+    if let Value::Object(m) = &mut v {
+        m.insert("command".into(), Value::from(command));
+    }
+    // serde_json's maps are sorted by key, so equal arguments give equal text.
+    v.to_string()
+}
+
+impl<S: Storage> Tracker<S> {
+    /// Appends one op for the item with the next sequence number, applies it to the item and its
+    /// lease through `rules::apply_op_to`, and keeps every index in step.
+    pub(crate) fn commit(
+        &self,
+        t: &mut dyn WriteTxn,
+        now: &Now,
+        kind: OpKind,
+        before: Option<&Item>,
+        lease_before: Option<Lease>,
+        changes: Vec<Change>,
+    ) -> Result<()> {
+        let (mut item, version_before) = match (before, changes.first()) {
+            (Some(b), _) => (b.clone(), b.version),
+            (None, Some(Change::Created { item })) => {
+                let before = item
+                    .version
+                    .checked_sub(1)
+                    .ok_or_else(|| Error::Internal("an item created at version 0".into()))?;
+                (item.clone(), before)
+            }
+            (None, _) => {
+                return Err(Error::Internal(
+                    "an op on an item that does not exist".into(),
+                ))
+            }
+        };
+        let version_after = version_before.checked_add(1).ok_or_else(|| {
+            Error::Invalid(format!(
+                "#{} is at version {version_before}, the largest there is; it cannot change again",
+                item.num
+            ))
+        })?;
+        let seq = next(t, Counter::LastSeq)?;
+        // `at` never goes back along the log, even if the wall clock steps back.
+        let previous_at = match seq.checked_sub(1).filter(|s| *s > 0) {
+            Some(prev) => t.op(prev)?.map(|op| op.at),
+            None => None,
+        };
+        let id = item.id;
+        let op = Op {
+            seq,
+            at: previous_at.map_or(now.wall_ms, |p| p.max(now.wall_ms)),
+            actor: self.actor.name.clone(),
+            kind,
+            item: id,
+            version_before,
+            version_after,
+            changes,
+        };
+        let mut lease = lease_before.clone();
+        rules::apply_op_to(&mut item, &mut lease, &op);
+        let ready = is_ready(t, &item)?;
+        t.put_item(before, &item, ready)?;
+        match &lease {
+            Some(l) if lease_before.as_ref() != Some(l) => t.put_lease(id, l)?,
+            None if lease_before.is_some() => t.remove_lease(id)?,
+            _ => {}
+        }
+        t.append_op(&op)?;
+        let was_open = before.is_some_and(|b| b.status == Status::Open);
+        if was_open != (item.status == Status::Open) {
+            for d in t.dependents(id)? {
+                if let Some(dep) = t.item(d)? {
+                    let ready = is_ready(t, &dep)?;
+                    t.put_item(Some(&dep), &dep, ready)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `f` unless `guard`'s idempotency key was used before (and is still remembered).
+    /// A repeat by the same actor with the same fingerprint returns what the first call made,
+    /// not the item as it is now; anything else is a conflict that reveals nothing of the first
+    /// call.
+    pub(crate) fn idempotent(
+        &self,
+        t: &mut dyn WriteTxn,
+        guard: &Guard,
+        fingerprint: &str,
+        now: &Now,
+        f: impl FnOnce(&mut dyn WriteTxn) -> Result<Ulid>,
+    ) -> Result<ItemView> {
+        let Some(key) = guard.idempotency_key.as_deref() else {
+            let id = f(t)?;
+            return self.view(t, id, now);
+        };
+        if key.is_empty() || key.len() > IDEMPOTENCY_KEY_MAX || key.chars().any(char::is_control) {
+            return Err(Error::Invalid(format!(
+                "an idempotency key is 1 to {IDEMPOTENCY_KEY_MAX} bytes with no control characters"
+            )));
+        }
+        let remembered = t
+            .idempotency(key)?
+            .filter(|r| now.wall_ms.saturating_sub(r.at) < IDEMPOTENCY_KEY_LIFETIME_MS);
+        if let Some(rec) = remembered {
+            if rec.actor != self.actor.name {
+                return Err(Error::conflict(format!(
+                    "idempotency key {key:?} was already used by another actor; keys belong to \
+                     whoever used them first, so choose a new key"
+                )));
+            }
+            if rec.fingerprint != fingerprint {
+                return Err(Error::conflict(format!(
+                    "idempotency key {key:?} was already used for a different command \
+                     ({}); use a new key",
+                    rec.fingerprint
+                )));
+            }
+            return match rec.item_after {
+                Some(item) => self.view_as_made(t, item, rec.lease_after),
+                // Written before records kept their result: the item as it is now.
+                None => self.view(t, rec.item, now),
+            };
+        }
+        let id = f(t)?;
+        let view = self.view(t, id, now)?;
+        let record = IdempotencyRecord {
+            fingerprint: fingerprint.to_string(),
+            item: id,
+            at: now.wall_ms,
+            actor: self.actor.name.clone(),
+            item_after: Some(view.item.clone()),
+            lease_after: t.lease(id)?,
+        };
+        t.put_idempotency(key, &record)?;
+        Ok(view)
+    }
+
+    /// One command on the item `r` names, as one write transaction: an idempotency key's earlier
+    /// result if there is one, else the item found at the expected version and handed to
+    /// `change`, which makes its change and commits its op. `args` are the command's arguments
+    /// for the fingerprint; the resolved item is added to them.
+    pub(crate) fn change_item(
+        &self,
+        command: &str,
+        r: &ItemRef,
+        guard: &Guard,
+        args: Value,
+        mut change: impl FnMut(&mut dyn WriteTxn, &Item, &Now) -> Result<()>,
+    ) -> Result<ItemView> {
+        self.store.write(|t| {
+            let now = self.now();
+            let id = resolve(t, r)?;
+            let mut args = args.clone();
+            args["item"] = Value::from(id.to_string());
+            args["if_version"] = guard.if_version.into();
+            args["token"] = guard.token.into();
+            let fp = fingerprint(command, args);
+            self.idempotent(t, guard, &fp, &now, |t| {
+                let item = self.load(t, id)?;
+                self.check_version(t, &item, guard, &now)?;
+                change(t, &item, &now)?;
+                Ok(item.id)
+            })
+        })
+    }
+
+    pub(crate) fn load(&self, t: &dyn ReadTxn, id: Ulid) -> Result<Item> {
+        t.item(id)?
+            .ok_or_else(|| Error::NotFound(format!("no item {id}")))
+    }
+}
+
+/// Whether `item` belongs in the ready queue, judged from the stored status of its blockers.
+pub(crate) fn is_ready(t: &dyn ReadTxn, item: &Item) -> Result<bool> {
+    let mut statuses = Vec::with_capacity(item.blocked_by.len());
+    for b in &item.blocked_by {
+        statuses.push((*b, t.item(*b)?.map(|i| i.status)));
+    }
+    Ok(rules::is_unblocked_open(item, |b| {
+        statuses
+            .iter()
+            .find(|(id, _)| id == b)
+            .and_then(|(_, s)| *s)
+    }))
+}
