@@ -291,11 +291,16 @@ impl<S: Storage> Merge<'_, S> {
             return Ok(());
         };
         let fields = differing_fields(&local, &item);
-        if fields.is_empty() || self.was_ours_before(&local, &item)? {
+        if fields.is_empty() {
             self.report.unchanged += 1;
             return Ok(());
         }
-        if !self.changed_since_last_import(&local)? {
+        let (nothing_new, ours_changed) = self.history(&local, &item)?;
+        if nothing_new {
+            self.report.unchanged += 1;
+            return Ok(());
+        }
+        if !ours_changed {
             return self.replace(local, item);
         }
         match self.prefer {
@@ -348,33 +353,28 @@ impl<S: Storage> Merge<'_, S> {
         Ok(())
     }
 
-    /// Whether the file's copy equals a state our item had before (the file has nothing new).
-    fn was_ours_before(&self, local: &Item, theirs: &Item) -> Result<bool> {
+    /// Reads our item's history: whether the file's copy equals a state it had before (then
+    /// the file has nothing new), and whether its content changed after the last import that
+    /// brought or replaced it (an item that never came by import counts as changed: nothing
+    /// says which of its states the file knew). Leases and versions are not content.
+    fn history(&self, local: &Item, theirs: &Item) -> Result<(bool, bool)> {
         let mut state: Option<Item> = None;
         let mut lease = None;
+        let mut after_import: Option<Item> = None;
         for seq in self.t.op_seqs_of(local.id)? {
             let Some(op) = self.t.op(seq)? else { continue };
             let mut item = state.take().unwrap_or_else(|| local.clone());
             rules::apply_op_to(&mut item, &mut lease, &op);
             if differing_fields(&item, theirs).is_empty() {
-                return Ok(true);
+                return Ok((true, false));
+            }
+            if op.kind == OpKind::Import {
+                after_import = Some(item.clone());
             }
             state = Some(item);
         }
-        Ok(false)
-    }
-
-    /// Whether our item changed after the last import that brought or replaced it (an item that
-    /// never came by import counts as changed: nothing says which of its states the file knew).
-    fn changed_since_last_import(&self, local: &Item) -> Result<bool> {
-        let seqs = self.t.op_seqs_of(local.id)?;
-        let Some(last) = seqs.last() else {
-            return Ok(true);
-        };
-        let Some(op) = self.t.op(*last)? else {
-            return Ok(true);
-        };
-        Ok(op.kind != OpKind::Import)
+        let changed = after_import.is_none_or(|a| !differing_fields(&a, local).is_empty());
+        Ok((false, changed))
     }
 
     fn finish(mut self, header: &Header) -> Result<ImportReport> {

@@ -130,6 +130,13 @@ impl<S: Storage> Tracker<S> {
             .map_err(Error::Invalid)?;
         let args = json!({"ttl_ms": ttl.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))});
         self.change_item("renew", r, guard, args, |t, item, now| {
+            if item.status != crate::model::Status::Open {
+                return Err(Error::conflict(format!(
+                    "#{} is {}; only open items have leases to renew",
+                    item.num,
+                    item.status.as_str()
+                )));
+            }
             let lease = self.own_lease(t, item, guard.token, now, "renew")?;
             let mut new = lease.clone();
             new.renewed_at = now.wall_ms;
