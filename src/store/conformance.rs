@@ -4,6 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+#[allow(clippy::wildcard_imports)]
+use super::conformance_methods::*;
 use crate::clock::FakeClock;
 use crate::error::Error;
 use crate::host::Actor;
@@ -171,9 +173,12 @@ pub(super) fn rebuild_restores_what_verify_checks<S: Storage>(s: S) {
         .unwrap();
     t.claim(&ItemRef::Num(a), &ClaimOptions::default()).unwrap();
     let before = t.list(&ListQuery::default()).unwrap();
+    let history = t.log(Some(&ItemRef::Num(a)), 0, None).unwrap();
+    assert_eq!(history.len(), 2);
     let report = t.rebuild().unwrap();
     assert_eq!(report.items, 2);
     assert_eq!(t.list(&ListQuery::default()).unwrap(), before);
+    assert_eq!(t.log(Some(&ItemRef::Num(a)), 0, None).unwrap(), history);
     assert_eq!(t.verify().unwrap().problems, Vec::<String>::new());
 }
 
@@ -183,6 +188,15 @@ macro_rules! conformance {
             #[allow(unused_imports)]
             use super::*;
             conformance!(@tests $make;
+                format_counters_and_settings_round_trip,
+                put_item_keeps_every_index_in_step,
+                visits_stop_when_told,
+                leases_put_replace_and_remove,
+                ops_append_in_order_and_index_by_item,
+                idempotency_records_put_get_visit_remove,
+                a_failed_write_changes_nothing,
+                a_read_sees_one_committed_state,
+                clear_derived_empties_the_tables_and_index_op_rebuilds,
                 numbers_are_sequential_and_versions_start_at_one,
                 ready_queue_orders_by_priority_then_age_and_skips_claimed_and_blocked,
                 compare_and_swap_refuses_stale_versions,

@@ -28,6 +28,8 @@ pub mod redb;
 
 #[cfg(test)]
 mod conformance;
+#[cfg(test)]
+mod conformance_methods;
 
 /// The file format this binary reads and writes; see data-format.md.
 pub const FORMAT_VERSION: u64 = 1;
