@@ -6,17 +6,18 @@
 //! change, and a replay of the log equal to the tables (`verify`). At the end `rebuild` changes
 //! nothing and is idempotent.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use proptest::prelude::*;
+use tracker::import::Prefer;
 use tracker::store::mem::MemStore;
 use tracker::store::Storage;
 use tracker::{
     Actor, ClaimOptions, Error, FakeClock, Guard, ItemRef, ItemView, ListQuery, NewItem, Patch,
-    RedbStore, Tracker,
+    RedbStore, Status, Tracker,
 };
 
 const HOLDERS: [&str; 3] = ["ana", "bob", "cy"];
@@ -74,6 +75,26 @@ enum Step {
         item: usize,
         blocker: usize,
     },
+    DepRm {
+        item: usize,
+        blocker: usize,
+    },
+    /// `update --status`, which ends a lease when it closes the item.
+    SetStatus {
+        item: usize,
+        who: usize,
+        status: Status,
+        token: TokenChoice,
+    },
+    /// The same keyed claim twice: the repeat returns the first result and writes nothing.
+    KeyedClaimTwice {
+        item: usize,
+        who: usize,
+    },
+    Rebuild,
+    /// Export, then import into the same tracker (changes nothing) and into a fresh one
+    /// (the same items, and `verify` passes there).
+    ExportImport,
     Advance {
         ms: u64,
     },
@@ -105,7 +126,13 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (i.clone(), w.clone(), token_choice()).prop_map(|(item, who, token)| Step::Release { item, who, token }),
         2 => (i.clone(), w.clone(), token_choice()).prop_map(|(item, who, token)| Step::Done { item, who, token }),
         2 => (i.clone(), w.clone(), any::<bool>()).prop_map(|(item, who, stale_version)| Step::Update { item, who, stale_version }),
-        1 => (i.clone(), i).prop_map(|(item, blocker)| Step::DepAdd { item, blocker }),
+        1 => (i.clone(), i.clone()).prop_map(|(item, blocker)| Step::DepAdd { item, blocker }),
+        1 => (i.clone(), i.clone()).prop_map(|(item, blocker)| Step::DepRm { item, blocker }),
+        1 => (i.clone(), w.clone(), prop_oneof![Just(Status::Open), Just(Status::Done), Just(Status::Cancelled)], token_choice())
+            .prop_map(|(item, who, status, token)| Step::SetStatus { item, who, status, token }),
+        1 => (i, w.clone()).prop_map(|(item, who)| Step::KeyedClaimTwice { item, who }),
+        1 => Just(Step::Rebuild),
+        1 => Just(Step::ExportImport),
         2 => (0..90_000u64).prop_map(|ms| Step::Advance { ms }),
         1 => (-7_200_000..7_200_000i64).prop_map(|ms| Step::JumpWallClock { ms }),
         1 => Just(Step::KillPidHolders),
@@ -329,24 +356,180 @@ fn run_steps<S: Storage>(world: World<S>, clock: &FakeClock, dead: &AtomicBool, 
                     Err(e) => panic!("dep add: {e}"),
                 }
             }
+            Step::DepRm { item, blocker } => {
+                let (Some(a), Some(b)) = (pick(*item), pick(*blocker)) else {
+                    continue;
+                };
+                let before = version_of(a);
+                match t0.dep_remove(&ItemRef::Num(a), &ItemRef::Num(b), &Guard::default()) {
+                    Ok(v) => check_change(&mut seen, before, &v),
+                    Err(Error::NotFound(_)) => {}
+                    Err(e) => panic!("dep rm: {e}"),
+                }
+            }
+            Step::SetStatus {
+                item,
+                who,
+                status,
+                token,
+            } => {
+                let Some(n) = pick(*item) else { continue };
+                let t = &world.trackers[*who];
+                let tok = resolve_token(token, n, &seen, t);
+                let before = version_of(n);
+                let patch = Patch {
+                    status: Some(*status),
+                    ..Default::default()
+                };
+                let g = Guard {
+                    token: tok,
+                    ..Default::default()
+                };
+                match t.update(&ItemRef::Num(n), patch, &g) {
+                    Ok(v) => {
+                        assert_eq!(v.item.status, *status);
+                        if *status != Status::Open {
+                            assert!(v.claim.is_none(), "closing kept a lease");
+                        }
+                        check_change(&mut seen, before, &v);
+                    }
+                    Err(Error::Conflict { .. }) => {}
+                    Err(e) => panic!("set status: {e}"),
+                }
+            }
+            Step::KeyedClaimTwice { item, who } => {
+                let Some(n) = pick(*item) else { continue };
+                let t = &world.trackers[*who];
+                let before = version_of(n);
+                let opts = ClaimOptions {
+                    guard: Guard {
+                        idempotency_key: Some(format!("key-{}", seen.changes)),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                };
+                let first = t.claim(&ItemRef::Num(n), &opts);
+                let ops_between = t0.last_seq().unwrap();
+                let second = t.claim(&ItemRef::Num(n), &opts);
+                assert_eq!(t0.last_seq().unwrap(), ops_between, "a repeat wrote an op");
+                match (first, second) {
+                    (Ok(a), Ok(b)) => {
+                        assert_eq!(a, b, "a repeat must return what the first call made");
+                        check_change(&mut seen, before, &a);
+                        // Someone else with the same key learns nothing and writes nothing.
+                        let other = &world.trackers[(*who + 1) % HOLDERS.len()];
+                        let e = other.claim(&ItemRef::Num(n), &opts).unwrap_err();
+                        assert!(matches!(e, Error::Conflict { current: None, .. }), "{e:?}");
+                        assert_eq!(t0.last_seq().unwrap(), ops_between);
+                    }
+                    (Err(Error::Conflict { .. }), Err(Error::Conflict { .. })) => {}
+                    (a, b) => panic!("keyed claim then repeat: {a:?} then {b:?}"),
+                }
+            }
+            Step::Rebuild => {
+                let before = t0.list(&ListQuery::default()).unwrap();
+                t0.rebuild().unwrap();
+                assert_eq!(t0.list(&ListQuery::default()).unwrap(), before);
+            }
+            Step::ExportImport => {
+                let mut out = Vec::new();
+                t0.export(&mut out, false, &mut |_, _| {}).unwrap();
+                let ops = t0.last_seq().unwrap();
+                let r = t0.import(&mut out.as_slice(), Prefer::Neither).unwrap();
+                assert_eq!(
+                    (r.created, r.replaced),
+                    (0, 0),
+                    "re-import changed something"
+                );
+                assert_eq!(t0.last_seq().unwrap(), ops);
+                let fresh = Tracker::with_store(MemStore::new())
+                    .with_clock(Arc::new(clock.clone()))
+                    .with_actor(Actor::named("importer"));
+                fresh.import(&mut out.as_slice(), Prefer::Neither).unwrap();
+                assert!(fresh.verify().unwrap().problems.is_empty());
+                let shape = |t: &[ItemView]| -> Vec<(String, Status, u8, Vec<String>, u64, usize)> {
+                    let mut v: Vec<_> = t
+                        .iter()
+                        .map(|v| {
+                            let i = &v.item;
+                            (
+                                i.title.clone(),
+                                i.status,
+                                i.priority,
+                                i.labels.clone(),
+                                i.version,
+                                i.blocked_by.len(),
+                            )
+                        })
+                        .collect();
+                    v.sort();
+                    v
+                };
+                let all = ListQuery::default();
+                assert_eq!(
+                    shape(&fresh.list(&all).unwrap()),
+                    shape(&t0.list(&all).unwrap())
+                );
+                let floor = seen.last_token;
+                if let Some(first) = fresh
+                    .list(&ListQuery {
+                        ready: true,
+                        ..Default::default()
+                    })
+                    .unwrap()
+                    .first()
+                {
+                    let v = fresh
+                        .claim(&ItemRef::Num(first.item.num), &ClaimOptions::default())
+                        .unwrap();
+                    assert!(
+                        v.claim.unwrap().token > floor,
+                        "tokens went back after an import"
+                    );
+                }
+            }
             Step::Advance { ms } => clock.advance(*ms),
             Step::JumpWallClock { ms } => clock.step_wall(*ms),
             Step::KillPidHolders => dead.store(true, Ordering::SeqCst),
         }
-        // At most one holder can act on each item with a token: the live lease's, if any.
+        // Only the newest token of an item can be live, and every older one is refused.
         let views = t0.list(&ListQuery::default()).unwrap();
         for v in &views {
-            let accepted: BTreeSet<u64> = seen
-                .tokens
-                .get(&v.item.num)
-                .map(|toks| {
-                    toks.iter()
-                        .copied()
-                        .filter(|t| v.claim.as_ref().is_some_and(|c| c.token == *t))
-                        .collect()
-                })
-                .unwrap_or_default();
-            assert!(accepted.len() <= 1);
+            let n = v.item.num;
+            let history = seen.tokens.get(&n).cloned().unwrap_or_default();
+            if let Some(c) = &v.claim {
+                assert_eq!(
+                    history.last(),
+                    Some(&c.token),
+                    "#{n}: an old lease came back"
+                );
+            }
+            for old in history.iter().rev().skip(1).take(3) {
+                let g = Guard {
+                    token: Some(*old),
+                    ..Default::default()
+                };
+                let r = t0.renew(&ItemRef::Num(n), None, &g);
+                assert!(
+                    matches!(r, Err(Error::Conflict { .. })),
+                    "#{n}: old token {old} accepted: {r:?}"
+                );
+            }
+            // log ITEM is the global log filtered to the item.
+            let own: Vec<u64> = t0
+                .log(Some(&ItemRef::Num(n)), 0, None)
+                .unwrap()
+                .iter()
+                .map(|(op, _)| op.seq)
+                .collect();
+            let all: Vec<u64> = t0
+                .log(None, 1, None)
+                .unwrap()
+                .iter()
+                .filter(|(op, _)| op.item == v.item.id)
+                .map(|(op, _)| op.seq)
+                .collect();
+            assert_eq!(own, all, "#{n}: log ITEM disagrees with the log");
         }
         let log = t0.log(None, 1, None).unwrap();
         assert_eq!(log.len() as u64, seen.changes, "one op per change");
