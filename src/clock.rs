@@ -38,7 +38,7 @@ impl Clock for SystemClock {
     fn now(&self) -> Now {
         let wall_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
             .unwrap_or(0);
         let boot_id = self
             .boot_id
@@ -60,7 +60,12 @@ fn boottime_ms() -> Option<u64> {
     };
     // SAFETY: `ts` is a valid, writable timespec.
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
-    (rc == 0).then(|| ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000)
+    if rc != 0 {
+        return None;
+    }
+    let secs = u64::try_from(ts.tv_sec).ok()?;
+    let nanos = u64::try_from(ts.tv_nsec).ok()?;
+    secs.checked_mul(1000)?.checked_add(nanos / 1_000_000)
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -90,7 +95,7 @@ impl FakeClock {
     /// Real time passing: both clocks move forward.
     pub fn advance(&self, ms: u64) {
         let mut now = self.inner.lock().unwrap();
-        now.wall_ms += ms as i64;
+        now.wall_ms += i64::try_from(ms).unwrap_or(i64::MAX);
         now.mono_ms = now.mono_ms.map(|m| m + ms);
     }
 
@@ -115,6 +120,14 @@ impl Clock for FakeClock {
 
 /// RFC 3339 in UTC with milliseconds, e.g. `2026-11-23T14:05:00.123Z`. Written digit by digit:
 /// exports format two of these per item, and `format!` was a tenth of an export's time.
+// Every cast below is of a value that `rem_euclid` or the calendar arithmetic has already
+// bounded (milliseconds < 1000, seconds of the day < 86 400, months and days, a year checked to be
+// 0..=9999 before it is cast).
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap
+)]
 pub fn format_rfc3339(ms: WallMs) -> String {
     let secs = ms.div_euclid(1000);
     let millis = ms.rem_euclid(1000) as u32;
@@ -146,7 +159,9 @@ pub fn format_rfc3339(ms: WallMs) -> String {
     String::from_utf8(b.to_vec()).unwrap_or_default()
 }
 
-// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian calendar).
+// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian calendar); day and month are
+// 1..=31 and 1..=12 by construction.
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);

@@ -136,7 +136,10 @@ pub fn network_filesystem(path: &Path) -> Option<&'static str> {
     if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
         return None;
     }
-    match st.f_type as u32 {
+    // Filesystem magic numbers are 32-bit; f_type is a wider signed integer on some targets.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let magic = st.f_type as u32;
+    match magic {
         0x6969 => Some("NFS"),
         0x517B => Some("SMB"),
         0xFF53_4D42 => Some("CIFS"),

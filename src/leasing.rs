@@ -87,9 +87,14 @@ impl<S: Storage> Tracker<S> {
         opts: &ClaimOptions,
         wait: Duration,
     ) -> Result<ItemView> {
-        let deadline = Instant::now() + wait;
+        let deadline = Instant::now().checked_add(wait).ok_or_else(|| {
+            Error::Invalid(format!(
+                "--wait {} is too long for this system's clock",
+                humantime::format_duration(wait)
+            ))
+        })?;
         let mut delay = Duration::from_millis(10);
-        let mut seed = u64::from(std::process::id()) ^ (self.now().wall_ms as u64);
+        let mut seed = u64::from(std::process::id()) ^ self.now().wall_ms.cast_unsigned();
         loop {
             let attempt = match r {
                 Some(r) => self.claim(r, opts),
@@ -108,7 +113,7 @@ impl<S: Storage> Tracker<S> {
                 let why = attempt.err().map(|e| e.to_string()).unwrap_or_default();
                 return Err(Error::Busy(format!(
                     "waited {} and the claim still could not be made: {why}",
-                    format_duration_short(wait.as_millis() as i64)
+                    format_duration_short(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX))
                 )));
             }
             // xorshift: jitter spreads waiting workers apart, no RNG crate needed.

@@ -25,6 +25,14 @@
 //! Layering: `cli` -> `Tracker` (this API) -> `rules` (pure) and `store` (the storage seam) ->
 //! `model` (plain data).
 
+// Casts at input boundaries are where silent wrap-around hides (redb denies them too): each
+// one is either checked or carries a reason.
+#![deny(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap
+)]
+
 pub mod audit;
 pub mod board;
 pub mod clock;

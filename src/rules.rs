@@ -355,13 +355,11 @@ pub enum ApplyError {
 /// version, and a fresh fencing token for every new acquisition.
 pub fn apply(state: &mut State, op: &Op) -> Result<(), ApplyError> {
     let seq = op.seq;
-    if seq != state.last_seq + 1 {
-        return Err(ApplyError::SeqGap {
-            seq,
-            expected: state.last_seq + 1,
-        });
+    let expected = state.last_seq.saturating_add(1);
+    if seq != expected {
+        return Err(ApplyError::SeqGap { seq, expected });
     }
-    if op.version_after != op.version_before + 1 {
+    if op.version_before.checked_add(1) != Some(op.version_after) {
         return Err(ApplyError::VersionStep {
             seq,
             before: op.version_before,

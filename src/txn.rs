@@ -4,6 +4,9 @@
 //! The clock is read inside the transaction, after the write lock is taken, so lease times and
 //! `op.at` describe the moment the change was made, not the moment the command started waiting.
 
+// This module hands out numbers, sequences, tokens and versions: no unchecked arithmetic here.
+#![deny(clippy::arithmetic_side_effects)]
+
 use serde_json::Value;
 use ulid::Ulid;
 
