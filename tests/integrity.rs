@@ -253,17 +253,10 @@ fn extreme_imported_versions_are_refused_and_a_large_one_keeps_growing() {
 // 14. A counter at its maximum is refused with exit 6, never wrapped to #0 or a number taken over.
 #[test]
 fn a_counter_at_its_maximum_refuses_instead_of_wrapping() {
-    use tracker::store::{Counter, Storage, WriteTxn};
+    use tracker::store::Counter;
     let env = Env::new();
     env.json(&["new", "one"]);
-    {
-        let store =
-            tracker::RedbStore::open(&env.db, tracker::Access::ReadWrite, Duration::from_secs(5))
-                .unwrap();
-        store
-            .write(|t: &mut dyn WriteTxn| t.set_counter(Counter::LastNum, u64::MAX))
-            .unwrap();
-    }
+    common::forge(&env.db, |t| t.set_counter(Counter::LastNum, u64::MAX));
     let (code, err) = env.code(&["new", "two"]);
     assert_eq!(code, 6, "{err}");
     assert!(err.contains("last_num"), "{err}");
@@ -317,16 +310,7 @@ fn rebuild_keeps_each_items_history_and_verify_checks_every_index() {
         }),
     ];
     for (name, forge) in forgeries {
-        {
-            use tracker::store::Storage;
-            let store = tracker::RedbStore::open(
-                &env.db,
-                tracker::Access::ReadWrite,
-                Duration::from_secs(5),
-            )
-            .unwrap();
-            store.write(|t| forge(t)).unwrap();
-        }
+        common::forge(&env.db, forge);
         let out = env.run(&["verify"]);
         assert_eq!(out.status.code(), Some(6), "{name}: verify missed it");
         let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
@@ -343,23 +327,9 @@ fn rebuild_keeps_each_items_history_and_verify_checks_every_index() {
 // 22. verify's message says what differs.
 #[test]
 fn verify_says_which_fields_differ() {
-    use tracker::store::{Storage, WriteTxn};
     let env = Env::new();
     env.json(&["new", "honest"]);
-    {
-        let store =
-            tracker::RedbStore::open(&env.db, tracker::Access::ReadWrite, Duration::from_secs(5))
-                .unwrap();
-        store
-            .write(|t: &mut dyn WriteTxn| {
-                let id = t.id_by_num(1)?.unwrap();
-                let old = t.item(id)?.unwrap();
-                let mut forged = old.clone();
-                forged.priority = 0;
-                t.put_item(Some(&old), &forged, true)
-            })
-            .unwrap();
-    }
+    common::forge_item(&env.db, 1, |i| i.priority = 0);
     let out = env.run(&["verify"]);
     assert_eq!(out.status.code(), Some(6));
     let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
@@ -517,25 +487,9 @@ fn token_and_title_messages_say_what_is_true() {
 // 17. The clock is read after the write lock is taken: a claim that waited has fresh times.
 #[test]
 fn a_change_that_waited_for_the_lock_is_stamped_when_it_was_made() {
-    use tracker::store::{Storage, WriteTxn};
     let env = Env::new();
     env.json(&["new", "x"]);
-    let db = env.db.clone();
-    let (release, held) = std::sync::mpsc::channel::<()>();
-    let (ready_tx, ready) = std::sync::mpsc::channel::<()>();
-    let holder = std::thread::spawn(move || {
-        let store =
-            tracker::RedbStore::open(&db, tracker::Access::ReadWrite, Duration::from_secs(5))
-                .unwrap();
-        store
-            .write(|_t: &mut dyn WriteTxn| {
-                ready_tx.send(()).unwrap();
-                let _ = held.recv_timeout(Duration::from_secs(10));
-                Ok(())
-            })
-            .unwrap();
-    });
-    ready.recv().unwrap();
+    let holder = common::WriteLockHolder::hold(&env.db);
     let waiter = env.spawn(&["--json", "--as", "ana", "claim", "1", "--ttl", "60s"]);
     std::thread::sleep(Duration::from_millis(1500));
     let released_at = std::time::SystemTime::now()
@@ -543,8 +497,7 @@ fn a_change_that_waited_for_the_lock_is_stamped_when_it_was_made() {
         .unwrap()
         .as_millis() as i64;
     let started = Instant::now();
-    release.send(()).unwrap();
-    holder.join().unwrap();
+    holder.release();
     let out = waiter.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(started.elapsed() < Duration::from_secs(10));

@@ -331,21 +331,7 @@ fn a_file_of_a_newer_format_is_refused_naming_both_versions() {
 fn verify_finds_a_table_that_disagrees_with_the_log() {
     let env = Env::new();
     env.json(&["new", "honest"]);
-    {
-        use tracker::store::{Storage, WriteTxn};
-        let store =
-            tracker::RedbStore::open(&env.db, tracker::Access::ReadWrite, Duration::from_secs(5))
-                .unwrap();
-        store
-            .write(|t: &mut dyn WriteTxn| {
-                let id = t.id_by_num(1)?.unwrap();
-                let old = t.item(id)?.unwrap();
-                let mut forged = old.clone();
-                forged.title = "forged without an op".into();
-                t.put_item(Some(&old), &forged, true)
-            })
-            .unwrap();
-    }
+    common::forge_item(&env.db, 1, |i| i.title = "forged without an op".into());
     let out = env.run(&["verify"]);
     assert_eq!(out.status.code(), Some(6));
     assert!(
@@ -438,24 +424,8 @@ fn a_lock_held_past_the_timeout_exits_5() {
 
 #[test]
 fn a_writer_holding_the_file_past_the_timeout_gives_exit_5_not_a_hang() {
-    use tracker::store::{Storage, WriteTxn};
     let env = Env::new();
-    let db = env.db.clone();
-    let (release, held) = std::sync::mpsc::channel::<()>();
-    let (ready_tx, ready) = std::sync::mpsc::channel::<()>();
-    let holder = std::thread::spawn(move || {
-        let store =
-            tracker::RedbStore::open(&db, tracker::Access::ReadWrite, Duration::from_secs(5))
-                .unwrap();
-        store
-            .write(|_t: &mut dyn WriteTxn| {
-                ready_tx.send(()).unwrap();
-                let _ = held.recv_timeout(Duration::from_secs(10));
-                Ok(())
-            })
-            .unwrap();
-    });
-    ready.recv().unwrap();
+    let holder = common::WriteLockHolder::hold(&env.db);
     let started = Instant::now();
     let out = run_bounded(
         env.cmd(&["--lock-timeout", "400ms", "new", "x"]),
@@ -470,7 +440,6 @@ fn a_writer_holding_the_file_past_the_timeout_gives_exit_5_not_a_hang() {
     assert!(started.elapsed() < Duration::from_secs(5));
     // Readers are not blocked by a writer.
     assert_eq!(env.code(&["list"]).0, 0);
-    release.send(()).unwrap();
-    holder.join().unwrap();
+    holder.release();
     assert_eq!(env.code(&["new", "after"]).0, 0);
 }

@@ -53,6 +53,17 @@ fn op(seq: u64, item: &Item) -> Op {
     }
 }
 
+fn record(item: Ulid) -> IdempotencyRecord {
+    IdempotencyRecord {
+        fingerprint: String::new(),
+        item,
+        at: 0,
+        actor: String::new(),
+        item_after: None,
+        lease_after: None,
+    }
+}
+
 fn collect<T>(
     visit: impl FnOnce(&mut dyn FnMut(T) -> crate::Result<bool>) -> crate::Result<()>,
 ) -> Vec<T> {
@@ -271,17 +282,7 @@ pub(super) fn a_failed_write_changes_nothing<S: Storage>(s: S) {
         t.put_lease(a.id, &lease(1))?;
         t.append_op(&op(1, &a))?;
         t.set_counter(Counter::LastSeq, 1)?;
-        t.put_idempotency(
-            "k",
-            &IdempotencyRecord {
-                fingerprint: String::new(),
-                item: a.id,
-                at: 0,
-                actor: String::new(),
-                item_after: None,
-                lease_after: None,
-            },
-        )?;
+        t.put_idempotency("k", &record(a.id))?;
         Err(Error::Invalid("refused".into()))
     });
     assert!(matches!(result, Err(Error::Invalid(_))));
@@ -320,14 +321,7 @@ pub(super) fn a_read_sees_one_committed_state<S: Storage>(s: S) {
 pub(super) fn clear_derived_empties_the_tables_and_index_op_rebuilds<S: Storage>(s: S) {
     let a = item(1, Status::Open, 2, &["l"], &[]);
     let b = item(2, Status::Open, 2, &[], &[a.id]);
-    let rec = IdempotencyRecord {
-        fingerprint: String::new(),
-        item: a.id,
-        at: 0,
-        actor: String::new(),
-        item_after: None,
-        lease_after: None,
-    };
+    let rec = record(a.id);
     s.write(|t| {
         t.put_item(None, &a, true)?;
         t.put_item(None, &b, false)?;

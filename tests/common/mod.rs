@@ -97,3 +97,66 @@ pub fn json_lines(out: &[u8]) -> Vec<serde_json::Value> {
 pub fn file_bytes(p: &Path) -> Vec<u8> {
     std::fs::read(p).unwrap()
 }
+
+/// Runs `f` in one write transaction on the tracker file, behind the tracker's back: how tests
+/// forge a damaged table or an extreme counter.
+pub fn forge(db: &Path, f: impl FnMut(&mut dyn tracker::store::WriteTxn) -> tracker::Result<()>) {
+    use tracker::store::Storage;
+    let store = tracker::RedbStore::open(
+        db,
+        tracker::Access::ReadWrite,
+        std::time::Duration::from_secs(5),
+    )
+    .unwrap();
+    store.write(f).unwrap();
+}
+
+/// Changes item `num` in the items table (and its indexes) without an op: a table that no
+/// longer agrees with the log.
+pub fn forge_item(db: &Path, num: u64, change: impl Fn(&mut tracker::Item)) {
+    forge(db, |t| {
+        let id = t.id_by_num(num)?.unwrap();
+        let old = t.item(id)?.unwrap();
+        let mut forged = old.clone();
+        change(&mut forged);
+        t.put_item(Some(&old), &forged, true)
+    });
+}
+
+/// Another process's writer, played by a thread: holds the file's write lock until `release`.
+pub struct WriteLockHolder {
+    release: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl WriteLockHolder {
+    /// Returns once the lock is held.
+    pub fn hold(db: &Path) -> WriteLockHolder {
+        use tracker::store::{Storage, WriteTxn};
+        let db = db.to_path_buf();
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let (ready_tx, ready) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let store = tracker::RedbStore::open(
+                &db,
+                tracker::Access::ReadWrite,
+                std::time::Duration::from_secs(5),
+            )
+            .unwrap();
+            store
+                .write(|_t: &mut dyn WriteTxn| {
+                    ready_tx.send(()).unwrap();
+                    let _ = held.recv_timeout(std::time::Duration::from_secs(10));
+                    Ok(())
+                })
+                .unwrap();
+        });
+        ready.recv().unwrap();
+        WriteLockHolder { release, thread }
+    }
+
+    pub fn release(self) {
+        self.release.send(()).unwrap();
+        self.thread.join().unwrap();
+    }
+}

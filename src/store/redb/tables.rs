@@ -124,6 +124,23 @@ impl<T: OpenTables> Txn<'_, T> {
         })
     }
 
+    /// Every entry of a table, in key order, turned into `T` by `entry` and handed to `f`.
+    fn visit_all<K: Key + 'static, V: Value + 'static, E>(
+        &self,
+        def: TableDefinition<K, V>,
+        f: Visit<E>,
+        entry: impl for<'a> Fn(K::SelfType<'a>, V::SelfType<'a>) -> Result<E>,
+    ) -> Result<()> {
+        let table = self.open(def)?;
+        for e in table.iter().map_err(|e| self.se(e))? {
+            let (k, v) = e.map_err(|e| self.se(e))?;
+            if !f(entry(k.value(), v.value())?)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     fn visit_pairs(
         &self,
         def: TableDefinition<(u8, u64), u128>,
@@ -261,90 +278,45 @@ impl<T: OpenTables> ReadTxn for Txn<'_, T> {
     }
 
     fn visit_nums(&self, f: Visit<(u64, Ulid)>) -> Result<()> {
-        let table = self.open(NUMS)?;
-        for entry in table.iter().map_err(|e| self.se(e))? {
-            let (k, v) = entry.map_err(|e| self.se(e))?;
-            if !f((k.value(), Ulid(v.value())))? {
-                break;
-            }
-        }
-        Ok(())
+        self.visit_all(NUMS, f, |num, id| Ok((num, Ulid(id))))
     }
 
     fn visit_status_index(&self, f: Visit<(Status, u64, Ulid)>) -> Result<()> {
-        let table = self.open(BY_STATUS)?;
-        for entry in table.iter().map_err(|e| self.se(e))? {
-            let (k, v) = entry.map_err(|e| self.se(e))?;
-            let (code, num) = k.value();
+        self.visit_all(BY_STATUS, f, |(code, num), id| {
             let status = Status::from_code(code).ok_or_else(|| {
                 damaged(self.path, format!("status code {code} in table by_status"))
             })?;
-            if !f((status, num, Ulid(v.value())))? {
-                break;
-            }
-        }
-        Ok(())
+            Ok((status, num, Ulid(id)))
+        })
     }
 
     fn visit_label_index(&self, f: Visit<(String, u64, Ulid)>) -> Result<()> {
-        let table = self.open(BY_LABEL)?;
-        for entry in table.iter().map_err(|e| self.se(e))? {
-            let (k, v) = entry.map_err(|e| self.se(e))?;
-            let (label, num) = k.value();
-            if !f((label.to_string(), num, Ulid(v.value())))? {
-                break;
-            }
-        }
-        Ok(())
+        self.visit_all(BY_LABEL, f, |(label, num), id| {
+            Ok((label.to_string(), num, Ulid(id)))
+        })
     }
 
     fn visit_ready_index(&self, f: Visit<(u8, u64, Ulid)>) -> Result<()> {
-        let table = self.open(READY)?;
-        for entry in table.iter().map_err(|e| self.se(e))? {
-            let (k, v) = entry.map_err(|e| self.se(e))?;
-            let (priority, num) = k.value();
-            if !f((priority, num, Ulid(v.value())))? {
-                break;
-            }
-        }
-        Ok(())
+        self.visit_all(READY, f, |(priority, num), id| {
+            Ok((priority, num, Ulid(id)))
+        })
     }
 
     fn visit_blocks(&self, f: Visit<(Ulid, Ulid)>) -> Result<()> {
-        let table = self.open(BLOCKS)?;
-        for entry in table.iter().map_err(|e| self.se(e))? {
-            let (k, _) = entry.map_err(|e| self.se(e))?;
-            let (blocker, blocked) = k.value();
-            if !f((Ulid(blocker), Ulid(blocked)))? {
-                break;
-            }
-        }
-        Ok(())
+        self.visit_all(BLOCKS, f, |(blocker, blocked), ()| {
+            Ok((Ulid(blocker), Ulid(blocked)))
+        })
     }
 
     fn visit_item_ops(&self, f: Visit<(Ulid, u64)>) -> Result<()> {
-        let table = self.open(ITEM_OPS)?;
-        for entry in table.iter().map_err(|e| self.se(e))? {
-            let (k, _) = entry.map_err(|e| self.se(e))?;
-            let (id, seq) = k.value();
-            if !f((Ulid(id), seq))? {
-                break;
-            }
-        }
-        Ok(())
+        self.visit_all(ITEM_OPS, f, |(id, seq), ()| Ok((Ulid(id), seq)))
     }
 
     fn visit_idempotency(&self, f: Visit<(String, IdempotencyRecord)>) -> Result<()> {
-        let table = self.open(IDEMPOTENCY)?;
-        for entry in table.iter().map_err(|e| self.se(e))? {
-            let (k, v) = entry.map_err(|e| self.se(e))?;
-            let key = k.value().to_string();
-            let record = self.decode("idempotency", &key, v.value())?;
-            if !f((key, record))? {
-                break;
-            }
-        }
-        Ok(())
+        self.visit_all(IDEMPOTENCY, f, |key, bytes| {
+            let record: IdempotencyRecord = self.decode("idempotency", key, bytes)?;
+            Ok((key.to_string(), record))
+        })
     }
 
     fn dependents(&self, id: Ulid) -> Result<Vec<Ulid>> {
