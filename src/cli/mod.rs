@@ -491,7 +491,7 @@ fn ttl_for(t: &Tracker, given: Option<Duration>) -> Result<Duration> {
     }
     match std::env::var("TRACKER_TTL") {
         Ok(v) if !v.trim().is_empty() => {
-            args::parse_duration(&v).map_err(|e| Error::Invalid(format!("TRACKER_TTL: {e}")))
+            args::parse_ttl(&v).map_err(|e| Error::Invalid(format!("TRACKER_TTL: {e}")))
         }
         _ => t.default_ttl(),
     }
