@@ -117,3 +117,93 @@ fn edit_drafts_are_private_files_that_never_follow_a_planted_link() {
         .collect();
     assert!(left.is_empty(), "drafts left behind: {left:?}");
 }
+
+/// Characters that must never reach a terminal from human output: controls other than the
+/// newline, bidi controls, and line/paragraph separators.
+fn terminal_hazards(s: &str) -> Vec<char> {
+    s.chars()
+        .filter(|&c| {
+            (c.is_control() && c != '\n')
+                || matches!(
+                    c,
+                    '\u{202A}'..='\u{202E}'
+                        | '\u{2066}'..='\u{2069}'
+                        | '\u{200E}'
+                        | '\u{200F}'
+                        | '\u{061C}'
+                        | '\u{2028}'
+                        | '\u{2029}'
+                )
+        })
+        .collect()
+}
+
+#[test]
+fn hostile_holder_names_titles_and_labels_never_reach_the_terminal_raw() {
+    let env = Env::new();
+    let evil_holder = "mallory\x1b[2J\x1b]0;pwn\x07\u{9b}31m";
+    let evil_title = "invoice \u{202e}fdp.exe\u{2028}line two";
+    let evil_label = "lab\u{202e}el\u{2066}";
+    let made = env.json(&["new", evil_title, "--label", evil_label]);
+    // JSON keeps the exact text.
+    assert_eq!(made["title"], evil_title);
+    assert_eq!(made["labels"][0], evil_label);
+    env.json(&[
+        "new",
+        "second",
+        "--body",
+        "body \u{202e}txt\u{2029} \x1b[31m end",
+    ]);
+    let mut seen = Vec::new();
+    let mut check = |what: &str, out: std::process::Output, code: i32| {
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        assert_eq!(out.status.code(), Some(code), "{what}: {stderr}");
+        // `--json` stdout keeps the exact text, by contract; stderr is for people either way.
+        let json = what.ends_with("--json");
+        for (stream, s) in [("stdout", &stdout), ("stderr", &stderr)] {
+            if json && stream == "stdout" {
+                continue;
+            }
+            let bad = terminal_hazards(s);
+            assert!(bad.is_empty(), "{what} {stream} carries {bad:?}: {s:?}");
+        }
+        seen.push(format!("{stdout}{stderr}"));
+    };
+    check("claim", env.run(&["--as", evil_holder, "claim", "1"]), 0);
+    check("renew", env.run(&["--as", evil_holder, "renew", "1"]), 0);
+    check("show", env.run(&["show", "1"]), 0);
+    check("show body", env.run(&["show", "2"]), 0);
+    check("list", env.run(&["list"]), 0);
+    check(
+        "list --wide",
+        env.run(&["list", "--wide", "--status", "all"]),
+        0,
+    );
+    check("log", env.run(&["log"]), 0);
+    check("status", env.run(&["status"]), 0);
+    check("conflict", env.run(&["--as", "bob", "claim", "1"]), 3);
+    check(
+        "conflict --json",
+        env.run(&["--json", "--as", "bob", "claim", "1"]),
+        3,
+    );
+    check(
+        "release conflict",
+        env.run(&["--as", "bob", "release", "1"]),
+        3,
+    );
+    check(
+        "run",
+        env.run(&["--as", evil_holder, "run", "2", "--", "true"]),
+        0,
+    );
+    // Shown, visibly: the reader can tell something odd is in the name.
+    let all = seen.concat();
+    assert!(all.contains("mallory"), "{all}");
+    assert!(all.contains("\\u{202e}"), "{all}");
+    assert!(all.contains("\\u{1b}"), "{all}");
+    // The exact text is still there for programs.
+    let v = env.json(&["show", "1"]);
+    assert_eq!(v["claim"]["holder"], evil_holder);
+    assert_eq!(v["title"], evil_title);
+}

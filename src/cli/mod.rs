@@ -111,7 +111,9 @@ fn report(ctx: &Ctx, e: &Error) -> i32 {
         2 => "invalid",
         _ => "error",
     };
-    eprintln!("tracker: {label}: {e}");
+    // Messages quote holder names, titles and actors from the file, so they are cleaned like any
+    // human output; stderr is never JSON, even with --json.
+    eprintln!("tracker: {label}: {}", render::safe(&e.to_string(), false));
     e.exit_code()
 }
 

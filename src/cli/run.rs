@@ -40,7 +40,8 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<i32> {
     if !ctx.json {
         eprintln!(
             "tracker: claimed #{} (token {token}): {}",
-            view.item.num, view.item.title
+            view.item.num,
+            super::render::safe(&view.item.title, false)
         );
     }
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
@@ -102,7 +103,11 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<i32> {
                 }
                 // A busy file or a passing error: try again soon, the lease still has time.
                 Err(e) => {
-                    eprintln!("tracker: could not renew #{} yet: {e}", view.item.num);
+                    eprintln!(
+                        "tracker: could not renew #{} yet: {}",
+                        view.item.num,
+                        super::render::safe(&e.to_string(), false)
+                    );
                     next_renewal = Instant::now() + Duration::from_secs(1).min(every);
                 }
             }
