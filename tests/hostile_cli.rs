@@ -207,3 +207,113 @@ fn hostile_holder_names_titles_and_labels_never_reach_the_terminal_raw() {
     assert_eq!(v["claim"]["holder"], evil_holder);
     assert_eq!(v["title"], evil_title);
 }
+
+/// Runs `args` with standard output on /dev/full, where every write fails with ENOSPC.
+fn with_full_stdout(env: &Env, args: &[&str]) -> (Option<i32>, String) {
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out = env.cmd(args).stdout(full).output().unwrap();
+    (out.status.code(), text(&out.stderr))
+}
+
+/// Runs `args` with descriptor 1 closed, as `tracker ... >&-` does.
+fn with_closed_stdout(env: &Env, args: &[&str]) -> (Option<i32>, String) {
+    use std::os::unix::process::CommandExt;
+    let mut c = env.cmd(args);
+    // SAFETY: close is async-signal-safe.
+    unsafe {
+        c.pre_exec(|| {
+            libc::close(1);
+            Ok(())
+        });
+    }
+    let out = c.stderr(std::process::Stdio::piped()).output().unwrap();
+    (out.status.code(), text(&out.stderr))
+}
+
+#[test]
+fn a_change_whose_output_fails_says_it_was_made_and_exits_1() {
+    let env = Env::new();
+    type Run = fn(&Env, &[&str]) -> (Option<i32>, String);
+    for (how, run) in [
+        ("/dev/full", with_full_stdout as Run),
+        ("closed stdout", with_closed_stdout as Run),
+    ] {
+        let (code, err) = run(&env, &["new", "written anyway"]);
+        assert_eq!(code, Some(1), "{how}: {err}");
+        assert!(!err.contains("internal error"), "{how}: {err}");
+        let num = env
+            .json(&["list", "--status", "all"])
+            .as_array()
+            .unwrap()
+            .len();
+        assert!(
+            err.contains(&format!(
+                "created #{num}, but could not write the result to standard output"
+            )),
+            "{how}: {err}"
+        );
+        let (code, err) = run(&env, &["--json", "claim", &num.to_string()]);
+        assert_eq!(code, Some(1), "{how}: {err}");
+        assert!(
+            err.contains(&format!("claimed #{num}, but")),
+            "{how}: {err}"
+        );
+        assert!(!env.json(&["show", &num.to_string()])["claim"].is_null());
+    }
+    assert_eq!(env.code(&["verify"]).0, 0);
+}
+
+#[test]
+fn reads_whose_output_fails_exit_1_instead_of_passing_for_success() {
+    let env = Env::new();
+    env.json(&["new", "a", "--label", "x"]);
+    env.json(&["claim", "1"]);
+    for args in [
+        &["list"][..],
+        &["--json", "list"],
+        &["show", "1"],
+        &["--json", "show", "1"],
+        &["log"],
+        &["--json", "log"],
+        &["status"],
+        &["--json", "status"],
+        &["export"],
+        &["export", "--jsonl"],
+        &["verify"],
+        &["config", "default-ttl"],
+        &["completions", "bash"],
+        &["man"],
+    ] {
+        for (how, (code, err)) in [
+            ("/dev/full", with_full_stdout(&env, args)),
+            ("closed stdout", with_closed_stdout(&env, args)),
+        ] {
+            assert_eq!(code, Some(1), "{args:?} with {how}: {err}");
+            assert!(
+                !err.contains("internal error"),
+                "{args:?} with {how}: {err}"
+            );
+            assert!(
+                err.contains("standard output") || err.contains("export"),
+                "{args:?} with {how}: {err}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_closed_pipe_still_ends_output_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let env = Env::new();
+    env.json(&["new", "a"]);
+    for args in [&["list"][..], &["--json", "list"], &["export"], &["log"]] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = env.cmd(args).stdout(writer).output().unwrap();
+        assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{args:?}");
+        assert!(out.stderr.is_empty(), "{args:?}: {}", text(&out.stderr));
+    }
+}

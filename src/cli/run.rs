@@ -116,14 +116,12 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<i32> {
     };
     let code = exit_code(status);
     let v = finish(ctx, &item, token, code == 0)?;
+    let outcome = if code == 0 { "done" } else { "released" };
     if ctx.json {
-        super::print_json(&tracker::json::ItemJson::from(&v));
+        let printed = super::out::json(&tracker::json::ItemJson::from(&v));
+        super::out::after_change(&format!("{outcome} #{}", v.item.num), printed)?;
     } else {
-        eprintln!(
-            "tracker: #{} {} (command exited {code})",
-            v.item.num,
-            if code == 0 { "done" } else { "released" }
-        );
+        eprintln!("tracker: #{} {outcome} (command exited {code})", v.item.num);
     }
     Ok(code)
 }
