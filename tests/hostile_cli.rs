@@ -317,3 +317,191 @@ fn a_closed_pipe_still_ends_output_quietly() {
         assert!(out.stderr.is_empty(), "{args:?}: {}", text(&out.stderr));
     }
 }
+
+fn wait_until(what: &str, timeout: std::time::Duration, mut f: impl FnMut() -> bool) {
+    let end = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < end {
+        if f() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// The pid a test command wrote to `file`, once it is there in full.
+fn pid_in(file: &std::path::Path) -> Option<i32> {
+    std::fs::read_to_string(file).ok()?.trim().parse().ok()
+}
+
+/// Whether `pid` runs (a zombie has exited and only waits to be reaped).
+fn running(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            stat.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .next()
+                != Some("Z")
+        }
+        Err(_) => false,
+    }
+}
+
+/// A command that ignores SIGTERM (as do the processes it starts) and leaves a grandchild
+/// working in the background; their pids go to `child.pid` and `grandchild.pid`.
+fn stubborn_command(env: &Env) -> (String, std::path::PathBuf, std::path::PathBuf) {
+    let (child, grandchild) = (env.path("child.pid"), env.path("grandchild.pid"));
+    let script = format!(
+        "exec >/dev/null 2>&1; trap '' TERM; sleep 60 & echo $! > {g}.tmp; mv {g}.tmp {g}; echo $$ > {c}.tmp; mv {c}.tmp {c}; exec sleep 60",
+        g = grandchild.display(),
+        c = child.display()
+    );
+    (script, child, grandchild)
+}
+
+#[test]
+fn a_killed_run_keeps_its_item_until_the_last_process_it_started_is_gone() {
+    let env = Env::new();
+    env.json(&["new", "long job"]);
+    let (script, child_file, grandchild_file) = stubborn_command(&env);
+    let mut run = env.spawn(&[
+        "--as", "runner", "run", "1", "--ttl", "10m", "--", "sh", "-c", &script,
+    ]);
+    let secs = std::time::Duration::from_secs;
+    wait_until("the command and its grandchild to start", secs(10), || {
+        pid_in(&child_file).is_some() && pid_in(&grandchild_file).is_some()
+    });
+    let (child, grandchild) = (
+        pid_in(&child_file).unwrap(),
+        pid_in(&grandchild_file).unwrap(),
+    );
+    run.kill().unwrap();
+    run.wait().unwrap();
+    // The command ignored the SIGTERM the kernel sent it when `run` died; both still work.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(running(child) && running(grandchild));
+    let (code, err) = env.code(&["--as", "rescuer", "claim", "1"]);
+    assert_eq!(code, 3, "taken while the command still runs: {err}");
+    let (code, err) = env.code(&["--as", "rescuer", "claim", "1", "--steal-stale"]);
+    assert_eq!(code, 3, "stolen while the command still runs: {err}");
+    let (code, err) = env.code(&["--as", "rescuer", "claim", "--next"]);
+    assert_eq!(
+        code, 4,
+        "offered as ready while the command still runs: {err}"
+    );
+    // The command ends, but the grandchild it left still works on the item.
+    // SAFETY: killing processes this test started (through run).
+    unsafe { libc::kill(child, libc::SIGKILL) };
+    wait_until("the command to end", secs(5), || !running(child));
+    let (code, err) = env.code(&["--as", "rescuer", "claim", "1"]);
+    assert_eq!(code, 3, "taken while the grandchild still runs: {err}");
+    unsafe { libc::kill(grandchild, libc::SIGKILL) };
+    wait_until("the grandchild to end", secs(5), || !running(grandchild));
+    // The last of them is gone: the item is free at once, ten minutes before the TTL.
+    let v = env.json(&["--as", "rescuer", "claim", "--next", "--wait", "5s"]);
+    assert_eq!(v["num"], 1);
+    assert_eq!(v["claim"]["holder"], "rescuer");
+}
+
+#[test]
+fn a_run_that_loses_its_lease_stops_everything_it_started() {
+    let env = Env::new();
+    env.json(&["new", "contested"]);
+    let (script, child_file, grandchild_file) = stubborn_command(&env);
+    // TTL 3s: the run renews every second, and so learns of the loss quickly.
+    let run = env.spawn(&[
+        "--as", "runner", "run", "1", "--ttl", "3s", "--", "sh", "-c", &script,
+    ]);
+    let secs = std::time::Duration::from_secs;
+    wait_until("the command and its grandchild to start", secs(10), || {
+        pid_in(&child_file).is_some() && pid_in(&grandchild_file).is_some()
+    });
+    let (child, grandchild) = (
+        pid_in(&child_file).unwrap(),
+        pid_in(&grandchild_file).unwrap(),
+    );
+    assert_eq!(
+        env.json(&["--as", "boss", "claim", "1", "--force"])["claim"]["holder"],
+        "boss"
+    );
+    let started = std::time::Instant::now();
+    let out = run.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(
+        started.elapsed() < secs(20),
+        "run took {:?} to stop",
+        started.elapsed()
+    );
+    wait_until(
+        "the command and its grandchild to be stopped",
+        secs(5),
+        || !running(child) && !running(grandchild),
+    );
+}
+
+#[test]
+fn a_run_whose_command_fails_stops_what_it_left_running_before_releasing() {
+    let env = Env::new();
+    env.json(&["new", "flaky"]);
+    let grandchild_file = env.path("grandchild.pid");
+    let script = format!(
+        "sleep 60 & echo $! > {g}.tmp; mv {g}.tmp {g}; exit 7",
+        g = grandchild_file.display()
+    );
+    let out = env.run(&["run", "1", "--", "sh", "-c", &script]);
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
+    let grandchild = pid_in(&grandchild_file).unwrap();
+    wait_until(
+        "the leftover to be stopped",
+        std::time::Duration::from_secs(5),
+        || !running(grandchild),
+    );
+    assert!(env.json(&["show", "1"])["claim"].is_null());
+}
+
+#[test]
+fn a_holder_in_another_pid_namespace_is_not_judged_by_our_pids() {
+    let can_unshare = std::process::Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "true"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !can_unshare {
+        eprintln!(
+            "SKIPPED a_holder_in_another_pid_namespace_is_not_judged_by_our_pids: \
+             `unshare --pid --fork --mount-proc` is not available here (needs root and util-linux)"
+        );
+        return;
+    }
+    let env = Env::new();
+    env.json(&["new", "contained"]);
+    let ready = env.path("ready");
+    // A container sharing this host's name and boot: its holder is pid 1 there, alive, while
+    // pid 1 here is another process.
+    let script = format!(
+        "{bin} --db {db} --as inner claim 1 --pid $$ --ttl 10m >/dev/null && touch {ready}; exec sleep 30",
+        bin = common::bin(),
+        db = env.db.display(),
+        ready = ready.display()
+    );
+    let mut inner = std::process::Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "sh", "-c", &script])
+        .spawn()
+        .unwrap();
+    wait_until(
+        "the claim in the other namespace",
+        std::time::Duration::from_secs(10),
+        || ready.exists(),
+    );
+    let (code, err) = env.code(&["--as", "outer", "claim", "1", "--steal-stale"]);
+    let (next, next_err) = env.code(&["--as", "outer", "claim", "--next"]);
+    inner.kill().unwrap();
+    inner.wait().unwrap();
+    assert_eq!(
+        code, 3,
+        "a live holder in another pid namespace lost its item: {err}"
+    );
+    assert_eq!(next, 4, "offered as ready: {next_err}");
+    assert_eq!(env.json(&["show", "1"])["claim"]["holder"], "inner");
+}

@@ -327,6 +327,7 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
                 steal_stale: a.steal_stale,
                 force: a.force,
                 pid: a.pid,
+                pgid: None,
                 guard: guard(a.guard),
             };
             let v = match (a.wait, &r) {

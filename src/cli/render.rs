@@ -474,6 +474,8 @@ mod tests {
             pid_start: None,
             boot_id: Some("boot".into()),
             deadline_mono_ms: Some(6_260_000),
+            pgid: None,
+            pid_ns: None,
         }
     }
 
