@@ -239,18 +239,17 @@ fn signal_group(group: u32, sig: libc::c_int) {
 }
 
 /// SIGTERM to the whole group, then SIGKILL to whatever of it is left after the grace period.
+/// The child is reaped only at the end: until then it keeps the group's id from being reused.
 fn stop(child: &mut Child, group: u32) {
     signal_group(group, libc::SIGTERM);
     let deadline = Instant::now() + GRACE;
-    while Instant::now() < deadline {
-        // Reaped as soon as it exits, so that our own child does not count as a member.
-        let _ = child.try_wait();
-        if !tracker::host::group_alive(group) {
-            return;
+    while tracker::host::group_alive(group) {
+        if Instant::now() >= deadline {
+            signal_group(group, libc::SIGKILL);
+            break;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    signal_group(group, libc::SIGKILL);
     let _ = child.wait();
 }
 
