@@ -107,6 +107,63 @@ pub fn process_alive(pid: u32, start: Option<u64>) -> bool {
     }
 }
 
+/// This process's pid namespace: the inode of /proc/self/ns/pid. `None` when /proc belongs to
+/// another pid namespace than ours (then it would answer for other processes than our pids name).
+pub fn pid_namespace() -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let me = std::fs::read_link("/proc/self").ok()?;
+    if me.to_str()? != std::process::id().to_string() {
+        return None;
+    }
+    std::fs::metadata("/proc/self/ns/pid").ok().map(|m| m.ino())
+}
+
+/// Whether any process of group `pgid` may still run. Conservative: only "no such group", or a
+/// group whose every member has exited (zombies not yet reaped), counts as gone.
+pub fn group_alive(pgid: u32) -> bool {
+    // 0 and 1 would address our own group or every process; no command's group has them.
+    let Ok(group) = libc::pid_t::try_from(pgid) else {
+        return true;
+    };
+    if group < 2 {
+        return true;
+    }
+    // SAFETY: signal 0 only checks whether the group has members we could signal.
+    if unsafe { libc::kill(-group, 0) } != 0 {
+        return std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH);
+    }
+    group_has_running_member(pgid).unwrap_or(true)
+}
+
+/// Whether /proc lists a member of group `pgid` that has not exited; `None` if it lists none.
+fn group_has_running_member(pgid: u32) -> Option<bool> {
+    let mut seen = false;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Some((state, group)) = state_and_group(pid) else {
+            continue;
+        };
+        if group == pgid {
+            if state != "Z" {
+                return Some(true);
+            }
+            seen = true;
+        }
+    }
+    seen.then_some(false)
+}
+
+/// State and process group of `pid` (fields 3 and 5 of `/proc/PID/stat`).
+fn state_and_group(pid: u32) -> Option<(String, u32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    Some((fields.first()?.to_string(), fields.get(2)?.parse().ok()?))
+}
+
 /// A fresh temporary name beside `path`, in the same directory, so that renaming or linking it
 /// into place is atomic. `purpose` shows in the name, for whoever finds one left by a crash.
 pub fn temp_sibling(path: &Path, purpose: &str) -> PathBuf {
@@ -170,6 +227,15 @@ mod tests {
         assert!(process_alive(me, start));
         assert!(!process_alive(me, start.map(|s| s + 1)));
         assert!(!process_alive(u32::MAX - 1, None));
+    }
+
+    #[test]
+    fn our_pid_namespace_and_group_are_seen() {
+        assert!(pid_namespace().is_some());
+        // SAFETY: getpgrp has no preconditions.
+        let ours = u32::try_from(unsafe { libc::getpgrp() }).unwrap();
+        assert!(group_alive(ours));
+        assert!(!group_alive(u32::MAX / 2 - 7));
     }
 
     #[test]

@@ -221,11 +221,15 @@ impl<S: Storage> Tracker<S> {
                 pid_start: None,
                 boot_id: None,
                 deadline_mono_ms: None,
+                pgid: None,
+                pid_ns: None,
             },
         };
         if opts.pid.is_some() {
             lease.pid = opts.pid;
             lease.pid_start = pid_start;
+            lease.pgid = opts.pgid;
+            lease.pid_ns = self.pid_ns;
         }
         self.set_deadline(&mut lease, ttl, now);
         let changes = vec![Change::LeaseSet {

@@ -91,6 +91,15 @@ pub struct Lease {
     /// CLOCK_BOOTTIME (ms) at which the lease ends, immune to wall-clock steps on this boot.
     #[serde(default)]
     pub deadline_mono_ms: Option<u64>,
+    /// The process group `run` started its command in. Its children may outlive `run` (a
+    /// command can ignore SIGTERM), so the holder is gone only once no process of the group is.
+    #[serde(default)]
+    pub pgid: Option<u32>,
+    /// The pid namespace `pid` and `pgid` are numbers in (inode of /proc/self/ns/pid): another
+    /// container on this host, with the same hostname and boot, sees other processes under the
+    /// same numbers. Without it (leases from before it was recorded) no pid proves anything.
+    #[serde(default)]
+    pub pid_ns: Option<u64>,
 }
 
 /// What one op did to its item. An op carries the before and after of every change, so the log

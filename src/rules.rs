@@ -437,6 +437,8 @@ mod tests {
             pid_start: None,
             boot_id: Some("b1".into()),
             deadline_mono_ms: Some(1_060_000),
+            pgid: None,
+            pid_ns: None,
         }
     }
 

@@ -72,6 +72,9 @@ pub struct ClaimOptions {
     pub force: bool,
     /// Tie the lease to this process; it ends early once the process is gone.
     pub pid: Option<u32>,
+    /// With `pid`: the process group of the work `pid` started; the lease ends early only once
+    /// that group is empty too.
+    pub pgid: Option<u32>,
     pub guard: Guard,
 }
 
@@ -82,6 +85,7 @@ impl Default for ClaimOptions {
             steal_stale: false,
             force: false,
             pid: None,
+            pgid: None,
             guard: Guard::default(),
         }
     }
@@ -120,6 +124,8 @@ pub struct Tracker<S: Storage = RedbStore> {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) actor: Actor,
     pub(crate) host: String,
+    /// This process's pid namespace, in which a lease's pid means something only if it matches.
+    pub(crate) pid_ns: Option<u64>,
     alive: AliveProbe,
 }
 
@@ -151,6 +157,7 @@ impl<S: Storage> Tracker<S> {
             clock: Arc::new(SystemClock::new()),
             actor: Actor::default_for_this_process(),
             host: crate::host::hostname(),
+            pid_ns: crate::host::pid_namespace(),
             alive: Arc::new(crate::host::process_alive),
         }
     }
@@ -197,11 +204,16 @@ impl<S: Storage> Tracker<S> {
         }
     }
 
+    /// Whether the processes a lease is tied to are provably gone. Only a pid read where it was
+    /// recorded (same host, boot and pid namespace) proves anything; a lease without a recorded
+    /// namespace (older data) is never judged by its pid and lives until its deadline.
     fn holder_gone(&self, lease: &Lease, now: &Now) -> bool {
         let same_boot = matches!((&lease.boot_id, &now.boot_id), (Some(a), Some(b)) if **a == **b);
+        let same_pid_ns = matches!((lease.pid_ns, self.pid_ns), (Some(a), Some(b)) if a == b);
         match lease.pid {
-            Some(pid) if same_boot && lease.host == self.host => {
+            Some(pid) if same_boot && same_pid_ns && lease.host == self.host => {
                 !(self.alive)(pid, lease.pid_start)
+                    && !lease.pgid.is_some_and(crate::host::group_alive)
             }
             _ => false,
         }
@@ -410,5 +422,48 @@ pub fn resolve(t: &dyn ReadTxn, r: &ItemRef) -> Result<Ulid> {
                 ))),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::FakeClock;
+    use crate::store::mem::MemStore;
+
+    /// A lease tied to a pid that the probe says is gone, on this host and boot.
+    fn lease_of_a_dead_pid(pid_ns: Option<u64>) -> Lease {
+        Lease {
+            holder: "ana".into(),
+            token: 1,
+            acquired_at: 0,
+            renewed_at: 0,
+            expires_at: i64::MAX,
+            ttl_ms: 60_000,
+            host: crate::host::hostname(),
+            pid: Some(4242),
+            pid_start: Some(7),
+            boot_id: Some("boot".into()),
+            deadline_mono_ms: None,
+            pgid: None,
+            pid_ns,
+        }
+    }
+
+    #[test]
+    fn a_pid_proves_a_holder_gone_only_in_the_pid_namespace_it_was_recorded_in() {
+        let clock = FakeClock::new(1_800_000_000_000, "boot");
+        let t = Tracker::with_store(MemStore::new())
+            .with_clock(Arc::new(clock))
+            .with_alive_probe(Arc::new(|_, _| false));
+        let now = t.now();
+        let ours = t.pid_ns.expect("this test needs /proc");
+        let here = lease_of_a_dead_pid(Some(ours));
+        assert_eq!(t.lease_state(&here, &now), LeaseState::HolderGone);
+        let other_container = lease_of_a_dead_pid(Some(ours + 1));
+        assert_eq!(t.lease_state(&other_container, &now), LeaseState::Live);
+        // Written before namespaces were recorded: the pid could be anyone's, so it proves nothing.
+        let old_data = lease_of_a_dead_pid(None);
+        assert_eq!(t.lease_state(&old_data, &now), LeaseState::Live);
     }
 }

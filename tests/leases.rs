@@ -116,8 +116,9 @@ fn a_run_killed_with_sigkill_frees_its_item_at_once() {
     assert_eq!(env.json(&["show", "1"])["claim"]["holder"], "runner");
     run.kill().unwrap();
     run.wait().unwrap();
-    // The lease has ten minutes left, but its process is gone: the item is ready now.
-    let v = env.json(&["--as", "rescuer", "claim", "--next"]);
+    // The lease has ten minutes left, but its process is gone, and its command ends on the
+    // SIGTERM the kernel sends it: the item is ready as soon as the command has exited.
+    let v = env.json(&["--as", "rescuer", "claim", "--next", "--wait", "5s"]);
     assert_eq!(v["num"], 1);
     assert_eq!(v["claim"]["holder"], "rescuer");
     let ops = json_lines(&env.run(&["--json", "log"]).stdout);

@@ -29,7 +29,7 @@ pub struct Cli {
     #[arg(long = "as", global = true, value_name = "NAME")]
     pub actor: Option<String>,
     /// How long to wait for the file when other processes hold it
-    #[arg(long, global = true, value_name = "DUR", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, global = true, value_name = "DUR", default_value = "10s", value_parser = parse_wait)]
     pub lock_timeout: Duration,
     /// When to use colours
     #[arg(long, global = true, value_enum, default_value = "auto")]
@@ -50,7 +50,7 @@ pub enum Command {
     /// Create a tracker file (.tracker/tracker.redb here, or --db PATH)
     Init {
         /// Lease length for claims that name none (default 15m)
-        #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+        #[arg(long, value_name = "DUR", value_parser = parse_ttl)]
         default_ttl: Option<Duration>,
     },
     /// Show or change this tracker's settings
@@ -207,7 +207,7 @@ pub struct LeaseTarget {
     #[arg(long, requires = "next")]
     pub label: Option<String>,
     /// Lease length (default: $TRACKER_TTL, else the tracker's default-ttl, else 15m)
-    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    #[arg(long, value_name = "DUR", value_parser = parse_ttl)]
     pub ttl: Option<Duration>,
 }
 
@@ -216,7 +216,7 @@ pub struct ClaimArgs {
     #[command(flatten)]
     pub target: LeaseTarget,
     /// Keep trying (backoff with jitter) until the item is free or DUR runs out (then exit 5)
-    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    #[arg(long, value_name = "DUR", value_parser = parse_wait)]
     pub wait: Option<Duration>,
     /// Take a lease whose holder process is provably gone
     #[arg(long)]
@@ -235,7 +235,7 @@ pub struct ClaimArgs {
 pub struct RenewArgs {
     pub item: String,
     /// New lease length from now (default: the lease's own TTL)
-    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    #[arg(long, value_name = "DUR", value_parser = parse_ttl)]
     pub ttl: Option<Duration>,
     #[command(flatten)]
     pub guard: GuardArgs,
@@ -262,7 +262,7 @@ pub struct DoneArgs {
 pub enum ConfigCommand {
     /// Print the default lease length, or set it to DUR
     DefaultTtl {
-        #[arg(value_parser = parse_duration)]
+        #[arg(value_parser = parse_ttl)]
         ttl: Option<Duration>,
     },
 }
@@ -316,8 +316,32 @@ pub struct ExportArgs {
     pub jsonl: bool,
 }
 
-/// `90s`, `15m`, `2h`, `1h 30m`, `500ms`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+/// The longest a lease may last (the library refuses longer ones too) and the longest any wait
+/// may be. Checked here, at parse time, so that no duration from the command line can overflow a
+/// deadline (`Instant + d` panics) or reach the file.
+const LONGEST: Duration = Duration::from_secs(366 * 86_400);
+const SHORTEST_TTL: Duration = Duration::from_secs(1);
+
+/// A lease length (`--ttl`, `--default-ttl`, `$TRACKER_TTL`): 1s to 366d.
+pub fn parse_ttl(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < SHORTEST_TTL || d > LONGEST {
+        return Err(format!("{s:?} is out of range: a lease lasts 1s to 366d"));
+    }
+    Ok(d)
+}
+
+/// How long to wait (`--wait`, `--lock-timeout`): longer than zero, at most 366d.
+pub fn parse_wait(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d > LONGEST {
+        return Err(format!("{s:?} is too long: wait at most 366d"));
+    }
+    Ok(d)
+}
+
+/// `90s`, `15m`, `2h`, `1h 30m`, `500ms`; longer than zero.
+fn parse_duration(s: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(s.trim())
         .map_err(|e| format!("{s:?} is not a duration ({e}); write it like 90s, 15m or 2h"))?;
     if d.is_zero() {

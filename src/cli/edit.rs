@@ -2,7 +2,10 @@
 //! version read before editing. Nothing typed is lost: on a conflict or a parse error the text is
 //! kept in a file whose path is printed.
 
-use std::path::{Path, PathBuf};
+use std::io::Write;
+use std::path::Path;
+
+use tempfile::TempPath;
 
 use tracker::{Access, Error, Guard, ItemRef, ItemView, Patch, Result};
 
@@ -13,18 +16,21 @@ const BODY_MARK: &str = "--- body (everything below this line) ---";
 pub fn edit(ctx: &Ctx, r: &ItemRef) -> Result<i32> {
     let before = ctx.open(Access::ReadOnly)?.get(r)?;
     let text = to_text(&before);
-    let path = std::env::temp_dir().join(format!(
-        "tracker-edit-{}-{}.txt",
-        before.item.num,
-        std::process::id()
-    ));
-    std::fs::write(&path, &text)
-        .map_err(|e| Error::io(format!("{}: cannot write", path.display()), e))?;
-    run_editor(&path)?;
-    let edited = std::fs::read_to_string(&path)
-        .map_err(|e| Error::io(format!("{}: cannot read back", path.display()), e))?;
+    let draft = write_draft(before.item.num, &text)?;
+    if let Err(e) = run_editor(&draft) {
+        return Err(kept_in(e, draft));
+    }
+    let edited = match std::fs::read_to_string(&draft) {
+        Ok(t) => t,
+        Err(e) => {
+            let path = draft.display().to_string();
+            return Err(kept_in(
+                Error::io(format!("{path}: cannot read back"), e),
+                draft,
+            ));
+        }
+    };
     if edited == text {
-        let _ = std::fs::remove_file(&path);
         eprintln!("tracker: #{} unchanged; nothing saved", before.item.num);
         return Ok(0);
     }
@@ -33,7 +39,7 @@ pub fn edit(ctx: &Ctx, r: &ItemRef) -> Result<i32> {
         Err(why) => {
             return Err(Error::Invalid(format!(
                 "{why}; your text is kept in {}",
-                path.display()
+                keep(draft)
             )))
         }
     };
@@ -43,27 +49,53 @@ pub fn edit(ctx: &Ctx, r: &ItemRef) -> Result<i32> {
     };
     match ctx.open(Access::ReadWrite).and_then(|t| t.update(r, patch, &guard)) {
         Ok(v) => {
-            let _ = std::fs::remove_file(&path);
+            drop(draft);
             let t = ctx.open(Access::ReadOnly)?;
             super::emit(ctx, &t, &v, "saved")
         }
         Err(Error::Conflict { message, current }) => Err(Error::Conflict {
             message: format!(
                 "{message}. Nothing was saved; your text is kept in {} — run `tracker edit` again and paste it in",
-                path.display()
+                keep(draft)
             ),
             current,
         }),
-        Err(e) => Err(keep_note(e, &path)),
+        Err(e) => Err(kept_in(e, draft)),
     }
 }
 
-fn keep_note(e: Error, path: &Path) -> Error {
-    eprintln!("tracker: your text is kept in {}", path.display());
+/// The text to edit, in a new file only this user can read: a random name created with O_EXCL
+/// (so a link planted in the shared temp directory is never followed) and mode 0600 (an item's
+/// text is not for other users of the machine). It is deleted when dropped unless `keep` is called.
+fn write_draft(num: u64, text: &str) -> Result<TempPath> {
+    let mut file = tempfile::Builder::new()
+        .prefix(&format!("tracker-edit-{num}-"))
+        .suffix(".txt")
+        .tempfile()
+        .map_err(|e| Error::io("cannot create a temporary file to edit", e))?;
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.flush())
+        .map_err(|e| Error::io(format!("{}: cannot write", file.path().display()), e))?;
+    // Closed before the editor opens it; the path alone stays ours to delete.
+    Ok(file.into_temp_path())
+}
+
+/// Keeps the draft for the user, since it may hold text nobody saved, and says where it is.
+fn keep(draft: TempPath) -> String {
+    let path = draft.display().to_string();
+    if let Err(e) = draft.keep() {
+        // Failing to disarm the deletion must not delete the user's text either.
+        std::mem::forget(e.path);
+    }
+    path
+}
+
+fn kept_in(e: Error, draft: TempPath) -> Error {
+    eprintln!("tracker: your text is kept in {}", keep(draft));
     e
 }
 
-fn run_editor(path: &PathBuf) -> Result<()> {
+fn run_editor(path: &Path) -> Result<()> {
     let editor = std::env::var("VISUAL")
         .ok()
         .filter(|v| !v.trim().is_empty())
@@ -83,8 +115,7 @@ fn run_editor(path: &PathBuf) -> Result<()> {
         .map_err(|e| Error::io(format!("cannot start the editor {editor:?}"), e))?;
     if !status.success() {
         return Err(Error::Invalid(format!(
-            "the editor {editor:?} failed ({status}); nothing saved, your text is in {}",
-            path.display()
+            "the editor {editor:?} failed ({status}); nothing saved"
         )));
     }
     Ok(())

@@ -2,6 +2,7 @@
 
 mod args;
 mod edit;
+mod out;
 mod progress;
 mod render;
 mod run;
@@ -101,7 +102,8 @@ fn report(ctx: &Ctx, e: &Error) -> i32 {
         },
     ) = (ctx.json, e)
     {
-        print_json(&ItemJson::from(&**v));
+        // Best effort: the error below is what matters.
+        let _ = out::json(&ItemJson::from(&**v));
     }
     let label = match e.exit_code() {
         3 => "conflict",
@@ -111,14 +113,10 @@ fn report(ctx: &Ctx, e: &Error) -> i32 {
         2 => "invalid",
         _ => "error",
     };
-    eprintln!("tracker: {label}: {e}");
+    // Messages quote holder names, titles and actors from the file, so they are cleaned like any
+    // human output; stderr is never JSON, even with --json.
+    eprintln!("tracker: {label}: {}", render::safe(&e.to_string(), false));
     e.exit_code()
-}
-
-fn print_json<T: serde::Serialize>(v: &T) {
-    let mut out = std::io::stdout().lock();
-    let _ = serde_json::to_writer(&mut out, v);
-    let _ = writeln!(out);
 }
 
 fn guard(g: GuardArgs) -> Guard {
@@ -135,12 +133,18 @@ fn item_ref(s: &str) -> Result<ItemRef> {
 
 /// Prints the item a command changed: JSON, or one line in words.
 fn emit(ctx: &Ctx, t: &Tracker, v: &ItemView, verb: &str) -> Result<i32> {
-    if ctx.json {
-        print_json(&ItemJson::from(v));
+    let printed = if ctx.json {
+        out::json(&ItemJson::from(v))
     } else {
-        println!("{}", render::changed(v, verb, &t.now()));
-    }
+        out::text(&format!("{}\n", render::changed(v, verb, &t.now())))
+    };
+    out::after_change(&format!("{verb} #{}", v.item.num), printed)?;
     Ok(0)
+}
+
+/// Prints a line of human output.
+fn say(line: &str) -> Result<()> {
+    out::text(&format!("{line}\n"))
 }
 
 fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
@@ -162,13 +166,21 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
             if let Some(ttl) = default_ttl {
                 t.set_default_ttl(ttl)?;
             }
-            if ctx.json {
-                print_json(&serde_json::json!({"path": path, "created": created,
-                    "format_version": tracker::store::FORMAT_VERSION}));
+            let printed = if ctx.json {
+                out::json(&serde_json::json!({"path": path, "created": created,
+                    "format_version": tracker::store::FORMAT_VERSION}))
             } else if created {
-                println!("created {}", path.display());
+                say(&format!("created {}", path.display()))
             } else {
-                println!("{} is already a tracker; nothing changed", path.display());
+                say(&format!(
+                    "{} is already a tracker; nothing changed",
+                    path.display()
+                ))
+            };
+            if created || default_ttl.is_some() {
+                out::after_change(&format!("initialised {}", path.display()), printed)?;
+            } else {
+                printed?;
             }
             Ok(0)
         }
@@ -182,11 +194,17 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
             if let Some(ttl) = ttl {
                 t.set_default_ttl(ttl)?;
             }
+            let changed = ttl.is_some();
             let ttl = t.default_ttl()?;
-            if ctx.json {
-                print_json(&serde_json::json!({"default_ttl_ms": ttl.as_millis() as u64}));
+            let printed = if ctx.json {
+                out::json(&serde_json::json!({"default_ttl_ms": ttl.as_millis() as u64}))
             } else {
-                println!("default-ttl {}", humantime::format_duration(ttl));
+                say(&format!("default-ttl {}", humantime::format_duration(ttl)))
+            };
+            if changed {
+                out::after_change("set default-ttl", printed)?;
+            } else {
+                printed?;
             }
             Ok(0)
         }
@@ -222,9 +240,9 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
                 let mut j = serde_json::to_value(ItemJson::from(&d.view))
                     .map_err(|e| Error::Internal(e.to_string()))?;
                 j["blocks"] = d.blocks.iter().map(|(n, _)| *n).collect::<Vec<_>>().into();
-                print_json(&j);
+                out::json(&j)?;
             } else {
-                print!("{}", render::show(&d, &t.now(), &ctx.style));
+                out::text(&render::show(&d, &t.now(), &ctx.style))?;
             }
             Ok(0)
         }
@@ -246,22 +264,25 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
             };
             if ctx.json {
                 // Streamed: a JSON array of any length in flat memory.
-                let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-                let io = |e: std::io::Error| Error::io("cannot write to standard output", e);
+                let mut w = std::io::BufWriter::new(out::Stdout);
                 let mut first = true;
-                out.write_all(b"[").map_err(io)?;
+                w.write_all(b"[").map_err(out::failed)?;
                 t.list_each(&q, &mut |v| {
                     if !std::mem::take(&mut first) {
-                        out.write_all(b",").map_err(io)?;
+                        w.write_all(b",").map_err(out::failed)?;
                     }
-                    serde_json::to_writer(&mut out, &ItemJson::from(&v))
-                        .map_err(|e| Error::Internal(e.to_string()))
+                    serde_json::to_writer(&mut w, &ItemJson::from(&v)).map_err(|e| {
+                        match e.io_error_kind() {
+                            Some(_) => out::failed(e.into()),
+                            None => Error::Internal(e.to_string()),
+                        }
+                    })
                 })?;
-                out.write_all(b"]\n").map_err(io)?;
-                out.flush().map_err(io)?;
+                w.write_all(b"]\n").map_err(out::failed)?;
+                w.flush().map_err(out::failed)?;
             } else {
                 let items = t.list(&q)?;
-                print!("{}", render::list(&items, &t.now(), &ctx.style, a.wide));
+                out::text(&render::list(&items, &t.now(), &ctx.style, a.wide))?;
             }
             Ok(0)
         }
@@ -306,6 +327,7 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
                 steal_stale: a.steal_stale,
                 force: a.force,
                 pid: a.pid,
+                pgid: None,
                 guard: guard(a.guard),
             };
             let v = match (a.wait, &r) {
@@ -361,7 +383,7 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
             let mut tick = |n: u64, total: u64| progress::set(&bar, n, total);
             let n = match &a.output {
                 Some(path) => t.export_to_path(path, a.jsonl, &mut tick)?,
-                None => t.export(&mut std::io::stdout().lock(), a.jsonl, &mut tick)?,
+                None => t.export(&mut out::Stdout, a.jsonl, &mut tick)?,
             };
             progress::finish(bar);
             if let Some(path) = &a.output {
@@ -377,12 +399,12 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
             progress::finish(spinner);
             let r = r?;
             if ctx.json {
-                print_json(
+                out::json(
                     &serde_json::json!({"ok": r.problems.is_empty(), "ops": r.ops, "items": r.items,
                     "leases": r.leases, "last_token": r.last_token, "problems": r.problems}),
-                );
+                )?;
             } else {
-                println!("{}", render::verify(&r));
+                say(&render::verify(&r))?;
             }
             if r.problems.is_empty() {
                 Ok(0)
@@ -399,16 +421,15 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
             let r = t.rebuild();
             progress::finish(spinner);
             let r = r?;
-            if ctx.json {
-                print_json(
-                    &serde_json::json!({"ops": r.ops, "items": r.items, "leases": r.leases}),
-                );
+            let printed = if ctx.json {
+                out::json(&serde_json::json!({"ops": r.ops, "items": r.items, "leases": r.leases}))
             } else {
-                println!(
+                say(&format!(
                     "rebuilt from {} ops: {} items, {} leases",
                     r.ops, r.items, r.leases
-                );
-            }
+                ))
+            };
+            out::after_change("rebuilt the tables", printed)?;
             Ok(0)
         }
         Command::Status => {
@@ -421,30 +442,30 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
                         "claim": tracker::json::ClaimJson::from(l),
                         "heartbeat_age_ms": now.wall_ms - l.renewed_at})
                 };
-                print_json(&serde_json::json!({
+                out::json(&serde_json::json!({
                     "open": b.open, "done": b.done, "cancelled": b.cancelled,
                     "ready": b.ready, "blocked": b.blocked, "claimed": b.live.len(),
                     "live_claims": b.live.iter().map(|(i, l)| claim(i, l)).collect::<Vec<_>>(),
                     "stale_claims": b.stale.iter().map(|(i, l, _)| claim(i, l)).collect::<Vec<_>>(),
-                }));
+                }))?;
             } else {
-                print!("{}", render::board(&b, &now, &ctx.style));
+                out::text(&render::board(&b, &now, &ctx.style))?;
             }
             Ok(0)
         }
         Command::Completions { shell } => {
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "tracker",
-                &mut std::io::stdout(),
-            );
+            // Into memory first: generate() panics on a failed write.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "tracker", &mut script);
+            out::text(&String::from_utf8_lossy(&script))?;
             Ok(0)
         }
         Command::Man => {
             let man = clap_mangen::Man::new(Cli::command());
-            man.render(&mut std::io::stdout())
-                .map_err(|e| Error::io("cannot write the man page", e))?;
+            let mut page = Vec::new();
+            man.render(&mut page)
+                .map_err(|e| Error::io("cannot render the man page", e))?;
+            out::text(&String::from_utf8_lossy(&page))?;
             Ok(0)
         }
     }
@@ -479,17 +500,18 @@ fn import(ctx: &Ctx, a: args::ImportArgs) -> Result<i32> {
     let r = t.import(&mut input, prefer);
     progress::finish(spinner);
     let r = r?;
-    if ctx.json {
-        print_json(
+    let printed = if ctx.json {
+        out::json(
             &serde_json::json!({"created": r.created, "replaced": r.replaced,
             "unchanged": r.unchanged, "kept": r.kept}),
-        );
+        )
     } else {
-        println!(
+        say(&format!(
             "imported: {} new, {} replaced, {} unchanged, {} kept as they were here",
             r.created, r.replaced, r.unchanged, r.kept
-        );
-    }
+        ))
+    };
+    out::after_change(&format!("imported {name}"), printed)?;
     Ok(0)
 }
 
@@ -515,7 +537,7 @@ fn ttl_for(t: &Tracker, given: Option<Duration>) -> Result<Duration> {
     }
     match std::env::var("TRACKER_TTL") {
         Ok(v) if !v.trim().is_empty() => {
-            args::parse_duration(&v).map_err(|e| Error::Invalid(format!("TRACKER_TTL: {e}")))
+            args::parse_ttl(&v).map_err(|e| Error::Invalid(format!("TRACKER_TTL: {e}")))
         }
         _ => t.default_ttl(),
     }
@@ -529,7 +551,7 @@ fn log(ctx: &Ctx, a: args::LogArgs) -> Result<i32> {
         // Reopened for every poll, so `--follow` never holds the file between polls.
         let t = ctx.open(Access::ReadOnly)?;
         let now = t.now();
-        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        let mut w = std::io::BufWriter::new(out::Stdout);
         let mut printed = 0usize;
         t.log_each(r.as_ref(), since, left, &mut |op, num| {
             let line = if ctx.json {
@@ -538,14 +560,13 @@ fn log(ctx: &Ctx, a: args::LogArgs) -> Result<i32> {
             } else {
                 render::log_line(&op, num, &now)
             };
-            writeln!(out, "{line}").map_err(|e| Error::io("cannot write to standard output", e))?;
+            writeln!(w, "{line}").map_err(out::failed)?;
             since = op.seq + 1;
             printed += 1;
             Ok(())
         })?;
         drop(t);
-        out.flush()
-            .map_err(|e| Error::io("cannot write to standard output", e))?;
+        w.flush().map_err(out::failed)?;
         if let Some(l) = left.as_mut() {
             *l -= printed;
             if *l == 0 {

@@ -9,7 +9,7 @@ use tracker::audit::VerifyReport;
 use tracker::board::Board;
 use tracker::clock::{format_duration_short, format_rfc3339};
 use tracker::rules::LeaseState;
-use tracker::{describe_changes, describe_lease, ItemDetail, ItemView, Now, Op, Status};
+use tracker::{describe_changes, describe_lease, ItemDetail, ItemView, Lease, Now, Op, Status};
 
 use super::args::ColorWhen;
 
@@ -68,16 +68,43 @@ fn terminal_width() -> Option<usize> {
     (ok && ws.ws_col > 0).then_some(ws.ws_col as usize)
 }
 
-/// Text from the file, made safe to print: control characters become `?` (tabs and, where
-/// `multiline`, newlines survive).
+/// Text from the file or from another user, made safe to print: every character that could
+/// drive the terminal or disguise the text is replaced by a visible `\u{..}` escape (tabs and,
+/// where `multiline`, newlines survive). The one place human output is cleaned; `--json` prints
+/// the exact text.
 pub fn safe(s: &str, multiline: bool) -> String {
-    s.chars()
-        .map(|c| match c {
-            '\n' | '\t' if multiline => c,
-            c if c.is_control() => '?',
-            c => c,
-        })
-        .collect()
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\n' | '\t' if multiline => out.push(c),
+            c if unsafe_to_show(c) => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Control characters (C0, DEL, C1) drive the terminal; bidi controls reorder what is shown, so
+/// a name can pass for another; line and paragraph separators break lines the reader cannot see.
+fn unsafe_to_show(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{202A}'..='\u{202E}'
+                | '\u{2066}'..='\u{2069}'
+                | '\u{200E}'
+                | '\u{200F}'
+                | '\u{061C}'
+                | '\u{2028}'
+                | '\u{2029}'
+        )
+}
+
+/// A lease in words, as the library tells it, cleaned: it carries the holder's name and host.
+fn lease_in_words(l: &Lease, now: &Now) -> String {
+    safe(&describe_lease(l, now), false)
 }
 
 fn cut(s: &str, max: usize) -> String {
@@ -192,7 +219,7 @@ pub fn changed(v: &ItemView, verb: &str, now: &Now) -> String {
         safe(&v.item.title, false)
     );
     if let Some(c) = &v.claim {
-        let _ = write!(s, "\n  {}", describe_lease(c, now));
+        let _ = write!(s, "\n  {}", lease_in_words(c, now));
     }
     s
 }
@@ -241,16 +268,16 @@ pub fn show(d: &ItemDetail, now: &Now, style: &Style) -> String {
     }
     match &d.lease {
         Some((l, LeaseState::Live)) => {
-            let _ = writeln!(s, "  claim:    {}", describe_lease(l, now));
+            let _ = writeln!(s, "  claim:    {}", lease_in_words(l, now));
         }
         Some((l, LeaseState::Expired)) => {
-            let _ = writeln!(s, "  claim:    none ({} — stale)", describe_lease(l, now));
+            let _ = writeln!(s, "  claim:    none ({} — stale)", lease_in_words(l, now));
         }
         Some((l, LeaseState::HolderGone)) => {
             let _ = writeln!(
                 s,
                 "  claim:    stale, its process is gone ({})",
-                describe_lease(l, now)
+                lease_in_words(l, now)
             );
         }
         None => {
@@ -392,9 +419,10 @@ pub fn verify(r: &VerifyReport) -> String {
             r.ops, r.items, r.leases, r.last_token
         )
     } else {
-        let mut s = format!("MISMATCH: {}", r.problems[0]);
+        // Problems quote what the file holds, titles included.
+        let mut s = format!("MISMATCH: {}", safe(&r.problems[0], false));
         for p in &r.problems[1..] {
-            let _ = write!(s, "\n  also: {p}");
+            let _ = write!(s, "\n  also: {}", safe(p, false));
         }
         s
     }
@@ -447,6 +475,8 @@ mod tests {
             pid_start: None,
             boot_id: Some("boot".into()),
             deadline_mono_ms: Some(6_260_000),
+            pgid: None,
+            pid_ns: None,
         }
     }
 
@@ -593,8 +623,22 @@ stale claims
 
     #[test]
     fn control_characters_never_reach_the_terminal() {
-        assert_eq!(safe("a\x1b[31mb\x07", false), "a?[31mb?");
-        assert_eq!(safe("line\nnext\t\x1b", true), "line\nnext\t?");
+        assert_eq!(safe("a\x1b[31mb\x07", false), "a\\u{1b}[31mb\\u{7}");
+        assert_eq!(safe("line\nnext\t\x1b", true), "line\nnext\t\\u{1b}");
+        assert_eq!(safe("line\nnext\t", false), "line\\u{a}next\\u{9}");
+        assert_eq!(safe("\u{9b}\u{7f}", false), "\\u{9b}\\u{7f}");
+    }
+
+    #[test]
+    fn bidi_controls_and_line_separators_are_shown_as_escapes() {
+        assert_eq!(safe("abc\u{202e}fed", false), "abc\\u{202e}fed");
+        for c in [
+            '\u{202a}', '\u{2066}', '\u{2069}', '\u{200e}', '\u{200f}', '\u{61c}',
+        ] {
+            assert!(!safe(&format!("x{c}y"), true).contains(c), "{c:?}");
+        }
+        assert_eq!(safe("a\u{2028}b\u{2029}c", true), "a\\u{2028}b\\u{2029}c");
+        assert_eq!(safe("plain ünï 名前", false), "plain ünï 名前");
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! `tracker run`: claim, run a command while renewing the lease, then finish or release.
-//! The lease is tied to this process, so if it dies (even by SIGKILL) another worker on this host
-//! may take the item at once.
+//! The command runs in a process group of its own, and the lease is tied to this process and to
+//! that group: if `run` dies (even by SIGKILL), another worker on this host may take the item
+//! as soon as the last process of the group is gone too (nobody renews, so at the latest when
+//! the TTL runs out). Nothing `run` started can go on working an item someone else holds.
 
 use std::process::{Child, Command as Process, ExitStatus};
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -24,9 +26,10 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<i32> {
     let (view, ttl) = {
         let t = ctx.open(Access::ReadWrite)?;
         let ttl = ttl_for(&t, a.target.ttl)?;
+        // Not tied to this process yet: until the command's group is recorded too, the lease
+        // lives by its TTL, so a `run` killed in between cannot free the item early.
         let opts = ClaimOptions {
             ttl,
-            pid: Some(std::process::id()),
             ..ClaimOptions::default()
         };
         let view = match a.target.item.as_deref().map(item_ref).transpose()? {
@@ -40,7 +43,8 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<i32> {
     if !ctx.json {
         eprintln!(
             "tracker: claimed #{} (token {token}): {}",
-            view.item.num, view.item.title
+            view.item.num,
+            super::render::safe(&view.item.title, false)
         );
     }
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
@@ -60,7 +64,8 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<i32> {
         .env("TRACKER_ITEM", view.item.id.to_string())
         .env("TRACKER_NUM", view.item.num.to_string())
         .env("TRACKER_TOKEN", token.to_string());
-    stop_with_parent(&mut command);
+    let terminal = Terminal::foreground();
+    start_in_own_group(&mut command, terminal);
     let mut child = command.spawn().map_err(|e| {
         let _ = finish(ctx, &item, token, false);
         Error::Invalid(format!(
@@ -68,6 +73,14 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<i32> {
             a.command[0]
         ))
     })?;
+    // After exec, so the child is already the leader of its own group.
+    let group = child.id();
+    if let Err(e) = tie_lease(ctx, &item, token, ttl, group) {
+        stop(&mut child, group);
+        terminal.take_back();
+        let _ = finish(ctx, &item, token, false);
+        return Err(e);
+    }
 
     let guard = Guard {
         token: Some(token),
@@ -84,8 +97,7 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<i32> {
         }
         let sig = PENDING_SIGNAL.swap(0, Ordering::SeqCst);
         if sig != 0 {
-            // SAFETY: sending a signal to our own child.
-            unsafe { libc::kill(child.id() as libc::pid_t, sig) };
+            signal_group(group, sig);
         }
         if Instant::now() >= next_renewal {
             match ctx
@@ -94,7 +106,8 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<i32> {
             {
                 Ok(_) => next_renewal = Instant::now() + every,
                 Err(e @ Error::Conflict { .. }) => {
-                    stop(&mut child);
+                    stop(&mut child, group);
+                    terminal.take_back();
                     return Err(Error::conflict(format!(
                         "the lease on #{} was lost, so the command was stopped: {e}",
                         view.item.num
@@ -102,23 +115,31 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<i32> {
                 }
                 // A busy file or a passing error: try again soon, the lease still has time.
                 Err(e) => {
-                    eprintln!("tracker: could not renew #{} yet: {e}", view.item.num);
+                    eprintln!(
+                        "tracker: could not renew #{} yet: {}",
+                        view.item.num,
+                        super::render::safe(&e.to_string(), false)
+                    );
                     next_renewal = Instant::now() + Duration::from_secs(1).min(every);
                 }
             }
         }
         std::thread::sleep(Duration::from_millis(20));
     };
+    terminal.take_back();
     let code = exit_code(status);
+    // The item goes back to the queue: what the command left running must not work on it.
+    // (Our child is reaped, so the group id is pinned only while members remain: check first.)
+    if code != 0 && tracker::host::group_alive(group) {
+        stop(&mut child, group);
+    }
     let v = finish(ctx, &item, token, code == 0)?;
+    let outcome = if code == 0 { "done" } else { "released" };
     if ctx.json {
-        super::print_json(&tracker::json::ItemJson::from(&v));
+        let printed = super::out::json(&tracker::json::ItemJson::from(&v));
+        super::out::after_change(&format!("{outcome} #{}", v.item.num), printed)?;
     } else {
-        eprintln!(
-            "tracker: #{} {} (command exited {code})",
-            v.item.num,
-            if code == 0 { "done" } else { "released" }
-        );
+        eprintln!("tracker: #{} {outcome} (command exited {code})", v.item.num);
     }
     Ok(code)
 }
@@ -136,15 +157,42 @@ fn finish(ctx: &Ctx, item: &ItemRef, token: u64, success: bool) -> Result<tracke
     }
 }
 
-/// If `run` dies, even by SIGKILL, its lease is free for others at once (the holder is provably
-/// gone), so the command must not keep working on the item: the kernel sends it SIGTERM.
+/// Ties the lease to this process and to the command's process group (a renewal, same token).
+fn tie_lease(ctx: &Ctx, item: &ItemRef, token: u64, ttl: Duration, group: u32) -> Result<()> {
+    let opts = ClaimOptions {
+        ttl,
+        pid: Some(std::process::id()),
+        pgid: Some(group),
+        guard: Guard {
+            token: Some(token),
+            ..Guard::default()
+        },
+        ..ClaimOptions::default()
+    };
+    ctx.open(Access::ReadWrite)?.claim(item, &opts).map(|_| ())
+}
+
+/// The command leads a process group of its own, so that it and everything it starts can be
+/// signalled together and the lease can wait for the last of them. If `run` dies, the kernel
+/// sends the command SIGTERM; whatever ignores it keeps the lease from being taken until it exits.
 #[cfg(target_os = "linux")]
-fn stop_with_parent(command: &mut Process) {
+fn start_in_own_group(command: &mut Process, terminal: Terminal) {
     use std::os::unix::process::CommandExt;
     let parent = std::process::id() as libc::pid_t;
-    // SAFETY: between fork and exec only async-signal-safe calls: prctl, getppid, kill.
+    // SAFETY: between fork and exec only async-signal-safe calls: setpgid, signal, tcsetpgrp,
+    // prctl, getppid, getpid, kill.
     unsafe {
         command.pre_exec(move || {
+            if libc::setpgid(0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if terminal.0 {
+                // A background group reading the terminal would be stopped (SIGTTIN): the
+                // command gets the foreground, as a shell gives it to a job.
+                libc::signal(libc::SIGTTOU, libc::SIG_IGN);
+                libc::tcsetpgrp(0, libc::getpid());
+                libc::signal(libc::SIGTTOU, libc::SIG_DFL);
+            }
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
             // The parent may have died before prctl took effect.
             if libc::getppid() != parent {
@@ -156,20 +204,52 @@ fn stop_with_parent(command: &mut Process) {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn stop_with_parent(_command: &mut Process) {}
+fn start_in_own_group(command: &mut Process, _terminal: Terminal) {
+    use std::os::unix::process::CommandExt;
+    command.process_group(0);
+}
 
-/// SIGTERM, then SIGKILL after the grace period.
-fn stop(child: &mut Child) {
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+/// Whether `run` is in the foreground of the terminal on its standard input, and so must hand
+/// it to the command's group and take it back afterwards.
+#[derive(Clone, Copy)]
+struct Terminal(bool);
+
+impl Terminal {
+    fn foreground() -> Terminal {
+        // SAFETY: isatty, tcgetpgrp and getpgrp only inspect.
+        Terminal(unsafe { libc::isatty(0) == 1 && libc::tcgetpgrp(0) == libc::getpgrp() })
+    }
+
+    fn take_back(self) {
+        if self.0 {
+            // SAFETY: as in the child: SIGTTOU is ignored while a background group takes the
+            // foreground back.
+            unsafe {
+                libc::signal(libc::SIGTTOU, libc::SIG_IGN);
+                libc::tcsetpgrp(0, libc::getpgrp());
+                libc::signal(libc::SIGTTOU, libc::SIG_DFL);
+            }
+        }
+    }
+}
+
+fn signal_group(group: u32, sig: libc::c_int) {
+    // SAFETY: signalling the group our child leads (its id is a real pid, never 0 or 1).
+    unsafe { libc::kill(-(group as libc::pid_t), sig) };
+}
+
+/// SIGTERM to the whole group, then SIGKILL to whatever of it is left after the grace period.
+/// The child is reaped only at the end: until then it keeps the group's id from being reused.
+fn stop(child: &mut Child, group: u32) {
+    signal_group(group, libc::SIGTERM);
     let deadline = Instant::now() + GRACE;
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
+    while tracker::host::group_alive(group) {
+        if Instant::now() >= deadline {
+            signal_group(group, libc::SIGKILL);
+            break;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let _ = child.kill();
     let _ = child.wait();
 }
 

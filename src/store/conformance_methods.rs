@@ -37,6 +37,8 @@ fn lease(token: u64) -> Lease {
         pid_start: None,
         boot_id: None,
         deadline_mono_ms: None,
+        pgid: None,
+        pid_ns: None,
     }
 }
 
