@@ -319,16 +319,12 @@ pub struct ExportArgs {
 /// The longest a lease may last (the library refuses longer ones too) and the longest any wait
 /// may be. Checked here, at parse time, so that no duration from the command line can overflow a
 /// deadline (`Instant + d` panics) or reach the file.
-const LONGEST: Duration = Duration::from_secs(366 * 86_400);
-const SHORTEST_TTL: Duration = Duration::from_secs(1);
+const LONGEST: Duration = tracker::rules::MAX_TTL;
 
-/// A lease length (`--ttl`, `--default-ttl`, `$TRACKER_TTL`): 1s to 366d.
+/// A lease length (`--ttl`, `--default-ttl`, `$TRACKER_TTL`), in the library's bounds.
 pub fn parse_ttl(s: &str) -> Result<Duration, String> {
     let d = parse_duration(s)?;
-    if d < SHORTEST_TTL || d > LONGEST {
-        return Err(format!("{s:?} is out of range: a lease lasts 1s to 366d"));
-    }
-    Ok(d)
+    tracker::rules::check_ttl(d).map_err(|e| format!("{s:?}: {e}"))
 }
 
 /// How long to wait (`--wait`, `--lock-timeout`): longer than zero, at most 366d.

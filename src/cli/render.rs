@@ -338,7 +338,7 @@ pub fn board(b: &Board, now: &Now, style: &Style) -> String {
         for (item, l) in &b.live {
             let since_renew = now.wall_ms - l.renewed_at;
             let heartbeat = format!("renewed {} ago", format_duration_short(since_renew));
-            let left = l.expires_at - now.wall_ms;
+            let left = tracker::rules::lease_remaining_ms(l, now);
             let painted = if since_renew <= l.ttl_ms as i64 / 3 {
                 style.green(&heartbeat)
             } else if left > l.ttl_ms as i64 / 6 {
@@ -364,7 +364,7 @@ pub fn board(b: &Board, now: &Now, style: &Style) -> String {
                 LeaseState::HolderGone => "process gone".to_string(),
                 _ => format!(
                     "expired {} ago",
-                    format_duration_short(now.wall_ms - l.expires_at)
+                    format_duration_short(-tracker::rules::lease_remaining_ms(l, now))
                 ),
             };
             let line = format!(
@@ -568,6 +568,20 @@ NUM  PRI  STATE                     AGE  TITLE
         assert!(out.contains("labels:   db"), "{out}");
         assert!(out.contains("Details here.\nSecond line."), "{out}");
         assert!(out.contains("claim: lease ana@box/pts/3 token 17"), "{out}");
+    }
+
+    /// After the wall clock steps an hour ahead, the monotonic deadline still says 11 minutes.
+    #[test]
+    fn status_board_expiry_follows_the_monotonic_deadline_after_a_wall_clock_step() {
+        let b = Board {
+            open: 1,
+            live: vec![(item(1, "a", Status::Open, 1), lease("ana"))],
+            ..Board::default()
+        };
+        let mut stepped = now();
+        stepped.wall_ms += 3_600_000;
+        let text = board(&b, &stepped, &PLAIN_80);
+        assert!(text.contains("expires in 11m"), "{text}");
     }
 
     #[test]
