@@ -26,8 +26,8 @@ pub struct Board {
 impl<S: Storage> Tracker<S> {
     /// Counts by state, live claims with their heartbeat, and stale claims.
     pub fn board(&self) -> Result<Board> {
-        let now = self.now();
         self.store.read(|t| {
+            let now = self.now_in(t)?;
             let mut b = Board::default();
             for (status, slot) in [
                 (Status::Open, &mut b.open),

@@ -22,9 +22,9 @@ impl<S: Storage> Tracker<S> {
         jsonl: bool,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<u64> {
-        let now = self.now();
         let io = |e: std::io::Error| Error::io("cannot write the export", e);
         self.store.read(|t| {
+            let now = self.now_in(t)?;
             let header = ExportHeader {
                 format: EXPORT_FORMAT.into(),
                 format_version: FORMAT_VERSION,

@@ -86,7 +86,7 @@ impl<S: Storage> Tracker<S> {
             let input = input.take().ok_or_else(|| {
                 Error::Internal("an import read from a stream cannot be retried".into())
             })?;
-            let now = self.now();
+            let now = self.now_in(t)?;
             let mut merge = Merge {
                 tracker: self,
                 t,

@@ -39,7 +39,7 @@ impl<S: Storage> Tracker<S> {
         args["token"] = opts.guard.token.into();
         let fp = fingerprint("claim_next", args);
         self.store.write(|t| {
-            let now = self.now();
+            let now = self.now_in(t)?;
             self.idempotent(t, &opts.guard, &fp, &now, |t| {
                 let mut found = None;
                 {

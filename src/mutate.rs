@@ -34,7 +34,7 @@ impl<S: Storage> Tracker<S> {
             }
         }
         self.store.write(|t| {
-            let now = self.now();
+            let now = self.now_in(t)?;
             let mut blockers = Vec::new();
             for r in blocked_by {
                 let b = resolve(t, r)?;

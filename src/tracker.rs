@@ -186,8 +186,29 @@ impl<S: Storage> Tracker<S> {
         &self.store
     }
 
+    /// Now, for display: the backend's shared clock if it has one, else this host's.
     pub fn now(&self) -> Now {
-        self.clock.now()
+        if !self.store.has_shared_clock() {
+            return self.clock.now();
+        }
+        self.store
+            .read(|t| self.now_in(t))
+            .unwrap_or_else(|_| self.clock.now())
+    }
+
+    /// Now, inside a transaction: the backend's shared clock if it has one (a database server's;
+    /// then only the wall clock counts, and only the boot id is kept, for pid checks), else this
+    /// host's clocks.
+    pub(crate) fn now_in(&self, t: &dyn ReadTxn) -> Result<Now> {
+        let local = self.clock.now();
+        Ok(match t.server_time_ms()? {
+            Some(wall_ms) => Now {
+                wall_ms,
+                mono_ms: None,
+                boot_id: local.boot_id,
+            },
+            None => local,
+        })
     }
 
     /// The state of a lease now, as this host sees it.
@@ -236,8 +257,8 @@ impl<S: Storage> Tracker<S> {
     // ---- reads -------------------------------------------------------------------------------
 
     pub fn show(&self, item: &ItemRef) -> Result<ItemDetail> {
-        let now = self.now();
         self.store.read(|t| {
+            let now = self.now_in(t)?;
             let id = resolve(t, item)?;
             let view = self.view(t, id, &now)?;
             let mut blocks = Vec::new();
@@ -268,8 +289,8 @@ impl<S: Storage> Tracker<S> {
     }
 
     pub fn get(&self, item: &ItemRef) -> Result<ItemView> {
-        let now = self.now();
         self.store.read(|t| {
+            let now = self.now_in(t)?;
             let id = resolve(t, item)?;
             self.view(t, id, &now)
         })
@@ -291,9 +312,9 @@ impl<S: Storage> Tracker<S> {
         q: &ListQuery,
         f: &mut dyn FnMut(ItemView) -> Result<()>,
     ) -> Result<()> {
-        let now = self.now();
         let limit = q.limit.unwrap_or(usize::MAX);
         self.store.read(|t| {
+            let now = self.now_in(t)?;
             let mut kept = 0usize;
             if limit == 0 {
                 return Ok(());

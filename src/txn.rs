@@ -196,7 +196,7 @@ impl<S: Storage> Tracker<S> {
         mut change: impl FnMut(&mut dyn WriteTxn, &Item, &Now) -> Result<()>,
     ) -> Result<ItemView> {
         self.store.write(|t| {
-            let now = self.now();
+            let now = self.now_in(t)?;
             let id = resolve(t, r)?;
             let mut args = args.clone();
             args["item"] = Value::from(id.to_string());

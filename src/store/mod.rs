@@ -143,6 +143,12 @@ pub trait ReadTxn {
     fn op(&self, seq: u64) -> Result<Option<Op>>;
     fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>>;
     fn item_count(&self) -> Result<u64>;
+    /// The backend's own clock, if it has one that every client shares (a database server's):
+    /// lease times then come from it, never from a client's clock. `None` for a local file,
+    /// where the host's clocks (wall, and monotonic within a boot) decide.
+    fn server_time_ms(&self) -> Result<Option<crate::model::WallMs>> {
+        Ok(None)
+    }
 }
 
 /// Writes, all committed together or not at all.
@@ -170,6 +176,10 @@ pub trait WriteTxn: ReadTxn {
 
 /// A backend: runs closures inside transactions.
 pub trait Storage {
+    /// Whether the backend has a clock every client shares (see `ReadTxn::server_time_ms`).
+    fn has_shared_clock(&self) -> bool {
+        false
+    }
     /// Runs `f` in a read snapshot.
     fn read<T>(&self, f: impl FnOnce(&dyn ReadTxn) -> Result<T>) -> Result<T>;
     /// Runs `f` in a write transaction, committed durably if `f` returns `Ok`, rolled back
