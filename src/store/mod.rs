@@ -24,6 +24,7 @@ use crate::error::Result;
 use crate::model::{Item, Lease, Op, Status};
 
 pub mod mem;
+pub mod pg;
 pub mod redb;
 
 #[cfg(test)]

@@ -1,0 +1,840 @@
+//! The PostgreSQL backend, for teams whose agents run on many machines: the database is the
+//! server, and every `tracker` process connects to it directly.
+//!
+//! Concurrency (the contract on `Storage`): a write transaction runs at READ COMMITTED and first
+//! takes one row lock, on `tracker_meta['last_seq']`, so writers queue like redb's writers do on
+//! the file lock, and every statement after it sees everything committed before. That serial
+//! order is what keeps the ops log gapless and hands out numbers and tokens without gaps or
+//! repeats; the keys of the tables (one lease row per item, one row per number, per sequence)
+//! are the database's own guard beneath it. Waiting for that lock is bounded by `lock_timeout`
+//! (exit 5). A serialization failure or deadlock, should the server report one, reruns the
+//! whole closure. Reads run in a read-only REPEATABLE READ transaction: one snapshot.
+//!
+//! Time: lease deadlines and op stamps come from the server's clock (`clock_timestamp()` read
+//! after the lock is taken), never from a client's.
+
+pub mod connect;
+mod schema;
+
+use std::cell::RefCell;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use postgres::types::ToSql;
+use postgres::{IsolationLevel, Row, Transaction};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use ulid::Ulid;
+
+use super::{
+    Counter, IdempotencyRecord, ReadTxn, Setting, Storage, Visit, WriteTxn, FORMAT_VERSION,
+};
+use crate::error::{Error, Result};
+use crate::model::{Item, Lease, Op, Status, WallMs};
+use schema::{as_sql, from_sql};
+
+/// How many rows a scan fetches at a time: flat memory for any table size.
+const PAGE: i32 = 1000;
+
+/// A tracker in a PostgreSQL database.
+pub struct PgStore {
+    client: Mutex<postgres::Client>,
+    /// The URL without its password, for messages.
+    shown: String,
+    lock_timeout: Duration,
+    /// Whether lease times come from the server's clock (always, but in tests that drive the
+    /// rules with a fake clock).
+    server_clock: bool,
+}
+
+impl PgStore {
+    /// Connects and creates the schema if it is not there (idempotent, and safe when several
+    /// processes run it at once).
+    pub fn init(url: &str, lock_timeout: Duration) -> Result<(PgStore, bool)> {
+        let store = PgStore::connect(url, lock_timeout)?;
+        let created = store.with_client(|c| {
+            let mut tx = c.transaction()?;
+            // One initialiser at a time: CREATE TABLE IF NOT EXISTS can race with itself.
+            tx.execute("SELECT pg_advisory_xact_lock(7291684031)", &[])?;
+            let exists: bool = tx
+                .query_one("SELECT to_regclass('tracker_meta') IS NOT NULL", &[])?
+                .get(0);
+            if !exists {
+                tx.batch_execute(schema::TABLES)?;
+                for (key, value) in [
+                    ("format_version", FORMAT_VERSION),
+                    (Counter::LastNum.key(), 0),
+                    (Counter::LastSeq.key(), 0),
+                    (Counter::LastToken.key(), 0),
+                ] {
+                    tx.execute(
+                        "INSERT INTO tracker_meta (key, value) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                        &[&key, &as_sql(value)],
+                    )?;
+                }
+            }
+            tx.commit()?;
+            Ok(!exists)
+        })?;
+        store.check_format()?;
+        Ok((store, created))
+    }
+
+    /// Connects to a database that holds a tracker of this format.
+    pub fn open(url: &str, lock_timeout: Duration) -> Result<PgStore> {
+        let store = PgStore::connect(url, lock_timeout)?;
+        store.check_format()?;
+        Ok(store)
+    }
+
+    fn connect(url: &str, lock_timeout: Duration) -> Result<PgStore> {
+        let client = connect::connect(url, lock_timeout)?;
+        Ok(PgStore {
+            client: Mutex::new(client),
+            shown: connect::redact(url),
+            lock_timeout,
+            server_clock: true,
+        })
+    }
+
+    /// Lets the `Tracker`'s clock decide instead of the server's: only for tests that move time
+    /// with a fake clock.
+    #[doc(hidden)]
+    pub fn with_client_clock(mut self) -> Self {
+        self.server_clock = false;
+        self
+    }
+
+    /// The URL without its password.
+    pub fn shown(&self) -> &str {
+        &self.shown
+    }
+
+    fn check_format(&self) -> Result<()> {
+        let version = self.with_client(|c| {
+            let exists: bool = c
+                .query_one("SELECT to_regclass('tracker_meta') IS NOT NULL", &[])?
+                .get(0);
+            if !exists {
+                return Ok(None);
+            }
+            let row = c.query_opt(
+                "SELECT value FROM tracker_meta WHERE key = 'format_version'",
+                &[],
+            )?;
+            Ok(row.map(|r| from_sql(r.get(0))))
+        })?;
+        match version {
+            Some(v) if v == FORMAT_VERSION => Ok(()),
+            Some(v) if v > FORMAT_VERSION => Err(Error::Data(format!(
+                "{}: the tracker schema has format version {v}, newer than this tracker's \
+                 {FORMAT_VERSION}; upgrade tracker to use it",
+                self.shown
+            ))),
+            Some(v) => Err(Error::Data(format!(
+                "{}: the tracker schema has format version {v}, older than this tracker's \
+                 {FORMAT_VERSION} and no migration exists for it",
+                self.shown
+            ))),
+            None => Err(Error::NoTracker {
+                looked_for: format!(
+                    "a tracker schema in {}; run `tracker init` with this URL to create one",
+                    self.shown
+                ),
+            }),
+        }
+    }
+
+    fn with_client<T>(
+        &self,
+        f: impl FnOnce(&mut postgres::Client) -> std::result::Result<T, postgres::Error>,
+    ) -> Result<T> {
+        let mut client = self.client.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut client).map_err(|e| self.error(&e))
+    }
+
+    fn error(&self, e: &postgres::Error) -> Error {
+        pg_error(&self.shown, self.lock_timeout, e)
+    }
+}
+
+/// Whether the server asks for the transaction to be run again.
+fn retryable(e: &postgres::Error) -> bool {
+    use postgres::error::SqlState;
+    e.code().is_some_and(|c| {
+        *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED
+    })
+}
+
+fn pg_error(shown: &str, lock_timeout: Duration, e: &postgres::Error) -> Error {
+    use postgres::error::SqlState;
+    match e.code() {
+        Some(c) if *c == SqlState::LOCK_NOT_AVAILABLE || *c == SqlState::QUERY_CANCELED => {
+            Error::Busy(format!(
+                "{shown}: the tracker stayed locked by other writers for {:.1}s; try again, or \
+                 raise --lock-timeout",
+                lock_timeout.as_secs_f64()
+            ))
+        }
+        Some(c) if *c == SqlState::UNDEFINED_TABLE => Error::NoTracker {
+            looked_for: format!(
+                "a tracker schema in {shown}; run `tracker init` with this URL to create one"
+            ),
+        },
+        _ => {
+            let reason = e
+                .as_db_error()
+                .map(|d| d.message().to_string())
+                .unwrap_or_else(|| e.to_string());
+            if e.is_closed() {
+                Error::Internal(format!(
+                    "{shown}: the connection to the database was lost: {reason}"
+                ))
+            } else {
+                Error::Internal(format!("{shown}: {reason}"))
+            }
+        }
+    }
+}
+
+fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
+    rmp_serde::to_vec(v).map_err(|e| Error::Internal(format!("cannot encode a value: {e}")))
+}
+
+fn id_bytes(id: Ulid) -> Vec<u8> {
+    id.0.to_be_bytes().to_vec()
+}
+
+impl Storage for PgStore {
+    fn has_shared_clock(&self) -> bool {
+        self.server_clock
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&dyn ReadTxn) -> Result<T>) -> Result<T> {
+        let mut client = self.client.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = client
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .map_err(|e| self.error(&e))?;
+        let txn = PgTxn::new(tx, self);
+        let out = f(&txn)?;
+        txn.finish()?;
+        Ok(out)
+    }
+
+    fn write<T>(&self, mut f: impl FnMut(&mut dyn WriteTxn) -> Result<T>) -> Result<T> {
+        let deadline = Instant::now() + self.lock_timeout;
+        let mut pause = Duration::from_millis(5);
+        loop {
+            let mut client = self.client.lock().unwrap_or_else(|p| p.into_inner());
+            let tx = match begin_write(&mut client, self.lock_timeout) {
+                Ok(tx) => tx,
+                Err(e) if retryable(&e) && Instant::now() < deadline => continue,
+                Err(e) => return Err(self.error(&e)),
+            };
+            let mut txn = PgTxn::new(tx, self);
+            let out = f(&mut txn);
+            let retry = txn.retry.get();
+            match out {
+                Ok(v) => match txn.commit() {
+                    Ok(()) => return Ok(v),
+                    Err(e) if retryable(&e) && Instant::now() < deadline => {}
+                    Err(e) => return Err(self.error(&e)),
+                },
+                Err(e) => {
+                    drop(txn);
+                    if !(retry && Instant::now() < deadline) {
+                        return Err(e);
+                    }
+                }
+            }
+            drop(client);
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(200));
+        }
+    }
+}
+
+/// Starts a write transaction and takes the write lock: every writer queues on one row, in one
+/// order, for at most `lock_timeout`.
+fn begin_write(
+    client: &mut postgres::Client,
+    lock_timeout: Duration,
+) -> std::result::Result<Transaction<'_>, postgres::Error> {
+    let mut tx = client
+        .build_transaction()
+        .isolation_level(IsolationLevel::ReadCommitted)
+        .start()?;
+    let ms = lock_timeout.as_millis().max(1);
+    tx.batch_execute(&format!("SET LOCAL lock_timeout = {ms}"))?;
+    tx.execute(
+        "SELECT value FROM tracker_meta WHERE key = 'last_seq' FOR UPDATE",
+        &[],
+    )?;
+    Ok(tx)
+}
+
+/// One transaction. The client needs `&mut` for every statement while `ReadTxn` hands out `&`,
+/// so the transaction sits in a `RefCell`; no borrow is held while a caller's callback runs.
+struct PgTxn<'c> {
+    tx: RefCell<Option<Transaction<'c>>>,
+    shown: &'c str,
+    lock_timeout: Duration,
+    server_clock: bool,
+    /// Set when the server asked for the transaction to be run again.
+    retry: std::cell::Cell<bool>,
+}
+
+impl<'c> PgTxn<'c> {
+    fn new(tx: Transaction<'c>, store: &'c PgStore) -> Self {
+        PgTxn {
+            tx: RefCell::new(Some(tx)),
+            shown: &store.shown,
+            lock_timeout: store.lock_timeout,
+            server_clock: store.server_clock,
+            retry: std::cell::Cell::new(false),
+        }
+    }
+
+    fn err(&self, e: &postgres::Error) -> Error {
+        if retryable(e) {
+            self.retry.set(true);
+        }
+        pg_error(self.shown, self.lock_timeout, e)
+    }
+
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Transaction<'c>) -> std::result::Result<T, postgres::Error>,
+    ) -> Result<T> {
+        let mut guard = self.tx.borrow_mut();
+        let tx = guard
+            .as_mut()
+            .ok_or_else(|| Error::Internal("the transaction has ended".into()))?;
+        f(tx).map_err(|e| self.err(&e))
+    }
+
+    fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+        self.with(|tx| tx.query(sql, params))
+    }
+
+    fn query_opt(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>> {
+        self.with(|tx| tx.query_opt(sql, params))
+    }
+
+    fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<()> {
+        self.with(|tx| tx.execute(sql, params)).map(|_| ())
+    }
+
+    /// Every row of a query, a page at a time, each turned into `T` and handed to `f` with no
+    /// borrow held (so `f` may run further queries).
+    fn visit<T>(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        row: impl Fn(&Row) -> Result<T>,
+        f: Visit<T>,
+    ) -> Result<()> {
+        let portal = self.with(|tx| tx.bind(sql, params))?;
+        loop {
+            let rows = self.with(|tx| tx.query_portal(&portal, PAGE))?;
+            let done = rows.len() < usize::try_from(PAGE).unwrap_or(usize::MAX);
+            for r in &rows {
+                if !f(row(r)?)? {
+                    return Ok(());
+                }
+            }
+            if done {
+                return Ok(());
+            }
+        }
+    }
+
+    fn decode<V: DeserializeOwned>(
+        &self,
+        table: &str,
+        key: impl std::fmt::Display,
+        bytes: &[u8],
+    ) -> Result<V> {
+        rmp_serde::from_slice(bytes).map_err(|e| {
+            Error::Data(format!(
+                "{}: the tracker data is damaged (the value of {key} in table {table} cannot be \
+                 decoded: {e}); restore it from a backup or an export",
+                self.shown
+            ))
+        })
+    }
+
+    fn ulid(&self, r: &Row, col: usize) -> Result<Ulid> {
+        let b: &[u8] = r.get(col);
+        let arr: [u8; 16] = b.try_into().map_err(|_| {
+            Error::Data(format!(
+                "{}: the tracker data is damaged (an identity of {} bytes)",
+                self.shown,
+                b.len()
+            ))
+        })?;
+        Ok(Ulid(u128::from_be_bytes(arr)))
+    }
+
+    fn commit(mut self) -> std::result::Result<(), postgres::Error> {
+        match self.tx.get_mut().take() {
+            Some(tx) => tx.commit(),
+            None => Ok(()),
+        }
+    }
+
+    fn finish(self) -> Result<()> {
+        let shown = self.shown;
+        let timeout = self.lock_timeout;
+        self.commit().map_err(|e| pg_error(shown, timeout, &e))
+    }
+}
+
+impl ReadTxn for PgTxn<'_> {
+    fn format_version(&self) -> Result<Option<u64>> {
+        let row = self.query_opt(
+            "SELECT value FROM tracker_meta WHERE key = 'format_version'",
+            &[],
+        )?;
+        Ok(row.map(|r| from_sql(r.get(0))))
+    }
+
+    fn counter(&self, counter: Counter) -> Result<u64> {
+        let row = self.query_opt(
+            "SELECT value FROM tracker_meta WHERE key = $1",
+            &[&counter.key()],
+        )?;
+        Ok(row.map_or(0, |r| from_sql(r.get(0))))
+    }
+
+    fn setting(&self, setting: Setting) -> Result<Option<u64>> {
+        let row = self.query_opt(
+            "SELECT value FROM tracker_meta WHERE key = $1",
+            &[&setting.key()],
+        )?;
+        Ok(row.map(|r| from_sql(r.get(0))))
+    }
+
+    fn item(&self, id: Ulid) -> Result<Option<Item>> {
+        let row = self.query_opt(
+            "SELECT value FROM tracker_items WHERE id = $1",
+            &[&id_bytes(id)],
+        )?;
+        row.map(|r| self.decode("items", id, r.get(0))).transpose()
+    }
+
+    fn id_by_num(&self, num: u64) -> Result<Option<Ulid>> {
+        let row = self.query_opt(
+            "SELECT id FROM tracker_nums WHERE num = $1",
+            &[&as_sql(num)],
+        )?;
+        row.map(|r| self.ulid(&r, 0)).transpose()
+    }
+
+    fn ids_between(&self, lo: Ulid, hi: Ulid, limit: usize) -> Result<Vec<Ulid>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self.query(
+            "SELECT id FROM tracker_items WHERE id >= $1 AND id <= $2 ORDER BY id LIMIT $3",
+            &[&id_bytes(lo), &id_bytes(hi), &limit],
+        )?;
+        rows.iter().map(|r| self.ulid(r, 0)).collect()
+    }
+
+    fn lease(&self, id: Ulid) -> Result<Option<Lease>> {
+        let row = self.query_opt(
+            "SELECT value FROM tracker_claims WHERE id = $1",
+            &[&id_bytes(id)],
+        )?;
+        row.map(|r| self.decode("claims", id, r.get(0))).transpose()
+    }
+
+    fn leases(&self) -> Result<Vec<(Ulid, Lease)>> {
+        let rows = self.query("SELECT id, value FROM tracker_claims ORDER BY id", &[])?;
+        rows.iter()
+            .map(|r| {
+                let id = self.ulid(r, 0)?;
+                Ok((id, self.decode("claims", id, r.get(1))?))
+            })
+            .collect()
+    }
+
+    fn visit_ready(&self, f: Visit<Ulid>) -> Result<()> {
+        self.visit(
+            "SELECT id FROM tracker_ready ORDER BY priority, num",
+            &[],
+            |r| self.ulid(r, 0),
+            f,
+        )
+    }
+
+    fn visit_status(&self, status: Status, f: Visit<Ulid>) -> Result<()> {
+        let code = i16::from(status.code());
+        self.visit(
+            "SELECT id FROM tracker_by_status WHERE code = $1 ORDER BY num",
+            &[&code],
+            |r| self.ulid(r, 0),
+            f,
+        )
+    }
+
+    fn visit_label(&self, label: &str, f: Visit<Ulid>) -> Result<()> {
+        self.visit(
+            "SELECT id FROM tracker_by_label WHERE label = $1 ORDER BY num",
+            &[&label],
+            |r| self.ulid(r, 0),
+            f,
+        )
+    }
+
+    fn visit_items(&self, f: Visit<Item>) -> Result<()> {
+        self.visit(
+            "SELECT n.num, i.value FROM tracker_nums n LEFT JOIN tracker_items i ON i.id = n.id ORDER BY n.num",
+            &[],
+            |r| {
+                let bytes: Option<&[u8]> = r.get(1);
+                let num: i64 = r.get(0);
+                let bytes = bytes.ok_or_else(|| {
+                    Error::Data(format!(
+                        "{}: the tracker data is damaged (number {} points at a missing item)",
+                        self.shown,
+                        from_sql(num)
+                    ))
+                })?;
+                self.decode("items", from_sql(num), bytes)
+            },
+            f,
+        )
+    }
+
+    fn visit_items_by_id(&self, f: Visit<Item>) -> Result<()> {
+        self.visit(
+            "SELECT id, value FROM tracker_items ORDER BY id",
+            &[],
+            |r| {
+                let id = self.ulid(r, 0)?;
+                self.decode("items", id, r.get(1))
+            },
+            f,
+        )
+    }
+
+    fn visit_nums(&self, f: Visit<(u64, Ulid)>) -> Result<()> {
+        self.visit(
+            "SELECT num, id FROM tracker_nums ORDER BY num",
+            &[],
+            |r| Ok((from_sql(r.get(0)), self.ulid(r, 1)?)),
+            f,
+        )
+    }
+
+    fn visit_status_index(&self, f: Visit<(Status, u64, Ulid)>) -> Result<()> {
+        self.visit(
+            "SELECT code, num, id FROM tracker_by_status ORDER BY code, num",
+            &[],
+            |r| {
+                let code: i16 = r.get(0);
+                let status = u8::try_from(code)
+                    .ok()
+                    .and_then(Status::from_code)
+                    .ok_or_else(|| {
+                        Error::Data(format!(
+                            "{}: the tracker data is damaged (status code {code})",
+                            self.shown
+                        ))
+                    })?;
+                Ok((status, from_sql(r.get(1)), self.ulid(r, 2)?))
+            },
+            f,
+        )
+    }
+
+    fn visit_label_index(&self, f: Visit<(String, u64, Ulid)>) -> Result<()> {
+        // Labels compare by their bytes, as in the redb file.
+        self.visit(
+            "SELECT label, num, id FROM tracker_by_label ORDER BY label COLLATE \"C\", num",
+            &[],
+            |r| Ok((r.get(0), from_sql(r.get(1)), self.ulid(r, 2)?)),
+            f,
+        )
+    }
+
+    fn visit_ready_index(&self, f: Visit<(u8, u64, Ulid)>) -> Result<()> {
+        self.visit(
+            "SELECT priority, num, id FROM tracker_ready ORDER BY priority, num",
+            &[],
+            |r| {
+                let p: i16 = r.get(0);
+                Ok((
+                    u8::try_from(p).unwrap_or(u8::MAX),
+                    from_sql(r.get(1)),
+                    self.ulid(r, 2)?,
+                ))
+            },
+            f,
+        )
+    }
+
+    fn visit_blocks(&self, f: Visit<(Ulid, Ulid)>) -> Result<()> {
+        self.visit(
+            "SELECT blocker, blocked FROM tracker_blocks ORDER BY blocker, blocked",
+            &[],
+            |r| Ok((self.ulid(r, 0)?, self.ulid(r, 1)?)),
+            f,
+        )
+    }
+
+    fn visit_item_ops(&self, f: Visit<(Ulid, u64)>) -> Result<()> {
+        self.visit(
+            "SELECT id, seq FROM tracker_item_ops ORDER BY id, seq",
+            &[],
+            |r| Ok((self.ulid(r, 0)?, from_sql(r.get(1)))),
+            f,
+        )
+    }
+
+    fn visit_idempotency(&self, f: Visit<(String, IdempotencyRecord)>) -> Result<()> {
+        self.visit(
+            "SELECT key, value FROM tracker_idempotency ORDER BY key COLLATE \"C\"",
+            &[],
+            |r| {
+                let key: String = r.get(0);
+                let record: IdempotencyRecord = self.decode("idempotency", &key, r.get(1))?;
+                Ok((key, record))
+            },
+            f,
+        )
+    }
+
+    fn dependents(&self, id: Ulid) -> Result<Vec<Ulid>> {
+        let rows = self.query(
+            "SELECT blocked FROM tracker_blocks WHERE blocker = $1 ORDER BY blocked",
+            &[&id_bytes(id)],
+        )?;
+        rows.iter().map(|r| self.ulid(r, 0)).collect()
+    }
+
+    fn visit_ops(&self, from: u64, f: Visit<Op>) -> Result<()> {
+        self.visit(
+            "SELECT seq, value FROM tracker_ops WHERE seq >= $1 ORDER BY seq",
+            &[&as_sql(from)],
+            |r| self.decode("ops", from_sql(r.get(0)), r.get(1)),
+            f,
+        )
+    }
+
+    fn op_seqs_of(&self, id: Ulid) -> Result<Vec<u64>> {
+        let rows = self.query(
+            "SELECT seq FROM tracker_item_ops WHERE id = $1 ORDER BY seq",
+            &[&id_bytes(id)],
+        )?;
+        Ok(rows.iter().map(|r| from_sql(r.get(0))).collect())
+    }
+
+    fn op(&self, seq: u64) -> Result<Option<Op>> {
+        let row = self.query_opt(
+            "SELECT value FROM tracker_ops WHERE seq = $1",
+            &[&as_sql(seq)],
+        )?;
+        row.map(|r| self.decode("ops", seq, r.get(0))).transpose()
+    }
+
+    fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>> {
+        let row = self.query_opt(
+            "SELECT value FROM tracker_idempotency WHERE key = $1",
+            &[&key],
+        )?;
+        row.map(|r| self.decode("idempotency", key, r.get(0)))
+            .transpose()
+    }
+
+    fn item_count(&self) -> Result<u64> {
+        let row = self.query("SELECT count(*) FROM tracker_items", &[])?;
+        let n: i64 = row.first().map_or(0, |r| r.get(0));
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    fn server_time_ms(&self) -> Result<Option<WallMs>> {
+        if !self.server_clock {
+            return Ok(None);
+        }
+        let row = self.query(
+            "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint",
+            &[],
+        )?;
+        Ok(row.first().map(|r| r.get(0)))
+    }
+}
+
+impl WriteTxn for PgTxn<'_> {
+    fn set_format_version(&mut self, version: u64) -> Result<()> {
+        self.with(|tx| tx.batch_execute(schema::TABLES))?;
+        self.put_meta("format_version", version)
+    }
+
+    fn set_counter(&mut self, counter: Counter, value: u64) -> Result<()> {
+        self.put_meta(counter.key(), value)
+    }
+
+    fn set_setting(&mut self, setting: Setting, value: u64) -> Result<()> {
+        self.put_meta(setting.key(), value)
+    }
+
+    fn put_item(&mut self, old: Option<&Item>, new: &Item, ready: bool) -> Result<()> {
+        let id = id_bytes(new.id);
+        let num = as_sql(new.num);
+        self.execute(
+            "INSERT INTO tracker_items (id, value) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET value = EXCLUDED.value",
+            &[&id, &encode(new)?],
+        )?;
+        if let Some(o) = old {
+            let onum = as_sql(o.num);
+            self.execute("DELETE FROM tracker_nums WHERE num = $1", &[&onum])?;
+            self.execute(
+                "DELETE FROM tracker_by_status WHERE code = $1 AND num = $2",
+                &[&i16::from(o.status.code()), &onum],
+            )?;
+            self.execute(
+                "DELETE FROM tracker_ready WHERE priority = $1 AND num = $2",
+                &[&i16::from(o.priority), &onum],
+            )?;
+            for l in &o.labels {
+                self.execute(
+                    "DELETE FROM tracker_by_label WHERE label = $1 AND num = $2",
+                    &[l, &onum],
+                )?;
+            }
+            for b in &o.blocked_by {
+                self.execute(
+                    "DELETE FROM tracker_blocks WHERE blocker = $1 AND blocked = $2",
+                    &[&id_bytes(*b), &id],
+                )?;
+            }
+        }
+        self.execute(
+            "INSERT INTO tracker_nums (num, id) VALUES ($1, $2) ON CONFLICT (num) DO UPDATE SET id = EXCLUDED.id",
+            &[&num, &id],
+        )?;
+        self.execute(
+            "INSERT INTO tracker_by_status (code, num, id) VALUES ($1, $2, $3) ON CONFLICT (code, num) DO UPDATE SET id = EXCLUDED.id",
+            &[&i16::from(new.status.code()), &num, &id],
+        )?;
+        if ready {
+            self.execute(
+                "INSERT INTO tracker_ready (priority, num, id) VALUES ($1, $2, $3) ON CONFLICT (priority, num) DO UPDATE SET id = EXCLUDED.id",
+                &[&i16::from(new.priority), &num, &id],
+            )?;
+        }
+        for l in &new.labels {
+            self.execute(
+                "INSERT INTO tracker_by_label (label, num, id) VALUES ($1, $2, $3) ON CONFLICT (label, num) DO UPDATE SET id = EXCLUDED.id",
+                &[l, &num, &id],
+            )?;
+        }
+        for b in &new.blocked_by {
+            self.execute(
+                "INSERT INTO tracker_blocks (blocker, blocked) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&id_bytes(*b), &id],
+            )?;
+        }
+        Ok(())
+    }
+
+    fn put_lease(&mut self, id: Ulid, lease: &Lease) -> Result<()> {
+        self.execute(
+            "INSERT INTO tracker_claims (id, value) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET value = EXCLUDED.value",
+            &[&id_bytes(id), &encode(lease)?],
+        )
+    }
+
+    fn remove_lease(&mut self, id: Ulid) -> Result<()> {
+        self.execute("DELETE FROM tracker_claims WHERE id = $1", &[&id_bytes(id)])
+    }
+
+    fn append_op(&mut self, op: &Op) -> Result<()> {
+        self.execute(
+            "INSERT INTO tracker_ops (seq, value) VALUES ($1, $2) ON CONFLICT (seq) DO UPDATE SET value = EXCLUDED.value",
+            &[&as_sql(op.seq), &encode(op)?],
+        )?;
+        self.index_op(op.item, op.seq)
+    }
+
+    fn index_op(&mut self, item: Ulid, seq: u64) -> Result<()> {
+        self.execute(
+            "INSERT INTO tracker_item_ops (id, seq) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            &[&id_bytes(item), &as_sql(seq)],
+        )
+    }
+
+    fn put_idempotency(&mut self, key: &str, record: &IdempotencyRecord) -> Result<()> {
+        self.execute(
+            "INSERT INTO tracker_idempotency (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+            &[&key, &encode(record)?],
+        )
+    }
+
+    fn remove_idempotency(&mut self, key: &str) -> Result<()> {
+        self.execute("DELETE FROM tracker_idempotency WHERE key = $1", &[&key])
+    }
+
+    fn clear_derived(&mut self) -> Result<()> {
+        self.with(|tx| {
+            tx.batch_execute(&format!(
+                "DELETE FROM {}",
+                schema::DERIVED.replace(", ", "; DELETE FROM ")
+            ))
+        })
+    }
+}
+
+impl PgTxn<'_> {
+    fn put_meta(&self, key: &str, value: u64) -> Result<()> {
+        self.execute(
+            "INSERT INTO tracker_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+            &[&key, &as_sql(value)],
+        )
+    }
+}
+
+/// A fresh, empty tracker in a schema of its own in the test server named by `TRACKER_TEST_PG`
+/// (a URL). Without it the PostgreSQL tests are skipped with a loud message, except in CI
+/// (`CI` set), where they must run.
+#[cfg(test)]
+pub(crate) fn test_store() -> Option<PgStore> {
+    let url = test_schema_url()?;
+    Some(
+        PgStore::init(&url, Duration::from_secs(10))
+            .unwrap()
+            .0
+            .with_client_clock(),
+    )
+}
+
+/// The URL of a new, empty schema in the test server, or `None` (skipped) without one.
+pub fn test_schema_url() -> Option<String> {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let Some(base) = std::env::var("TRACKER_TEST_PG")
+        .ok()
+        .filter(|v| !v.is_empty())
+    else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run the PostgreSQL tests: set TRACKER_TEST_PG to a server URL"
+        );
+        eprintln!("SKIPPED: PostgreSQL test (set TRACKER_TEST_PG=postgres://... to run it)");
+        return None;
+    };
+    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let schema = format!("t_{}_{n}_{nanos}", std::process::id());
+    let mut client = connect::connect(&base, Duration::from_secs(10)).unwrap();
+    client
+        .batch_execute(&format!("CREATE SCHEMA {schema}"))
+        .unwrap();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    Some(format!("{base}{sep}options=-csearch_path%3D{schema}"))
+}
