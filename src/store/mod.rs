@@ -123,6 +123,11 @@ pub trait Storage {
     fn read<T>(&self, f: impl FnOnce(&dyn ReadTxn) -> Result<T>) -> Result<T>;
     /// Runs `f` in a write transaction, committed durably if `f` returns `Ok`, rolled back otherwise.
     fn write<T>(&self, f: impl FnOnce(&mut dyn WriteTxn) -> Result<T>) -> Result<T>;
+    /// The file the data lives in, if it lives in one (so that `export -o` can refuse to
+    /// overwrite it).
+    fn file(&self) -> Option<&std::path::Path> {
+        None
+    }
 }
 
 /// The bounds of every identity whose Crockford base32 text starts with `prefix`.
