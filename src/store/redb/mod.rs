@@ -230,8 +230,8 @@ fn panic_error(path: &Path, caught: Caught) -> Error {
         )
     } else {
         Error::Internal(format!(
-            "internal error: a bug in tracker ({}) while working on {}; the transaction was \
-             rolled back. Please report it",
+            "internal error: a bug in tracker ({}) while working on {}; nothing was \
+             changed; please report it",
             caught.text,
             path.display()
         ))
