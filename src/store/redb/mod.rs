@@ -226,7 +226,12 @@ fn panic_error(path: &Path, caught: Caught) -> Error {
     if caught.in_redb {
         damaged(
             path,
-            format!("redb could not parse its pages: {}", caught.text),
+            // `unreachable!()` says "internal error: entered unreachable code", which here is
+            // not ours to report as a bug.
+            format!(
+                "redb could not parse its pages: {}",
+                caught.text.trim_start_matches("internal error: ")
+            ),
         )
     } else {
         Error::Internal(format!(
