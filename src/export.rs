@@ -75,17 +75,42 @@ impl<S: Storage> Tracker<S> {
     }
 
     /// Exports to `path` through a temporary file that is synced and renamed into place, so a
-    /// reader (or a crash) sees the old file or the whole new one, never half of one.
+    /// reader (or a crash) sees the old file or the whole new one, never half of one. A file
+    /// being replaced keeps its permission bits; the tracker file itself, under any name, is
+    /// refused.
     pub fn export_to_path(
         &self,
         path: &Path,
         jsonl: bool,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<u64> {
+        use std::os::unix::fs::MetadataExt;
+        // Followed through symlinks, and compared by device and inode, so no path, symlink or
+        // hard link to the tracker can make the export replace it.
+        let existing = std::fs::metadata(path).ok();
+        if let (Some(out), Some(db)) = (&existing, self.store.file()) {
+            if let Ok(db_meta) = std::fs::metadata(db) {
+                if (out.dev(), out.ino()) == (db_meta.dev(), db_meta.ino()) {
+                    return Err(Error::Invalid(format!(
+                        "{}: this is the tracker file itself ({}); exporting over it would \
+                         replace the tracker, with its ops log and leases, by JSON. Name another \
+                         output file",
+                        path.display(),
+                        db.display()
+                    )));
+                }
+            }
+        }
         let tmp = crate::host::temp_sibling(path, "export");
         let io = |what: &str, e| Error::io(format!("{}: {what}", tmp.display()), e);
         let result = (|| {
             let mut f = std::fs::File::create(&tmp).map_err(|e| io("cannot create", e))?;
+            // The replacement must not widen access to what the old file had (an export of a
+            // private tracker kept 0600); a new file gets the umask's default.
+            if let Some(old) = &existing {
+                f.set_permissions(old.permissions())
+                    .map_err(|e| io("cannot set permissions", e))?;
+            }
             let n = self.export(&mut f, jsonl, progress)?;
             f.sync_all().map_err(|e| io("cannot sync", e))?;
             std::fs::rename(&tmp, path).map_err(|e| {

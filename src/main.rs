@@ -5,30 +5,54 @@ mod cli;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Mutex;
 
-static PANIC_MESSAGE: Mutex<Option<String>> = Mutex::new(None);
+/// The last panic: its message, and where it was raised.
+static PANIC: Mutex<Option<(String, String)>> = Mutex::new(None);
 
 fn main() {
     // `tracker list | head -1`: a closed pipe ends the process quietly, as for cat or grep,
     // instead of failing a print.
     // SAFETY: restoring the default disposition of a signal has no preconditions.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
-    // A panic inside storage code (a damaged file) is turned into an error by the library; any
-    // other panic is a bug, reported in one line rather than a backtrace dump.
+    // Panics are reported in one line of ours, never as Rust's "panicked at" dump. Inside a
+    // transaction the library turns them into errors (damage when raised in redb, a bug
+    // otherwise); one that escapes, say from redb closing the file, is classified the same way
+    // here.
     std::panic::set_hook(Box::new(|info| {
-        if let Ok(mut m) = PANIC_MESSAGE.lock() {
-            *m = Some(info.to_string());
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        let place = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        if let Ok(mut m) = PANIC.lock() {
+            *m = Some((message, place));
         }
     }));
     let code = match catch_unwind(AssertUnwindSafe(cli::main)) {
         Ok(code) => code,
         Err(_) => {
-            let msg = PANIC_MESSAGE
+            let (message, place) = PANIC
                 .lock()
                 .ok()
                 .and_then(|m| m.clone())
                 .unwrap_or_default();
-            eprintln!("tracker: internal error (a bug; please report it): {msg}");
-            1
+            if tracker::store::redb::is_redb_source(&place) {
+                eprintln!(
+                    "tracker: data error: the tracker file is damaged (redb could not parse its \
+                     pages: {message}); restore it from a backup or an export"
+                );
+                6
+            } else {
+                eprintln!(
+                    "tracker: error: internal error: a bug in tracker ({message}, at {place}); \
+                     please report it"
+                );
+                1
+            }
         }
     };
     std::process::exit(code);

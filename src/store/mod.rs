@@ -186,6 +186,11 @@ pub trait Storage {
     /// Runs `f` in a write transaction, committed durably if `f` returns `Ok`, rolled back
     /// otherwise. `f` may be run more than once (see the module's concurrency contract).
     fn write<T>(&self, f: impl FnMut(&mut dyn WriteTxn) -> Result<T>) -> Result<T>;
+    /// The file the data lives in, if it lives in one (so that `export -o` can refuse to
+    /// overwrite it).
+    fn file(&self) -> Option<&std::path::Path> {
+        None
+    }
 }
 
 /// The bounds of every identity whose Crockford base32 text starts with `prefix`.
