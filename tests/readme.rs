@@ -51,3 +51,47 @@ fn the_readme_quick_start_runs_from_nothing_to_a_done_item() {
         "{stdout}"
     );
 }
+
+/// The Guarantees table names the tests that prove each promise; each of them must exist.
+#[test]
+fn every_test_the_guarantees_table_names_exists() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let start = readme.find("## Guarantees").expect("a Guarantees section");
+    let end = readme[start..]
+        .find("\n## ")
+        .map_or(readme.len(), |e| start + e);
+    let section = &readme[start..end];
+    let mut sources = String::new();
+    for dir in ["tests", "src", "src/store", "src/cli"] {
+        for entry in std::fs::read_dir(format!("{root}/{dir}")).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "rs") {
+                sources.push_str(&std::fs::read_to_string(path).unwrap());
+            }
+        }
+    }
+    let mut named = 0;
+    for quoted in section.split('`').skip(1).step_by(2) {
+        // Test names are snake_case with several words; file names and commands are not.
+        let is_test_name = quoted.matches('_').count() >= 3
+            && quoted
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if is_test_name {
+            named += 1;
+            assert!(
+                sources.contains(&format!("fn {quoted}("))
+                    || sources.contains(&format!("fn {quoted}<")),
+                "the Guarantees table names `{quoted}`, but no such test exists"
+            );
+        }
+        if let Some(file) = quoted.strip_suffix(".rs") {
+            assert!(
+                std::path::Path::new(&format!("{root}/{file}.rs")).exists(),
+                "the Guarantees table names {quoted}, which does not exist"
+            );
+        }
+    }
+    assert!(named >= 30, "only {named} tests named");
+}
