@@ -55,6 +55,7 @@ pub use conflict::{describe_changes, describe_lease};
 pub use error::{Error, Result};
 pub use host::Actor;
 pub use model::{Change, Item, ItemView, Lease, NewItem, Op, OpKind, Patch, Status};
+pub use store::backend::{Backend, Target};
 pub use store::redb::{Access, RedbStore};
 pub use tracker::{
     resolve, ClaimOptions, Guard, ItemDetail, ItemRef, ListQuery, Tracker, DEFAULT_TTL,

@@ -19,9 +19,10 @@ Exit codes:
 #[derive(Parser, Debug)]
 #[command(name = "tracker", version, after_help = EXIT_CODES, propagate_version = true)]
 pub struct Cli {
-    /// Tracker file (default: $TRACKER_DB, else .tracker/tracker.redb here or in a parent)
-    #[arg(long, global = true, value_name = "PATH")]
-    pub db: Option<PathBuf>,
+    /// Tracker file, or a postgres:// URL (default: $TRACKER_DB, else .tracker/tracker.redb here
+    /// or in a parent)
+    #[arg(long, global = true, value_name = "PATH|URL")]
+    pub db: Option<std::ffi::OsString>,
     /// Print JSON on stdout (one object; arrays for list; JSON Lines for log)
     #[arg(long, global = true)]
     pub json: bool,

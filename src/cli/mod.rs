@@ -14,16 +14,19 @@ use std::time::Duration;
 use clap::{CommandFactory, Parser};
 use tracker::json::{ItemJson, OpJson};
 use tracker::{
-    Access, Actor, ClaimOptions, Error, Guard, ItemRef, ItemView, ListQuery, NewItem, Patch,
-    Result, Status, Tracker,
+    Access, Actor, Backend, ClaimOptions, Error, Guard, ItemRef, ItemView, ListQuery, NewItem,
+    Patch, Result, Status, Target,
 };
 
 use args::{Cli, Command, ConfigCommand, DepCommand, GuardArgs};
 use render::Style;
 
+/// The library's tracker over whichever backend the command line names.
+pub type Tracker = tracker::Tracker<Backend>;
+
 /// Everything a command needs besides its own arguments.
 pub struct Ctx {
-    pub db: Option<PathBuf>,
+    pub db: Option<Target>,
     pub json: bool,
     /// The holder name given by --as or TRACKER_AS; without one the library's default applies.
     pub actor: Option<Actor>,
@@ -32,10 +35,10 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// The tracker file: --db, else $TRACKER_DB, else .tracker/tracker.redb here or above.
-    fn path(&self) -> Result<PathBuf> {
-        if let Some(p) = &self.db {
-            return Ok(p.clone());
+    /// The tracker: --db, else $TRACKER_DB, else .tracker/tracker.redb here or above.
+    fn target(&self) -> Result<Target> {
+        if let Some(t) = &self.db {
+            return Ok(t.clone());
         }
         let cwd = std::env::current_dir()
             .map_err(|e| Error::io("cannot read the current directory", e))?;
@@ -43,7 +46,7 @@ impl Ctx {
         while let Some(d) = dir {
             let candidate = d.join(".tracker").join("tracker.redb");
             if candidate.exists() {
-                return Ok(candidate);
+                return Ok(Target::File(candidate));
             }
             dir = d.parent();
         }
@@ -53,15 +56,16 @@ impl Ctx {
     }
 
     pub fn open(&self, access: Access) -> Result<Tracker> {
-        self.open_at(&self.path()?, access)
+        let backend = Backend::open(&self.target()?, access, self.lock_timeout)?;
+        Ok(self.tracker(backend))
     }
 
-    fn open_at(&self, path: &Path, access: Access) -> Result<Tracker> {
-        let t = Tracker::open(path, access, self.lock_timeout)?;
-        Ok(match &self.actor {
+    fn tracker(&self, backend: Backend) -> Tracker {
+        let t = Tracker::with_store(backend);
+        match &self.actor {
             Some(actor) => t.with_actor(actor.clone()),
             None => t,
-        })
+        }
     }
 }
 
@@ -76,11 +80,15 @@ pub fn main() -> i32 {
         Some(name) if !name.trim().is_empty() => Some(Actor::named(name.trim())),
         _ => None,
     };
-    let db = cli.db.clone().or_else(|| {
-        std::env::var_os("TRACKER_DB")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    });
+    let db = cli
+        .db
+        .clone()
+        .or_else(|| std::env::var_os("TRACKER_DB").filter(|v| !v.is_empty()))
+        .map(|v| match v.to_str() {
+            // A URL is never taken as a path.
+            Some(s) => Target::parse(s),
+            None => Target::File(PathBuf::from(v)),
+        });
     let ctx = Ctx {
         db,
         json: cli.json,
@@ -150,19 +158,13 @@ fn say(line: &str) -> Result<()> {
 fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
     match command {
         Command::Init { default_ttl } => {
-            let path = ctx
+            let target = ctx
                 .db
                 .clone()
-                .unwrap_or_else(|| PathBuf::from(".tracker/tracker.redb"));
-            // Like `git init`, a repeat is harmless: an existing tracker is left as it is (a file
-            // that is not a tracker is still refused, and never written).
-            let (t, created) = match Tracker::init(&path, ctx.lock_timeout) {
-                Ok(t) => (t, true),
-                Err(Error::Conflict { .. }) if path.exists() => {
-                    (ctx.open_at(&path, Access::ReadWrite)?, false)
-                }
-                Err(e) => return Err(e),
-            };
+                .unwrap_or_else(|| Target::File(PathBuf::from(".tracker/tracker.redb")));
+            let (backend, created) = Backend::init(&target, ctx.lock_timeout)?;
+            let t = ctx.tracker(backend);
+            let path = target.shown();
             if let Some(ttl) = default_ttl {
                 t.set_default_ttl(ttl)?;
             }
@@ -170,15 +172,12 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
                 out::json(&serde_json::json!({"path": path, "created": created,
                     "format_version": tracker::store::FORMAT_VERSION}))
             } else if created {
-                say(&format!("created {}", path.display()))
+                say(&format!("created {path}"))
             } else {
-                say(&format!(
-                    "{} is already a tracker; nothing changed",
-                    path.display()
-                ))
+                say(&format!("{path} is already a tracker; nothing changed"))
             };
             if created || default_ttl.is_some() {
-                out::after_change(&format!("initialised {}", path.display()), printed)?;
+                out::after_change(&format!("initialised {path}"), printed)?;
             } else {
                 printed?;
             }

@@ -23,6 +23,7 @@ use ulid::Ulid;
 use crate::error::Result;
 use crate::model::{Item, Lease, Op, Status};
 
+pub mod backend;
 pub mod mem;
 pub mod pg;
 pub mod redb;

@@ -136,12 +136,7 @@ impl PgStore {
                  {FORMAT_VERSION} and no migration exists for it",
                 self.shown
             ))),
-            None => Err(Error::NoTracker {
-                looked_for: format!(
-                    "a tracker schema in {}; run `tracker init` with this URL to create one",
-                    self.shown
-                ),
-            }),
+            None => Err(no_schema(&self.shown)),
         }
     }
 
@@ -176,11 +171,7 @@ fn pg_error(shown: &str, lock_timeout: Duration, e: &postgres::Error) -> Error {
                 lock_timeout.as_secs_f64()
             ))
         }
-        Some(c) if *c == SqlState::UNDEFINED_TABLE => Error::NoTracker {
-            looked_for: format!(
-                "a tracker schema in {shown}; run `tracker init` with this URL to create one"
-            ),
-        },
+        Some(c) if *c == SqlState::UNDEFINED_TABLE => no_schema(shown),
         _ => {
             let reason = e
                 .as_db_error()
@@ -195,6 +186,12 @@ fn pg_error(shown: &str, lock_timeout: Duration, e: &postgres::Error) -> Error {
             }
         }
     }
+}
+
+fn no_schema(shown: &str) -> Error {
+    Error::NotFound(format!(
+        "{shown} holds no tracker; run `tracker --db URL init` to create one there"
+    ))
 }
 
 fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {

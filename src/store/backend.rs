@@ -1,0 +1,114 @@
+//! The backend a command line names: a redb file, or a PostgreSQL database for a value that
+//! starts with `postgres://` or `postgresql://` (never taken as a path).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::pg::{connect::is_url, PgStore};
+use super::redb::{Access, RedbStore};
+use super::{ReadTxn, Storage, WriteTxn};
+use crate::error::Result;
+
+/// Where a tracker lives, as given by `--db` or `TRACKER_DB`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    File(PathBuf),
+    /// A PostgreSQL URL (it may hold a password: show it only through `shown`).
+    Postgres(String),
+}
+
+impl Target {
+    pub fn parse(s: &str) -> Target {
+        if is_url(s) {
+            Target::Postgres(s.to_string())
+        } else {
+            Target::File(PathBuf::from(s))
+        }
+    }
+
+    /// How to name it in messages: the path, or the URL without its password.
+    pub fn shown(&self) -> String {
+        match self {
+            Target::File(p) => p.display().to_string(),
+            Target::Postgres(url) => super::pg::connect::redact(url),
+        }
+    }
+}
+
+/// A tracker in a file or in a database.
+pub enum Backend {
+    // Boxed: the handles are large and of unequal size; one allocation per command is nothing.
+    Redb(Box<RedbStore>),
+    Postgres(Box<PgStore>),
+}
+
+impl Backend {
+    /// Opens an existing tracker.
+    pub fn open(target: &Target, access: Access, lock_timeout: Duration) -> Result<Backend> {
+        Ok(match target {
+            Target::File(p) => Backend::Redb(Box::new(RedbStore::open(p, access, lock_timeout)?)),
+            Target::Postgres(url) => Backend::Postgres(Box::new(PgStore::open(url, lock_timeout)?)),
+        })
+    }
+
+    /// Creates a tracker, or opens the one already there; says which.
+    pub fn init(target: &Target, lock_timeout: Duration) -> Result<(Backend, bool)> {
+        match target {
+            Target::File(p) => {
+                if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|e| {
+                        crate::Error::io(format!("{}: cannot create directory", dir.display()), e)
+                    })?;
+                }
+                match RedbStore::create(p, lock_timeout) {
+                    Ok(s) => Ok((Backend::Redb(Box::new(s)), true)),
+                    // Like `git init`, a repeat is harmless: an existing tracker is left as it
+                    // is (a file that is not a tracker is still refused, and never written).
+                    Err(crate::Error::Conflict { .. }) if p.exists() => Ok((
+                        Backend::Redb(Box::new(RedbStore::open(
+                            p,
+                            Access::ReadWrite,
+                            lock_timeout,
+                        )?)),
+                        false,
+                    )),
+                    Err(e) => Err(e),
+                }
+            }
+            Target::Postgres(url) => {
+                let (s, created) = PgStore::init(url, lock_timeout)?;
+                Ok((Backend::Postgres(Box::new(s)), created))
+            }
+        }
+    }
+}
+
+impl Storage for Backend {
+    fn has_shared_clock(&self) -> bool {
+        match self {
+            Backend::Redb(s) => s.has_shared_clock(),
+            Backend::Postgres(s) => s.has_shared_clock(),
+        }
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&dyn ReadTxn) -> Result<T>) -> Result<T> {
+        match self {
+            Backend::Redb(s) => s.read(f),
+            Backend::Postgres(s) => s.read(f),
+        }
+    }
+
+    fn write<T>(&self, f: impl FnMut(&mut dyn WriteTxn) -> Result<T>) -> Result<T> {
+        match self {
+            Backend::Redb(s) => s.write(f),
+            Backend::Postgres(s) => s.write(f),
+        }
+    }
+
+    fn file(&self) -> Option<&Path> {
+        match self {
+            Backend::Redb(s) => s.file(),
+            Backend::Postgres(s) => s.file(),
+        }
+    }
+}
