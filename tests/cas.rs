@@ -9,90 +9,97 @@ use common::{text, Env};
 
 #[test]
 fn six_processes_increment_a_counter_twenty_times_each_without_losing_one() {
-    let env = Arc::new(Env::new());
-    env.json(&["new", "counter", "--body", "0"]);
-    let workers: Vec<_> = (0..6)
-        .map(|w| {
-            let env = Arc::clone(&env);
-            std::thread::spawn(move || {
-                let me = format!("w{w}");
-                let mut conflicts = 0;
-                for _ in 0..20 {
-                    loop {
-                        let v = env.json(&["show", "1"]);
-                        let n: u64 = v["body"].as_str().unwrap().parse().unwrap();
-                        let version = v["version"].as_u64().unwrap().to_string();
-                        let body = (n + 1).to_string();
-                        let out = env.run(&[
-                            "--as",
-                            &me,
-                            "update",
-                            "1",
-                            "--body",
-                            &body,
-                            "--if-version",
-                            &version,
-                        ]);
-                        match out.status.code() {
-                            Some(0) => break,
-                            Some(3) => conflicts += 1,
-                            other => panic!("update exited {other:?}: {}", text(&out.stderr)),
+    for env in Env::each() {
+        eprintln!("backend: {}", env.backend);
+        let env = Arc::new(env);
+        env.json(&["new", "counter", "--body", "0"]);
+        let workers: Vec<_> = (0..6)
+            .map(|w| {
+                let env = Arc::clone(&env);
+                std::thread::spawn(move || {
+                    let me = format!("w{w}");
+                    let mut conflicts = 0;
+                    for _ in 0..20 {
+                        loop {
+                            let v = env.json(&["show", "1"]);
+                            let n: u64 = v["body"].as_str().unwrap().parse().unwrap();
+                            let version = v["version"].as_u64().unwrap().to_string();
+                            let body = (n + 1).to_string();
+                            let out = env.run(&[
+                                "--as",
+                                &me,
+                                "update",
+                                "1",
+                                "--body",
+                                &body,
+                                "--if-version",
+                                &version,
+                            ]);
+                            match out.status.code() {
+                                Some(0) => break,
+                                Some(3) => conflicts += 1,
+                                other => panic!("update exited {other:?}: {}", text(&out.stderr)),
+                            }
                         }
                     }
-                }
-                conflicts
+                    conflicts
+                })
             })
-        })
-        .collect();
-    let conflicts: u32 = workers.into_iter().map(|w| w.join().unwrap()).sum();
-    let v = env.json(&["show", "1"]);
-    assert_eq!(v["body"], "120");
-    assert_eq!(v["version"], 121);
-    assert_eq!(env.code(&["verify"]).0, 0);
-    eprintln!("{conflicts} conflicts were retried");
+            .collect();
+        let conflicts: u32 = workers.into_iter().map(|w| w.join().unwrap()).sum();
+        let v = env.json(&["show", "1"]);
+        assert_eq!(v["body"], "120");
+        assert_eq!(v["version"], 121);
+        assert_eq!(env.code(&["verify"]).0, 0);
+        eprintln!("{conflicts} conflicts were retried");
+    }
 }
 
 #[test]
 fn a_version_mismatch_says_the_current_version_and_who_made_it() {
-    let env = Env::new();
-    env.json(&["new", "x"]);
-    env.json(&["--as", "ana", "update", "1", "--title", "y"]);
-    let out = env.run(&[
-        "--json",
-        "--as",
-        "bob",
-        "update",
-        "1",
-        "--title",
-        "z",
-        "--if-version",
-        "1",
-    ]);
-    assert_eq!(out.status.code(), Some(3));
-    let err = text(&out.stderr);
-    assert!(err.contains("version 2") && err.contains("ana"), "{err}");
-    // With --json the current state is on stdout, for the script to decide.
-    let current: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(current["title"], "y");
-    assert_eq!(env.json(&["show", "1"])["title"], "y");
+    for env in Env::each() {
+        eprintln!("backend: {}", env.backend);
+        env.json(&["new", "x"]);
+        env.json(&["--as", "ana", "update", "1", "--title", "y"]);
+        let out = env.run(&[
+            "--json",
+            "--as",
+            "bob",
+            "update",
+            "1",
+            "--title",
+            "z",
+            "--if-version",
+            "1",
+        ]);
+        assert_eq!(out.status.code(), Some(3));
+        let err = text(&out.stderr);
+        assert!(err.contains("version 2") && err.contains("ana"), "{err}");
+        // With --json the current state is on stdout, for the script to decide.
+        let current: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(current["title"], "y");
+        assert_eq!(env.json(&["show", "1"])["title"], "y");
+    }
 }
 
 #[test]
 fn if_version_guards_every_mutating_command() {
-    let env = Env::new();
-    env.json(&["new", "a"]);
-    env.json(&["new", "b"]);
-    for args in [
-        &["claim", "1", "--if-version", "9"][..],
-        &["done", "1", "--if-version", "9"][..],
-        &["release", "1", "--if-version", "9"][..],
-        &["dep", "add", "1", "2", "--if-version", "9"][..],
-        &["update", "1", "--priority", "0", "--if-version", "9"][..],
-    ] {
-        let (code, err) = env.code(args);
-        assert_eq!(code, 3, "{args:?}: {err}");
+    for env in Env::each() {
+        eprintln!("backend: {}", env.backend);
+        env.json(&["new", "a"]);
+        env.json(&["new", "b"]);
+        for args in [
+            &["claim", "1", "--if-version", "9"][..],
+            &["done", "1", "--if-version", "9"][..],
+            &["release", "1", "--if-version", "9"][..],
+            &["dep", "add", "1", "2", "--if-version", "9"][..],
+            &["update", "1", "--priority", "0", "--if-version", "9"][..],
+        ] {
+            let (code, err) = env.code(args);
+            assert_eq!(code, 3, "{args:?}: {err}");
+        }
+        assert_eq!(env.json(&["show", "1"])["version"], 1);
     }
-    assert_eq!(env.json(&["show", "1"])["version"], 1);
 }
 
 #[test]
@@ -133,60 +140,64 @@ fn labels_status_and_priority_update() {
 
 #[test]
 fn dependencies_block_readiness_and_cycles_are_refused() {
-    let env = Env::new();
-    env.json(&["new", "design"]);
-    env.json(&["new", "build", "--blocked-by", "1"]);
-    env.json(&["new", "ship"]);
-    env.json(&["dep", "add", "3", "2"]);
-    let (code, err) = env.code(&["dep", "add", "1", "3"]);
-    assert_eq!(code, 3, "1 -> 3 -> 2 -> 1 is a cycle: {err}");
-    assert!(err.contains("cycle"), "{err}");
-    let ready: Vec<u64> = env
-        .json(&["list", "--ready"])
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["num"].as_u64().unwrap())
-        .collect();
-    assert_eq!(ready, [1]);
-    let shown = env.json(&["show", "2"]);
-    assert_eq!(shown["blocked_by"], serde_json::json!([1]));
-    assert_eq!(shown["blocks"], serde_json::json!([3]));
-    env.json(&["done", "1"]);
-    assert_eq!(env.json(&["claim", "--next"])["num"], 2);
-    env.json(&["dep", "rm", "3", "2"]);
-    assert_eq!(env.json(&["claim", "--next", "--as", "other"])["num"], 3);
-    assert_eq!(env.code(&["dep", "rm", "3", "2"]).0, 4);
+    for env in Env::each() {
+        eprintln!("backend: {}", env.backend);
+        env.json(&["new", "design"]);
+        env.json(&["new", "build", "--blocked-by", "1"]);
+        env.json(&["new", "ship"]);
+        env.json(&["dep", "add", "3", "2"]);
+        let (code, err) = env.code(&["dep", "add", "1", "3"]);
+        assert_eq!(code, 3, "1 -> 3 -> 2 -> 1 is a cycle: {err}");
+        assert!(err.contains("cycle"), "{err}");
+        let ready: Vec<u64> = env
+            .json(&["list", "--ready"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["num"].as_u64().unwrap())
+            .collect();
+        assert_eq!(ready, [1]);
+        let shown = env.json(&["show", "2"]);
+        assert_eq!(shown["blocked_by"], serde_json::json!([1]));
+        assert_eq!(shown["blocks"], serde_json::json!([3]));
+        env.json(&["done", "1"]);
+        assert_eq!(env.json(&["claim", "--next"])["num"], 2);
+        env.json(&["dep", "rm", "3", "2"]);
+        assert_eq!(env.json(&["claim", "--next", "--as", "other"])["num"], 3);
+        assert_eq!(env.code(&["dep", "rm", "3", "2"]).0, 4);
+    }
 }
 
 #[test]
 fn idempotency_keys_on_new_and_other_commands() {
-    let env = Env::new();
-    let a = env.json(&["new", "once", "--idempotency-key", "k-1"]);
-    let b = env.json(&["new", "once", "--idempotency-key", "k-1"]);
-    assert_eq!(a["id"], b["id"]);
-    let (code, err) = env.code(&["new", "twice", "--idempotency-key", "k-1"]);
-    assert_eq!(code, 3, "{err}");
-    let u1 = env.json(&[
-        "update",
-        "1",
-        "--title",
-        "renamed",
-        "--idempotency-key",
-        "u-1",
-    ]);
-    let u2 = env.json(&[
-        "update",
-        "1",
-        "--title",
-        "renamed",
-        "--idempotency-key",
-        "u-1",
-    ]);
-    assert_eq!(u1["version"], 2);
-    assert_eq!(u2["version"], 2, "the repeat wrote nothing");
-    let ops = common::json_lines(&env.run(&["--json", "log"]).stdout);
-    assert_eq!(ops.len(), 2);
+    for env in Env::each() {
+        eprintln!("backend: {}", env.backend);
+        let a = env.json(&["new", "once", "--idempotency-key", "k-1"]);
+        let b = env.json(&["new", "once", "--idempotency-key", "k-1"]);
+        assert_eq!(a["id"], b["id"]);
+        let (code, err) = env.code(&["new", "twice", "--idempotency-key", "k-1"]);
+        assert_eq!(code, 3, "{err}");
+        let u1 = env.json(&[
+            "update",
+            "1",
+            "--title",
+            "renamed",
+            "--idempotency-key",
+            "u-1",
+        ]);
+        let u2 = env.json(&[
+            "update",
+            "1",
+            "--title",
+            "renamed",
+            "--idempotency-key",
+            "u-1",
+        ]);
+        assert_eq!(u1["version"], 2);
+        assert_eq!(u2["version"], 2, "the repeat wrote nothing");
+        let ops = common::json_lines(&env.run(&["--json", "log"]).stdout);
+        assert_eq!(ops.len(), 2);
+    }
 }
 
 fn editor_script(env: &Env, name: &str, body: &str) -> String {

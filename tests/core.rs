@@ -8,158 +8,168 @@ use common::{json_lines, Env};
 
 #[test]
 fn life_of_an_item_new_claim_done() {
-    let env = Env::new();
-    let created = env.json(&[
-        "new",
-        "Write the docs",
-        "--priority",
-        "1",
-        "--label",
-        "docs",
-        "--body",
-        "all of them",
-    ]);
-    assert_eq!(created["num"], 1);
-    assert_eq!(created["title"], "Write the docs");
-    assert_eq!(created["body"], "all of them");
-    assert_eq!(created["status"], "open");
-    assert_eq!(created["priority"], 1);
-    assert_eq!(created["labels"], serde_json::json!(["docs"]));
-    assert_eq!(created["blocked_by"], serde_json::json!([]));
-    assert_eq!(created["version"], 1);
-    assert!(created["claim"].is_null());
-    let id = created["id"].as_str().unwrap().to_string();
-    assert_eq!(id.len(), 26);
-    assert!(created["created_at"].as_str().unwrap().ends_with('Z'));
+    for env in Env::each() {
+        eprintln!("backend: {}", env.backend);
+        let created = env.json(&[
+            "new",
+            "Write the docs",
+            "--priority",
+            "1",
+            "--label",
+            "docs",
+            "--body",
+            "all of them",
+        ]);
+        assert_eq!(created["num"], 1);
+        assert_eq!(created["title"], "Write the docs");
+        assert_eq!(created["body"], "all of them");
+        assert_eq!(created["status"], "open");
+        assert_eq!(created["priority"], 1);
+        assert_eq!(created["labels"], serde_json::json!(["docs"]));
+        assert_eq!(created["blocked_by"], serde_json::json!([]));
+        assert_eq!(created["version"], 1);
+        assert!(created["claim"].is_null());
+        let id = created["id"].as_str().unwrap().to_string();
+        assert_eq!(id.len(), 26);
+        assert!(created["created_at"].as_str().unwrap().ends_with('Z'));
 
-    let claimed = env.json(&["--as", "ana", "claim", "1", "--ttl", "10m"]);
-    assert_eq!(claimed["version"], 2);
-    let claim = &claimed["claim"];
-    assert_eq!(claim["holder"], "ana");
-    assert_eq!(claim["token"], 1);
-    for field in ["acquired_at", "renewed_at", "expires_at", "host"] {
-        assert!(claim[field].is_string(), "claim.{field} missing: {claim}");
+        let claimed = env.json(&["--as", "ana", "claim", "1", "--ttl", "10m"]);
+        assert_eq!(claimed["version"], 2);
+        let claim = &claimed["claim"];
+        assert_eq!(claim["holder"], "ana");
+        assert_eq!(claim["token"], 1);
+        for field in ["acquired_at", "renewed_at", "expires_at", "host"] {
+            assert!(claim[field].is_string(), "claim.{field} missing: {claim}");
+        }
+        assert!(claim.get("pid").is_some());
+
+        // By ULID prefix, lower case, as users type it.
+        let prefix = id[..12].to_lowercase();
+        let shown = env.json(&["show", &prefix]);
+        assert_eq!(shown["num"], 1);
+        assert_eq!(shown["claim"]["holder"], "ana");
+
+        let done = env.json(&["--as", "ana", "done", "#1", "--token", "1"]);
+        assert_eq!(done["status"], "done");
+        assert_eq!(done["version"], 3);
+        assert!(done["claim"].is_null());
+
+        let log = env.run(&["--json", "log"]);
+        let ops = json_lines(&log.stdout);
+        let kinds: Vec<&str> = ops.iter().map(|o| o["op"].as_str().unwrap()).collect();
+        assert_eq!(kinds, ["new", "claim", "done"]);
+        let seqs: Vec<u64> = ops.iter().map(|o| o["seq"].as_u64().unwrap()).collect();
+        assert_eq!(seqs, [1, 2, 3]);
+        assert_eq!(env.code(&["verify"]).0, 0);
     }
-    assert!(claim.get("pid").is_some());
-
-    // By ULID prefix, lower case, as users type it.
-    let prefix = id[..12].to_lowercase();
-    let shown = env.json(&["show", &prefix]);
-    assert_eq!(shown["num"], 1);
-    assert_eq!(shown["claim"]["holder"], "ana");
-
-    let done = env.json(&["--as", "ana", "done", "#1", "--token", "1"]);
-    assert_eq!(done["status"], "done");
-    assert_eq!(done["version"], 3);
-    assert!(done["claim"].is_null());
-
-    let log = env.run(&["--json", "log"]);
-    let ops = json_lines(&log.stdout);
-    let kinds: Vec<&str> = ops.iter().map(|o| o["op"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["new", "claim", "done"]);
-    let seqs: Vec<u64> = ops.iter().map(|o| o["seq"].as_u64().unwrap()).collect();
-    assert_eq!(seqs, [1, 2, 3]);
-    assert_eq!(env.code(&["verify"]).0, 0);
 }
 
 #[test]
 fn twenty_holders_claim_one_item_at_once_and_exactly_one_wins() {
-    let env = Env::new();
-    env.json(&["new", "contended"]);
-    let children: Vec<_> = (0..20)
-        .map(|i| env.spawn(&["--as", &format!("worker-{i}"), "claim", "1"]))
-        .collect();
-    let codes: Vec<i32> = children
-        .into_iter()
-        .map(|c| c.wait_with_output().unwrap().status.code().unwrap())
-        .collect();
-    assert_eq!(codes.iter().filter(|&&c| c == 0).count(), 1, "{codes:?}");
-    assert_eq!(codes.iter().filter(|&&c| c == 3).count(), 19, "{codes:?}");
-    let item = env.json(&["show", "1"]);
-    assert_eq!(item["version"], 2);
-    assert!(item["claim"]["holder"]
-        .as_str()
-        .unwrap()
-        .starts_with("worker-"));
+    for env in Env::each() {
+        eprintln!("backend: {}", env.backend);
+        env.json(&["new", "contended"]);
+        let children: Vec<_> = (0..20)
+            .map(|i| env.spawn(&["--as", &format!("worker-{i}"), "claim", "1"]))
+            .collect();
+        let codes: Vec<i32> = children
+            .into_iter()
+            .map(|c| c.wait_with_output().unwrap().status.code().unwrap())
+            .collect();
+        assert_eq!(codes.iter().filter(|&&c| c == 0).count(), 1, "{codes:?}");
+        assert_eq!(codes.iter().filter(|&&c| c == 3).count(), 19, "{codes:?}");
+        let item = env.json(&["show", "1"]);
+        assert_eq!(item["version"], 2);
+        assert!(item["claim"]["holder"]
+            .as_str()
+            .unwrap()
+            .starts_with("worker-"));
+    }
 }
 
 #[test]
 fn a_hundred_concurrent_creators_get_distinct_numbers_and_a_gapless_log() {
-    let env = Env::new();
-    let children: Vec<_> = (0..100)
-        .map(|i| env.spawn(&["--json", "new", &format!("item {i}")]))
-        .collect();
-    let mut nums = HashSet::new();
-    let mut ids = HashSet::new();
-    for c in children {
-        let out = c.wait_with_output().unwrap();
-        assert_eq!(out.status.code(), Some(0), "{}", common::text(&out.stderr));
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        nums.insert(v["num"].as_u64().unwrap());
-        ids.insert(v["id"].as_str().unwrap().to_string());
+    for env in Env::each() {
+        eprintln!("backend: {}", env.backend);
+        let children: Vec<_> = (0..100)
+            .map(|i| env.spawn(&["--json", "new", &format!("item {i}")]))
+            .collect();
+        let mut nums = HashSet::new();
+        let mut ids = HashSet::new();
+        for c in children {
+            let out = c.wait_with_output().unwrap();
+            assert_eq!(out.status.code(), Some(0), "{}", common::text(&out.stderr));
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            nums.insert(v["num"].as_u64().unwrap());
+            ids.insert(v["id"].as_str().unwrap().to_string());
+        }
+        assert_eq!(nums.len(), 100);
+        assert_eq!(ids.len(), 100);
+        assert_eq!(nums, (1..=100).collect());
+        let listed = env.json(&["list"]);
+        assert_eq!(listed.as_array().unwrap().len(), 100);
+        let log = env.run(&["--json", "log"]);
+        let seqs: Vec<u64> = json_lines(&log.stdout)
+            .iter()
+            .map(|o| o["seq"].as_u64().unwrap())
+            .collect();
+        assert_eq!(seqs, (1..=100).collect::<Vec<_>>());
+        assert_eq!(env.code(&["verify"]).0, 0);
     }
-    assert_eq!(nums.len(), 100);
-    assert_eq!(ids.len(), 100);
-    assert_eq!(nums, (1..=100).collect());
-    let listed = env.json(&["list"]);
-    assert_eq!(listed.as_array().unwrap().len(), 100);
-    let log = env.run(&["--json", "log"]);
-    let seqs: Vec<u64> = json_lines(&log.stdout)
-        .iter()
-        .map(|o| o["seq"].as_u64().unwrap())
-        .collect();
-    assert_eq!(seqs, (1..=100).collect::<Vec<_>>());
-    assert_eq!(env.code(&["verify"]).0, 0);
 }
 
 #[test]
 fn bad_input_gets_the_exit_codes_of_the_contract() {
-    let env = Env::new();
-    env.json(&["new", "one"]);
-    let cases: &[(&[&str], i32, &str)] = &[
-        (&["new", "   "], 2, "title is empty"),
-        (&["new", "x", "--priority", "9"], 2, "priority"),
-        (&["claim", "1", "--ttl", "soon"], 2, "not a duration"),
-        (&["show", "42"], 4, "no item #42"),
-        (&["show", "not-an-item!"], 2, "not an item"),
-        (&["update", "1", "--status", "sleeping"], 2, "status"),
-        (&["dep", "add", "1", "1"], 3, "cannot block itself"),
-        (&["list", "--status", "maybe"], 2, "--status"),
-        (&["frobnicate"], 2, ""),
-    ];
-    for (args, code, needle) in cases {
-        let (got, err) = env.code(args);
-        assert_eq!(got, *code, "{args:?}: {err}");
-        assert!(err.contains(needle), "{args:?}: {err:?} lacks {needle:?}");
-        assert_eq!(
-            err.trim().lines().count().min(1),
-            1,
-            "{args:?} said nothing"
-        );
+    for env in Env::each() {
+        eprintln!("backend: {}", env.backend);
+        env.json(&["new", "one"]);
+        let cases: &[(&[&str], i32, &str)] = &[
+            (&["new", "   "], 2, "title is empty"),
+            (&["new", "x", "--priority", "9"], 2, "priority"),
+            (&["claim", "1", "--ttl", "soon"], 2, "not a duration"),
+            (&["show", "42"], 4, "no item #42"),
+            (&["show", "not-an-item!"], 2, "not an item"),
+            (&["update", "1", "--status", "sleeping"], 2, "status"),
+            (&["dep", "add", "1", "1"], 3, "cannot block itself"),
+            (&["list", "--status", "maybe"], 2, "--status"),
+            (&["frobnicate"], 2, ""),
+        ];
+        for (args, code, needle) in cases {
+            let (got, err) = env.code(args);
+            assert_eq!(got, *code, "{args:?}: {err}");
+            assert!(err.contains(needle), "{args:?}: {err:?} lacks {needle:?}");
+            assert_eq!(
+                err.trim().lines().count().min(1),
+                1,
+                "{args:?} said nothing"
+            );
+        }
     }
 }
 
 #[test]
 fn ambiguous_prefix_is_refused() {
-    let env = Env::new();
-    let ids: Vec<String> = (0..3)
-        .map(|i| {
-            env.json(&["new", &format!("t{i}")])["id"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
-    // Items made within minutes share their time prefix; cut it where it holds a letter, since
-    // an all-digit word is read as an item number.
-    let cut = (1..=10).find(|&n| {
-        ids.iter().all(|i| i[..n] == ids[0][..n])
-            && ids[0][..n].bytes().any(|b| b.is_ascii_alphabetic())
-    });
-    let prefix = &ids[0][..cut.expect("ids share a lettered prefix")];
-    let (code, err) = env.code(&["show", prefix]);
-    assert_eq!(code, 2, "{err}");
-    assert!(err.contains("ambiguous"), "{err}");
+    for env in Env::each() {
+        eprintln!("backend: {}", env.backend);
+        let ids: Vec<String> = (0..3)
+            .map(|i| {
+                env.json(&["new", &format!("t{i}")])["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        // Items made within minutes share their time prefix; cut it where it holds a letter, since
+        // an all-digit word is read as an item number.
+        let cut = (1..=10).find(|&n| {
+            ids.iter().all(|i| i[..n] == ids[0][..n])
+                && ids[0][..n].bytes().any(|b| b.is_ascii_alphabetic())
+        });
+        let prefix = &ids[0][..cut.expect("ids share a lettered prefix")];
+        let (code, err) = env.code(&["show", prefix]);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("ambiguous"), "{err}");
+    }
 }
 
 #[test]

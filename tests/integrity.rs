@@ -339,123 +339,129 @@ fn verify_says_which_fields_differ() {
 // 7. Idempotency keys belong to the actor that used them and return what the first call made.
 #[test]
 fn idempotency_keys_are_scoped_to_their_actor_and_return_the_first_result() {
-    let env = Env::new();
-    env.json(&["new", "x"]);
-    let first = env.json(&["--as", "ana", "claim", "1", "--idempotency-key", "k"]);
-    let token = first["claim"]["token"].clone();
-    // Another holder repeating the key learns nothing and gets nothing.
-    let out = env.run(&[
-        "--json",
-        "--as",
-        "bob",
-        "claim",
-        "1",
-        "--idempotency-key",
-        "k",
-    ]);
-    assert_eq!(out.status.code(), Some(3));
-    assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
-    assert!(
-        !text(&out.stderr).contains(&format!("token {token}")),
-        "{}",
-        text(&out.stderr)
-    );
-    assert!(
-        text(&out.stderr).contains("another actor"),
-        "{}",
-        text(&out.stderr)
-    );
-    // The same actor repeating it gets the first result, even after the item moved on.
-    env.json(&["--as", "ana", "release", "1", "--token", &token.to_string()]);
-    let again = env.json(&["--as", "ana", "claim", "1", "--idempotency-key", "k"]);
-    assert_eq!(again["claim"]["token"], token);
-    assert_eq!(again["version"], first["version"]);
-    assert!(
-        env.json(&["show", "1"])["claim"].is_null(),
-        "the repeat claimed again"
-    );
-    // Same actor, other arguments: a conflict.
-    let (code, _) = env.code(&[
-        "--as",
-        "ana",
-        "claim",
-        "1",
-        "--ttl",
-        "1h",
-        "--idempotency-key",
-        "k",
-    ]);
-    assert_eq!(code, 3);
-    // "#1", "1" and the ULID name the same item: the same command.
-    let id = first["id"].as_str().unwrap();
-    let by_id = env.json(&["--as", "ana", "claim", id, "--idempotency-key", "k"]);
-    assert_eq!(by_id["claim"]["token"], token);
+    for env in Env::each() {
+        eprintln!("backend: {}", env.backend);
+        env.json(&["new", "x"]);
+        let first = env.json(&["--as", "ana", "claim", "1", "--idempotency-key", "k"]);
+        let token = first["claim"]["token"].clone();
+        // Another holder repeating the key learns nothing and gets nothing.
+        let out = env.run(&[
+            "--json",
+            "--as",
+            "bob",
+            "claim",
+            "1",
+            "--idempotency-key",
+            "k",
+        ]);
+        assert_eq!(out.status.code(), Some(3));
+        assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+        assert!(
+            !text(&out.stderr).contains(&format!("token {token}")),
+            "{}",
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stderr).contains("another actor"),
+            "{}",
+            text(&out.stderr)
+        );
+        // The same actor repeating it gets the first result, even after the item moved on.
+        env.json(&["--as", "ana", "release", "1", "--token", &token.to_string()]);
+        let again = env.json(&["--as", "ana", "claim", "1", "--idempotency-key", "k"]);
+        assert_eq!(again["claim"]["token"], token);
+        assert_eq!(again["version"], first["version"]);
+        assert!(
+            env.json(&["show", "1"])["claim"].is_null(),
+            "the repeat claimed again"
+        );
+        // Same actor, other arguments: a conflict.
+        let (code, _) = env.code(&[
+            "--as",
+            "ana",
+            "claim",
+            "1",
+            "--ttl",
+            "1h",
+            "--idempotency-key",
+            "k",
+        ]);
+        assert_eq!(code, 3);
+        // "#1", "1" and the ULID name the same item: the same command.
+        let id = first["id"].as_str().unwrap();
+        let by_id = env.json(&["--as", "ana", "claim", id, "--idempotency-key", "k"]);
+        assert_eq!(by_id["claim"]["token"], token);
+    }
 }
 
 // 8. An anonymous actor without a terminal must present the token for every lease-guarded change.
 #[test]
 fn anonymous_actors_without_a_terminal_must_present_the_token() {
-    let env = Env::new();
-    env.json(&["new", "x"]);
-    let claimed = env.json(&["claim", "1"]);
-    let token = claimed["claim"]["token"].to_string();
-    for args in [
-        vec!["done", "1"],
-        vec!["release", "1"],
-        vec!["renew", "1"],
-        vec!["update", "1", "--status", "cancelled"],
-    ] {
-        let (code, err) = env.code(&args);
-        assert_eq!(code, 3, "{args:?}: {err}");
-        assert!(err.contains("--token"), "{args:?}: {err}");
-        assert!(
-            !err.contains(&format!("--token {token}")),
-            "{args:?} leaked the token: {err}"
+    for env in Env::each() {
+        eprintln!("backend: {}", env.backend);
+        env.json(&["new", "x"]);
+        let claimed = env.json(&["claim", "1"]);
+        let token = claimed["claim"]["token"].to_string();
+        for args in [
+            vec!["done", "1"],
+            vec!["release", "1"],
+            vec!["renew", "1"],
+            vec!["update", "1", "--status", "cancelled"],
+        ] {
+            let (code, err) = env.code(&args);
+            assert_eq!(code, 3, "{args:?}: {err}");
+            assert!(err.contains("--token"), "{args:?}: {err}");
+            assert!(
+                !err.contains(&format!("--token {token}")),
+                "{args:?} leaked the token: {err}"
+            );
+        }
+        assert_eq!(
+            env.json(&["show", "1"])["claim"]["token"].to_string(),
+            token
         );
+        assert_eq!(env.code(&["renew", "1", "--token", &token]).0, 0);
+        assert_eq!(env.code(&["done", "1", "--token", &token]).0, 0);
     }
-    assert_eq!(
-        env.json(&["show", "1"])["claim"]["token"].to_string(),
-        token
-    );
-    assert_eq!(env.code(&["renew", "1", "--token", &token]).0, 0);
-    assert_eq!(env.code(&["done", "1", "--token", &token]).0, 0);
 }
 
 // 9. dep add/rm check the token they are given.
 #[test]
 fn dep_add_and_rm_check_the_token() {
-    let env = Env::new();
-    env.json(&["new", "a"]);
-    env.json(&["new", "b"]);
-    let token = env.json(&["--as", "ana", "claim", "1"])["claim"]["token"]
-        .as_u64()
-        .unwrap();
-    let wrong = (token + 7).to_string();
-    assert_eq!(
-        env.code(&["--as", "ana", "dep", "add", "1", "2", "--token", &wrong])
-            .0,
-        3
-    );
-    assert!(env.json(&["show", "1"])["blocked_by"]
-        .as_array()
-        .unwrap()
-        .is_empty());
-    let right = token.to_string();
-    assert_eq!(
-        env.code(&["--as", "ana", "dep", "add", "1", "2", "--token", &right])
-            .0,
-        0
-    );
-    assert_eq!(
-        env.code(&["--as", "ana", "dep", "rm", "1", "2", "--token", &wrong])
-            .0,
-        3
-    );
-    assert_eq!(
-        env.code(&["--as", "ana", "dep", "rm", "1", "2", "--token", &right])
-            .0,
-        0
-    );
+    for env in Env::each() {
+        eprintln!("backend: {}", env.backend);
+        env.json(&["new", "a"]);
+        env.json(&["new", "b"]);
+        let token = env.json(&["--as", "ana", "claim", "1"])["claim"]["token"]
+            .as_u64()
+            .unwrap();
+        let wrong = (token + 7).to_string();
+        assert_eq!(
+            env.code(&["--as", "ana", "dep", "add", "1", "2", "--token", &wrong])
+                .0,
+            3
+        );
+        assert!(env.json(&["show", "1"])["blocked_by"]
+            .as_array()
+            .unwrap()
+            .is_empty());
+        let right = token.to_string();
+        assert_eq!(
+            env.code(&["--as", "ana", "dep", "add", "1", "2", "--token", &right])
+                .0,
+            0
+        );
+        assert_eq!(
+            env.code(&["--as", "ana", "dep", "rm", "1", "2", "--token", &wrong])
+                .0,
+            3
+        );
+        assert_eq!(
+            env.code(&["--as", "ana", "dep", "rm", "1", "2", "--token", &right])
+                .0,
+            0
+        );
+    }
 }
 
 // 22. A token above the current one is not called stale; the title limit is stated exactly.

@@ -27,74 +27,77 @@ fn pid_in(file: &std::path::Path) -> Option<i32> {
 
 #[test]
 fn eight_workers_drain_three_hundred_items_each_done_exactly_once() {
-    let env = Env::new();
-    let creators: Vec<_> = (0..300)
-        .map(|i| env.spawn(&["new", &format!("job {i}")]))
-        .collect();
-    for c in creators {
-        assert!(c.wait_with_output().unwrap().status.success());
-    }
-    let env = Arc::new(env);
-    let workers: Vec<_> = (0..8)
-        .map(|w| {
-            let env = Arc::clone(&env);
-            std::thread::spawn(move || {
-                let me = format!("worker-{w}");
-                let mut finished = Vec::new();
-                loop {
-                    let out = env.run(&["--json", "--as", &me, "claim", "--next", "--ttl", "5m"]);
-                    match out.status.code() {
-                        Some(0) => {}
-                        Some(4) => break,
-                        other => panic!("claim --next exited {other:?}: {}", text(&out.stderr)),
+    for env in Env::each() {
+        eprintln!("backend: {}", env.backend);
+        let creators: Vec<_> = (0..300)
+            .map(|i| env.spawn(&["new", &format!("job {i}")]))
+            .collect();
+        for c in creators {
+            assert!(c.wait_with_output().unwrap().status.success());
+        }
+        let env = Arc::new(env);
+        let workers: Vec<_> = (0..8)
+            .map(|w| {
+                let env = Arc::clone(&env);
+                std::thread::spawn(move || {
+                    let me = format!("worker-{w}");
+                    let mut finished = Vec::new();
+                    loop {
+                        let out =
+                            env.run(&["--json", "--as", &me, "claim", "--next", "--ttl", "5m"]);
+                        match out.status.code() {
+                            Some(0) => {}
+                            Some(4) => break,
+                            other => panic!("claim --next exited {other:?}: {}", text(&out.stderr)),
+                        }
+                        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+                        let num = v["num"].as_u64().unwrap().to_string();
+                        let token = v["claim"]["token"].as_u64().unwrap().to_string();
+                        let done = env.run(&["--as", &me, "done", &num, "--token", &token]);
+                        assert_eq!(done.status.code(), Some(0), "{}", text(&done.stderr));
+                        finished.push(num.parse::<u64>().unwrap());
                     }
-                    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-                    let num = v["num"].as_u64().unwrap().to_string();
-                    let token = v["claim"]["token"].as_u64().unwrap().to_string();
-                    let done = env.run(&["--as", &me, "done", &num, "--token", &token]);
-                    assert_eq!(done.status.code(), Some(0), "{}", text(&done.stderr));
-                    finished.push(num.parse::<u64>().unwrap());
-                }
-                (me, finished)
+                    (me, finished)
+                })
             })
-        })
-        .collect();
-    let mut by_item: BTreeMap<u64, Vec<String>> = BTreeMap::new();
-    for w in workers {
-        let (me, finished) = w.join().unwrap();
-        for n in finished {
-            by_item.entry(n).or_default().push(me.clone());
-        }
-    }
-    assert_eq!(by_item.len(), 300, "every item finished");
-    assert!(
-        by_item.values().all(|who| who.len() == 1),
-        "an item was finished twice"
-    );
-    // The log agrees: one done op per item, by the worker that claimed it.
-    let log = env.run(&["--json", "log"]);
-    let ops = json_lines(&log.stdout);
-    let mut claimed_by: HashMap<u64, String> = HashMap::new();
-    let mut done_count: HashMap<u64, u32> = HashMap::new();
-    for op in &ops {
-        let num = op["num"].as_u64().unwrap();
-        match op["op"].as_str().unwrap() {
-            "claim" => {
-                claimed_by.insert(num, op["actor"].as_str().unwrap().to_string());
+            .collect();
+        let mut by_item: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+        for w in workers {
+            let (me, finished) = w.join().unwrap();
+            for n in finished {
+                by_item.entry(n).or_default().push(me.clone());
             }
-            "done" => {
-                *done_count.entry(num).or_default() += 1;
-                assert_eq!(
-                    claimed_by.get(&num).map(String::as_str),
-                    op["actor"].as_str()
-                );
-            }
-            _ => {}
         }
+        assert_eq!(by_item.len(), 300, "every item finished");
+        assert!(
+            by_item.values().all(|who| who.len() == 1),
+            "an item was finished twice"
+        );
+        // The log agrees: one done op per item, by the worker that claimed it.
+        let log = env.run(&["--json", "log"]);
+        let ops = json_lines(&log.stdout);
+        let mut claimed_by: HashMap<u64, String> = HashMap::new();
+        let mut done_count: HashMap<u64, u32> = HashMap::new();
+        for op in &ops {
+            let num = op["num"].as_u64().unwrap();
+            match op["op"].as_str().unwrap() {
+                "claim" => {
+                    claimed_by.insert(num, op["actor"].as_str().unwrap().to_string());
+                }
+                "done" => {
+                    *done_count.entry(num).or_default() += 1;
+                    assert_eq!(
+                        claimed_by.get(&num).map(String::as_str),
+                        op["actor"].as_str()
+                    );
+                }
+                _ => {}
+            }
+        }
+        assert!(done_count.values().all(|&c| c == 1));
+        assert_eq!(done_count.len(), 300);
+        assert_eq!(env.code(&["verify"]).0, 0);
     }
-    assert!(done_count.values().all(|&c| c == 1));
-    assert_eq!(done_count.len(), 300);
-    assert_eq!(env.code(&["verify"]).0, 0);
 }
 
 #[test]
@@ -189,50 +192,56 @@ fn run_marks_done_on_success_and_releases_on_failure_passing_the_exit_code() {
 
 #[test]
 fn claim_wait_gives_up_with_exit_5_and_succeeds_once_freed() {
-    let env = Env::new();
-    env.json(&["new", "x"]);
-    env.json(&["--as", "a", "claim", "1"]);
-    let (code, err) = env.code(&["--as", "b", "claim", "1", "--wait", "300ms"]);
-    assert_eq!(code, 5, "{err}");
-    let waiter = env.spawn(&["--json", "--as", "b", "claim", "1", "--wait", "20s"]);
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(env.code(&["--as", "a", "release", "1"]).0, 0);
-    let out = waiter.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    for env in Env::each() {
+        eprintln!("backend: {}", env.backend);
+        env.json(&["new", "x"]);
+        env.json(&["--as", "a", "claim", "1"]);
+        let (code, err) = env.code(&["--as", "b", "claim", "1", "--wait", "300ms"]);
+        assert_eq!(code, 5, "{err}");
+        let waiter = env.spawn(&["--json", "--as", "b", "claim", "1", "--wait", "20s"]);
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(env.code(&["--as", "a", "release", "1"]).0, 0);
+        let out = waiter.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    }
 }
 
 #[test]
 fn conflict_message_names_the_holder_and_lease_times() {
-    let env = Env::new();
-    env.json(&["new", "x"]);
-    env.json(&[
-        "--as",
-        "ana",
-        "claim",
-        "1",
-        "--pid",
-        &std::process::id().to_string(),
-    ]);
-    let (code, err) = env.code(&["--as", "bob", "claim", "1"]);
-    assert_eq!(code, 3);
-    for needle in ["ana", "host", "pid", "ago", "renewed", "expires in"] {
-        assert!(err.contains(needle), "{needle:?} missing from {err:?}");
+    for env in Env::each() {
+        eprintln!("backend: {}", env.backend);
+        env.json(&["new", "x"]);
+        env.json(&[
+            "--as",
+            "ana",
+            "claim",
+            "1",
+            "--pid",
+            &std::process::id().to_string(),
+        ]);
+        let (code, err) = env.code(&["--as", "bob", "claim", "1"]);
+        assert_eq!(code, 3);
+        for needle in ["ana", "host", "pid", "ago", "renewed", "expires in"] {
+            assert!(err.contains(needle), "{needle:?} missing from {err:?}");
+        }
     }
 }
 
 #[test]
 fn unnamed_holders_without_a_terminal_cannot_silently_share_a_lease() {
-    let env = Env::new();
-    env.json(&["new", "x"]);
-    let first = env.json(&["claim", "1"]);
-    let token = first["claim"]["token"].as_u64().unwrap().to_string();
-    // Same default name, no terminal, no token: could be another agent.
-    let (code, err) = env.code(&["claim", "1"]);
-    assert_eq!(code, 3, "{err}");
-    assert!(err.contains("--token"), "{err}");
-    // Presenting the token proves it is the same worker: a renewal, same token.
-    let again = env.json(&["claim", "1", "--token", &token]);
-    assert_eq!(again["claim"]["token"].as_u64().unwrap().to_string(), token);
+    for env in Env::each() {
+        eprintln!("backend: {}", env.backend);
+        env.json(&["new", "x"]);
+        let first = env.json(&["claim", "1"]);
+        let token = first["claim"]["token"].as_u64().unwrap().to_string();
+        // Same default name, no terminal, no token: could be another agent.
+        let (code, err) = env.code(&["claim", "1"]);
+        assert_eq!(code, 3, "{err}");
+        assert!(err.contains("--token"), "{err}");
+        // Presenting the token proves it is the same worker: a renewal, same token.
+        let again = env.json(&["claim", "1", "--token", &token]);
+        assert_eq!(again["claim"]["token"].as_u64().unwrap().to_string(), token);
+    }
 }
 
 #[test]

@@ -6,7 +6,10 @@ use std::process::{Child, Command, Output, Stdio};
 
 pub struct Env {
     pub dir: tempfile::TempDir,
+    /// The tracker as `--db` takes it: a file path, or a PostgreSQL URL.
     pub db: PathBuf,
+    /// "redb" or "postgres", for messages.
+    pub backend: &'static str,
 }
 
 pub fn bin() -> &'static str {
@@ -26,7 +29,33 @@ impl Env {
     pub fn empty() -> Env {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("t.redb");
-        Env { dir, db }
+        Env {
+            dir,
+            db,
+            backend: "redb",
+        }
+    }
+
+    /// A fresh, initialised tracker in a schema of its own on the test PostgreSQL server
+    /// (`TRACKER_TEST_PG`); `None`, with a loud message, when there is none outside CI.
+    pub fn postgres() -> Option<Env> {
+        let url = tracker::store::pg::test_schema_url()?;
+        let env = Env {
+            dir: tempfile::tempdir().unwrap(),
+            db: PathBuf::from(url),
+            backend: "postgres",
+        };
+        let out = env.run(&["init"]);
+        assert_eq!(out.status.code(), Some(0), "init: {}", text(&out.stderr));
+        Some(env)
+    }
+
+    /// One fresh tracker on every backend: a redb file, and PostgreSQL when a test server is
+    /// there (always in CI).
+    pub fn each() -> Vec<Env> {
+        let mut all = vec![Env::new()];
+        all.extend(Env::postgres());
+        all
     }
 
     pub fn cmd(&self, args: &[&str]) -> Command {
