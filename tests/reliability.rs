@@ -43,74 +43,76 @@ impl Lcg {
 
 #[test]
 fn a_hundred_rounds_of_writers_with_one_killed_keep_every_acknowledged_change() {
-    let env = Env::new();
-    let mut rng = Lcg(7);
-    let mut acknowledged: Vec<String> = Vec::new();
-    for round in 0..100 {
-        let victim = (rng.next() % 4) as usize;
-        let mut children = Vec::new();
-        for w in 0..4 {
-            let title = format!("r{round}w{w}");
-            let args: Vec<String> = match (round + w) % 4 {
-                0 | 1 => vec!["new".into(), title.clone()],
-                2 => vec![
-                    "--as".into(),
-                    format!("w{w}"),
-                    "claim".into(),
-                    "--next".into(),
-                ],
-                _ => vec!["new".into(), title.clone(), "--priority".into(), "1".into()],
-            };
-            let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-            children.push((title, args[0] == "new", env.spawn(&argv)));
-        }
-        std::thread::sleep(Duration::from_micros(rng.next() % 4000));
-        let _ = children[victim].2.kill();
-        for (title, is_new, child) in children {
-            let out = child.wait_with_output().unwrap();
-            if is_new && out.status.code() == Some(0) {
-                acknowledged.push(title);
+    for env in Env::each() {
+        eprintln!("backend: {}", env.backend);
+        let mut rng = Lcg(7);
+        let mut acknowledged: Vec<String> = Vec::new();
+        for round in 0..100 {
+            let victim = (rng.next() % 4) as usize;
+            let mut children = Vec::new();
+            for w in 0..4 {
+                let title = format!("r{round}w{w}");
+                let args: Vec<String> = match (round + w) % 4 {
+                    0 | 1 => vec!["new".into(), title.clone()],
+                    2 => vec![
+                        "--as".into(),
+                        format!("w{w}"),
+                        "claim".into(),
+                        "--next".into(),
+                    ],
+                    _ => vec!["new".into(), title.clone(), "--priority".into(), "1".into()],
+                };
+                let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+                children.push((title, args[0] == "new", env.spawn(&argv)));
+            }
+            std::thread::sleep(Duration::from_micros(rng.next() % 4000));
+            let _ = children[victim].2.kill();
+            for (title, is_new, child) in children {
+                let out = child.wait_with_output().unwrap();
+                if is_new && out.status.code() == Some(0) {
+                    acknowledged.push(title);
+                }
+            }
+            if round % 10 == 9 {
+                // Some rounds also finish claimed work, so `done` and `update` race too.
+                for v in env
+                    .json(&["list", "--claimed"])
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .take(2)
+                {
+                    let num = v["num"].to_string();
+                    let holder = v["claim"]["holder"].as_str().unwrap().to_string();
+                    let _ = env.run(&["--as", &holder, "update", &num, "--priority", "3"]);
+                    let _ = env.run(&["--as", &holder, "done", &num]);
+                }
             }
         }
-        if round % 10 == 9 {
-            // Some rounds also finish claimed work, so `done` and `update` race too.
-            for v in env
-                .json(&["list", "--claimed"])
-                .as_array()
-                .unwrap()
-                .iter()
-                .take(2)
-            {
-                let num = v["num"].to_string();
-                let holder = v["claim"]["holder"].as_str().unwrap().to_string();
-                let _ = env.run(&["--as", &holder, "update", &num, "--priority", "3"]);
-                let _ = env.run(&["--as", &holder, "done", &num]);
-            }
+        let verify = run_bounded(env.cmd(&["verify"]), Duration::from_secs(30));
+        assert_eq!(
+            verify.status.code(),
+            Some(0),
+            "{}{}",
+            text(&verify.stdout),
+            text(&verify.stderr)
+        );
+        let titles: Vec<String> = env
+            .json(&["list", "--status", "all"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["title"].as_str().unwrap().to_string())
+            .collect();
+        for t in &acknowledged {
+            assert!(titles.contains(t), "{t} was acknowledged but is gone");
         }
+        assert!(
+            acknowledged.len() > 150,
+            "too few writes succeeded to mean anything: {}",
+            acknowledged.len()
+        );
     }
-    let verify = run_bounded(env.cmd(&["verify"]), Duration::from_secs(30));
-    assert_eq!(
-        verify.status.code(),
-        Some(0),
-        "{}{}",
-        text(&verify.stdout),
-        text(&verify.stderr)
-    );
-    let titles: Vec<String> = env
-        .json(&["list", "--status", "all"])
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["title"].as_str().unwrap().to_string())
-        .collect();
-    for t in &acknowledged {
-        assert!(titles.contains(t), "{t} was acknowledged but is gone");
-    }
-    assert!(
-        acknowledged.len() > 150,
-        "too few writes succeeded to mean anything: {}",
-        acknowledged.len()
-    );
 }
 
 #[test]
