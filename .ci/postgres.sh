@@ -10,12 +10,26 @@ start_postgres() {
     local run=(runuser -u postgres --)
     [ "$(id -u)" = 0 ] || run=()
     "${run[@]}" "$bin/initdb" -D "$PG_DIR/data" -U postgres -A trust >"$PG_DIR/initdb.log" 2>&1
+    # TLS with a self-signed certificate for "localhost" (the tests verify it with verify-full),
+    # and one role that must give a password over TCP (the tests give it through PGPASSWORD and a
+    # pgpass file); everyone else is trusted on this throwaway server.
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=localhost" \
+        -addext "subjectAltName=DNS:localhost" \
+        -keyout "$PG_DIR/server.key" -out "$PG_DIR/server.crt" >/dev/null 2>&1
+    chown postgres "$PG_DIR/server.key" "$PG_DIR/server.crt"
+    chmod 600 "$PG_DIR/server.key"
+    printf '%s\n' "local all all trust" \
+        "host all tracker_pw 127.0.0.1/32 scram-sha-256" \
+        "host all all 127.0.0.1/32 trust" "host all all ::1/128 trust" >"$PG_DIR/data/pg_hba.conf"
     # A free port: PostgreSQL refuses to start on a taken one.
     PG_PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
     # fsync off: the tests crash clients, not the server; max_connections for the races of 100.
     "${run[@]}" "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -o \
-        "-k $PG_DIR -p $PG_PORT -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300" start >/dev/null
+        "-k $PG_DIR -p $PG_PORT -c listen_addresses=localhost -c fsync=off -c max_connections=300 -c ssl=on -c ssl_cert_file=$PG_DIR/server.crt -c ssl_key_file=$PG_DIR/server.key" start >/dev/null
+    "$bin/psql" -q -h "$PG_DIR" -p "$PG_PORT" -U postgres -d postgres \
+        -c "CREATE ROLE tracker_pw LOGIN PASSWORD 'pw-s3cret'" -c "CREATE DATABASE tracker_pw OWNER tracker_pw" >/dev/null
     export TRACKER_TEST_PG="postgres://postgres@localhost:$PG_PORT/postgres?host=$PG_DIR"
+    export TRACKER_TEST_PG_PORT="$PG_PORT" TRACKER_TEST_PG_DIR="$PG_DIR"
     export PG_BIN="$bin" PG_DIR PG_PORT
     echo "PostgreSQL on port $PG_PORT (socket in $PG_DIR): TRACKER_TEST_PG=$TRACKER_TEST_PG"
 }
