@@ -229,12 +229,26 @@ pub fn connect(url: &str, timeout: Duration) -> Result<postgres::Client> {
         _ => postgres::config::SslMode::Require,
     });
     config.application_name("tracker");
-    let tls = tls_connector(mode, param("sslrootcert"), &shown)?;
+    // TLS is never used over a Unix socket, and setting it up (loading the system's trust store)
+    // costs more than the rest of a command: only build it when it can be used.
+    let sockets_only = config
+        .get_hosts()
+        .iter()
+        .all(|h| matches!(h, postgres::config::Host::Unix(_)));
+    let tls = if mode == SslMode::Disable || sockets_only {
+        None
+    } else {
+        Some(tls_connector(mode, param("sslrootcert"), &shown)?)
+    };
     let deadline = Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         config.connect_timeout(left.max(Duration::from_millis(100)));
-        match config.connect(tls.clone()) {
+        let connected = match &tls {
+            Some(tls) => config.connect(tls.clone()),
+            None => config.connect(postgres::NoTls),
+        };
+        match connected {
             Ok(client) => return Ok(client),
             Err(e) if e.as_db_error().is_none() && !left.is_zero() && unanswered(&e) => {
                 std::thread::sleep(Duration::from_millis(100).min(left));
@@ -295,21 +309,43 @@ fn tls_connector(
         }
         SslMode::VerifyFull => {}
     }
+    // As libpq: the trust anchors are `sslrootcert` (else ~/.postgresql/root.crt), and the
+    // system's only when it says `system`. Not loading the system's store also saves most of the
+    // cost of setting TLS up.
     let root = root_cert.or_else(|| env("PGSSLROOTCERT")).or_else(|| {
         let default = PathBuf::from(env("HOME")?).join(".postgresql/root.crt");
         default
             .exists()
             .then(|| default.to_string_lossy().into_owned())
     });
-    if let Some(path) = root {
-        let pem = std::fs::read(&path)
-            .map_err(|e| Error::io(format!("{shown}: cannot read sslrootcert {path}"), e))?;
-        let cert = native_tls::Certificate::from_pem(&pem).map_err(|e| {
-            Error::Invalid(format!(
-                "{shown}: sslrootcert {path} is not a PEM certificate: {e}"
-            ))
-        })?;
-        b.add_root_certificate(cert);
+    match root.as_deref() {
+        Some("system") => {}
+        Some(path) => {
+            b.disable_built_in_roots(true);
+            let pem = std::fs::read(path)
+                .map_err(|e| Error::io(format!("{shown}: cannot read sslrootcert {path}"), e))?;
+            let cert = native_tls::Certificate::from_pem(&pem).map_err(|e| {
+                Error::Invalid(format!(
+                    "{shown}: sslrootcert {path} is not a PEM certificate: {e}"
+                ))
+            })?;
+            b.add_root_certificate(cert);
+        }
+        None if matches!(mode, SslMode::VerifyCa | SslMode::VerifyFull) => {
+            return Err(Error::Invalid(format!(
+                "{shown}: sslmode {} needs a root certificate to verify the server with: give \
+                 sslrootcert=FILE (or PGSSLROOTCERT, or ~/.postgresql/root.crt; \
+                 sslrootcert=system for the system's store)",
+                if mode == SslMode::VerifyCa {
+                    "verify-ca"
+                } else {
+                    "verify-full"
+                }
+            )))
+        }
+        None => {
+            b.disable_built_in_roots(true);
+        }
     }
     let connector = b
         .build()
