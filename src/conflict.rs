@@ -77,17 +77,17 @@ impl<S: Storage> Tracker<S> {
         let msg = match lease {
             Some(l) if token < l.token => format!(
                 "#{n}: fencing token {token} is stale: the item was claimed again since ({})",
-                describe_lease(l, now)
+                describe_other_lease(l, now)
             ),
             Some(l) if token > l.token => format!(
                 "#{n}: fencing token {token} is not this item's lease ({}); pass the token your \
                  claim printed",
-                describe_lease(l, now)
+                describe_other_lease(l, now)
             ),
             Some(l) => format!(
                 "#{n}: fencing token {token} belongs to a lease that has ended ({}); claim the \
                  item again",
-                describe_lease(l, now)
+                describe_other_lease(l, now)
             ),
             None => format!(
                 "#{n}: fencing token {token} does not match: the item has no lease now; claim it \
@@ -115,7 +115,7 @@ impl<S: Storage> Tracker<S> {
             && !rules::holds(lease, &self.claimant(token))
         {
             if token.is_none() && lease.holder == self.actor.name {
-                let msg = same_name_unproven(item, &describe_lease(lease, now));
+                let msg = same_name_unproven(item, &describe_other_lease(lease, now));
                 return Err(match self.view(t, item.id, now) {
                     Ok(v) => Error::conflict_with(msg, v),
                     Err(_) => Error::conflict(msg),
@@ -137,7 +137,7 @@ impl<S: Storage> Tracker<S> {
         let msg = format!(
             "#{} is {}; you ({}) cannot {verb}",
             item.num,
-            describe_lease(lease, now),
+            describe_other_lease(lease, now),
             self.actor.name
         );
         match self.view(t, item.id, now) {
@@ -154,7 +154,9 @@ impl<S: Storage> Tracker<S> {
         refusal: ClaimRefusal,
         now: &Now,
     ) -> Error {
-        let lease_text = lease.map(|l| describe_lease(l, now)).unwrap_or_default();
+        let lease_text = lease
+            .map(|l| describe_other_lease(l, now))
+            .unwrap_or_default();
         let msg = match refusal {
             ClaimRefusal::NotOpen(s) => format!(
                 "#{} is {}; only open items can be claimed",
@@ -191,6 +193,16 @@ pub(crate) fn same_name_unproven(item: &Item, lease_text: &str) -> String {
 
 /// "claimed by ana@box/pts/3 (host box, pid 4242) 4m ago, renewed 20s ago, expires in 11m".
 pub fn describe_lease(l: &Lease, now: &Now) -> String {
+    format!("{}, token {}", lease_words(l, now), l.token)
+}
+
+/// A lease as told to someone who does not hold it: everything but the fencing token, which is
+/// the holder's proof and no business of a refused caller's.
+pub fn describe_other_lease(l: &Lease, now: &Now) -> String {
+    lease_words(l, now)
+}
+
+fn lease_words(l: &Lease, now: &Now) -> String {
     let pid = l.pid.map(|p| format!(", pid {p}")).unwrap_or_default();
     let remaining = rules::lease_remaining_ms(l, now);
     let expiry = if remaining > 0 {
@@ -199,12 +211,11 @@ pub fn describe_lease(l: &Lease, now: &Now) -> String {
         format!("expired {} ago", format_duration_short(-remaining))
     };
     format!(
-        "claimed by {} (host {}{pid}) {} ago, renewed {} ago, {expiry}, token {}",
+        "claimed by {} (host {}{pid}) {} ago, renewed {} ago, {expiry}",
         l.holder,
         l.host,
-        format_duration_short(now.wall_ms - l.acquired_at),
-        format_duration_short(now.wall_ms - l.renewed_at),
-        l.token
+        format_duration_short(now.wall_ms.saturating_sub(l.acquired_at)),
+        format_duration_short(now.wall_ms.saturating_sub(l.renewed_at))
     )
 }
 

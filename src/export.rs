@@ -85,9 +85,25 @@ impl<S: Storage> Tracker<S> {
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<u64> {
         use std::os::unix::fs::MetadataExt;
-        // Followed through symlinks, and compared by device and inode, so no path, symlink or
-        // hard link to the tracker can make the export replace it.
+        // A symlink is followed to the file it names, which is replaced (not the link).
+        let resolved = match std::fs::canonicalize(path) {
+            Ok(p) => p,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => path.to_path_buf(),
+            Err(e) => return Err(Error::io(format!("{}: cannot resolve", path.display()), e)),
+        };
+        let path = resolved.as_path();
+        // Compared by device and inode, so no path, symlink or hard link to the tracker can make
+        // the export replace it.
         let existing = std::fs::metadata(path).ok();
+        // A pipe, a device or a socket is not replaced by a file: the output would go nowhere.
+        if existing.as_ref().is_some_and(|m| !m.is_file()) {
+            return Err(Error::Invalid(format!(
+                "{}: not a regular file; `export -o` writes a file (to write to a pipe or a \
+                 device, use `tracker export > {}`)",
+                path.display(),
+                path.display()
+            )));
+        }
         if let (Some(out), Some(db)) = (&existing, self.store.file()) {
             if let Ok(db_meta) = std::fs::metadata(db) {
                 if (out.dev(), out.ino()) == (db_meta.dev(), db_meta.ino()) {

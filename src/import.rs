@@ -42,6 +42,10 @@ use crate::txn::{is_ready, next};
 /// every JSON reader (2^53).
 pub const MAX_IMPORTED_VERSION: u64 = 1 << 53;
 
+/// The largest fencing token an import may carry (in its header or an exported claim): tokens
+/// must be able to keep growing after it.
+pub const MAX_IMPORTED_TOKEN: u64 = 1 << 53;
+
 /// Which side wins when an item was changed both here and in the file.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Prefer {
@@ -74,6 +78,25 @@ pub struct ImportReport {
     pub kept: u64,
     /// Changed on both sides; with `Prefer::Neither` the import was refused because of them.
     pub conflicts: Vec<ImportConflict>,
+}
+
+/// Reads an export and checks it as `import` would, item by item and as a whole, without a
+/// tracker: a malformed, incomplete or inconsistent-within-itself file is refused as it is read,
+/// so a caller can refuse a stream before spooling all of it. (Conflicts and blockers that exist
+/// only in the tracker are checked by `import`.)
+pub fn check(input: &mut dyn Read) -> Result<()> {
+    let mut seen = HashSet::new();
+    let header = read_export(input, &mut |index, json| {
+        let incoming = parse_item(json, index)?;
+        if !seen.insert(incoming.item.id) {
+            return Err(invalid(format!(
+                "item {index}: id {} appears twice",
+                incoming.item.id
+            )));
+        }
+        Ok(())
+    })?;
+    header.check_complete()
 }
 
 impl<S: Storage> Tracker<S> {
@@ -117,6 +140,27 @@ struct Header {
 }
 
 impl Header {
+    /// Checks the whole header once every item has been read.
+    fn check_complete(&self) -> Result<()> {
+        self.check_format()?;
+        if self.format.is_none() || self.format_version.is_none() {
+            return Err(invalid(
+                "the file has no \"format\"/\"format_version\"; it is not a tracker export".into(),
+            ));
+        }
+        let Some(count) = self.item_count else {
+            return Err(invalid("the file has no \"item_count\"".into()));
+        };
+        if count != self.items {
+            return Err(invalid(format!(
+                "the file says it holds {count} items but {} were found; it is incomplete \
+                 (truncated?) or was edited",
+                self.items
+            )));
+        }
+        Ok(())
+    }
+
     /// Checks what is known so far; called as soon as both fields are read and again at the end.
     fn check_format(&self) -> Result<()> {
         if let Some(f) = &self.format {
@@ -201,6 +245,12 @@ fn parse_item(j: ItemJson, index: u64) -> Result<Incoming> {
     let time = |s: &str| {
         parse_rfc3339(s).ok_or_else(|| bad(format!("time {s:?} is not an RFC 3339 timestamp")))
     };
+    let claim_token = j.claim.as_ref().map(|c| c.token);
+    if claim_token.is_some_and(|t| t > MAX_IMPORTED_TOKEN) {
+        return Err(bad(format!(
+            "its claim's token is out of range (at most {MAX_IMPORTED_TOKEN})"
+        )));
+    }
     let item = Item {
         id,
         num: j.num,
@@ -222,7 +272,7 @@ fn parse_item(j: ItemJson, index: u64) -> Result<Incoming> {
     Ok(Incoming {
         item,
         blocker_nums,
-        claim_token: j.claim.map(|c| c.token),
+        claim_token,
     })
 }
 
@@ -378,22 +428,7 @@ impl<S: Storage> Merge<'_, S> {
     }
 
     fn finish(mut self, header: &Header) -> Result<ImportReport> {
-        header.check_format()?;
-        if header.format.is_none() || header.format_version.is_none() {
-            return Err(invalid(
-                "the file has no \"format\"/\"format_version\"; it is not a tracker export".into(),
-            ));
-        }
-        let Some(count) = header.item_count else {
-            return Err(invalid("the file has no \"item_count\"".into()));
-        };
-        if count != header.items {
-            return Err(invalid(format!(
-                "the file says it holds {count} items but {} were found; it is incomplete \
-                 (truncated?) or was edited",
-                header.items
-            )));
-        }
+        header.check_complete()?;
         self.settle_blockers()?;
         if !self.report.conflicts.is_empty() {
             return Err(conflicts_error(&self.report.conflicts));
@@ -498,7 +533,15 @@ type OnItem<'a> = &'a mut dyn FnMut(u64, ItemJson) -> Result<()>;
 
 /// Reads either export form from `input`, handing each item to `on_item` as it is parsed.
 fn read_export(input: &mut dyn Read, on_item: OnItem) -> Result<Header> {
-    let reader = std::io::BufReader::with_capacity(1 << 16, input);
+    use std::io::BufRead;
+    let mut reader = std::io::BufReader::with_capacity(1 << 16, input);
+    // A UTF-8 byte order mark, as some editors write: JSON parsers may ignore it (RFC 8259 §8.1).
+    let head = reader
+        .fill_buf()
+        .map_err(|e| Error::io("cannot read the import file", e))?;
+    if head.starts_with(&[0xEF, 0xBB, 0xBF]) {
+        reader.consume(3);
+    }
     let mut de = serde_json::Deserializer::from_reader(reader);
     let mut failure: Option<Error> = None;
     let mut header = Header::default();
@@ -573,13 +616,26 @@ impl<'de> Visitor<'de> for TopSeed<'_, '_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
         use serde::de::Error as _;
         let mut had_items = false;
+        let mut seen = std::collections::HashSet::new();
         while let Some(key) = map.next_key::<String>()? {
+            // A key given twice is ambiguous (which count, which floor?): refused, as serde
+            // refuses a field twice inside an item.
+            if !seen.insert(key.clone()) {
+                return Err(A::Error::custom(format!("duplicate field `{key}`")));
+            }
             match key.as_str() {
                 "format" => self.header.format = Some(map.next_value()?),
                 "format_version" => self.header.format_version = Some(map.next_value()?),
                 "item_count" => self.header.item_count = Some(map.next_value()?),
-                "last_token" => self.header.last_token = map.next_value()?,
-                "items" if had_items => return Err(A::Error::custom("\"items\" appears twice")),
+                "last_token" => {
+                    let t: u64 = map.next_value()?;
+                    if t > MAX_IMPORTED_TOKEN {
+                        return Err(A::Error::custom(format!(
+                            "last_token {t} is out of range (at most {MAX_IMPORTED_TOKEN})"
+                        )));
+                    }
+                    self.header.last_token = t;
+                }
                 "items" => {
                     // Known header fields so far must already make sense: no point in reading
                     // a million items of a file that will be refused.

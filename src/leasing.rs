@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::clock::{format_duration_short, Now};
-use crate::conflict::describe_lease;
+use crate::conflict::describe_other_lease;
 use crate::error::{Error, Result};
 use crate::model::{Change, Item, ItemView, Lease, OpKind};
 use crate::rules::{self, ClaimAction, ClaimFlags, LeaseState};
@@ -271,11 +271,11 @@ impl<S: Storage> Tracker<S> {
             (Some(l), None) if ended && verb == "renew" => Err(Error::conflict(format!(
                 "#{}: your lease has ended ({}); claim it again",
                 item.num,
-                describe_lease(l, now)
+                describe_other_lease(l, now)
             ))),
             (Some(l), _) if rules::holds(l, &self.claimant(token)) => Ok(l.clone()),
             (Some(l), None) if l.holder == self.actor.name => Err(Error::conflict(
-                crate::conflict::same_name_unproven(item, &describe_lease(l, now)),
+                crate::conflict::same_name_unproven(item, &describe_other_lease(l, now)),
             )),
             (Some(l), _) => Err(self.held_conflict(t, item, l, now, verb)),
         }

@@ -156,6 +156,16 @@ impl<S: Storage> Tracker<S> {
                      whoever used them first, so choose a new key"
                 )));
             }
+            // Two agents without a name or a terminal share one default name: a repeat cannot tell
+            // them apart, so it must not hand over a lease (and its token) the first one took.
+            if !self.actor.distinct && rec.lease_after.is_some() {
+                return Err(Error::conflict(format!(
+                    "idempotency key {key:?} was already used for a claim by {}, and without a \
+                     terminal or --as/TRACKER_AS nothing tells you apart from another agent of \
+                     that name; name yourself with --as to repeat claims by key",
+                    self.actor.name
+                )));
+            }
             if rec.fingerprint != fingerprint {
                 return Err(Error::conflict(format!(
                     "idempotency key {key:?} was already used for a different command \

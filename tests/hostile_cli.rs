@@ -505,3 +505,27 @@ fn a_holder_in_another_pid_namespace_is_not_judged_by_our_pids() {
     assert_eq!(next, 4, "offered as ready: {next_err}");
     assert_eq!(env.json(&["show", "1"])["claim"]["holder"], "inner");
 }
+
+/// Invisible format characters (word joiner, zero-width space, soft hyphen, BOM, tags) would let
+/// one holder pass for another: human output shows them escaped.
+#[test]
+fn invisible_format_characters_are_shown_escaped() {
+    let env = Env::new();
+    env.json(&["new", "plain"]);
+    let sneaky = "alice\u{2060}\u{200B}\u{00AD}\u{FEFF}\u{E0041}";
+    assert_eq!(env.code(&["--as", sneaky, "claim", "1"]).0, 0);
+    for args in [&["status"][..], &["list"], &["show", "1"], &["log"]] {
+        let out = env.run(args);
+        let shown = text(&out.stdout);
+        for c in ['\u{2060}', '\u{200B}', '\u{00AD}', '\u{FEFF}', '\u{E0041}'] {
+            assert!(
+                !shown.contains(c),
+                "{args:?} showed U+{:04X} raw: {shown}",
+                c as u32
+            );
+        }
+        assert!(shown.contains("\\u{2060}"), "{args:?}: {shown}");
+    }
+    // --json keeps the exact name.
+    assert_eq!(env.json(&["show", "1"])["claim"]["holder"], sneaky);
+}

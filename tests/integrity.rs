@@ -606,3 +606,182 @@ fn tokens_keep_growing_across_export_and_import() {
         .unwrap();
     assert!(token_c > token);
 }
+
+// Found by a hostile tester after the first fixes -----------------------------------------------
+
+/// `import -` checks what it spools: garbage is refused at once, not copied until the disk is full.
+#[test]
+fn import_from_standard_input_refuses_garbage_at_once_without_spooling_it() {
+    let env = Env::new();
+    let mut child = env
+        .cmd(&["import", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        let line = b"garbage garbage garbage garbage\n".repeat(1024);
+        let mut written = 0usize;
+        // At most 512 MB: stops when the reader goes away.
+        while written < 512 << 20 {
+            match stdin.write_all(&line) {
+                Ok(()) => written += line.len(),
+                Err(_) => break,
+            }
+        }
+        written
+    });
+    let out = child.wait_with_output().unwrap();
+    let written = writer.join().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        written < 8 << 20,
+        "{written} bytes were read before refusing"
+    );
+    assert_eq!(op_count(&env), 0);
+}
+
+/// A UTF-8 byte order mark before an export is ignored, as JSON allows.
+#[test]
+fn an_export_with_a_byte_order_mark_imports_whole() {
+    let src = source();
+    let mut bytes = vec![0xEF, 0xBB, 0xBF];
+    bytes.extend_from_slice(export_text(&src, false).as_bytes());
+    let dst = Env::new();
+    let (code, out, err) = import_file(&dst, "bom.json", &bytes, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["created"], 3);
+}
+
+/// Tokens from a file are bounded like versions, so claims can always go on after an import;
+/// a header field given twice is refused rather than guessed at.
+#[test]
+fn imported_tokens_are_bounded_and_header_fields_may_not_repeat() {
+    let src = source();
+    src.json(&["--as", "ana", "claim", "1"]);
+    let text_doc = export_text(&src, false);
+    let mut doc: Value = serde_json::from_str(&text_doc).unwrap();
+    doc["last_token"] = json!(u64::MAX);
+    let dst = Env::new();
+    let (code, _, err) = import_file(&dst, "t.json", doc.to_string().as_bytes(), &[]);
+    assert_eq!(code, 2, "{err}");
+    let mut doc: Value = serde_json::from_str(&text_doc).unwrap();
+    let claimed = doc["items"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|i| !i["claim"].is_null())
+        .unwrap();
+    claimed["claim"]["token"] = json!(u64::MAX - 1);
+    let (code, _, err) = import_file(&dst, "c.json", doc.to_string().as_bytes(), &[]);
+    assert_eq!(code, 2, "{err}");
+    // "last_token" twice: which floor was meant?
+    let twice = text_doc.replacen(
+        "\"items\":",
+        "\"last_token\":500,\"last_token\":0,\"items\":",
+        1,
+    );
+    let (code, _, err) = import_file(&dst, "d.json", twice.as_bytes(), &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("duplicate"), "{err}");
+    assert_eq!(op_count(&dst), 0);
+    assert_eq!(dst.code(&["new", "still works"]).0, 0);
+    assert_eq!(dst.code(&["--as", "x", "claim", "1"]).0, 0);
+}
+
+/// Two agents without a name or a terminal repeating one key: the second gets no lease.
+#[test]
+fn an_anonymous_repeat_of_a_keyed_claim_hands_over_no_lease() {
+    let env = Env::new();
+    env.json(&["new", "x"]);
+    let first = env.json(&["claim", "1", "--idempotency-key", "K"]);
+    let token = first["claim"]["token"].to_string();
+    let out = env.run(&["--json", "claim", "1", "--idempotency-key", "K"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(out.stdout.is_empty());
+    assert!(
+        !text(&out.stderr).contains(&format!("token {token}")),
+        "{}",
+        text(&out.stderr)
+    );
+    // Conflict messages to anyone else never carry the holder's token.
+    let (code, err) = env.code(&["--as", "bob", "claim", "1"]);
+    assert_eq!(code, 3);
+    assert!(!err.contains(&format!("token {token}")), "{err}");
+}
+
+/// `export -o` writes a file: a pipe or a device is refused, a symlink is written through.
+#[test]
+fn export_to_a_pipe_is_refused_and_a_symlink_is_written_through() {
+    use std::os::unix::fs::FileTypeExt;
+    let env = source();
+    let fifo = env.path("pipe");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (code, err) = env.code(&["export", "-o", fifo.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(std::fs::symlink_metadata(&fifo)
+        .unwrap()
+        .file_type()
+        .is_fifo());
+    let target = env.path("keep.json");
+    std::fs::write(&target, "old").unwrap();
+    let link = env.path("link.json");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    assert_eq!(env.code(&["export", "-o", link.to_str().unwrap()]).0, 0);
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    let written: Value = serde_json::from_slice(&std::fs::read(&target).unwrap()).unwrap();
+    assert_eq!(written["item_count"], 3);
+}
+
+/// A redb file with a tracker's version number but not its tables is not a tracker.
+#[test]
+fn a_redb_file_with_a_version_but_not_the_tables_is_refused_and_never_written() {
+    let env = Env::empty();
+    {
+        let db = redb::Database::create(&env.db).unwrap();
+        let w = db.begin_write().unwrap();
+        {
+            let meta: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("meta");
+            w.open_table(meta)
+                .unwrap()
+                .insert("format_version", 1)
+                .unwrap();
+            let other: redb::TableDefinition<u64, u64> = redb::TableDefinition::new("other");
+            w.open_table(other).unwrap().insert(1, 2).unwrap();
+        }
+        w.commit().unwrap();
+    }
+    let before = common::file_bytes(&env.db);
+    for args in [
+        &["init"][..],
+        &["new", "x"],
+        &["rebuild"],
+        &["claim", "--next"],
+        &["config", "default-ttl", "1h"],
+        &["list"],
+    ] {
+        let (code, err) = env.code(args);
+        assert_eq!(code, 6, "{args:?}: {err}");
+        assert_eq!(common::file_bytes(&env.db), before, "{args:?} wrote to it");
+    }
+}
+
+/// A lock timeout too short to take even a free lock is bad input, not "busy".
+#[test]
+fn a_lock_timeout_below_a_millisecond_is_bad_input() {
+    let env = Env::new();
+    for t in ["1ns", "1us", "999us"] {
+        let (code, err) = env.code(&["--lock-timeout", t, "list"]);
+        assert_eq!(code, 2, "{t}: {err}");
+    }
+    assert_eq!(env.code(&["--lock-timeout", "1ms", "list"]).0, 0);
+}

@@ -30,7 +30,7 @@ pub struct Cli {
     #[arg(long = "as", global = true, value_name = "NAME")]
     pub actor: Option<String>,
     /// How long to wait for the file when other processes hold it
-    #[arg(long, global = true, value_name = "DUR", default_value = "10s", value_parser = parse_wait)]
+    #[arg(long, global = true, value_name = "DUR", default_value = "10s", value_parser = parse_lock_timeout)]
     pub lock_timeout: Duration,
     /// When to use colours
     #[arg(long, global = true, value_enum, default_value = "auto")]
@@ -329,6 +329,16 @@ pub fn parse_ttl(s: &str) -> Result<Duration, String> {
 }
 
 /// How long to wait (`--wait`, `--lock-timeout`): longer than zero, at most 366d.
+/// How long to wait for the tracker (`--lock-timeout`): at least a millisecond, since a shorter
+/// wait cannot even take a free lock, at most 366d.
+pub fn parse_lock_timeout(s: &str) -> Result<Duration, String> {
+    let d = parse_wait(s)?;
+    if d < Duration::from_millis(1) {
+        return Err(format!("{s:?} is too short: give at least 1ms"));
+    }
+    Ok(d)
+}
+
 pub fn parse_wait(s: &str) -> Result<Duration, String> {
     let d = parse_duration(s)?;
     if d > LONGEST {

@@ -480,10 +480,16 @@ fn import(ctx: &Ctx, a: args::ImportArgs) -> Result<i32> {
     let name = a.file.display().to_string();
     let mut input: Box<dyn std::io::Read> = if a.file.as_os_str() == "-" {
         // Spooled to a private temporary file first, so the write lock is not held while a slow
-        // producer writes, and memory stays flat.
+        // producer writes, and memory stays flat. It is checked as it is spooled, so input that
+        // is not an export is refused at once instead of filling the disk.
         let mut spool =
             tempfile::tempfile().map_err(|e| Error::io("cannot create a temporary file", e))?;
-        std::io::copy(&mut std::io::stdin().lock(), &mut spool)
+        let mut tee = Tee {
+            from: std::io::stdin().lock(),
+            to: &mut spool,
+        };
+        tracker::import::check(&mut tee)?;
+        std::io::copy(&mut tee, &mut std::io::sink())
             .map_err(|e| Error::io("cannot read standard input", e))?;
         std::io::Seek::rewind(&mut spool)
             .map_err(|e| Error::io("cannot read the temporary file", e))?;
@@ -512,6 +518,20 @@ fn import(ctx: &Ctx, a: args::ImportArgs) -> Result<i32> {
     };
     out::after_change(&format!("imported {name}"), printed)?;
     Ok(0)
+}
+
+/// Reads from `from`, writing what it read to `to`.
+struct Tee<R, W> {
+    from: R,
+    to: W,
+}
+
+impl<R: std::io::Read, W: std::io::Write> std::io::Read for Tee<R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.from.read(buf)?;
+        self.to.write_all(&buf[..n])?;
+        Ok(n)
+    }
 }
 
 /// A body from a file, or from standard input for `-`.

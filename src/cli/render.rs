@@ -87,18 +87,35 @@ pub fn safe(s: &str, multiline: bool) -> String {
 }
 
 /// Control characters (C0, DEL, C1) drive the terminal; bidi controls reorder what is shown, so
-/// a name can pass for another; line and paragraph separators break lines the reader cannot see.
+/// a name can pass for another; line and paragraph separators break lines the reader cannot see;
+/// and the other invisible format characters (Unicode category Cf: soft hyphen, zero-width
+/// joiners and spaces, word joiner, BOM, interlinear annotation, tags) make one name look like
+/// another.
 fn unsafe_to_show(c: char) -> bool {
     c.is_control()
         || matches!(
             c,
-            '\u{202A}'..='\u{202E}'
-                | '\u{2066}'..='\u{2069}'
-                | '\u{200E}'
-                | '\u{200F}'
+            '\u{00AD}'
+                | '\u{0600}'..='\u{0605}'
                 | '\u{061C}'
-                | '\u{2028}'
-                | '\u{2029}'
+                | '\u{06DD}'
+                | '\u{070F}'
+                | '\u{0890}'..='\u{0891}'
+                | '\u{08E2}'
+                | '\u{180E}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{2028}'..='\u{202E}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{206F}'
+                | '\u{FEFF}'
+                | '\u{FFF9}'..='\u{FFFB}'
+                | '\u{110BD}'
+                | '\u{110CD}'
+                | '\u{13430}'..='\u{1343F}'
+                | '\u{1BCA0}'..='\u{1BCA3}'
+                | '\u{1D173}'..='\u{1D17A}'
+                | '\u{E0001}'
+                | '\u{E0020}'..='\u{E007F}'
         )
 }
 

@@ -576,6 +576,7 @@ impl RedbStore {
     fn check_format(&self) -> Result<()> {
         let version = self.read(|t| t.format_version())?;
         match version {
+            // A version alone does not make a tracker: every table must be there too.
             Some(v) if v == super::FORMAT_VERSION => Ok(()),
             Some(v) if v > super::FORMAT_VERSION => Err(Error::Data(format!(
                 "{}: the file has format version {v}, newer than this tracker's {}; \

@@ -159,6 +159,24 @@ impl<T: OpenTables> Txn<'_, T> {
     }
 }
 
+impl<T: OpenTables> Txn<'_, T> {
+    /// Every table a tracker has; a file without one of them is not a tracker.
+    pub(super) fn check_tables_exist(&self) -> Result<()> {
+        self.open(META)?;
+        self.open(ITEMS)?;
+        self.open(NUMS)?;
+        self.open(CLAIMS)?;
+        self.open(OPS)?;
+        self.open(ITEM_OPS)?;
+        self.open(READY)?;
+        self.open(BY_STATUS)?;
+        self.open(BY_LABEL)?;
+        self.open(BLOCKS)?;
+        self.open(IDEMPOTENCY)?;
+        Ok(())
+    }
+}
+
 impl<T: OpenTables> ReadTxn for Txn<'_, T> {
     fn format_version(&self) -> Result<Option<u64>> {
         let meta = match self.txn.table(META) {
@@ -166,8 +184,15 @@ impl<T: OpenTables> ReadTxn for Txn<'_, T> {
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
             Err(e) => return Err(self.table_error(e)),
         };
-        let v = meta.get(FORMAT_KEY).map_err(|e| self.se(e))?;
-        Ok(v.map(|g| g.value()))
+        let v = meta
+            .get(FORMAT_KEY)
+            .map_err(|e| self.se(e))?
+            .map(|g| g.value());
+        // A version alone does not make a tracker: every table of this format must be there.
+        if v == Some(crate::store::FORMAT_VERSION) {
+            self.check_tables_exist()?;
+        }
+        Ok(v)
     }
 
     fn counter(&self, counter: Counter) -> Result<u64> {
