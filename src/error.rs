@@ -50,6 +50,19 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// The kind of failure, as `--json` errors and MCP tool errors name it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Invalid(_) => "invalid",
+            Error::Conflict { .. } => "conflict",
+            Error::NotFound(_) | Error::NoTracker { .. } => "not_found",
+            Error::Busy(_) => "busy",
+            Error::Data(_) => "data",
+            Error::Io { .. } => "io",
+            Error::Internal(_) => "internal",
+        }
+    }
+
     /// The process exit code CLI.md assigns to this error.
     pub fn exit_code(&self) -> i32 {
         match self {

@@ -106,6 +106,28 @@ impl<'a> OpJson<'a> {
     }
 }
 
+/// A failure as data: `{"error": {"kind", "code", "message", ...}}`. A conflict over an item also
+/// carries the item's number, its live lease's holder (`holder`, a claim object, when there is
+/// one) and the item as it is now (`current`), so a caller can decide what to do next.
+pub fn error_json(e: &crate::Error) -> serde_json::Value {
+    let mut err = serde_json::json!({
+        "kind": e.kind(),
+        "code": e.exit_code(),
+        "message": e.to_string(),
+    });
+    if let crate::Error::Conflict {
+        current: Some(v), ..
+    } = e
+    {
+        err["item"] = v.item.num.into();
+        if let Some(claim) = &v.claim {
+            err["holder"] = serde_json::to_value(ClaimJson::from(claim)).unwrap_or_default();
+        }
+        err["current"] = serde_json::to_value(ItemJson::from(&**v)).unwrap_or_default();
+    }
+    serde_json::json!({ "error": err })
+}
+
 /// The first line (JSON Lines) or the opening fields (JSON) of an export.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExportHeader {

@@ -75,9 +75,25 @@ fn a_version_mismatch_says_the_current_version_and_who_made_it() {
         assert_eq!(out.status.code(), Some(3));
         let err = text(&out.stderr);
         assert!(err.contains("version 2") && err.contains("ana"), "{err}");
-        // With --json the current state is on stdout, for the script to decide.
-        let current: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!(current["title"], "y");
+        let human = env.run(&[
+            "--as",
+            "bob",
+            "update",
+            "1",
+            "--title",
+            "z",
+            "--if-version",
+            "1",
+        ]);
+        assert!(text(&human.stderr).starts_with("tracker: conflict: "));
+        // With --json the failure is data on stderr, with the current state, for the script to
+        // decide; nothing is on stdout.
+        assert!(out.stdout.is_empty());
+        let error: serde_json::Value = serde_json::from_slice(&out.stderr).unwrap();
+        assert_eq!(error["error"]["kind"], "conflict");
+        assert_eq!(error["error"]["code"], 3);
+        assert_eq!(error["error"]["item"], 1);
+        assert_eq!(error["error"]["current"]["title"], "y");
         assert_eq!(env.json(&["show", "1"])["title"], "y");
     }
 }

@@ -122,7 +122,10 @@ fn clients_on_four_hosts_race_for_the_same_items_and_each_is_claimed_once() {
     assert_eq!(tokens.len(), 12, "every acquisition has its own token");
     assert_eq!(env.code(&["verify"]).0, 0);
     let board = env.json(&["status"]);
-    assert_eq!((board["claimed"].as_u64(), board["ready"].as_u64()), (Some(12), Some(0)));
+    assert_eq!(
+        (board["claimed"].as_u64(), board["ready"].as_u64()),
+        (Some(12), Some(0))
+    );
 }
 
 #[test]

@@ -103,15 +103,12 @@ pub fn main() -> i32 {
 }
 
 fn report(ctx: &Ctx, e: &Error) -> i32 {
-    if let (
-        true,
-        Error::Conflict {
-            current: Some(v), ..
-        },
-    ) = (ctx.json, e)
-    {
-        // Best effort: the error below is what matters.
-        let _ = out::json(&ItemJson::from(&**v));
+    if ctx.json {
+        // Errors as data: one JSON object on stderr, nothing on stdout. Characters that could
+        // act on a terminal are written as \u escapes, so the parsed text is exact.
+        let line = tracker::json::error_json(e).to_string();
+        eprintln!("{}", render::escape_json_for_terminal(&line));
+        return e.exit_code();
     }
     let label = match e.exit_code() {
         3 => "conflict",

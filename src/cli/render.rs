@@ -86,6 +86,23 @@ pub fn safe(s: &str, multiline: bool) -> String {
     out
 }
 
+/// A JSON text with every character `safe` would escape written as a JSON `\u` escape instead:
+/// the same string once parsed, harmless on a terminal.
+pub fn escape_json_for_terminal(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if unsafe_to_show(c) {
+            let mut units = [0u16; 2];
+            for u in c.encode_utf16(&mut units) {
+                let _ = write!(out, "\\u{u:04x}");
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Control characters (C0, DEL, C1) drive the terminal; bidi controls reorder what is shown, so
 /// a name can pass for another; line and paragraph separators break lines the reader cannot see;
 /// and the other invisible format characters (Unicode category Cf: soft hyphen, zero-width
