@@ -31,8 +31,13 @@ fn with_json_every_failure_is_one_error_object_on_stderr_and_nothing_on_stdout()
         (
             "data",
             6,
-            env.run(&["--json", "--db", not_a_tracker.to_str().unwrap(), "list"]),
+            Command::new(common::bin())
+                .args(["--json", "--db", not_a_tracker.to_str().unwrap(), "list"])
+                .stdin(Stdio::null())
+                .output()
+                .unwrap(),
         ),
+        ("invalid", 2, env.run(&["--json", "list", "--no-such-flag"])),
     ];
     for (kind, code, out) in cases {
         assert_eq!(

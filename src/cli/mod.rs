@@ -71,7 +71,10 @@ impl Ctx {
 
 /// Parses the command line and runs it; returns the process exit code.
 pub fn main() -> i32 {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     let actor = match cli
         .actor
         .clone()
@@ -100,6 +103,29 @@ pub fn main() -> i32 {
         Ok(code) => code,
         Err(e) => report(&ctx, &e),
     }
+}
+
+/// A command line clap could not parse: its own help and messages, or with `--json` the same
+/// error object every other failure gives (help and version requests are not failures).
+fn usage_error(e: clap::Error) -> i32 {
+    use clap::error::ErrorKind;
+    let asked_for_json = std::env::args_os().any(|a| a == "--json");
+    let is_failure = !matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion);
+    if asked_for_json && is_failure {
+        let text = e.render().to_string();
+        let message = text
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim_start_matches("error: ");
+        let err = Error::Invalid(message.to_string());
+        eprintln!(
+            "{}",
+            render::escape_json_for_terminal(&tracker::json::error_json(&err).to_string())
+        );
+        return 2;
+    }
+    e.exit()
 }
 
 fn report(ctx: &Ctx, e: &Error) -> i32 {
