@@ -106,6 +106,28 @@ impl<'a> OpJson<'a> {
     }
 }
 
+/// `show --json`: the item object plus `blocks`, the numbers of the items waiting for it.
+pub fn detail_json(d: &crate::ItemDetail) -> serde_json::Value {
+    let mut j = serde_json::to_value(ItemJson::from(&d.view)).unwrap_or_default();
+    j["blocks"] = d.blocks.iter().map(|(n, _)| *n).collect::<Vec<_>>().into();
+    j
+}
+
+/// `status --json`: counts by state, live claims with their heartbeat age, stale claims.
+pub fn board_json(b: &crate::board::Board, now: &crate::Now) -> serde_json::Value {
+    let claim = |i: &crate::Item, l: &Lease| {
+        serde_json::json!({"num": i.num, "id": i.id.to_string(), "title": i.title,
+            "claim": ClaimJson::from(l),
+            "heartbeat_age_ms": now.wall_ms.saturating_sub(l.renewed_at)})
+    };
+    serde_json::json!({
+        "open": b.open, "done": b.done, "cancelled": b.cancelled,
+        "ready": b.ready, "blocked": b.blocked, "claimed": b.live.len(),
+        "live_claims": b.live.iter().map(|(i, l)| claim(i, l)).collect::<Vec<_>>(),
+        "stale_claims": b.stale.iter().map(|(i, l, _)| claim(i, l)).collect::<Vec<_>>(),
+    })
+}
+
 /// A failure as data: `{"error": {"kind", "code", "message", ...}}`. A conflict over an item also
 /// carries the item's number, its live lease's holder (`holder`, a claim object, when there is
 /// one) and the item as it is now (`current`), so a caller can decide what to do next.

@@ -1,6 +1,7 @@
 //! The `tracker` binary: see `tracker --help` and README.md.
 
 mod cli;
+mod mcp;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Mutex;

@@ -95,6 +95,9 @@ pub enum Command {
     Status,
     /// Print a shell completion script
     Completions { shell: clap_complete::Shell },
+    /// Serve the Model Context Protocol on stdin/stdout, for agents (register `tracker mcp`
+    /// with your MCP client; `--as NAME` names the agent, else the client's name and pid)
+    Mcp,
     /// Print the man page (roff): `tracker man > tracker.1`
     Man,
 }

@@ -36,7 +36,7 @@ pub struct Ctx {
 
 impl Ctx {
     /// The tracker: --db, else $TRACKER_DB, else .tracker/tracker.redb here or above.
-    fn target(&self) -> Result<Target> {
+    pub fn target(&self) -> Result<Target> {
         if let Some(t) = &self.db {
             return Ok(t.clone());
         }
@@ -259,10 +259,7 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
             let t = ctx.open(Access::ReadOnly)?;
             let d = t.show(&r)?;
             if ctx.json {
-                let mut j = serde_json::to_value(ItemJson::from(&d.view))
-                    .map_err(|e| Error::Internal(e.to_string()))?;
-                j["blocks"] = d.blocks.iter().map(|(n, _)| *n).collect::<Vec<_>>().into();
-                out::json(&j)?;
+                out::json(&tracker::json::detail_json(&d))?;
             } else {
                 out::text(&render::show(&d, &t.now(), &ctx.style))?;
             }
@@ -454,22 +451,13 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
             out::after_change("rebuilt the tables", printed)?;
             Ok(0)
         }
+        Command::Mcp => crate::mcp::serve(ctx),
         Command::Status => {
             let t = ctx.open(Access::ReadOnly)?;
             let b = t.board()?;
             let now = t.now();
             if ctx.json {
-                let claim = |i: &tracker::Item, l: &tracker::Lease| {
-                    serde_json::json!({"num": i.num, "id": i.id.to_string(), "title": i.title,
-                        "claim": tracker::json::ClaimJson::from(l),
-                        "heartbeat_age_ms": now.wall_ms - l.renewed_at})
-                };
-                out::json(&serde_json::json!({
-                    "open": b.open, "done": b.done, "cancelled": b.cancelled,
-                    "ready": b.ready, "blocked": b.blocked, "claimed": b.live.len(),
-                    "live_claims": b.live.iter().map(|(i, l)| claim(i, l)).collect::<Vec<_>>(),
-                    "stale_claims": b.stale.iter().map(|(i, l, _)| claim(i, l)).collect::<Vec<_>>(),
-                }))?;
+                out::json(&tracker::json::board_json(&b, &now))?;
             } else {
                 out::text(&render::board(&b, &now, &ctx.style))?;
             }

@@ -1,0 +1,481 @@
+//! `tracker mcp`: a Model Context Protocol server on stdin/stdout, beside the command line. It
+//! keeps the tracker open across calls (a call costs one transaction, not a process start), calls
+//! the same `Tracker` API, and adds no rules of its own: results have the shapes of `--json`, and
+//! failures are tool errors carrying the same `{"error": {kind, code, ...}}` object.
+//!
+//! Identity: `--as`/`TRACKER_AS`, else the client's name from the MCP handshake and this server's
+//! pid, so two agents are never one holder. Leases taken here are tied to this process (as
+//! `claim --pid` does): when the agent's server dies, its items are free at once.
+
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::{CallToolResult, ServerCapabilities, ServerConfig};
+use rmcp::{schemars, tool, tool_handler, tool_router, Peer, RoleServer, ServerHandler, ServiceExt};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tracker::json::{ItemJson, OpJson};
+use tracker::{
+    Access, Actor, ClaimOptions, Error, Guard, ItemRef, ItemView, ListQuery, NewItem, Patch,
+    Result, Status,
+};
+
+use crate::cli::{Ctx, Tracker};
+
+/// Serves MCP on stdio until the client closes the connection.
+pub fn serve(ctx: &Ctx) -> Result<i32> {
+    // Opened now, so a missing or refused tracker is reported before the handshake.
+    let backend = tracker::Backend::open(&ctx.target()?, Access::ReadWrite, ctx.lock_timeout)?;
+    let server = Server {
+        backend: Arc::new(Mutex::new(Some(backend))),
+        tracker: Arc::new(OnceLock::new()),
+        named: ctx.actor.clone(),
+        tool_router: Server::tool_router(),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("cannot start the MCP server", e))?;
+    runtime.block_on(async move {
+        let running = server
+            .serve(rmcp::transport::stdio())
+            .await
+            .map_err(|e| Error::Internal(format!("MCP handshake failed: {e}")))?;
+        running
+            .waiting()
+            .await
+            .map_err(|e| Error::Internal(format!("MCP server stopped: {e}")))?;
+        Ok(0)
+    })
+}
+
+#[derive(Clone)]
+struct Server {
+    /// Taken by the first call, which builds the tracker with the actor the handshake names.
+    backend: Arc<Mutex<Option<tracker::Backend>>>,
+    tracker: Arc<OnceLock<Tracker>>,
+    /// `--as`/`TRACKER_AS`, if given.
+    named: Option<Actor>,
+    tool_router: ToolRouter<Server>,
+}
+
+impl Server {
+    /// The tracker, acting as `--as`, else as the client's name and this server's pid.
+    fn tracker(&self, peer: &Peer<RoleServer>) -> Result<&Tracker> {
+        if let Some(t) = self.tracker.get() {
+            return Ok(t);
+        }
+        let backend = self
+            .backend
+            .lock()
+            .map_err(|_| Error::Internal("the tracker handle was poisoned".into()))?
+            .take();
+        if let Some(backend) = backend {
+            let actor = self.named.clone().unwrap_or_else(|| {
+                let client = peer
+                    .peer_info()
+                    .map(|i| i.client_info.name.clone())
+                    .filter(|n| !n.trim().is_empty())
+                    .unwrap_or_else(|| "mcp".into());
+                Actor::named(format!("{client}-{}", std::process::id()))
+            });
+            let _ = self
+                .tracker
+                .set(Tracker::with_store(backend).with_actor(actor));
+        }
+        self.tracker
+            .get()
+            .ok_or_else(|| Error::Internal("the tracker could not be opened".into()))
+    }
+
+    /// Runs one call: the result as structured content (and as text), or a tool error that
+    /// carries the same error object `--json` prints.
+    fn call(
+        &self,
+        peer: &Peer<RoleServer>,
+        f: impl FnOnce(&Tracker) -> Result<Value>,
+    ) -> CallToolResult {
+        match self.tracker(peer).and_then(f) {
+            Ok(v) => CallToolResult::structured(v),
+            Err(e) => CallToolResult::structured_error(tracker::json::error_json(&e)),
+        }
+    }
+}
+
+fn item(v: &ItemView) -> Result<Value> {
+    serde_json::to_value(ItemJson::from(v)).map_err(|e| Error::Internal(e.to_string()))
+}
+
+fn item_ref(s: &str) -> Result<ItemRef> {
+    ItemRef::parse(s)
+}
+
+fn duration(what: &str, s: Option<&str>) -> Result<Option<Duration>> {
+    s.map(|s| {
+        humantime::parse_duration(s.trim())
+            .map_err(|e| Error::Invalid(format!("{what} {s:?} is not a duration like 15m: {e}")))
+    })
+    .transpose()
+}
+
+fn guard(if_version: Option<u64>, token: Option<u64>, key: Option<String>) -> Guard {
+    Guard {
+        if_version,
+        token,
+        idempotency_key: key,
+    }
+}
+
+/// The lease options of a claim through this server: tied to this process.
+fn claim_options(t: &Tracker, ttl: Option<&str>, g: Guard) -> Result<ClaimOptions> {
+    let ttl = match duration("ttl", ttl)? {
+        Some(d) => tracker::rules::check_ttl(d).map_err(Error::Invalid)?,
+        None => t.default_ttl()?,
+    };
+    Ok(ClaimOptions {
+        ttl,
+        pid: Some(std::process::id()),
+        guard: g,
+        ..ClaimOptions::default()
+    })
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct NewArgs {
+    /// One line saying what is to be done.
+    title: String,
+    /// Details, any length up to 1 MiB.
+    body: Option<String>,
+    /// 0 (highest) to 4; 2 if not given.
+    priority: Option<u8>,
+    /// Labels to put on the item.
+    labels: Option<Vec<String>>,
+    /// Items this one waits for ("42", "#42" or a ULID prefix).
+    blocked_by: Option<Vec<String>>,
+    /// A repeat with the same key returns the first item and creates nothing.
+    idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct ItemArgs {
+    /// The item: its number ("42" or "#42") or a unique ULID prefix.
+    item: String,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct ListArgs {
+    /// open (the default), done, cancelled or all.
+    status: Option<String>,
+    /// Only items ready to be claimed: open, not blocked, no live claim; best first.
+    ready: Option<bool>,
+    /// Only items with a live claim.
+    claimed: Option<bool>,
+    /// Only items with this label.
+    label: Option<String>,
+    /// Only items claimed by this holder.
+    holder: Option<String>,
+    /// At most this many items.
+    limit: Option<usize>,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct UpdateArgs {
+    /// The item: its number ("42" or "#42") or a unique ULID prefix.
+    item: String,
+    title: Option<String>,
+    body: Option<String>,
+    /// 0 (highest) to 4.
+    priority: Option<u8>,
+    /// open, done or cancelled; closing also ends the lease.
+    status: Option<String>,
+    add_labels: Option<Vec<String>>,
+    remove_labels: Option<Vec<String>>,
+    /// Refuse (conflict, code 3) unless the item is at this version.
+    if_version: Option<u64>,
+    /// The fencing token of your lease, if you hold one.
+    token: Option<u64>,
+    idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct ClaimArgs {
+    /// The item: its number ("42" or "#42") or a unique ULID prefix.
+    item: String,
+    /// Lease length like "15m" or "2h" (default: the tracker's default TTL).
+    ttl: Option<String>,
+    /// Take the item from a holder whose process is provably gone.
+    steal_stale: Option<bool>,
+    /// Take the item from a live holder (recorded as an eviction).
+    force: Option<bool>,
+    /// Keep retrying for this long (like "30s") while another holder has it.
+    wait: Option<String>,
+    if_version: Option<u64>,
+    token: Option<u64>,
+    idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct ClaimNextArgs {
+    /// Only items with this label.
+    label: Option<String>,
+    /// Lease length like "15m" (default: the tracker's default TTL).
+    ttl: Option<String>,
+    /// Keep retrying for this long (like "30s") while nothing is ready.
+    wait: Option<String>,
+    idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct LeaseArgs {
+    /// The item: its number ("42" or "#42") or a unique ULID prefix.
+    item: String,
+    /// The fencing token your claim returned.
+    token: Option<u64>,
+    if_version: Option<u64>,
+    idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct RenewArgs {
+    /// The item: its number ("42" or "#42") or a unique ULID prefix.
+    item: String,
+    /// New lease length from now, like "15m" (default: the lease's own TTL).
+    ttl: Option<String>,
+    /// The fencing token your claim returned.
+    token: Option<u64>,
+    if_version: Option<u64>,
+    idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct DoneArgs {
+    /// The item: its number ("42" or "#42") or a unique ULID prefix.
+    item: String,
+    /// The fencing token your claim returned.
+    token: Option<u64>,
+    if_version: Option<u64>,
+    /// Finish it even though another holder has a live lease.
+    force: Option<bool>,
+    idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct DepArgs {
+    /// The item that waits.
+    item: String,
+    /// The item it waits for.
+    blocker: String,
+    token: Option<u64>,
+    if_version: Option<u64>,
+    idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct LogArgs {
+    /// Only this item's ops.
+    item: Option<String>,
+    /// Only ops with this sequence number or later.
+    since: Option<u64>,
+    /// At most this many ops.
+    limit: Option<usize>,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct NoArgs {}
+
+#[tool_router]
+impl Server {
+    #[tool(description = "Create a work item. Returns the item (id, num, title, status, version, ...). \
+        Use idempotency_key when you may retry, so a repeat creates nothing.")]
+    fn new(&self, peer: Peer<RoleServer>, Parameters(a): Parameters<NewArgs>) -> CallToolResult {
+        self.call(&peer, |t| {
+            let blockers = a
+                .blocked_by
+                .unwrap_or_default()
+                .iter()
+                .map(|b| item_ref(b))
+                .collect::<Result<Vec<_>>>()?;
+            let new = NewItem {
+                title: a.title,
+                body: a.body.unwrap_or_default(),
+                priority: a.priority,
+                labels: a.labels.unwrap_or_default(),
+            };
+            item(&t.new_item(new, &blockers, &guard(None, None, a.idempotency_key))?)
+        })
+    }
+
+    #[tool(description = "Show one item with its live claim (holder, token, expiry), its blockers \
+        (blocked_by) and the items it blocks (blocks).")]
+    fn show(&self, peer: Peer<RoleServer>, Parameters(a): Parameters<ItemArgs>) -> CallToolResult {
+        self.call(&peer, |t| Ok(tracker::json::detail_json(&t.show(&item_ref(&a.item)?)?)))
+    }
+
+    #[tool(description = "List items as {\"items\": [...]}: open ones by default; ready=true gives \
+        the claimable queue, best priority first, then oldest.")]
+    fn list(&self, peer: Peer<RoleServer>, Parameters(a): Parameters<ListArgs>) -> CallToolResult {
+        self.call(&peer, |t| {
+            let ready = a.ready.unwrap_or(false);
+            let status = match a.status.as_deref().unwrap_or("open") {
+                "all" => None,
+                s => Some(Status::parse(s).ok_or_else(|| {
+                    Error::Invalid(format!("status {s:?}: use open, done, cancelled or all"))
+                })?),
+            };
+            let q = ListQuery {
+                status: if ready { Some(Status::Open) } else { status },
+                ready,
+                claimed: a.claimed.unwrap_or(false),
+                label: a.label,
+                holder: a.holder,
+                limit: a.limit,
+            };
+            let items = t.list(&q)?.iter().map(item).collect::<Result<Vec<_>>>()?;
+            Ok(json!({ "items": items }))
+        })
+    }
+
+    #[tool(description = "Change an item's fields (title, body, priority, labels, status). Give \
+        if_version to refuse if anyone changed it since you read it; closing an item you hold \
+        needs your token.")]
+    fn update(&self, peer: Peer<RoleServer>, Parameters(a): Parameters<UpdateArgs>) -> CallToolResult {
+        self.call(&peer, |t| {
+            let status = a
+                .status
+                .as_deref()
+                .map(|s| {
+                    Status::parse(s).ok_or_else(|| {
+                        Error::Invalid(format!("status {s:?}: use open, done or cancelled"))
+                    })
+                })
+                .transpose()?;
+            let patch = Patch {
+                title: a.title,
+                body: a.body,
+                priority: a.priority,
+                status,
+                add_labels: a.add_labels.unwrap_or_default(),
+                remove_labels: a.remove_labels.unwrap_or_default(),
+            };
+            if patch == Patch::default() {
+                return Err(Error::Invalid("nothing to update".into()));
+            }
+            let g = guard(a.if_version, a.token, a.idempotency_key);
+            item(&t.update(&item_ref(&a.item)?, patch, &g)?)
+        })
+    }
+
+    #[tool(description = "Take a lease on one item. Returns the item with claim.token: pass it to \
+        renew, release and done. Fails with code 3 (conflict) while another live holder has it.")]
+    fn claim(&self, peer: Peer<RoleServer>, Parameters(a): Parameters<ClaimArgs>) -> CallToolResult {
+        self.call(&peer, |t| {
+            let g = guard(a.if_version, a.token, a.idempotency_key);
+            let mut opts = claim_options(t, a.ttl.as_deref(), g)?;
+            opts.steal_stale = a.steal_stale.unwrap_or(false);
+            opts.force = a.force.unwrap_or(false);
+            let r = item_ref(&a.item)?;
+            let v = match duration("wait", a.wait.as_deref())? {
+                Some(w) => t.claim_waiting(Some(&r), None, &opts, w)?,
+                None => t.claim(&r, &opts)?,
+            };
+            item(&v)
+        })
+    }
+
+    #[tool(description = "Atomically claim the best ready item (open, unblocked, unclaimed; best \
+        priority, then oldest). Returns it with claim.token. Code 4 (not_found) when nothing is ready.")]
+    fn claim_next(
+        &self,
+        peer: Peer<RoleServer>,
+        Parameters(a): Parameters<ClaimNextArgs>,
+    ) -> CallToolResult {
+        self.call(&peer, |t| {
+            let opts = claim_options(t, a.ttl.as_deref(), guard(None, None, a.idempotency_key))?;
+            let v = match duration("wait", a.wait.as_deref())? {
+                Some(w) => t.claim_waiting(None, a.label.as_deref(), &opts, w)?,
+                None => t.claim_next(a.label.as_deref(), &opts)?,
+            };
+            item(&v)
+        })
+    }
+
+    #[tool(description = "Extend your lease (a heartbeat): renew well within the TTL while you work.")]
+    fn renew(&self, peer: Peer<RoleServer>, Parameters(a): Parameters<RenewArgs>) -> CallToolResult {
+        self.call(&peer, |t| {
+            let ttl = duration("ttl", a.ttl.as_deref())?;
+            let g = guard(a.if_version, a.token, a.idempotency_key);
+            item(&t.renew(&item_ref(&a.item)?, ttl, &g)?)
+        })
+    }
+
+    #[tool(description = "Give your lease back without finishing the item, so others can take it.")]
+    fn release(&self, peer: Peer<RoleServer>, Parameters(a): Parameters<LeaseArgs>) -> CallToolResult {
+        self.call(&peer, |t| {
+            let g = guard(a.if_version, a.token, a.idempotency_key);
+            item(&t.release(&item_ref(&a.item)?, &g)?)
+        })
+    }
+
+    #[tool(description = "Mark an item done and drop its lease. Pass your token; refused (code 3) \
+        if another holder has a live lease, unless force.")]
+    fn done(&self, peer: Peer<RoleServer>, Parameters(a): Parameters<DoneArgs>) -> CallToolResult {
+        self.call(&peer, |t| {
+            let g = guard(a.if_version, a.token, a.idempotency_key);
+            item(&t.done(&item_ref(&a.item)?, &g, a.force.unwrap_or(false))?)
+        })
+    }
+
+    #[tool(description = "Make an item wait for another (blocker). A cycle is refused (code 3).")]
+    fn dep_add(&self, peer: Peer<RoleServer>, Parameters(a): Parameters<DepArgs>) -> CallToolResult {
+        self.call(&peer, |t| {
+            let g = guard(a.if_version, a.token, a.idempotency_key);
+            item(&t.dep_add(&item_ref(&a.item)?, &item_ref(&a.blocker)?, &g)?)
+        })
+    }
+
+    #[tool(description = "Stop an item waiting for another.")]
+    fn dep_rm(&self, peer: Peer<RoleServer>, Parameters(a): Parameters<DepArgs>) -> CallToolResult {
+        self.call(&peer, |t| {
+            let g = guard(a.if_version, a.token, a.idempotency_key);
+            item(&t.dep_remove(&item_ref(&a.item)?, &item_ref(&a.blocker)?, &g)?)
+        })
+    }
+
+    #[tool(description = "The ops log as {\"ops\": [...]}, oldest first: who changed what, when. \
+        Use since (a sequence number) to read only what is new.")]
+    fn log(&self, peer: Peer<RoleServer>, Parameters(a): Parameters<LogArgs>) -> CallToolResult {
+        self.call(&peer, |t| {
+            let r = a.item.as_deref().map(item_ref).transpose()?;
+            let ops = t.log(r.as_ref(), a.since.unwrap_or(0), a.limit)?;
+            let ops = ops
+                .iter()
+                .map(|(op, num)| serde_json::to_value(OpJson::new(op, *num)))
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| Error::Internal(e.to_string()))?;
+            Ok(json!({ "ops": ops }))
+        })
+    }
+
+    #[tool(description = "The board: counts by state (open, ready, claimed, blocked, done, \
+        cancelled), live claims with heartbeat ages, and stale claims.")]
+    fn status(&self, peer: Peer<RoleServer>, Parameters(_): Parameters<NoArgs>) -> CallToolResult {
+        self.call(&peer, |t| {
+            let b = t.board()?;
+            Ok(tracker::json::board_json(&b, &t.now()))
+        })
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for Server {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build()).with_instructions(
+            "A shared work tracker. Typical loop: claim_next (keep claim.token), do the work, \
+             renew within the TTL while working, then done with the token. Failures are tool \
+             errors whose structured content is {\"error\": {\"kind\", \"code\", \"message\"}}: \
+             conflict (3) means someone else holds the item or it changed; not_found (4); busy (5).",
+        )
+    }
+}

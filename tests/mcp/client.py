@@ -1,0 +1,67 @@
+"""Drives `tracker mcp` with the official MCP Python SDK (`pip install mcp`), as an agent would.
+
+Usage: client.py TRACKER_BIN DB SCENARIO. Prints one JSON object per line (what the test checks).
+"""
+import asyncio
+import json
+import sys
+
+from mcp import ClientSession, StdioServerParameters
+from mcp.client.stdio import stdio_client
+
+
+def attr(obj, *names):
+    """The SDK renamed fields across versions (inputSchema -> input_schema): take either."""
+    for n in names:
+        if hasattr(obj, n):
+            return getattr(obj, n)
+    return None
+
+
+def emit(**kv):
+    print(json.dumps(kv), flush=True)
+
+
+async def call(session, name, args):
+    r = await session.call_tool(name, args)
+    return {"is_error": bool(attr(r, "is_error", "isError")),
+            "structured": attr(r, "structured_content", "structuredContent"),
+            "text": [c.text for c in r.content if getattr(c, "type", "") == "text"]}
+
+
+async def main(bin_path, db, scenario):
+    params = StdioServerParameters(command=bin_path, args=["--db", db, "mcp"])
+    async with stdio_client(params) as (read, write):
+        async with ClientSession(read, write) as session:
+            await session.initialize()
+            tools = await session.list_tools()
+            emit(step="tools", names=sorted(t.name for t in tools.tools),
+                 schemas={t.name: {"input": attr(t, "input_schema", "inputSchema"),
+                                   "output": attr(t, "output_schema", "outputSchema"),
+                                   "description": t.description} for t in tools.tools})
+            if scenario == "work":
+                emit(step="new", **await call(session, "new", {"title": "from an agent", "labels": ["mcp"]}))
+                emit(step="new2", **await call(session, "new", {"title": "second", "priority": 0}))
+                claimed = await call(session, "claim_next", {"ttl": "10m"})
+                emit(step="claim_next", **claimed)
+                token = claimed["structured"]["claim"]["token"]
+                num = str(claimed["structured"]["num"])
+                emit(step="renew", **await call(session, "renew", {"item": num, "token": token}))
+                emit(step="wrong_token", **await call(session, "done", {"item": num, "token": token + 100}))
+                emit(step="done", **await call(session, "done", {"item": num, "token": token}))
+                emit(step="missing", **await call(session, "show", {"item": "999"}))
+                emit(step="list", **await call(session, "list", {"status": "all"}))
+                emit(step="log", **await call(session, "log", {"item": num}))
+                emit(step="status", **await call(session, "status", {}))
+                emit(step="dep_add", **await call(session, "dep_add", {"item": "1", "blocker": "2"}))
+                emit(step="dep_cycle", **await call(session, "dep_add", {"item": "2", "blocker": "1"}))
+                emit(step="dep_rm", **await call(session, "dep_rm", {"item": "1", "blocker": "2"}))
+                emit(step="update", **await call(session, "update", {"item": "1", "title": "renamed", "if_version": 1}))
+                emit(step="release", **await call(session, "release", {"item": "1"}))
+            elif scenario == "hold":
+                # Claim, report, then wait to be killed: the lease is tied to the server.
+                emit(step="claim", **await call(session, "claim", {"item": "1", "ttl": "1h"}))
+                await asyncio.sleep(60)
+
+
+asyncio.run(main(*sys.argv[1:4]))
