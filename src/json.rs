@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::clock::format_rfc3339;
 use crate::model::{Change, ItemView, Lease, Op};
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ClaimJson {
     pub holder: String,
     pub token: u64,
@@ -33,7 +33,7 @@ impl From<&Lease> for ClaimJson {
 
 /// An item as CLI.md prints it. `blocked_by` holds numbers (local to this file); `blocked_by_ids`
 /// the same blockers by ULID, which stay valid across files.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ItemJson {
     pub id: String,
     pub num: u64,

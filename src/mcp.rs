@@ -13,7 +13,9 @@ use std::time::Duration;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{CallToolResult, ServerCapabilities, ServerConfig};
-use rmcp::{schemars, tool, tool_handler, tool_router, Peer, RoleServer, ServerHandler, ServiceExt};
+use rmcp::{
+    schemars, tool, tool_handler, tool_router, Peer, RoleServer, ServerHandler, ServiceExt,
+};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tracker::json::{ItemJson, OpJson};
@@ -91,13 +93,22 @@ impl Server {
     }
 
     /// Runs one call: the result as structured content (and as text), or a tool error that
-    /// carries the same error object `--json` prints.
+    /// carries the same error object `--json` prints. The work runs on a thread of its own, out
+    /// of the async runtime: the PostgreSQL client blocks on a runtime of its own, which tokio
+    /// forbids inside another's.
     fn call(
         &self,
         peer: &Peer<RoleServer>,
-        f: impl FnOnce(&Tracker) -> Result<Value>,
+        f: impl FnOnce(&Tracker) -> Result<Value> + Send,
     ) -> CallToolResult {
-        match self.tracker(peer).and_then(f) {
+        let outcome = self.tracker(peer).and_then(|t| {
+            std::thread::scope(|s| {
+                s.spawn(|| f(t))
+                    .join()
+                    .unwrap_or_else(|_| Err(Error::Internal("a tool call panicked".into())))
+            })
+        });
+        match outcome {
             Ok(v) => CallToolResult::structured(v),
             Err(e) => CallToolResult::structured_error(tracker::json::error_json(&e)),
         }
@@ -140,6 +151,71 @@ fn claim_options(t: &Tracker, ttl: Option<&str>, g: Guard) -> Result<ClaimOption
         guard: g,
         ..ClaimOptions::default()
     })
+}
+
+/// The JSON Schema of a tool's structured result.
+fn schema<T: schemars::JsonSchema + 'static>() -> Arc<rmcp::model::JsonObject> {
+    rmcp::handler::server::tool::schema_for_type::<T>()
+}
+
+/// `show`: the item object plus `blocks`. (Schema only: the value is built by `detail_json`.)
+#[allow(dead_code)]
+#[derive(schemars::JsonSchema)]
+struct DetailSchema {
+    #[serde(flatten)]
+    item: ItemJson,
+    /// Numbers of the items waiting for this one.
+    blocks: Vec<u64>,
+}
+
+#[allow(dead_code)]
+#[derive(schemars::JsonSchema)]
+struct ItemsSchema {
+    items: Vec<ItemJson>,
+}
+
+/// One op of the log, as `log --json` prints it.
+#[allow(dead_code)]
+#[derive(schemars::JsonSchema)]
+struct OpSchema {
+    seq: u64,
+    at: String,
+    actor: String,
+    op: String,
+    item: String,
+    num: Option<u64>,
+    version_before: u64,
+    version_after: u64,
+    changes: Vec<serde_json::Map<String, Value>>,
+}
+
+#[allow(dead_code)]
+#[derive(schemars::JsonSchema)]
+struct OpsSchema {
+    ops: Vec<OpSchema>,
+}
+
+#[allow(dead_code)]
+#[derive(schemars::JsonSchema)]
+struct BoardClaimSchema {
+    num: u64,
+    id: String,
+    title: String,
+    claim: tracker::json::ClaimJson,
+    heartbeat_age_ms: i64,
+}
+
+#[allow(dead_code)]
+#[derive(schemars::JsonSchema)]
+struct BoardSchema {
+    open: u64,
+    done: u64,
+    cancelled: u64,
+    ready: u64,
+    blocked: u64,
+    claimed: u64,
+    live_claims: Vec<BoardClaimSchema>,
+    stale_claims: Vec<BoardClaimSchema>,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -287,9 +363,13 @@ struct NoArgs {}
 
 #[tool_router]
 impl Server {
-    #[tool(description = "Create a work item. Returns the item (id, num, title, status, version, ...). \
-        Use idempotency_key when you may retry, so a repeat creates nothing.")]
-    fn new(&self, peer: Peer<RoleServer>, Parameters(a): Parameters<NewArgs>) -> CallToolResult {
+    #[tool(name = "new", description = "Create a work item. Returns the item (id, num, title, status, version, ...). \
+        Use idempotency_key when you may retry, so a repeat creates nothing.", output_schema = schema::<ItemJson>())]
+    fn new_item(
+        &self,
+        peer: Peer<RoleServer>,
+        Parameters(a): Parameters<NewArgs>,
+    ) -> CallToolResult {
         self.call(&peer, |t| {
             let blockers = a
                 .blocked_by
@@ -308,13 +388,15 @@ impl Server {
     }
 
     #[tool(description = "Show one item with its live claim (holder, token, expiry), its blockers \
-        (blocked_by) and the items it blocks (blocks).")]
+        (blocked_by) and the items it blocks (blocks).", output_schema = schema::<DetailSchema>())]
     fn show(&self, peer: Peer<RoleServer>, Parameters(a): Parameters<ItemArgs>) -> CallToolResult {
-        self.call(&peer, |t| Ok(tracker::json::detail_json(&t.show(&item_ref(&a.item)?)?)))
+        self.call(&peer, |t| {
+            Ok(tracker::json::detail_json(&t.show(&item_ref(&a.item)?)?))
+        })
     }
 
     #[tool(description = "List items as {\"items\": [...]}: open ones by default; ready=true gives \
-        the claimable queue, best priority first, then oldest.")]
+        the claimable queue, best priority first, then oldest.", output_schema = schema::<ItemsSchema>())]
     fn list(&self, peer: Peer<RoleServer>, Parameters(a): Parameters<ListArgs>) -> CallToolResult {
         self.call(&peer, |t| {
             let ready = a.ready.unwrap_or(false);
@@ -339,8 +421,12 @@ impl Server {
 
     #[tool(description = "Change an item's fields (title, body, priority, labels, status). Give \
         if_version to refuse if anyone changed it since you read it; closing an item you hold \
-        needs your token.")]
-    fn update(&self, peer: Peer<RoleServer>, Parameters(a): Parameters<UpdateArgs>) -> CallToolResult {
+        needs your token.", output_schema = schema::<ItemJson>())]
+    fn update(
+        &self,
+        peer: Peer<RoleServer>,
+        Parameters(a): Parameters<UpdateArgs>,
+    ) -> CallToolResult {
         self.call(&peer, |t| {
             let status = a
                 .status
@@ -368,8 +454,12 @@ impl Server {
     }
 
     #[tool(description = "Take a lease on one item. Returns the item with claim.token: pass it to \
-        renew, release and done. Fails with code 3 (conflict) while another live holder has it.")]
-    fn claim(&self, peer: Peer<RoleServer>, Parameters(a): Parameters<ClaimArgs>) -> CallToolResult {
+        renew, release and done. Fails with code 3 (conflict) while another live holder has it.", output_schema = schema::<ItemJson>())]
+    fn claim(
+        &self,
+        peer: Peer<RoleServer>,
+        Parameters(a): Parameters<ClaimArgs>,
+    ) -> CallToolResult {
         self.call(&peer, |t| {
             let g = guard(a.if_version, a.token, a.idempotency_key);
             let mut opts = claim_options(t, a.ttl.as_deref(), g)?;
@@ -385,7 +475,7 @@ impl Server {
     }
 
     #[tool(description = "Atomically claim the best ready item (open, unblocked, unclaimed; best \
-        priority, then oldest). Returns it with claim.token. Code 4 (not_found) when nothing is ready.")]
+        priority, then oldest). Returns it with claim.token. Code 4 (not_found) when nothing is ready.", output_schema = schema::<ItemJson>())]
     fn claim_next(
         &self,
         peer: Peer<RoleServer>,
@@ -401,8 +491,12 @@ impl Server {
         })
     }
 
-    #[tool(description = "Extend your lease (a heartbeat): renew well within the TTL while you work.")]
-    fn renew(&self, peer: Peer<RoleServer>, Parameters(a): Parameters<RenewArgs>) -> CallToolResult {
+    #[tool(description = "Extend your lease (a heartbeat): renew well within the TTL while you work.", output_schema = schema::<ItemJson>())]
+    fn renew(
+        &self,
+        peer: Peer<RoleServer>,
+        Parameters(a): Parameters<RenewArgs>,
+    ) -> CallToolResult {
         self.call(&peer, |t| {
             let ttl = duration("ttl", a.ttl.as_deref())?;
             let g = guard(a.if_version, a.token, a.idempotency_key);
@@ -410,8 +504,12 @@ impl Server {
         })
     }
 
-    #[tool(description = "Give your lease back without finishing the item, so others can take it.")]
-    fn release(&self, peer: Peer<RoleServer>, Parameters(a): Parameters<LeaseArgs>) -> CallToolResult {
+    #[tool(description = "Give your lease back without finishing the item, so others can take it.", output_schema = schema::<ItemJson>())]
+    fn release(
+        &self,
+        peer: Peer<RoleServer>,
+        Parameters(a): Parameters<LeaseArgs>,
+    ) -> CallToolResult {
         self.call(&peer, |t| {
             let g = guard(a.if_version, a.token, a.idempotency_key);
             item(&t.release(&item_ref(&a.item)?, &g)?)
@@ -419,7 +517,7 @@ impl Server {
     }
 
     #[tool(description = "Mark an item done and drop its lease. Pass your token; refused (code 3) \
-        if another holder has a live lease, unless force.")]
+        if another holder has a live lease, unless force.", output_schema = schema::<ItemJson>())]
     fn done(&self, peer: Peer<RoleServer>, Parameters(a): Parameters<DoneArgs>) -> CallToolResult {
         self.call(&peer, |t| {
             let g = guard(a.if_version, a.token, a.idempotency_key);
@@ -427,15 +525,19 @@ impl Server {
         })
     }
 
-    #[tool(description = "Make an item wait for another (blocker). A cycle is refused (code 3).")]
-    fn dep_add(&self, peer: Peer<RoleServer>, Parameters(a): Parameters<DepArgs>) -> CallToolResult {
+    #[tool(description = "Make an item wait for another (blocker). A cycle is refused (code 3).", output_schema = schema::<ItemJson>())]
+    fn dep_add(
+        &self,
+        peer: Peer<RoleServer>,
+        Parameters(a): Parameters<DepArgs>,
+    ) -> CallToolResult {
         self.call(&peer, |t| {
             let g = guard(a.if_version, a.token, a.idempotency_key);
             item(&t.dep_add(&item_ref(&a.item)?, &item_ref(&a.blocker)?, &g)?)
         })
     }
 
-    #[tool(description = "Stop an item waiting for another.")]
+    #[tool(description = "Stop an item waiting for another.", output_schema = schema::<ItemJson>())]
     fn dep_rm(&self, peer: Peer<RoleServer>, Parameters(a): Parameters<DepArgs>) -> CallToolResult {
         self.call(&peer, |t| {
             let g = guard(a.if_version, a.token, a.idempotency_key);
@@ -444,7 +546,7 @@ impl Server {
     }
 
     #[tool(description = "The ops log as {\"ops\": [...]}, oldest first: who changed what, when. \
-        Use since (a sequence number) to read only what is new.")]
+        Use since (a sequence number) to read only what is new.", output_schema = schema::<OpsSchema>())]
     fn log(&self, peer: Peer<RoleServer>, Parameters(a): Parameters<LogArgs>) -> CallToolResult {
         self.call(&peer, |t| {
             let r = a.item.as_deref().map(item_ref).transpose()?;
@@ -459,7 +561,7 @@ impl Server {
     }
 
     #[tool(description = "The board: counts by state (open, ready, claimed, blocked, done, \
-        cancelled), live claims with heartbeat ages, and stale claims.")]
+        cancelled), live claims with heartbeat ages, and stale claims.", output_schema = schema::<BoardSchema>())]
     fn status(&self, peer: Peer<RoleServer>, Parameters(_): Parameters<NoArgs>) -> CallToolResult {
         self.call(&peer, |t| {
             let b = t.board()?;

@@ -64,3 +64,189 @@ fn with_json_every_failure_is_one_error_object_on_stderr_and_nothing_on_stdout()
         }
     }
 }
+
+/// Whether the official MCP Python SDK is installed (`pip install mcp`; `.ci/run` installs it).
+fn python_sdk() -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", "import mcp"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must drive `tracker mcp` with the MCP Python SDK (pip install mcp)"
+        );
+        eprintln!("SKIPPED: the MCP Python SDK is not installed (pip install mcp)");
+    }
+    ok
+}
+
+fn client_script() -> String {
+    format!("{}/tests/mcp/client.py", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The client's lines, by step.
+fn steps(out: &std::process::Output) -> std::collections::BTreeMap<String, Value> {
+    assert!(
+        out.status.success(),
+        "client failed: {}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .map(|v| (v["step"].as_str().unwrap().to_string(), v))
+        .collect()
+}
+
+/// An agent works the usual loop through `tracker mcp`, driven by the official Python SDK: every
+/// tool is listed with a description and schemas, results are the `--json` shapes, failures are
+/// tool errors carrying the error object, and CLI users see the same tracker.
+#[test]
+fn an_agent_works_through_tracker_mcp_with_the_official_python_sdk() {
+    if !python_sdk() {
+        return;
+    }
+    for env in Env::each() {
+        eprintln!("backend: {}", env.backend);
+        let out = Command::new("python3")
+            .arg(client_script())
+            .arg(common::bin())
+            .arg(&env.db)
+            .arg("work")
+            .env_remove("TRACKER_AS")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let s = steps(&out);
+        let names: Vec<&str> = s["tools"]["names"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "claim",
+                "claim_next",
+                "dep_add",
+                "dep_rm",
+                "done",
+                "list",
+                "log",
+                "new",
+                "release",
+                "renew",
+                "show",
+                "status",
+                "update"
+            ]
+        );
+        for (name, schema) in s["tools"]["schemas"].as_object().unwrap() {
+            assert!(
+                schema["description"].as_str().is_some_and(|d| d.len() > 20),
+                "{name}"
+            );
+            assert_eq!(schema["input"]["type"], "object", "{name}");
+            assert_eq!(schema["output"]["type"], "object", "{name}");
+        }
+        let ok = |step: &str| {
+            assert_eq!(s[step]["is_error"], false, "{step}: {}", s[step]);
+            s[step]["structured"].clone()
+        };
+        let err = |step: &str, kind: &str, code: i64| {
+            assert_eq!(s[step]["is_error"], true, "{step}: {}", s[step]);
+            let e = &s[step]["structured"]["error"];
+            assert_eq!(
+                (e["kind"].as_str(), e["code"].as_i64()),
+                (Some(kind), Some(code)),
+                "{step}"
+            );
+        };
+        assert_eq!(ok("new")["title"], "from an agent");
+        let claimed = ok("claim_next");
+        assert_eq!(claimed["num"], 2, "the best ready item (priority 0)");
+        let holder = claimed["claim"]["holder"].as_str().unwrap().to_string();
+        assert!(
+            holder.starts_with("mcp-"),
+            "client name and server pid: {holder}"
+        );
+        assert!(
+            claimed["claim"]["pid"].as_u64().is_some(),
+            "tied to the server process"
+        );
+        assert!(ok("renew")["claim"]["token"] == claimed["claim"]["token"]);
+        err("wrong_token", "conflict", 3);
+        assert_eq!(ok("done")["status"], "done");
+        err("missing", "not_found", 4);
+        assert_eq!(ok("list")["items"].as_array().unwrap().len(), 2);
+        assert!(ok("log")["ops"].as_array().unwrap().len() >= 4);
+        assert_eq!(ok("status")["done"], 1);
+        assert_eq!(ok("dep_add")["blocked_by"], serde_json::json!([2]));
+        err("dep_cycle", "conflict", 3);
+        ok("dep_rm");
+        err("update", "conflict", 3);
+        // Beside the agent, the command line sees the same items and the agent's ops.
+        let log = common::json_lines(&env.run(&["--json", "log", "2"]).stdout);
+        assert!(log.iter().any(|op| op["actor"] == holder.as_str()));
+        assert_eq!(env.json(&["show", "2"])["status"], "done");
+        assert_eq!(env.code(&["verify"]).0, 0);
+    }
+}
+
+/// A lease taken through the server is tied to it: when the agent's server dies, the item is
+/// free at once for others; while it lives, nobody else gets it.
+#[test]
+fn an_agent_that_dies_frees_its_items_at_once() {
+    if !python_sdk() {
+        return;
+    }
+    let env = Env::new();
+    env.json(&["new", "held by an agent"]);
+    let mut agent = Command::new("python3")
+        .arg(client_script())
+        .arg(common::bin())
+        .arg(&env.db)
+        .arg("hold")
+        .env_remove("TRACKER_AS")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the claim line.
+    let mut reader = std::io::BufReader::new(agent.stdout.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(
+            std::io::BufRead::read_line(&mut reader, &mut line).unwrap() > 0,
+            "client ended"
+        );
+        if line.contains("\"claim\"") && line.contains("\"step\": \"claim\"") {
+            break;
+        }
+    }
+    let claim: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(claim["is_error"], false, "{claim}");
+    let server_pid = claim["structured"]["claim"]["pid"].as_u64().unwrap();
+    // Alive: nobody else gets it.
+    assert_eq!(env.code(&["--as", "other", "claim", "--next"]).0, 4);
+    // The agent's server dies (its client is killed, and the server with it).
+    unsafe { libc::kill(server_pid as libc::pid_t, libc::SIGKILL) };
+    let _ = agent.kill();
+    let _ = agent.wait();
+    let mut taken = None;
+    for _ in 0..100 {
+        let out = env.run(&["--json", "--as", "other", "claim", "--next"]);
+        if out.status.code() == Some(0) {
+            taken = Some(serde_json::from_slice::<Value>(&out.stdout).unwrap());
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let taken = taken.expect("the dead agent's item was not freed");
+    assert_eq!(taken["claim"]["holder"], "other");
+}
