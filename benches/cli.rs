@@ -1,5 +1,5 @@
 //! Command-level benchmark: whole `tracker` processes, side by side with `/bin/true` and the
-//! sqlite3 peer script (`../shared/bench/peer-sqlite.sh`), interleaved round by round so that the
+//! sqlite3 peer script (`benches/peer-sqlite.sh`), interleaved round by round so that the
 //! ratios hold on a noisy machine. Prints the README's Performance table.
 //!
 //!     cargo bench --bench cli                     # 1,000,000 items (a few minutes)
@@ -20,7 +20,7 @@ const TRACKER: &str = env!("CARGO_BIN_EXE_tracker");
 const ROUNDS: usize = 60;
 
 fn peer_script() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/bench/peer-sqlite.sh");
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/peer-sqlite.sh");
     let has_sqlite = Command::new("sqlite3").arg("-version").output().is_ok();
     (p.exists() && has_sqlite).then_some(p)
 }

@@ -4,32 +4,10 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{text, Env};
-
-/// Runs with a deadline: a hang is a failure, not a stuck test.
-fn run_bounded(mut cmd: Command, limit: Duration) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let end = Instant::now() + limit;
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        if Instant::now() > end {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{cmd:?} hung for {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
 
 fn tracker_on(db: &std::path::Path, args: &[&str]) -> Command {
     let mut c = Command::new(common::bin());
@@ -57,7 +35,7 @@ const ATTEMPTS: &[&[&str]] = &[
 fn assert_refused_untouched(db: &std::path::Path, what: &str, must_say: &str) {
     let before = std::fs::read(db).unwrap();
     for args in ATTEMPTS {
-        let out = run_bounded(tracker_on(db, args), Duration::from_secs(20));
+        let out = common::run_bounded(tracker_on(db, args), Duration::from_secs(20));
         let err = text(&out.stderr);
         assert_eq!(out.status.code(), Some(6), "{what} {args:?}: {err}");
         assert!(err.contains(must_say), "{what} {args:?}: {err}");
@@ -115,7 +93,7 @@ fn special_files_are_refused_as_not_regular_without_hanging() {
     for db in [fifo.as_path(), std::path::Path::new("/dev/zero")] {
         for args in [&["show", "1"][..], &["new", "x"][..], &["list"][..]] {
             let started = Instant::now();
-            let out = run_bounded(tracker_on(db, args), Duration::from_secs(10));
+            let out = common::run_bounded(tracker_on(db, args), Duration::from_secs(10));
             let err = text(&out.stderr);
             assert_eq!(out.status.code(), Some(6), "{db:?} {args:?}: {err}");
             assert!(err.contains("not a regular file"), "{db:?} {args:?}: {err}");

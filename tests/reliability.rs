@@ -4,30 +4,10 @@
 mod common;
 
 use std::os::unix::process::CommandExt;
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{text, Env};
-
-/// Runs with a deadline: a hang is a failure, not a stuck test.
-fn run_bounded(mut cmd: Command, limit: Duration) -> Output {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let end = Instant::now() + limit;
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        if Instant::now() > end {
-            let _ = child.kill();
-            panic!("{cmd:?} hung for {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
 
 /// A cheap deterministic sequence, so failures reproduce.
 struct Lcg(u64);
@@ -89,7 +69,7 @@ fn a_hundred_rounds_of_writers_with_one_killed_keep_every_acknowledged_change() 
                 }
             }
         }
-        let verify = run_bounded(env.cmd(&["verify"]), Duration::from_secs(30));
+        let verify = common::run_bounded(env.cmd(&["verify"]), Duration::from_secs(30));
         assert_eq!(
             verify.status.code(),
             Some(0),
@@ -124,7 +104,7 @@ fn a_process_killed_inside_a_write_does_not_block_the_next_command() {
         let _ = c.kill();
         let _ = c.wait();
         let started = Instant::now();
-        let out = run_bounded(
+        let out = common::run_bounded(
             env.cmd(&["--lock-timeout", "5s", "new", "after"]),
             Duration::from_secs(15),
         );
@@ -156,7 +136,7 @@ fn a_full_disk_fails_the_write_cleanly_and_keeps_the_previous_state() {
             Ok(())
         });
     }
-    let out = run_bounded(cmd, Duration::from_secs(30));
+    let out = common::run_bounded(cmd, Duration::from_secs(30));
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     let err = text(&out.stderr);
     assert!(
@@ -201,7 +181,7 @@ fn a_read_only_file_serves_reads_and_refuses_writes_cleanly() {
     ] {
         let mut c = env.cmd(args);
         as_unprivileged(&mut c);
-        let out = run_bounded(c, Duration::from_secs(20));
+        let out = common::run_bounded(c, Duration::from_secs(20));
         assert_eq!(
             out.status.code(),
             Some(0),
@@ -211,7 +191,7 @@ fn a_read_only_file_serves_reads_and_refuses_writes_cleanly() {
     }
     let mut c = env.cmd(&["new", "refused"]);
     as_unprivileged(&mut c);
-    let out = run_bounded(c, Duration::from_secs(20));
+    let out = common::run_bounded(c, Duration::from_secs(20));
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     let err = text(&out.stderr);
     assert!(
@@ -227,7 +207,7 @@ fn a_read_only_file_serves_reads_and_refuses_writes_cleanly() {
     std::fs::set_permissions(&env.db, std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
     let mut c = env.cmd(&["list"]);
     as_unprivileged(&mut c);
-    let out = run_bounded(c, Duration::from_secs(20));
+    let out = common::run_bounded(c, Duration::from_secs(20));
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert!(
         text(&out.stderr).contains("cannot"),
@@ -285,7 +265,7 @@ fn damaged_copies_never_panic_or_hang() {
         ] {
             let mut c = Command::new(common::bin());
             c.arg("--db").arg(&copy).args(args).env("NO_COLOR", "1");
-            let out = run_bounded(c, Duration::from_secs(20));
+            let out = common::run_bounded(c, Duration::from_secs(20));
             let code = out.status.code();
             let err = text(&out.stderr);
             assert!(
@@ -408,7 +388,7 @@ fn a_lock_held_past_the_timeout_exits_5() {
     });
     opened.recv().unwrap();
     let started = Instant::now();
-    let out = run_bounded(
+    let out = common::run_bounded(
         env.cmd(&["--lock-timeout", "300ms", "new", "x"]),
         Duration::from_secs(10),
     );
@@ -429,7 +409,7 @@ fn a_writer_holding_the_file_past_the_timeout_gives_exit_5_not_a_hang() {
     let env = Env::new();
     let holder = common::WriteLockHolder::hold(&env.db);
     let started = Instant::now();
-    let out = run_bounded(
+    let out = common::run_bounded(
         env.cmd(&["--lock-timeout", "400ms", "new", "x"]),
         Duration::from_secs(10),
     );

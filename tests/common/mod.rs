@@ -189,3 +189,25 @@ impl WriteLockHolder {
         self.thread.join().unwrap();
     }
 }
+
+/// Runs with a deadline: a hang is a failure, not a stuck test.
+pub fn run_bounded(mut cmd: Command, limit: std::time::Duration) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let end = std::time::Instant::now() + limit;
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if std::time::Instant::now() > end {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} hung for {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}

@@ -160,7 +160,7 @@ impl<T: OpenTables> Txn<'_, T> {
 }
 
 impl<T: OpenTables> Txn<'_, T> {
-    /// Every table a tracker has; a file without one of them is not a tracker.
+    /// Opens every table a tracker has; a file without one of them is not a tracker.
     pub(super) fn check_tables_exist(&self) -> Result<()> {
         self.open(META)?;
         self.open(ITEMS)?;
@@ -405,18 +405,9 @@ impl WriteTxn for Txn<'_, WriteTransaction> {
         let mut meta = self.open(META)?;
         meta.insert(FORMAT_KEY, version).map_err(|e| self.se(e))?;
         drop(meta);
-        // Create every table, so a reader never meets a missing one in a tracker file.
-        self.open(ITEMS)?;
-        self.open(NUMS)?;
-        self.open(CLAIMS)?;
-        self.open(OPS)?;
-        self.open(ITEM_OPS)?;
-        self.open(READY)?;
-        self.open(BY_STATUS)?;
-        self.open(BY_LABEL)?;
-        self.open(BLOCKS)?;
-        self.open(IDEMPOTENCY)?;
-        Ok(())
+        // Opening a table in a write transaction creates it: every table exists from the start,
+        // so a reader never meets a missing one in a tracker file.
+        self.check_tables_exist()
     }
 
     fn set_counter(&mut self, counter: Counter, value: u64) -> Result<()> {
