@@ -60,13 +60,19 @@ pub enum Command {
     /// Create an item
     New(NewArgs),
     /// Show one item, its claim, blockers and latest ops
-    Show { item: String },
+    Show {
+        /// The item: 42, #42, a ULID or a unique ULID prefix
+        item: String,
+    },
     /// List items (open ones unless --status says otherwise)
     List(ListArgs),
     /// Change an item's fields
     Update(UpdateArgs),
     /// Edit an item in $VISUAL/$EDITOR; saved only if nobody changed it meanwhile
-    Edit { item: String },
+    Edit {
+        /// The item: 42, #42, a ULID or a unique ULID prefix
+        item: String,
+    },
     /// Take a lease on an item, or on the best ready one with --next
     Claim(ClaimArgs),
     /// Extend your lease
@@ -80,6 +86,14 @@ pub enum Command {
     #[command(subcommand)]
     Dep(DepCommand),
     /// Claim an item, run a command while renewing the lease, then mark done (exit 0) or release
+    #[command(
+        after_help = "The command gets TRACKER_ITEM (the ULID), TRACKER_NUM (the number) and \
+TRACKER_TOKEN (the fencing token) in its environment. It runs in a process group of its own; the \
+lease is renewed every TTL/3 and tied to that group, so if `run` is killed the item stays claimed \
+until the last process of the group is gone (at most the TTL). If the lease is lost, the whole \
+group is stopped (SIGTERM, then SIGKILL after 5s) and `run` exits 3. Otherwise `run` exits with \
+the command's own exit code (128+N if a signal N ended it): done on 0, released otherwise."
+    )]
     Run(RunArgs),
     /// The ops log, oldest first
     Log(LogArgs),
@@ -94,7 +108,10 @@ pub enum Command {
     /// A board: counts by state, live claims with heartbeat ages, stale claims
     Status,
     /// Print a shell completion script
-    Completions { shell: clap_complete::Shell },
+    Completions {
+        /// The shell to complete for
+        shell: clap_complete::Shell,
+    },
     /// Serve the Model Context Protocol on stdin/stdout, for agents (register `tracker mcp`
     /// with your MCP client; `--as NAME` names the agent, else the client's name and pid)
     Mcp,
@@ -121,7 +138,9 @@ pub enum PreferSide {
 
 #[derive(Args, Debug)]
 pub struct NewArgs {
+    /// One line saying what is to be done (at most 4096 bytes, no control characters)
     pub title: String,
+    /// Details, any length up to 1 MiB (newlines allowed)
     #[arg(long, default_value = "", conflicts_with = "body_file")]
     pub body: String,
     /// Read the body from a file (`-` for standard input), for text too long for an argument
@@ -130,8 +149,10 @@ pub struct NewArgs {
     /// 0 (highest) to 4
     #[arg(long, short, value_parser = clap::value_parser!(u8).range(0..=4))]
     pub priority: Option<u8>,
+    /// A label to put on the item (repeat for more)
     #[arg(long = "label", short = 'l', value_name = "LABEL")]
     pub labels: Vec<String>,
+    /// An item this one waits for: it is not ready until that one is done (repeat for more)
     #[arg(long = "blocked-by", value_name = "ITEM")]
     pub blocked_by: Vec<String>,
     /// A repeat with the same key returns the first item and creates nothing
@@ -150,12 +171,14 @@ pub struct ListArgs {
     /// Only items with a live claim
     #[arg(long)]
     pub claimed: bool,
+    /// Only items with this label
     #[arg(long)]
     pub label: Option<String>,
     /// Only items claimed by this holder
     #[arg(long)]
     pub holder: Option<String>,
-    #[arg(long)]
+    /// At most this many items
+    #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
     /// Do not cut titles to the terminal width
     #[arg(long)]
@@ -177,21 +200,27 @@ pub struct GuardArgs {
 
 #[derive(Args, Debug)]
 pub struct UpdateArgs {
+    /// The item: 42, #42, a ULID or a unique ULID prefix
     pub item: String,
+    /// New title
     #[arg(long)]
     pub title: Option<String>,
+    /// New body (replaces the old one)
     #[arg(long, conflicts_with = "body_file")]
     pub body: Option<String>,
     /// Read the new body from a file (`-` for standard input)
     #[arg(long, value_name = "PATH")]
     pub body_file: Option<PathBuf>,
+    /// New priority: 0 (highest) to 4
     #[arg(long, short, value_parser = clap::value_parser!(u8).range(0..=4))]
     pub priority: Option<u8>,
+    /// Add a label (repeat for more)
     #[arg(long = "add-label", value_name = "LABEL")]
     pub add_labels: Vec<String>,
+    /// Remove a label (repeat for more)
     #[arg(long = "remove-label", value_name = "LABEL")]
     pub remove_labels: Vec<String>,
-    /// open, done or cancelled
+    /// open, done or cancelled; closing an item ends its lease (refused while another holds it)
     #[arg(long)]
     pub status: Option<String>,
     #[command(flatten)]
@@ -237,6 +266,7 @@ pub struct ClaimArgs {
 
 #[derive(Args, Debug)]
 pub struct RenewArgs {
+    /// The item: 42, #42, a ULID or a unique ULID prefix
     pub item: String,
     /// New lease length from now (default: the lease's own TTL)
     #[arg(long, value_name = "DUR", value_parser = parse_ttl)]
@@ -247,6 +277,7 @@ pub struct RenewArgs {
 
 #[derive(Args, Debug)]
 pub struct TokenArgs {
+    /// The item: 42, #42, a ULID or a unique ULID prefix
     pub item: String,
     #[command(flatten)]
     pub guard: GuardArgs,
@@ -254,6 +285,7 @@ pub struct TokenArgs {
 
 #[derive(Args, Debug)]
 pub struct DoneArgs {
+    /// The item: 42, #42, a ULID or a unique ULID prefix
     pub item: String,
     /// Finish it even while another holder has a live lease
     #[arg(long)]
@@ -266,6 +298,7 @@ pub struct DoneArgs {
 pub enum ConfigCommand {
     /// Print the default lease length, or set it to DUR
     DefaultTtl {
+        /// The new default lease length, like 30m (omit to print the current one)
         #[arg(value_parser = parse_ttl)]
         ttl: Option<Duration>,
     },
@@ -282,7 +315,9 @@ pub enum DepCommand {
 
 #[derive(Args, Debug)]
 pub struct DepArgs {
+    /// The item that waits
     pub item: String,
+    /// The item it waits for
     pub blocker: String,
     #[command(flatten)]
     pub guard: GuardArgs,
@@ -299,11 +334,13 @@ pub struct RunArgs {
 
 #[derive(Args, Debug)]
 pub struct LogArgs {
+    /// Only this item's ops
     pub item: Option<String>,
     /// Start at this sequence number
     #[arg(long, default_value_t = 1)]
     pub since: u64,
-    #[arg(long)]
+    /// At most this many ops
+    #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
     /// Keep printing new ops as they arrive
     #[arg(long)]
@@ -358,4 +395,33 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err(format!("{s:?}: a duration must be longer than zero"));
     }
     Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every command and every argument of every command says what it is for in `--help`.
+    #[test]
+    fn every_command_and_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id != "help" && id != "version" && arg.get_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                let sub_path = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() {
+                    missing.push(format!("{sub_path} (the command)"));
+                }
+                walk(sub, &sub_path, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "tracker", &mut missing);
+        assert!(missing.is_empty(), "no --help text for: {missing:#?}");
+    }
 }

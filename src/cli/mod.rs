@@ -387,12 +387,24 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
             } else {
                 t.dep_remove(&r, &b, &g)?
             };
-            emit(
-                ctx,
-                &t,
-                &v,
-                if add { "now waits" } else { "no longer waits" },
-            )
+            if ctx.json {
+                return emit(ctx, &t, &v, "");
+            }
+            // Named by number: the blocker as the user will see it in `show` and `list`.
+            let blocker = t.get(&b)?.item.num;
+            let how = if add {
+                "now waits for"
+            } else {
+                "no longer waits for"
+            };
+            let line = format!(
+                "#{} (v{}) {how} #{blocker}: {}",
+                v.item.num,
+                v.item.version,
+                render::safe(&v.item.title, false)
+            );
+            out::after_change(&format!("changed #{}", v.item.num), say(&line))?;
+            Ok(0)
         }
         Command::Run(a) => run::run(ctx, a),
         Command::Log(a) => log(ctx, a),
