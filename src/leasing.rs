@@ -23,6 +23,14 @@ fn claim_args(opts: &ClaimOptions, ttl: Duration) -> serde_json::Value {
 impl<S: Storage> Tracker<S> {
     /// Takes a lease on one item; the same holder claiming again renews it.
     pub fn claim(&self, r: &ItemRef, opts: &ClaimOptions) -> Result<ItemView> {
+        let result = self.claim_once(r, opts);
+        if matches!(result, Err(Error::Conflict { .. })) {
+            self.note(Counter::RefusedClaims, 1);
+        }
+        result
+    }
+
+    fn claim_once(&self, r: &ItemRef, opts: &ClaimOptions) -> Result<ItemView> {
         let ttl = rules::check_ttl(opts.ttl).map_err(Error::Invalid)?;
         let args = claim_args(opts, ttl);
         self.change_item("claim", r, &opts.guard, args, |t, item, now| {
@@ -95,9 +103,10 @@ impl<S: Storage> Tracker<S> {
         })?;
         let mut delay = Duration::from_millis(10);
         let mut seed = u64::from(std::process::id()) ^ self.now().wall_ms.cast_unsigned();
+        let mut retries = 0u64;
         loop {
             let attempt = match r {
-                Some(r) => self.claim(r, opts),
+                Some(r) => self.claim_once(r, opts),
                 None => self.claim_next(label, opts),
             };
             let retry = match &attempt {
@@ -107,9 +116,19 @@ impl<S: Storage> Tracker<S> {
             };
             let left = deadline.saturating_duration_since(Instant::now());
             if !retry {
+                if retries > 0 {
+                    self.note(Counter::WaitRetries, retries);
+                }
+                if matches!(attempt, Err(Error::Conflict { .. })) {
+                    self.note(Counter::RefusedClaims, 1);
+                }
                 return attempt;
             }
             if left.is_zero() {
+                self.note(Counter::WaitRetries, retries);
+                if r.is_some() {
+                    self.note(Counter::RefusedClaims, 1);
+                }
                 let why = attempt.err().map(|e| e.to_string()).unwrap_or_default();
                 return Err(Error::Busy(format!(
                     "waited {} and the claim still could not be made: {why}",
@@ -123,6 +142,7 @@ impl<S: Storage> Tracker<S> {
             let jitter = 0.5 + (seed % 1000) as f64 / 1000.0;
             std::thread::sleep(delay.mul_f64(jitter).min(left));
             delay = (delay * 2).min(Duration::from_secs(1));
+            retries += 1;
         }
     }
 

@@ -43,6 +43,7 @@ pub mod host;
 pub mod import;
 pub mod json;
 mod leasing;
+pub mod metrics;
 pub mod model;
 mod mutate;
 pub mod rules;

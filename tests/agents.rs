@@ -250,3 +250,53 @@ fn an_agent_that_dies_frees_its_items_at_once() {
     let taken = taken.expect("the dead agent's item was not freed");
     assert_eq!(taken["claim"]["holder"], "other");
 }
+
+/// `status` reports what coordination cost, from the ops log (and running totals for what leaves
+/// no op), overall and per holder, over the whole log or a window.
+#[test]
+fn status_counts_lease_events_refusals_and_time_to_claim_and_to_done() {
+    for env in Env::each() {
+        eprintln!("backend: {}", env.backend);
+        for i in 1..=3 {
+            env.json(&["new", &format!("t{i}")]);
+        }
+        let run = |args: &[&str]| env.run(args).status.code();
+        assert_eq!(run(&["--as", "ana", "claim", "1"]), Some(0));
+        assert_eq!(run(&["--as", "ana", "renew", "1"]), Some(0));
+        assert_eq!(run(&["--as", "bob", "claim", "1"]), Some(3), "refused");
+        assert_eq!(
+            run(&["--as", "bob", "claim", "1", "--wait", "300ms"]),
+            Some(5)
+        );
+        assert_eq!(run(&["--as", "ana", "done", "1"]), Some(0));
+        assert_eq!(run(&["--as", "bob", "claim", "2", "--ttl", "1s"]), Some(0));
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        assert_eq!(
+            run(&["--as", "cy", "claim", "2"]),
+            Some(0),
+            "after bob's expired"
+        );
+        assert_eq!(run(&["--as", "cy", "claim", "3"]), Some(0));
+        assert_eq!(run(&["--as", "dee", "claim", "3", "--force"]), Some(0));
+        assert_eq!(run(&["--as", "dee", "release", "3"]), Some(0));
+        let m = env.json(&["status"])["metrics"].clone();
+        assert_eq!(
+            m["overall"],
+            serde_json::json!({"acquisitions": 5, "renewals": 1, "releases": 1, "done": 1,
+                "stale_steals": 0, "forced_evictions": 1, "expirations": 1})
+        );
+        assert_eq!(m["refused_claims_total"], 2);
+        assert!(m["wait_retries_total"].as_u64().unwrap() >= 1);
+        assert_eq!(m["by_holder"]["dee"]["forced_evictions"], 1);
+        assert_eq!(m["by_holder"]["cy"]["expirations"], 1);
+        assert_eq!(m["new_to_first_claim"]["count"], 3);
+        assert_eq!(m["claim_to_done"]["count"], 1);
+        assert!(m["claim_to_done"]["p95_ms"].as_i64().is_some());
+        // A window that starts after all of it counts nothing from the log.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        let recent = env.json(&["status", "--since", "1s"])["metrics"].clone();
+        assert_eq!(recent["overall"]["acquisitions"], 0);
+        let human = text(&env.run(&["status"]).stdout);
+        assert!(human.contains("coordination over the whole log"), "{human}");
+    }
+}

@@ -105,8 +105,9 @@ the command's own exit code (128+N if a signal N ended it): done on 0, released 
     Verify,
     /// Recompute the tables and indexes from the ops log
     Rebuild,
-    /// A board: counts by state, live claims with heartbeat ages, stale claims
-    Status,
+    /// A board: counts by state, live claims with heartbeat ages, stale claims, and what
+    /// coordination cost (lease events, refusals, time to first claim and to done)
+    Status(StatusArgs),
     /// Print a shell completion script
     Completions {
         /// The shell to complete for
@@ -117,6 +118,13 @@ the command's own exit code (128+N if a signal N ended it): done on 0, released 
     Mcp,
     /// Print the man page (roff): `tracker man > tracker.1`
     Man,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// Count lease events of this last stretch only, like 24h (default: the whole log)
+    #[arg(long, value_name = "DUR", value_parser = parse_wait)]
+    pub since: Option<Duration>,
 }
 
 #[derive(Args, Debug)]

@@ -464,14 +464,24 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
             Ok(0)
         }
         Command::Mcp => crate::mcp::serve(ctx),
-        Command::Status => {
+        Command::Status(a) => {
             let t = ctx.open(Access::ReadOnly)?;
             let b = t.board()?;
             let now = t.now();
+            let since = a.since.map(|d| {
+                now.wall_ms
+                    .saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            });
+            let m = t.metrics(since)?;
             if ctx.json {
-                out::json(&tracker::json::board_json(&b, &now))?;
+                let mut j = tracker::json::board_json(&b, &now);
+                j["metrics"] =
+                    serde_json::to_value(&m).map_err(|e| Error::Internal(e.to_string()))?;
+                out::json(&j)?;
             } else {
-                out::text(&render::board(&b, &now, &ctx.style))?;
+                let mut text = render::board(&b, &now, &ctx.style);
+                text.push_str(&render::metrics(&m, &ctx.style));
+                out::text(&text)?;
             }
             Ok(0)
         }

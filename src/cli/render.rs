@@ -86,6 +86,47 @@ pub fn safe(s: &str, multiline: bool) -> String {
     out
 }
 
+/// What coordination cost: lease events overall and per holder, refusals, and the time from
+/// `new` to the first claim and from claim to done (median and p95).
+pub fn metrics(m: &tracker::metrics::Metrics, style: &Style) -> String {
+    let mut s = String::new();
+    let window = match m.since_ms {
+        Some(_) => "in the window",
+        None => "over the whole log",
+    };
+    let counts = |c: &tracker::metrics::Counts| {
+        format!(
+            "{} acquired, {} renewed, {} released, {} done, {} stolen, {} evicted, {} expired",
+            c.acquisitions, c.renewals, c.releases, c.done, c.stale_steals, c.forced_evictions, c.expirations
+        )
+    };
+    let _ = writeln!(s, "\ncoordination {window}");
+    let _ = writeln!(s, "{}", fit(&format!("  {}", counts(&m.overall)), style));
+    let _ = writeln!(
+        s,
+        "  {} claims refused, {} --wait retries (running totals)",
+        m.refused_claims_total, m.wait_retries_total
+    );
+    let spread = |x: &tracker::metrics::Spread| match (x.median_ms, x.p95_ms) {
+        (Some(med), Some(p95)) => format!(
+            "median {}, p95 {} ({} items)",
+            format_duration_short(med),
+            format_duration_short(p95),
+            x.count
+        ),
+        _ => "none yet".to_string(),
+    };
+    let _ = writeln!(s, "  new to first claim: {}", spread(&m.new_to_first_claim));
+    let _ = writeln!(s, "  claim to done: {}", spread(&m.claim_to_done));
+    for (holder, c) in &m.by_holder {
+        if c.acquisitions + c.renewals + c.releases + c.done > 0 {
+            let line = format!("  {}: {}", safe(holder, false), counts(c));
+            let _ = writeln!(s, "{}", fit(&line, style));
+        }
+    }
+    s
+}
+
 /// A JSON text with every character `safe` would escape written as a JSON `\u` escape instead:
 /// the same string once parsed, harmless on a terminal.
 pub fn escape_json_for_terminal(json: &str) -> String {

@@ -45,6 +45,11 @@ pub enum Counter {
     /// The lowest value `LastToken` may have: raised by `import` to the exported tracker's last
     /// token, so tokens keep growing across export and import although no op explains the jump.
     TokenFloor,
+    /// Claims refused because another live holder had the item (a running total; refused
+    /// commands leave no op).
+    RefusedClaims,
+    /// Retries made by `claim --wait` (a running total).
+    WaitRetries,
 }
 
 impl Counter {
@@ -54,6 +59,8 @@ impl Counter {
             Counter::LastSeq => "last_seq",
             Counter::LastToken => "last_token",
             Counter::TokenFloor => "token_floor",
+            Counter::RefusedClaims => "refused_claims",
+            Counter::WaitRetries => "wait_retries",
         }
     }
 }
