@@ -97,7 +97,13 @@ pub fn metrics(m: &tracker::metrics::Metrics, style: &Style) -> String {
     let counts = |c: &tracker::metrics::Counts| {
         format!(
             "{} acquired, {} renewed, {} released, {} done, {} stolen, {} evicted, {} expired",
-            c.acquisitions, c.renewals, c.releases, c.done, c.stale_steals, c.forced_evictions, c.expirations
+            c.acquisitions,
+            c.renewals,
+            c.releases,
+            c.done,
+            c.stale_steals,
+            c.forced_evictions,
+            c.expirations
         )
     };
     let _ = writeln!(s, "\ncoordination {window}");
