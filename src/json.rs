@@ -106,6 +106,36 @@ impl<'a> OpJson<'a> {
     }
 }
 
+/// The JSON Schemas of the JSON this tracker prints, by name: `item` (every command that shows or
+/// changes an item), `claim` (an item's live lease) and `error` (a failure with `--json`, and an
+/// MCP tool error). `docs/schemas/NAME.json` holds each, and a test keeps them in step.
+pub fn schemas() -> Vec<(&'static str, serde_json::Value)> {
+    let item = serde_json::to_value(schemars::schema_for!(ItemJson)).unwrap_or_default();
+    let claim = serde_json::to_value(schemars::schema_for!(ClaimJson)).unwrap_or_default();
+    let error = serde_json::json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "Error",
+        "description": "A failure: printed on stderr with --json (stdout stays empty), and the \
+            structured content of an MCP tool error.",
+        "type": "object",
+        "required": ["error"],
+        "additionalProperties": false,
+        "properties": {"error": {
+            "type": "object",
+            "required": ["kind", "code", "message"],
+            "properties": {
+                "kind": {"enum": ["invalid", "conflict", "not_found", "busy", "data", "io", "internal"]},
+                "code": {"enum": [1, 2, 3, 4, 5, 6]},
+                "message": {"type": "string"},
+                "item": {"type": "integer", "minimum": 1, "description": "The item a conflict is about."},
+                "holder": {"description": "The live claim on that item, if any (a claim object).", "type": "object"},
+                "current": {"description": "That item as it is now (an item object).", "type": "object"}
+            }
+        }}
+    });
+    vec![("item", item), ("claim", claim), ("error", error)]
+}
+
 /// `show --json`: the item object plus `blocks`, the numbers of the items waiting for it.
 pub fn detail_json(d: &crate::ItemDetail) -> serde_json::Value {
     let mut j = serde_json::to_value(ItemJson::from(&d.view)).unwrap_or_default();
