@@ -23,7 +23,6 @@ use std::time::{Duration, Instant};
 use postgres::types::ToSql;
 use postgres::{IsolationLevel, Row, Transaction};
 use serde::de::DeserializeOwned;
-use serde::Serialize;
 use ulid::Ulid;
 
 use super::{
@@ -194,9 +193,7 @@ fn no_schema(shown: &str) -> Error {
     ))
 }
 
-fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
-    rmp_serde::to_vec(v).map_err(|e| Error::Internal(format!("cannot encode a value: {e}")))
-}
+use super::encode_value as encode;
 
 fn id_bytes(id: Ulid) -> Vec<u8> {
     id.0.to_be_bytes().to_vec()
@@ -355,10 +352,9 @@ impl<'c> PgTxn<'c> {
         key: impl std::fmt::Display,
         bytes: &[u8],
     ) -> Result<V> {
-        rmp_serde::from_slice(bytes).map_err(|e| {
+        super::decode_value(table, key, bytes).map_err(|what| {
             Error::Data(format!(
-                "{}: the tracker data is damaged (the value of {key} in table {table} cannot be \
-                 decoded: {e}); restore it from a backup or an export",
+                "{}: the tracker data is damaged ({what}); restore it from a backup or an export",
                 self.shown
             ))
         })

@@ -8,7 +8,6 @@ use redb::{
     WriteTransaction,
 };
 use serde::de::DeserializeOwned;
-use serde::Serialize;
 use ulid::Ulid;
 
 use super::{damaged, storage_error};
@@ -77,12 +76,7 @@ pub(super) struct Txn<'p, T> {
     pub(super) path: &'p Path,
 }
 
-fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
-    // Positional (an array in field order): half the size of named maps, which keeps the file
-    // within twice its JSON export. Fields are only ever appended, each with a serde default, so
-    // older, shorter arrays still decode (see data-format.md and the round-trip tests).
-    rmp_serde::to_vec(v).map_err(|e| Error::Internal(format!("cannot encode a value: {e}")))
-}
+use crate::store::encode_value as encode;
 
 impl<T: OpenTables> Txn<'_, T> {
     fn open<K: Key + 'static, V: Value + 'static>(
@@ -116,12 +110,7 @@ impl<T: OpenTables> Txn<'_, T> {
         key: impl std::fmt::Display,
         bytes: &[u8],
     ) -> Result<V> {
-        rmp_serde::from_slice(bytes).map_err(|e| {
-            damaged(
-                self.path,
-                format!("the value of {key} in table {table} cannot be decoded: {e}"),
-            )
-        })
+        crate::store::decode_value(table, key, bytes).map_err(|what| damaged(self.path, what))
     }
 
     /// Every entry of a table, in key order, turned into `T` by `entry` and handed to `f`.
