@@ -97,17 +97,18 @@ impl<S: Storage> Tracker<S> {
     pub fn verify(&self) -> Result<VerifyReport> {
         self.store.read(|t| {
             let mut report = VerifyReport::default();
-            let state = match replay(t) {
-                Ok(s) => s,
+            let replayed = match replay(t) {
+                Ok(r) => r,
                 Err(problem) => {
                     report.problems.push(problem);
                     return Ok(report);
                 }
             };
+            let state = &replayed.state;
             report.ops = state.last_seq;
             report.last_token = state.last_token;
             let mut problems = Vec::new();
-            check_tables(t, &state, &mut problems)?;
+            check_tables(t, &replayed, &mut problems)?;
             report.items = t.item_count()?;
             report.leases = t.leases()?.len() as u64;
             report.problems = problems;
@@ -118,7 +119,7 @@ impl<S: Storage> Tracker<S> {
     /// Recomputes the items, leases and every index from the log, in one transaction.
     pub fn rebuild(&self) -> Result<VerifyReport> {
         self.store.write(|t| {
-            let state = replay(t).map_err(|p| {
+            let Replay { state, op_index } = replay(t).map_err(|p| {
                 Error::Data(format!(
                     "the ops log itself is inconsistent, so it cannot rebuild: {p}"
                 ))
@@ -136,12 +137,7 @@ impl<S: Storage> Tracker<S> {
             for (id, lease) in &state.leases {
                 t.put_lease(*id, lease)?;
             }
-            let mut index = Vec::new();
-            t.visit_ops(1, &mut |op| {
-                index.push((op.item, op.seq));
-                Ok(true)
-            })?;
-            for (item, seq) in index {
+            for &(item, seq) in &op_index {
                 t.index_op(item, seq)?;
             }
             t.set_counter(Counter::LastSeq, state.last_seq)?;
@@ -158,12 +154,23 @@ impl<S: Storage> Tracker<S> {
     }
 }
 
+/// What one pass over the log gives: the state it determines, and the per-item op index
+/// (item, sequence) that `verify` checks and `rebuild` writes, so neither reads the log twice.
+#[derive(Clone, Debug, Default)]
+pub struct Replay {
+    pub state: State,
+    pub op_index: Vec<(Ulid, u64)>,
+}
+
 /// Replays every op from seq 1; the error names the first op that does not fit.
-pub fn replay(t: &dyn ReadTxn) -> std::result::Result<State, String> {
-    let mut state = State::default();
+pub fn replay(t: &dyn ReadTxn) -> std::result::Result<Replay, String> {
+    let mut r = Replay::default();
     let mut failure = None;
-    let visited = t.visit_ops(1, &mut |op| match rules::apply(&mut state, &op) {
-        Ok(()) => Ok(true),
+    let visited = t.visit_ops(1, &mut |op| match rules::apply(&mut r.state, &op) {
+        Ok(()) => {
+            r.op_index.push((op.item, op.seq));
+            Ok(true)
+        }
         Err(e) => {
             failure = Some(e.to_string());
             Ok(false)
@@ -174,13 +181,14 @@ pub fn replay(t: &dyn ReadTxn) -> std::result::Result<State, String> {
     }
     match failure {
         Some(f) => Err(f),
-        None => Ok(state),
+        None => Ok(r),
     }
 }
 
 /// Compares every table, index and counter with the replayed state, adding one line per
 /// mismatch that says which table, which entry, and what differs.
-fn check_tables(t: &dyn ReadTxn, state: &State, problems: &mut Vec<String>) -> Result<()> {
+fn check_tables(t: &dyn ReadTxn, replayed: &Replay, problems: &mut Vec<String>) -> Result<()> {
+    let state = &replayed.state;
     check_items(t, state, problems)?;
     let table_leases: BTreeMap<Ulid, Lease> = t.leases()?.into_iter().collect();
     for (id, lease) in &table_leases {
@@ -215,7 +223,7 @@ fn check_tables(t: &dyn ReadTxn, state: &State, problems: &mut Vec<String>) -> R
             ));
         }
     }
-    check_indexes(t, state, problems)?;
+    check_indexes(t, replayed, problems)?;
     check_dependencies(state, problems);
     let mut orphans = 0u64;
     t.visit_idempotency(&mut |(key, rec)| {
@@ -313,7 +321,8 @@ fn compare_index<K: Ord + std::fmt::Debug>(
     }
 }
 
-fn check_indexes(t: &dyn ReadTxn, state: &State, problems: &mut Vec<String>) -> Result<()> {
+fn check_indexes(t: &dyn ReadTxn, replayed: &Replay, problems: &mut Vec<String>) -> Result<()> {
+    let state = &replayed.state;
     let items = || state.items.values();
     macro_rules! stored {
         ($visit:ident) => {{
@@ -362,12 +371,12 @@ fn check_indexes(t: &dyn ReadTxn, state: &State, problems: &mut Vec<String>) -> 
             .collect(),
         problems,
     );
-    let mut per_item = Vec::new();
-    t.visit_ops(1, &mut |op| {
-        per_item.push((op.item, op.seq));
-        Ok(true)
-    })?;
-    compare_index("per-item op", stored!(visit_item_ops), per_item, problems);
+    compare_index(
+        "per-item op",
+        stored!(visit_item_ops),
+        replayed.op_index.clone(),
+        problems,
+    );
     Ok(())
 }
 

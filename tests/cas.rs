@@ -61,8 +61,7 @@ fn a_version_mismatch_says_the_current_version_and_who_made_it() {
         eprintln!("backend: {}", env.backend);
         env.json(&["new", "x"]);
         env.json(&["--as", "ana", "update", "1", "--title", "y"]);
-        let out = env.run(&[
-            "--json",
+        let stale = [
             "--as",
             "bob",
             "update",
@@ -71,20 +70,12 @@ fn a_version_mismatch_says_the_current_version_and_who_made_it() {
             "z",
             "--if-version",
             "1",
-        ]);
+        ];
+        let out = env.run(&[&["--json"][..], &stale].concat());
         assert_eq!(out.status.code(), Some(3));
         let err = text(&out.stderr);
         assert!(err.contains("version 2") && err.contains("ana"), "{err}");
-        let human = env.run(&[
-            "--as",
-            "bob",
-            "update",
-            "1",
-            "--title",
-            "z",
-            "--if-version",
-            "1",
-        ]);
+        let human = env.run(&stale);
         assert!(text(&human.stderr).starts_with("tracker: conflict: "));
         // With --json the failure is data on stderr, with the current state, for the script to
         // decide; nothing is on stdout.

@@ -361,6 +361,19 @@ fn stubborn_command(env: &Env) -> (String, std::path::PathBuf, std::path::PathBu
     (script, child, grandchild)
 }
 
+/// Waits for the stubborn command and its grandchild to write their pids, and returns them.
+fn started_pids(child_file: &std::path::Path, grandchild_file: &std::path::Path) -> (i32, i32) {
+    wait_until(
+        "the command and its grandchild to start",
+        std::time::Duration::from_secs(10),
+        || pid_in(child_file).is_some() && pid_in(grandchild_file).is_some(),
+    );
+    (
+        pid_in(child_file).unwrap(),
+        pid_in(grandchild_file).unwrap(),
+    )
+}
+
 #[test]
 fn a_killed_run_keeps_its_item_until_the_last_process_it_started_is_gone() {
     let env = Env::new();
@@ -370,13 +383,7 @@ fn a_killed_run_keeps_its_item_until_the_last_process_it_started_is_gone() {
         "--as", "runner", "run", "1", "--ttl", "10m", "--", "sh", "-c", &script,
     ]);
     let secs = std::time::Duration::from_secs;
-    wait_until("the command and its grandchild to start", secs(10), || {
-        pid_in(&child_file).is_some() && pid_in(&grandchild_file).is_some()
-    });
-    let (child, grandchild) = (
-        pid_in(&child_file).unwrap(),
-        pid_in(&grandchild_file).unwrap(),
-    );
+    let (child, grandchild) = started_pids(&child_file, &grandchild_file);
     run.kill().unwrap();
     run.wait().unwrap();
     // The command ignored the SIGTERM the kernel sent it when `run` died; both still work.
@@ -415,13 +422,7 @@ fn a_run_that_loses_its_lease_stops_everything_it_started() {
         "--as", "runner", "run", "1", "--ttl", "3s", "--", "sh", "-c", &script,
     ]);
     let secs = std::time::Duration::from_secs;
-    wait_until("the command and its grandchild to start", secs(10), || {
-        pid_in(&child_file).is_some() && pid_in(&grandchild_file).is_some()
-    });
-    let (child, grandchild) = (
-        pid_in(&child_file).unwrap(),
-        pid_in(&grandchild_file).unwrap(),
-    );
+    let (child, grandchild) = started_pids(&child_file, &grandchild_file);
     assert_eq!(
         env.json(&["--as", "boss", "claim", "1", "--force"])["claim"]["holder"],
         "boss"
