@@ -1,19 +1,35 @@
-//! The JSON shapes of CLI.md (items, claims, ops) and of exports. Scripts depend on them, so they
-//! change only by adding fields.
+//! The JSON this tracker prints, one type per shape: items, claims, ops, the board, reports,
+//! exports and errors. Scripts and agents depend on them, so they change only by adding fields.
+//! The CLI's `--json` and the MCP server's structured results are built from these types, and
+//! [`schemas`] derives the JSON Schemas shipped in `docs/schemas` from the same types.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::format_rfc3339;
+use crate::metrics::Metrics;
 use crate::model::{Change, ItemView, Lease, Op};
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+/// A live lease on an item, as printed under an item's `claim`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ClaimJson {
+    /// Who holds the lease (`--as`, `TRACKER_AS`, or `user@host/tty`).
     pub holder: String,
+    /// The fencing token of this acquisition: pass it with `--token` on every later step.
+    #[schemars(range(min = 1))]
     pub token: u64,
+    /// When this holder took the lease (RFC 3339, UTC).
+    #[schemars(extend("format" = "date-time"))]
     pub acquired_at: String,
+    /// The last claim or renewal.
+    #[schemars(extend("format" = "date-time"))]
     pub renewed_at: String,
+    /// When the lease ends unless renewed.
+    #[schemars(extend("format" = "date-time"))]
     pub expires_at: String,
+    /// The host the holder runs on.
     pub host: String,
+    /// The process the lease is tied to (`run`, `claim --pid`, an MCP server), if any.
     pub pid: Option<u32>,
 }
 
@@ -31,26 +47,42 @@ impl From<&Lease> for ClaimJson {
     }
 }
 
-/// An item as CLI.md prints it. `blocked_by` holds numbers (local to this file); `blocked_by_ids`
-/// the same blockers by ULID, which stay valid across files.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+/// An item: what `new`, `claim`, `update`, `renew`, `release`, `done`, `dep add/rm` and `run`
+/// print, one element of `list`, and one item of an export. `blocked_by` holds numbers (local to
+/// this tracker); `blocked_by_ids` the same blockers by ULID, which stay valid across trackers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ItemJson {
+    /// The item's ULID: its identity in every tracker it travels to.
+    #[schemars(regex(pattern = r"^[0-9A-HJKMNP-TV-Z]{26}$"))]
     pub id: String,
+    /// Its small number in this tracker (`#42`).
+    #[schemars(range(min = 1))]
     pub num: u64,
+    #[schemars(length(min = 1))]
     pub title: String,
     #[serde(default)]
     pub body: String,
+    #[schemars(extend("enum" = ["open", "done", "cancelled"]))]
     pub status: String,
+    /// 0 (highest) to 4.
+    #[schemars(range(max = 4))]
     pub priority: u8,
     #[serde(default)]
     pub labels: Vec<String>,
+    /// Numbers of the items this one waits for.
     #[serde(default)]
     pub blocked_by: Vec<u64>,
+    /// The same blockers by ULID.
     #[serde(default)]
     pub blocked_by_ids: Vec<String>,
+    /// Starts at 1 and grows by exactly one with every change: pass it as `--if-version`.
+    #[schemars(range(min = 1))]
     pub version: u64,
+    #[schemars(extend("format" = "date-time"))]
     pub created_at: String,
+    #[schemars(extend("format" = "date-time"))]
     pub updated_at: String,
+    /// The live lease, or null when nobody holds the item.
     #[serde(default)]
     pub claim: Option<ClaimJson>,
 }
@@ -76,17 +108,43 @@ impl From<&ItemView> for ItemJson {
     }
 }
 
-/// One ops-log entry, as `log --json` prints it (one per line).
-#[derive(Clone, Debug, Serialize)]
+/// `show`: the item plus `blocks`, the numbers of the items waiting for it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct ShowJson {
+    #[serde(flatten)]
+    pub item: ItemJson,
+    /// Numbers of the items waiting for this one.
+    pub blocks: Vec<u64>,
+}
+
+impl From<&crate::ItemDetail> for ShowJson {
+    fn from(d: &crate::ItemDetail) -> Self {
+        ShowJson {
+            item: ItemJson::from(&d.view),
+            blocks: d.blocks.iter().map(|(n, _)| *n).collect(),
+        }
+    }
+}
+
+/// One op of the log: `log --json` prints one per line (JSON Lines).
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct OpJson<'a> {
+    /// Its place in the log: 1, 2, 3, ... with no gaps.
+    #[schemars(range(min = 1))]
     pub seq: u64,
+    #[schemars(extend("format" = "date-time"))]
     pub at: String,
+    /// Who made the change.
     pub actor: &'a str,
+    /// What kind of change, by the command's name (`create`, `claim`, `done`, ...).
     pub op: &'static str,
+    /// The item's ULID.
     pub item: String,
+    /// The item's number in this tracker.
     pub num: Option<u64>,
     pub version_before: u64,
     pub version_after: u64,
+    /// Each change with its before and after; `change` names it.
     pub changes: &'a [Change],
 }
 
@@ -106,91 +164,219 @@ impl<'a> OpJson<'a> {
     }
 }
 
-/// The JSON Schemas of the JSON this tracker prints, by name: `item` (every command that shows or
-/// changes an item), `claim` (an item's live lease) and `error` (a failure with `--json`, and an
-/// MCP tool error). `docs/schemas/NAME.json` holds each, and a test keeps them in step.
-pub fn schemas() -> Vec<(&'static str, serde_json::Value)> {
-    let item = serde_json::to_value(schemars::schema_for!(ItemJson)).unwrap_or_default();
-    let claim = serde_json::to_value(schemars::schema_for!(ClaimJson)).unwrap_or_default();
-    let error = serde_json::json!({
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": "Error",
-        "description": "A failure: printed on stderr with --json (stdout stays empty), and the \
-            structured content of an MCP tool error.",
-        "type": "object",
-        "required": ["error"],
-        "additionalProperties": false,
-        "properties": {"error": {
-            "type": "object",
-            "required": ["kind", "code", "message"],
-            "properties": {
-                "kind": {"enum": ["invalid", "conflict", "not_found", "busy", "data", "io", "internal"]},
-                "code": {"enum": [1, 2, 3, 4, 5, 6]},
-                "message": {"type": "string"},
-                "item": {"type": "integer", "minimum": 1, "description": "The item a conflict is about."},
-                "holder": {"description": "The live claim on that item, if any (a claim object).", "type": "object"},
-                "current": {"description": "That item as it is now (an item object).", "type": "object"}
-            }
-        }}
-    });
-    vec![("item", item), ("claim", claim), ("error", error)]
+/// A claim on the board, with the item it is on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct BoardClaimJson {
+    pub num: u64,
+    pub id: String,
+    pub title: String,
+    pub claim: ClaimJson,
+    /// Milliseconds since the holder last claimed or renewed.
+    pub heartbeat_age_ms: i64,
 }
 
-/// `show --json`: the item object plus `blocks`, the numbers of the items waiting for it.
-pub fn detail_json(d: &crate::ItemDetail) -> serde_json::Value {
-    let mut j = serde_json::to_value(ItemJson::from(&d.view)).unwrap_or_default();
-    j["blocks"] = d.blocks.iter().map(|(n, _)| *n).collect::<Vec<_>>().into();
-    j
+/// `status`: items by state, live and stale claims, and what coordination cost.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct StatusJson {
+    pub open: u64,
+    pub done: u64,
+    pub cancelled: u64,
+    /// Open, unblocked and unclaimed: what `claim --next` can take.
+    pub ready: u64,
+    /// Open and waiting for an unfinished blocker.
+    pub blocked: u64,
+    /// Items with a live claim.
+    pub claimed: u64,
+    pub live_claims: Vec<BoardClaimJson>,
+    /// Claims past their TTL, or whose holder process is gone: free for `--steal-stale`.
+    pub stale_claims: Vec<BoardClaimJson>,
+    pub metrics: Metrics,
 }
 
-/// `status --json`: counts by state, live claims with their heartbeat age, stale claims.
-pub fn board_json(b: &crate::board::Board, now: &crate::Now) -> serde_json::Value {
-    let claim = |i: &crate::Item, l: &Lease| {
-        serde_json::json!({"num": i.num, "id": i.id.to_string(), "title": i.title,
-            "claim": ClaimJson::from(l),
-            "heartbeat_age_ms": now.wall_ms.saturating_sub(l.renewed_at)})
-    };
-    serde_json::json!({
-        "open": b.open, "done": b.done, "cancelled": b.cancelled,
-        "ready": b.ready, "blocked": b.blocked, "claimed": b.live.len(),
-        "live_claims": b.live.iter().map(|(i, l)| claim(i, l)).collect::<Vec<_>>(),
-        "stale_claims": b.stale.iter().map(|(i, l, _)| claim(i, l)).collect::<Vec<_>>(),
-    })
+impl StatusJson {
+    pub fn new(b: &crate::board::Board, metrics: Metrics, now: &crate::Now) -> Self {
+        let claim = |i: &crate::Item, l: &Lease| BoardClaimJson {
+            num: i.num,
+            id: i.id.to_string(),
+            title: i.title.clone(),
+            claim: ClaimJson::from(l),
+            heartbeat_age_ms: now.wall_ms.saturating_sub(l.renewed_at),
+        };
+        StatusJson {
+            open: b.open,
+            done: b.done,
+            cancelled: b.cancelled,
+            ready: b.ready,
+            blocked: b.blocked,
+            claimed: b.live.len() as u64,
+            live_claims: b.live.iter().map(|(i, l)| claim(i, l)).collect(),
+            stale_claims: b.stale.iter().map(|(i, l, _)| claim(i, l)).collect(),
+            metrics,
+        }
+    }
+}
+
+/// `verify`: what was replayed and every mismatch found (exit 6 unless `ok`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct VerifyJson {
+    pub ok: bool,
+    pub ops: u64,
+    pub items: u64,
+    pub leases: u64,
+    pub last_token: u64,
+    /// Each mismatch in words, first one first.
+    pub problems: Vec<String>,
+}
+
+/// `rebuild`: what the tables were rebuilt from and to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct RebuildJson {
+    pub ops: u64,
+    pub items: u64,
+    pub leases: u64,
+}
+
+/// `import`: how each item of the export was taken.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct ImportJson {
+    /// Items new to this tracker.
+    pub created: u64,
+    /// Items replaced by the export's newer version.
+    pub replaced: u64,
+    /// Items already as the export has them (or newer here).
+    pub unchanged: u64,
+    /// Items changed on both sides and kept as they are here (`--prefer ours`).
+    pub kept: u64,
+}
+
+/// `init`: where the tracker is and whether this call made it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct InitJson {
+    pub path: String,
+    /// False when a tracker was already there (nothing changed).
+    pub created: bool,
+    pub format_version: u64,
+}
+
+/// `config default-ttl`: the tracker's default lease length.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct ConfigJson {
+    pub default_ttl_ms: u64,
+}
+
+/// A failure: printed on stderr with `--json` (stdout stays empty), and the structured content
+/// of an MCP tool error.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct ErrorJson {
+    pub error: ErrorBody,
+}
+
+/// What went wrong, for a program to branch on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct ErrorBody {
+    #[schemars(extend("enum" = ["invalid", "conflict", "not_found", "busy", "data", "io", "internal"]))]
+    pub kind: &'static str,
+    /// The exit code the CLI gives for this kind.
+    #[schemars(range(min = 1, max = 6))]
+    pub code: i32,
+    /// What happened, to what, and what to do next.
+    pub message: String,
+    /// The item a conflict is about.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub item: Option<u64>,
+    /// That item's live claim, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub holder: Option<ClaimJson>,
+    /// That item as it is now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current: Option<ItemJson>,
 }
 
 /// A failure as data: `{"error": {"kind", "code", "message", ...}}`. A conflict over an item also
 /// carries the item's number, its live lease's holder (`holder`, a claim object, when there is
 /// one) and the item as it is now (`current`), so a caller can decide what to do next.
-pub fn error_json(e: &crate::Error) -> serde_json::Value {
-    let mut err = serde_json::json!({
-        "kind": e.kind(),
-        "code": e.exit_code(),
-        "message": e.to_string(),
-    });
-    if let crate::Error::Conflict {
-        current: Some(v), ..
-    } = e
-    {
-        err["item"] = v.item.num.into();
-        if let Some(claim) = &v.claim {
-            err["holder"] = serde_json::to_value(ClaimJson::from(claim)).unwrap_or_default();
-        }
-        err["current"] = serde_json::to_value(ItemJson::from(&**v)).unwrap_or_default();
+pub fn error_json(e: &crate::Error) -> ErrorJson {
+    let current = match e {
+        crate::Error::Conflict {
+            current: Some(v), ..
+        } => Some(&**v),
+        _ => None,
+    };
+    ErrorJson {
+        error: ErrorBody {
+            kind: e.kind(),
+            code: e.exit_code(),
+            message: e.to_string(),
+            item: current.map(|v| v.item.num),
+            holder: current.and_then(|v| v.claim.as_ref()).map(ClaimJson::from),
+            current: current.map(ItemJson::from),
+        },
     }
-    serde_json::json!({ "error": err })
+}
+
+impl std::fmt::Display for ErrorJson {
+    /// One line of JSON.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let line = serde_json::to_string(self).map_err(|_| std::fmt::Error)?;
+        f.write_str(&line)
+    }
+}
+
+impl From<ErrorJson> for serde_json::Value {
+    fn from(e: ErrorJson) -> Self {
+        serde_json::to_value(e).unwrap_or_default()
+    }
 }
 
 /// The first line (JSON Lines) or the opening fields (JSON) of an export.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ExportHeader {
+    #[schemars(extend("const" = "tracker-export"))]
     pub format: String,
+    #[schemars(range(min = 1))]
     pub format_version: u64,
+    #[schemars(extend("format" = "date-time"))]
     pub exported_at: String,
+    /// The sequence number of the last op the export includes.
     pub last_op_seq: u64,
+    /// How many items follow; an import refuses an export with more or fewer.
     pub item_count: u64,
     /// The last fencing token handed out; an import raises its tracker's token floor to it.
     #[serde(default)]
     pub last_token: u64,
 }
 
+/// An export in its JSON layout: the header's fields and `items`. (`export` streams it, one item
+/// per line; this type names the shape for the schema.)
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ExportJson {
+    #[serde(flatten)]
+    pub header: ExportHeader,
+    pub items: Vec<ItemJson>,
+}
+
 pub const EXPORT_FORMAT: &str = "tracker-export";
+
+/// The JSON Schemas of everything this tracker prints, by name; `docs/schemas/NAME.json` holds
+/// each, and a test keeps them in step with these types and checks real outputs against them.
+pub fn schemas() -> Vec<(&'static str, serde_json::Value)> {
+    fn of<T: JsonSchema>() -> serde_json::Value {
+        serde_json::to_value(schemars::schema_for!(T)).unwrap_or_default()
+    }
+    vec![
+        ("item", of::<ItemJson>()),
+        ("claim", of::<ClaimJson>()),
+        ("show", of::<ShowJson>()),
+        ("list", of::<Vec<ItemJson>>()),
+        ("op", of::<OpJson<'static>>()),
+        ("status", of::<StatusJson>()),
+        ("verify", of::<VerifyJson>()),
+        ("rebuild", of::<RebuildJson>()),
+        ("import", of::<ImportJson>()),
+        ("init", of::<InitJson>()),
+        ("config", of::<ConfigJson>()),
+        ("export", of::<ExportJson>()),
+        ("export-header", of::<ExportHeader>()),
+        ("error", of::<ErrorJson>()),
+    ]
+}

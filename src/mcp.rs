@@ -17,8 +17,8 @@ use rmcp::{
     schemars, tool, tool_handler, tool_router, Peer, RoleServer, ServerHandler, ServiceExt,
 };
 use serde::Deserialize;
-use serde_json::{json, Value};
-use tracker::json::{ItemJson, OpJson};
+use serde_json::Value;
+use tracker::json::{ItemJson, OpJson, ShowJson, StatusJson};
 use tracker::{
     Access, Actor, ClaimOptions, Error, Guard, ItemRef, ItemView, ListQuery, NewItem, Patch,
     Result, Status,
@@ -110,13 +110,13 @@ impl Server {
         });
         match outcome {
             Ok(v) => CallToolResult::structured(v),
-            Err(e) => CallToolResult::structured_error(tracker::json::error_json(&e)),
+            Err(e) => CallToolResult::structured_error(tracker::json::error_json(&e).into()),
         }
     }
 }
 
 fn item(v: &ItemView) -> Result<Value> {
-    serde_json::to_value(ItemJson::from(v)).map_err(|e| Error::Internal(e.to_string()))
+    to_json(&ItemJson::from(v))
 }
 
 fn item_ref(s: &str) -> Result<ItemRef> {
@@ -158,64 +158,20 @@ fn schema<T: schemars::JsonSchema + 'static>() -> Arc<rmcp::model::JsonObject> {
     rmcp::handler::server::tool::schema_for_type::<T>()
 }
 
-/// `show`: the item object plus `blocks`. (Schema only: the value is built by `detail_json`.)
-#[allow(dead_code)]
-#[derive(schemars::JsonSchema)]
-struct DetailSchema {
-    #[serde(flatten)]
-    item: ItemJson,
-    /// Numbers of the items waiting for this one.
-    blocks: Vec<u64>,
-}
-
-#[allow(dead_code)]
-#[derive(schemars::JsonSchema)]
-struct ItemsSchema {
+/// `list`'s result: structured content is an object, so the list is wrapped.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+struct ItemsJson {
     items: Vec<ItemJson>,
 }
 
-/// One op of the log, as `log --json` prints it.
-#[allow(dead_code)]
-#[derive(schemars::JsonSchema)]
-struct OpSchema {
-    seq: u64,
-    at: String,
-    actor: String,
-    op: String,
-    item: String,
-    num: Option<u64>,
-    version_before: u64,
-    version_after: u64,
-    changes: Vec<serde_json::Map<String, Value>>,
+/// `log`'s result, wrapped for the same reason.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+struct OpsJson<'a> {
+    ops: Vec<OpJson<'a>>,
 }
 
-#[allow(dead_code)]
-#[derive(schemars::JsonSchema)]
-struct OpsSchema {
-    ops: Vec<OpSchema>,
-}
-
-#[allow(dead_code)]
-#[derive(schemars::JsonSchema)]
-struct BoardClaimSchema {
-    num: u64,
-    id: String,
-    title: String,
-    claim: tracker::json::ClaimJson,
-    heartbeat_age_ms: i64,
-}
-
-#[allow(dead_code)]
-#[derive(schemars::JsonSchema)]
-struct BoardSchema {
-    open: u64,
-    done: u64,
-    cancelled: u64,
-    ready: u64,
-    blocked: u64,
-    claimed: u64,
-    live_claims: Vec<BoardClaimSchema>,
-    stale_claims: Vec<BoardClaimSchema>,
+fn to_json(v: &impl serde::Serialize) -> Result<Value> {
+    serde_json::to_value(v).map_err(|e| Error::Internal(e.to_string()))
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -359,7 +315,10 @@ struct LogArgs {
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
-struct NoArgs {}
+struct StatusArgs {
+    /// Count lease events of this last stretch only, like "24h" (default: the whole log).
+    since: Option<String>,
+}
 
 #[tool_router]
 impl Server {
@@ -388,15 +347,15 @@ impl Server {
     }
 
     #[tool(description = "Show one item with its live claim (holder, token, expiry), its blockers \
-        (blocked_by) and the items it blocks (blocks).", output_schema = schema::<DetailSchema>())]
+        (blocked_by) and the items it blocks (blocks).", output_schema = schema::<ShowJson>())]
     fn show(&self, peer: Peer<RoleServer>, Parameters(a): Parameters<ItemArgs>) -> CallToolResult {
         self.call(&peer, |t| {
-            Ok(tracker::json::detail_json(&t.show(&item_ref(&a.item)?)?))
+            to_json(&ShowJson::from(&t.show(&item_ref(&a.item)?)?))
         })
     }
 
     #[tool(description = "List items as {\"items\": [...]}: open ones by default; ready=true gives \
-        the claimable queue, best priority first, then oldest.", output_schema = schema::<ItemsSchema>())]
+        the claimable queue, best priority first, then oldest.", output_schema = schema::<ItemsJson>())]
     fn list(&self, peer: Peer<RoleServer>, Parameters(a): Parameters<ListArgs>) -> CallToolResult {
         self.call(&peer, |t| {
             let ready = a.ready.unwrap_or(false);
@@ -414,8 +373,8 @@ impl Server {
                 holder: a.holder,
                 limit: a.limit,
             };
-            let items = t.list(&q)?.iter().map(item).collect::<Result<Vec<_>>>()?;
-            Ok(json!({ "items": items }))
+            let items = t.list(&q)?.iter().map(ItemJson::from).collect();
+            to_json(&ItemsJson { items })
         })
     }
 
@@ -546,26 +505,29 @@ impl Server {
     }
 
     #[tool(description = "The ops log as {\"ops\": [...]}, oldest first: who changed what, when. \
-        Use since (a sequence number) to read only what is new.", output_schema = schema::<OpsSchema>())]
+        Use since (a sequence number) to read only what is new.", output_schema = schema::<OpsJson<'static>>())]
     fn log(&self, peer: Peer<RoleServer>, Parameters(a): Parameters<LogArgs>) -> CallToolResult {
         self.call(&peer, |t| {
             let r = a.item.as_deref().map(item_ref).transpose()?;
             let ops = t.log(r.as_ref(), a.since.unwrap_or(0), a.limit)?;
-            let ops = ops
-                .iter()
-                .map(|(op, num)| serde_json::to_value(OpJson::new(op, *num)))
-                .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(|e| Error::Internal(e.to_string()))?;
-            Ok(json!({ "ops": ops }))
+            let ops = ops.iter().map(|(op, num)| OpJson::new(op, *num)).collect();
+            to_json(&OpsJson { ops })
         })
     }
 
     #[tool(description = "The board: counts by state (open, ready, claimed, blocked, done, \
-        cancelled), live claims with heartbeat ages, and stale claims.", output_schema = schema::<BoardSchema>())]
-    fn status(&self, peer: Peer<RoleServer>, Parameters(_): Parameters<NoArgs>) -> CallToolResult {
+        cancelled), live claims with heartbeat ages, stale claims, and metrics: lease events \
+        overall and per holder (over the last `since`, e.g. \"24h\"), refused claims, and time \
+        from new to first claim and from claim to done.", output_schema = schema::<StatusJson>())]
+    fn status(
+        &self,
+        peer: Peer<RoleServer>,
+        Parameters(a): Parameters<StatusArgs>,
+    ) -> CallToolResult {
         self.call(&peer, |t| {
-            let b = t.board()?;
-            Ok(tracker::json::board_json(&b, &t.now()))
+            let window = duration("since", a.since.as_deref())?;
+            let (b, m) = (t.board()?, t.metrics_over(window)?);
+            to_json(&StatusJson::new(&b, m, &t.now()))
         })
     }
 }

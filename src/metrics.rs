@@ -17,7 +17,7 @@ use crate::store::{Counter, ReadTxn, Storage};
 use crate::tracker::Tracker;
 
 /// Counts of lease events, over the whole tracker or for one holder.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct Counts {
     /// New leases: claims, stale steals and evictions.
     pub acquisitions: u64,
@@ -33,7 +33,7 @@ pub struct Counts {
 }
 
 /// Median and 95th percentile of a set of durations.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct Spread {
     pub count: u64,
     pub median_ms: Option<i64>,
@@ -57,7 +57,7 @@ impl Spread {
 }
 
 /// The metrics of a window of the log.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct Metrics {
     /// The window's start (wall ms), or `None` for the whole log.
     pub since_ms: Option<WallMs>,
@@ -74,6 +74,16 @@ pub struct Metrics {
 }
 
 impl<S: Storage> Tracker<S> {
+    /// The metrics of the last `window` of the log, by this tracker's clock (all of it for
+    /// `None`): `status --since DUR`.
+    pub fn metrics_over(&self, window: Option<std::time::Duration>) -> Result<Metrics> {
+        let since = window.map(|d| {
+            let d = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+            self.now().wall_ms.saturating_sub(d)
+        });
+        self.metrics(since)
+    }
+
     /// The metrics of the ops at or after `since_ms` (all of them for `None`).
     pub fn metrics(&self, since_ms: Option<WallMs>) -> Result<Metrics> {
         self.store.read(|t| {

@@ -3,6 +3,7 @@
 //! Nothing here touches a database or a clock; every type is serialisable with named fields
 //! (MessagePack on disk, JSON for export), so fields can be added without breaking old files.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use ulid::Ulid;
 
@@ -10,7 +11,9 @@ use ulid::Ulid;
 pub type WallMs = i64;
 
 /// Where an item is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Open,
@@ -49,8 +52,9 @@ impl Status {
 }
 
 /// A unit of work. `version` starts at 1 and grows by exactly one with every op on the item.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Item {
+    #[schemars(with = "String")]
     pub id: Ulid,
     pub num: u64,
     pub title: String,
@@ -62,6 +66,7 @@ pub struct Item {
     pub labels: Vec<String>,
     /// Items that must be finished before this one is ready, by identity (numbers are per file).
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub blocked_by: Vec<Ulid>,
     pub version: u64,
     pub created_at: WallMs,
@@ -69,7 +74,7 @@ pub struct Item {
 }
 
 /// A lease on one item. It is live until its deadline; see `rules::lease_state`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Lease {
     pub holder: String,
     /// Fencing token: strictly increasing over the whole file, new for every acquisition.
@@ -104,7 +109,7 @@ pub struct Lease {
 
 /// What one op did to its item. An op carries the before and after of every change, so the log
 /// can be replayed, checked and shown without the tables.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "change", rename_all = "snake_case")]
 pub enum Change {
     /// The item came into being (by `new`, or by `import` when it was not here before).
@@ -139,9 +144,11 @@ pub enum Change {
         label: String,
     },
     BlockerAdded {
+        #[schemars(with = "String")]
         blocker: Ulid,
     },
     BlockerRemoved {
+        #[schemars(with = "String")]
         blocker: Ulid,
     },
     /// A lease was taken, renewed, stolen or evicted: `old` is the lease it replaced, if any.

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{CommandFactory, Parser};
-use tracker::json::{ItemJson, OpJson};
+use tracker::json::{self, ItemJson, OpJson};
 use tracker::{
     Access, Actor, Backend, ClaimOptions, Error, Guard, ItemRef, ItemView, ListQuery, NewItem,
     Patch, Result, Status, Target,
@@ -121,7 +121,7 @@ fn usage_error(e: clap::Error) -> i32 {
         let err = Error::Invalid(message.to_string());
         eprintln!(
             "{}",
-            render::escape_json_for_terminal(&tracker::json::error_json(&err).to_string())
+            render::escape_json_for_terminal(&json::error_json(&err).to_string())
         );
         return 2;
     }
@@ -132,7 +132,7 @@ fn report(ctx: &Ctx, e: &Error) -> i32 {
     if ctx.json {
         // Errors as data: one JSON object on stderr, nothing on stdout. Characters that could
         // act on a terminal are written as \u escapes, so the parsed text is exact.
-        let line = tracker::json::error_json(e).to_string();
+        let line = json::error_json(e).to_string();
         eprintln!("{}", render::escape_json_for_terminal(&line));
         return e.exit_code();
     }
@@ -192,8 +192,11 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
                 t.set_default_ttl(ttl)?;
             }
             let printed = if ctx.json {
-                out::json(&serde_json::json!({"path": path, "created": created,
-                    "format_version": tracker::store::FORMAT_VERSION}))
+                out::json(&json::InitJson {
+                    path: path.to_string(),
+                    created,
+                    format_version: tracker::store::FORMAT_VERSION,
+                })
             } else if created {
                 say(&format!("created {path}"))
             } else {
@@ -219,7 +222,9 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
             let changed = ttl.is_some();
             let ttl = t.default_ttl()?;
             let printed = if ctx.json {
-                out::json(&serde_json::json!({"default_ttl_ms": ttl.as_millis() as u64}))
+                out::json(&json::ConfigJson {
+                    default_ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
+                })
             } else {
                 say(&format!("default-ttl {}", humantime::format_duration(ttl)))
             };
@@ -259,7 +264,7 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
             let t = ctx.open(Access::ReadOnly)?;
             let d = t.show(&r)?;
             if ctx.json {
-                out::json(&tracker::json::detail_json(&d))?;
+                out::json(&json::ShowJson::from(&d))?;
             } else {
                 out::text(&render::show(&d, &t.now(), &ctx.style))?;
             }
@@ -430,10 +435,14 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
             progress::finish(spinner);
             let r = r?;
             if ctx.json {
-                out::json(
-                    &serde_json::json!({"ok": r.problems.is_empty(), "ops": r.ops, "items": r.items,
-                    "leases": r.leases, "last_token": r.last_token, "problems": r.problems}),
-                )?;
+                out::json(&json::VerifyJson {
+                    ok: r.problems.is_empty(),
+                    ops: r.ops,
+                    items: r.items,
+                    leases: r.leases,
+                    last_token: r.last_token,
+                    problems: r.problems.clone(),
+                })?;
             } else {
                 say(&render::verify(&r))?;
             }
@@ -453,7 +462,11 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
             progress::finish(spinner);
             let r = r?;
             let printed = if ctx.json {
-                out::json(&serde_json::json!({"ops": r.ops, "items": r.items, "leases": r.leases}))
+                out::json(&json::RebuildJson {
+                    ops: r.ops,
+                    items: r.items,
+                    leases: r.leases,
+                })
             } else {
                 say(&format!(
                     "rebuilt from {} ops: {} items, {} leases",
@@ -467,17 +480,10 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
         Command::Status(a) => {
             let t = ctx.open(Access::ReadOnly)?;
             let b = t.board()?;
+            let m = t.metrics_over(a.since)?;
             let now = t.now();
-            let since = a.since.map(|d| {
-                now.wall_ms
-                    .saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-            });
-            let m = t.metrics(since)?;
             if ctx.json {
-                let mut j = tracker::json::board_json(&b, &now);
-                j["metrics"] =
-                    serde_json::to_value(&m).map_err(|e| Error::Internal(e.to_string()))?;
-                out::json(&j)?;
+                out::json(&json::StatusJson::new(&b, m, &now))?;
             } else {
                 let mut text = render::board(&b, &now, &ctx.style);
                 text.push_str(&render::metrics(&m, &ctx.style));
@@ -539,10 +545,12 @@ fn import(ctx: &Ctx, a: args::ImportArgs) -> Result<i32> {
     progress::finish(spinner);
     let r = r?;
     let printed = if ctx.json {
-        out::json(
-            &serde_json::json!({"created": r.created, "replaced": r.replaced,
-            "unchanged": r.unchanged, "kept": r.kept}),
-        )
+        out::json(&json::ImportJson {
+            created: r.created,
+            replaced: r.replaced,
+            unchanged: r.unchanged,
+            kept: r.kept,
+        })
     } else {
         say(&format!(
             "imported: {} new, {} replaced, {} unchanged, {} kept as they were here",
