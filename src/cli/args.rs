@@ -116,8 +116,12 @@ the command's own exit code (128+N if a signal N ended it): done on 0, released 
     /// Serve the Model Context Protocol on stdin/stdout, for agents (register `tracker mcp`
     /// with your MCP client; `--as NAME` names the agent, else the client's name and pid)
     Mcp,
-    /// Print the man page (roff): `tracker man > tracker.1`
-    Man,
+    /// Print a man page (roff): `tracker man > tracker.1`, `tracker man claim > tracker-claim.1`
+    Man {
+        /// The command to print the page of, like `claim` or `dep add` (default: tracker's own
+        /// page, which lists every command)
+        command: Vec<String>,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -431,5 +435,56 @@ mod tests {
         let mut missing = Vec::new();
         walk(&Cli::command(), "tracker", &mut missing);
         assert!(missing.is_empty(), "no --help text for: {missing:#?}");
+    }
+
+    /// Every command path below `tracker`, like `["dep", "add"]`; `[]` is tracker itself.
+    fn command_paths() -> Vec<Vec<String>> {
+        fn walk(cmd: &clap::Command, path: Vec<String>, out: &mut Vec<Vec<String>>) {
+            for sub in cmd.get_subcommands() {
+                let mut p = path.clone();
+                p.push(sub.get_name().to_string());
+                walk(sub, p, out);
+            }
+            out.push(path);
+        }
+        let mut out = Vec::new();
+        walk(&Cli::command(), Vec::new(), &mut out);
+        out.retain(|p| p.first().is_none_or(|c| c != "help"));
+        out.sort();
+        out
+    }
+
+    /// docs/man holds one page per command, as `tracker man COMMAND` prints it (regenerate with
+    /// `UPDATE_DOCS=1 cargo test --release --bin tracker`).
+    #[test]
+    fn the_shipped_man_pages_are_the_ones_the_binary_prints() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/man");
+        let mut expected = std::collections::BTreeSet::new();
+        for path in command_paths() {
+            let name = std::iter::once("tracker".to_string())
+                .chain(path.iter().cloned())
+                .collect::<Vec<_>>()
+                .join("-");
+            let file = dir.join(format!("{name}.1"));
+            let page = crate::cli::man_page(&path).unwrap();
+            if std::env::var_os("UPDATE_DOCS").is_some() {
+                std::fs::create_dir_all(&dir).unwrap();
+                std::fs::write(&file, &page).unwrap();
+            }
+            let shipped = std::fs::read_to_string(&file).unwrap_or_default();
+            assert!(
+                shipped == page,
+                "docs/man/{name}.1 is out of date: UPDATE_DOCS=1 cargo test --release --bin tracker"
+            );
+            expected.insert(format!("{name}.1"));
+        }
+        let on_disk: std::collections::BTreeSet<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            on_disk, expected,
+            "docs/man holds exactly one page per command"
+        );
     }
 }

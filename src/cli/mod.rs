@@ -498,15 +498,38 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
             out::text(&String::from_utf8_lossy(&script))?;
             Ok(0)
         }
-        Command::Man => {
-            let man = clap_mangen::Man::new(Cli::command());
-            let mut page = Vec::new();
-            man.render(&mut page)
-                .map_err(|e| Error::io("cannot render the man page", e))?;
-            out::text(&String::from_utf8_lossy(&page))?;
+        Command::Man { command } => {
+            out::text(&man_page(&command)?)?;
             Ok(0)
         }
     }
+}
+
+/// The man page of `tracker` or of one of its commands (`["dep", "add"]` is `tracker-dep-add`).
+pub(crate) fn man_page(path: &[String]) -> Result<String> {
+    let mut cmd = Cli::command();
+    cmd.build();
+    let mut name = String::from("tracker");
+    for word in path {
+        let sub = cmd
+            .get_subcommands()
+            .find(|c| c.get_name() == word || c.get_all_aliases().any(|a| a == word))
+            .cloned()
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "{name} has no command {word:?}: `{} --help` lists them",
+                    name.replace('-', " ")
+                ))
+            })?;
+        name = format!("{name}-{}", sub.get_name());
+        cmd = sub;
+    }
+    let cmd = cmd.name(name.clone()).bin_name(name.replace('-', " "));
+    let mut page = Vec::new();
+    clap_mangen::Man::new(cmd)
+        .render(&mut page)
+        .map_err(|e| Error::io("cannot render the man page", e))?;
+    Ok(String::from_utf8_lossy(&page).into_owned())
 }
 
 fn import(ctx: &Ctx, a: args::ImportArgs) -> Result<i32> {
