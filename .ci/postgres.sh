@@ -10,12 +10,17 @@ start_postgres() {
     local run=(runuser -u postgres --)
     [ "$(id -u)" = 0 ] || run=()
     "${run[@]}" "$bin/initdb" -D "$PG_DIR/data" -U postgres -A trust >"$PG_DIR/initdb.log" 2>&1
-    # TLS with a self-signed certificate for "localhost" (the tests verify it with verify-full),
-    # and one role that must give a password over TCP (the tests give it through PGPASSWORD and a
-    # pgpass file); everyone else is trusted on this throwaway server.
-    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=localhost" \
-        -addext "subjectAltName=DNS:localhost" \
-        -keyout "$PG_DIR/server.key" -out "$PG_DIR/server.crt" >/dev/null 2>&1
+    # TLS with a certificate for "localhost" signed by a CA of its own, root.crt (the tests verify
+    # it with verify-ca and verify-full), and one role that must give a password over TCP (the
+    # tests give it through PGPASSWORD and a pgpass file); everyone else is trusted on this
+    # throwaway server.
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=tracker test CA" \
+        -keyout "$PG_DIR/root.key" -out "$PG_DIR/root.crt" >/dev/null 2>&1
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+        -keyout "$PG_DIR/server.key" -out "$PG_DIR/server.csr" >/dev/null 2>&1
+    printf '%s\n' "subjectAltName=DNS:localhost" "basicConstraints=CA:FALSE" >"$PG_DIR/server.ext"
+    openssl x509 -req -in "$PG_DIR/server.csr" -CA "$PG_DIR/root.crt" -CAkey "$PG_DIR/root.key" \
+        -CAcreateserial -days 2 -extfile "$PG_DIR/server.ext" -out "$PG_DIR/server.crt" >/dev/null 2>&1
     chown postgres "$PG_DIR/server.key" "$PG_DIR/server.crt"
     chmod 600 "$PG_DIR/server.key"
     printf '%s\n' "local all all trust" \

@@ -95,9 +95,10 @@ fn passwords_come_from_pgpassword_or_pgpass_and_are_never_shown() {
 }
 
 #[test]
-fn tls_works_with_sslmode_require_and_verify_full() {
+fn tls_works_with_sslmode_require_verify_ca_and_verify_full() {
     let Some((port, dir)) = server() else { return };
-    let root = format!("{dir}/server.crt");
+    // The CI server's certificate is signed by a CA of its own (root.crt) for the name localhost.
+    let root = format!("{dir}/root.crt");
     let base = format!("postgres://postgres@localhost:{port}/postgres");
     let require = format!("{base}?sslmode=require");
     let out = tracker(&require, &["init"], &[]);
@@ -118,6 +119,27 @@ fn tls_works_with_sslmode_require_and_verify_full() {
     );
     let out = tracker(&wrong_name, &["list"], &[]);
     assert_eq!(out.status.code(), Some(1), "{}", all_text(&out));
+    // verify-ca checks the chain, not the name.
+    let ca_only = wrong_name.replace("verify-full", "verify-ca");
+    let out = tracker(&ca_only, &["list"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", all_text(&out));
+    // A root the server's certificate does not chain to is refused, in both modes; so is
+    // require once a root is given (libpq then verifies as verify-ca).
+    let leaf = format!("{dir}/server.crt");
+    for mode in ["verify-ca", "verify-full", "require"] {
+        let url = format!("{base}?sslmode={mode}&sslrootcert={leaf}");
+        let out = tracker(&url, &["list"], &[]);
+        assert_eq!(out.status.code(), Some(1), "{mode}: {}", all_text(&out));
+    }
+    // A root file that is not a certificate is bad input, not a connection failure.
+    let junk = format!("{dir}/server.key.missing");
+    let out = tracker(
+        &format!("{base}?sslmode=verify-full&sslrootcert={junk}"),
+        &["list"],
+        &[],
+    );
+    assert_ne!(out.status.code(), Some(0), "{}", all_text(&out));
+    assert!(all_text(&out).contains("sslrootcert"), "{}", all_text(&out));
 }
 
 #[test]

@@ -54,12 +54,24 @@ fn redact_param(url: &str, name: &str) -> String {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum SslMode {
+pub(super) enum SslMode {
     Disable,
     Prefer,
     Require,
     VerifyCa,
     VerifyFull,
+}
+
+impl SslMode {
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
 }
 
 /// Takes the parameters the `postgres` crate does not understand out of the URL's query.
@@ -106,7 +118,7 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn env(name: &str) -> Option<String> {
+pub(super) fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
@@ -229,8 +241,7 @@ pub fn connect(url: &str, timeout: Duration) -> Result<postgres::Client> {
         _ => postgres::config::SslMode::Require,
     });
     config.application_name("tracker");
-    // TLS is never used over a Unix socket, and setting it up (loading the system's trust store)
-    // costs more than the rest of a command: only build it when it can be used.
+    // TLS is never used over a Unix socket: only set it up when it can be used.
     let sockets_only = config
         .get_hosts()
         .iter()
@@ -238,7 +249,7 @@ pub fn connect(url: &str, timeout: Duration) -> Result<postgres::Client> {
     let tls = if mode == SslMode::Disable || sockets_only {
         None
     } else {
-        Some(tls_connector(mode, param("sslrootcert"), &shown)?)
+        Some(super::tls::connector(mode, param("sslrootcert"), &shown)?)
     };
     let deadline = Instant::now() + timeout;
     loop {
@@ -290,67 +301,6 @@ fn unanswered(e: &postgres::Error) -> bool {
     ]
     .iter()
     .any(|w| text.contains(w) || source.contains(w))
-}
-
-fn tls_connector(
-    mode: SslMode,
-    root_cert: Option<String>,
-    shown: &str,
-) -> Result<postgres_native_tls::MakeTlsConnector> {
-    let mut b = native_tls::TlsConnector::builder();
-    match mode {
-        // libpq checks nothing in these modes: encryption without authentication.
-        SslMode::Disable | SslMode::Prefer | SslMode::Require => {
-            b.danger_accept_invalid_certs(true)
-                .danger_accept_invalid_hostnames(true);
-        }
-        SslMode::VerifyCa => {
-            b.danger_accept_invalid_hostnames(true);
-        }
-        SslMode::VerifyFull => {}
-    }
-    // As libpq: the trust anchors are `sslrootcert` (else ~/.postgresql/root.crt), and the
-    // system's only when it says `system`. Not loading the system's store also saves most of the
-    // cost of setting TLS up.
-    let root = root_cert.or_else(|| env("PGSSLROOTCERT")).or_else(|| {
-        let default = PathBuf::from(env("HOME")?).join(".postgresql/root.crt");
-        default
-            .exists()
-            .then(|| default.to_string_lossy().into_owned())
-    });
-    match root.as_deref() {
-        Some("system") => {}
-        Some(path) => {
-            b.disable_built_in_roots(true);
-            let pem = std::fs::read(path)
-                .map_err(|e| Error::io(format!("{shown}: cannot read sslrootcert {path}"), e))?;
-            let cert = native_tls::Certificate::from_pem(&pem).map_err(|e| {
-                Error::Invalid(format!(
-                    "{shown}: sslrootcert {path} is not a PEM certificate: {e}"
-                ))
-            })?;
-            b.add_root_certificate(cert);
-        }
-        None if matches!(mode, SslMode::VerifyCa | SslMode::VerifyFull) => {
-            return Err(Error::Invalid(format!(
-                "{shown}: sslmode {} needs a root certificate to verify the server with: give \
-                 sslrootcert=FILE (or PGSSLROOTCERT, or ~/.postgresql/root.crt; \
-                 sslrootcert=system for the system's store)",
-                if mode == SslMode::VerifyCa {
-                    "verify-ca"
-                } else {
-                    "verify-full"
-                }
-            )))
-        }
-        None => {
-            b.disable_built_in_roots(true);
-        }
-    }
-    let connector = b
-        .build()
-        .map_err(|e| Error::Internal(format!("{shown}: cannot set up TLS: {e}")))?;
-    Ok(postgres_native_tls::MakeTlsConnector::new(connector))
 }
 
 #[cfg(test)]

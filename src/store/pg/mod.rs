@@ -15,6 +15,7 @@
 
 pub mod connect;
 mod schema;
+mod tls;
 
 use std::cell::RefCell;
 use std::sync::Mutex;
