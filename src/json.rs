@@ -136,7 +136,7 @@ pub struct OpJson<'a> {
     pub at: String,
     /// Who made the change.
     pub actor: &'a str,
-    /// What kind of change, by the command's name (`create`, `claim`, `done`, ...).
+    /// What kind of change, by the command's name (`new`, `claim`, `done`, `dep_add`, ...).
     pub op: &'static str,
     /// The item's ULID.
     pub item: String,

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::model::{CallToolResult, ServerCapabilities, ServerConfig};
+use rmcp::model::{CallToolResult, Implementation, ServerCapabilities, ServerConfig};
 use rmcp::{
     schemars, tool, tool_handler, tool_router, Peer, RoleServer, ServerHandler, ServiceExt,
 };
@@ -141,10 +141,11 @@ fn guard(if_version: Option<u64>, token: Option<u64>, key: Option<String>) -> Gu
 
 /// The lease options of a claim through this server: tied to this process.
 fn claim_options(t: &Tracker, ttl: Option<&str>, g: Guard) -> Result<ClaimOptions> {
-    let ttl = match duration("ttl", ttl)? {
-        Some(d) => tracker::rules::check_ttl(d).map_err(Error::Invalid)?,
-        None => t.default_ttl()?,
-    };
+    let given = duration("ttl", ttl)?
+        .map(|d| tracker::rules::check_ttl(d).map_err(Error::Invalid))
+        .transpose()?;
+    // As on the command line: ttl, else $TRACKER_TTL, else the tracker's default-ttl.
+    let ttl = crate::cli::ttl_for(t, given)?;
     Ok(ClaimOptions {
         ttl,
         pid: Some(std::process::id()),
@@ -535,7 +536,9 @@ impl Server {
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for Server {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build()).with_instructions(
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("tracker", env!("CARGO_PKG_VERSION")))
+            .with_instructions(
             "A shared work tracker. Typical loop: claim_next (keep claim.token), do the work, \
              renew within the TTL while working, then done with the token. Failures are tool \
              errors whose structured content is {\"error\": {\"kind\", \"code\", \"message\"}}: \

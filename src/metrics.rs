@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use ulid::Ulid;
 
 use crate::error::Result;
-use crate::model::{Change, Op, OpKind, WallMs};
+use crate::model::{Change, Op, OpKind, Status, WallMs};
 use crate::store::{Counter, ReadTxn, Storage};
 use crate::tracker::Tracker;
 
@@ -23,7 +23,7 @@ pub struct Counts {
     pub acquisitions: u64,
     pub renewals: u64,
     pub releases: u64,
-    /// Items finished (`done`).
+    /// Items finished (`done`, or `update --status done`).
     pub done: u64,
     pub stale_steals: u64,
     pub forced_evictions: u64,
@@ -117,7 +117,7 @@ impl<S: Storage> Tracker<S> {
                     }
                     claimed_before.insert(op.item, true);
                 }
-                if op.kind == OpKind::Done {
+                if finishes(&op) {
                     for c in &op.changes {
                         if let Change::LeaseCleared { old } = c {
                             to_done.push(op.at.saturating_sub(old.acquired_at));
@@ -163,9 +163,24 @@ fn count(c: &mut Counts, op: &Op) {
         }
         OpKind::Renew => c.renewals += 1,
         OpKind::Release => c.releases += 1,
-        OpKind::Done => c.done += 1,
         _ => {}
     }
+    if finishes(op) {
+        c.done += 1;
+    }
+}
+
+/// Whether `op` finished its item: `done`, or `update --status done`.
+fn finishes(op: &Op) -> bool {
+    op.changes.iter().any(|c| {
+        matches!(
+            c,
+            Change::Status {
+                new: Status::Done,
+                ..
+            }
+        )
+    })
 }
 
 /// Whether the item of `op` had a lease acquired before `op`.

@@ -116,10 +116,12 @@ fn an_agent_works_through_tracker_mcp_with_the_official_python_sdk() {
             .arg(&env.db)
             .arg("work")
             .env_remove("TRACKER_AS")
+            .env("TRACKER_TTL", "7m")
             .stdin(Stdio::null())
             .output()
             .unwrap();
         let s = steps(&out);
+        assert_eq!(s["init"]["server"], "tracker", "the server names itself");
         let names: Vec<&str> = s["tools"]["names"]
             .as_array()
             .unwrap()
@@ -188,11 +190,93 @@ fn an_agent_works_through_tracker_mcp_with_the_official_python_sdk() {
         err("dep_cycle", "conflict", 3);
         ok("dep_rm");
         err("update", "conflict", 3);
+        // A claim without ttl lasts $TRACKER_TTL, as on the command line.
+        let lease = &ok("claim_default_ttl")["claim"];
+        let at = |f: &str| tracker::clock::parse_rfc3339(lease[f].as_str().unwrap()).unwrap();
+        assert_eq!(
+            at("expires_at") - at("acquired_at"),
+            7 * 60 * 1000,
+            "{lease}"
+        );
         // Beside the agent, the command line sees the same items and the agent's ops.
         let log = common::json_lines(&env.run(&["--json", "log", "2"]).stdout);
         assert!(log.iter().any(|op| op["actor"] == holder.as_str()));
         assert_eq!(env.json(&["show", "2"])["status"], "done");
         assert_eq!(env.code(&["verify"]).0, 0);
+    }
+}
+
+/// Two agents, each through its own `tracker mcp`, and a command-line worker drain one queue
+/// together: every item is done exactly once, and the log verifies.
+#[test]
+fn two_agents_and_a_cli_worker_drain_a_queue_together() {
+    if !python_sdk() {
+        return;
+    }
+    for env in Env::each() {
+        eprintln!("backend: {}", env.backend);
+        let n = 40;
+        for i in 1..=n {
+            env.json(&["new", &format!("job {i}")]);
+        }
+        let agents: Vec<_> = (0..2)
+            .map(|_| {
+                Command::new("python3")
+                    .arg(client_script())
+                    .arg(common::bin())
+                    .arg(&env.db)
+                    .arg("drain")
+                    .env_remove("TRACKER_AS")
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        // The command-line worker joins once the agents are at work (Python starts slowly).
+        let started = std::time::Instant::now();
+        while env.json(&["status"])["metrics"]["overall"]["done"] == 0 {
+            assert!(started.elapsed().as_secs() < 60, "the agents never started");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let mut by_cli = Vec::new();
+        loop {
+            let out = env.run(&["--json", "--as", "cli-worker", "claim", "--next"]);
+            match out.status.code() {
+                Some(0) => {}
+                Some(4) => break,
+                other => panic!("claim --next exited {other:?}: {}", text(&out.stderr)),
+            }
+            let item: Value = serde_json::from_slice(&out.stdout).unwrap();
+            let (num, token) = (item["num"].to_string(), item["claim"]["token"].to_string());
+            let done = env.run(&["--as", "cli-worker", "done", &num, "--token", &token]);
+            assert_eq!(done.status.code(), Some(0), "{}", text(&done.stderr));
+            by_cli.push(item["num"].as_u64().unwrap());
+        }
+        let mut all = by_cli.clone();
+        for agent in agents {
+            let s = steps(&agent.wait_with_output().unwrap());
+            assert_eq!(s["stopped"]["structured"]["error"]["kind"], "not_found");
+            all.extend(
+                s["drained"]["nums"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_u64().unwrap()),
+            );
+        }
+        all.sort_unstable();
+        assert_eq!(
+            all,
+            (1..=n).collect::<Vec<_>>(),
+            "every item done exactly once"
+        );
+        let log = common::json_lines(&env.run(&["--json", "log"]).stdout);
+        let dones = log.iter().filter(|op| op["op"] == "done").count();
+        assert_eq!(dones, n as usize, "one done op per item");
+        assert_eq!(env.code(&["verify"]).0, 0);
+        eprintln!("cli worker did {} of {n}", by_cli.len());
     }
 }
 
@@ -279,10 +363,15 @@ fn status_counts_lease_events_refusals_and_time_to_claim_and_to_done() {
         assert_eq!(run(&["--as", "cy", "claim", "3"]), Some(0));
         assert_eq!(run(&["--as", "dee", "claim", "3", "--force"]), Some(0));
         assert_eq!(run(&["--as", "dee", "release", "3"]), Some(0));
+        // Finishing through update counts as done too.
+        assert_eq!(
+            run(&["--as", "cy", "update", "2", "--status", "done"]),
+            Some(0)
+        );
         let m = env.json(&["status"])["metrics"].clone();
         assert_eq!(
             m["overall"],
-            serde_json::json!({"acquisitions": 5, "renewals": 1, "releases": 1, "done": 1,
+            serde_json::json!({"acquisitions": 5, "renewals": 1, "releases": 1, "done": 2,
                 "stale_steals": 0, "forced_evictions": 1, "expirations": 1})
         );
         assert_eq!(m["refused_claims_total"], 2);
@@ -290,7 +379,7 @@ fn status_counts_lease_events_refusals_and_time_to_claim_and_to_done() {
         assert_eq!(m["by_holder"]["dee"]["forced_evictions"], 1);
         assert_eq!(m["by_holder"]["cy"]["expirations"], 1);
         assert_eq!(m["new_to_first_claim"]["count"], 3);
-        assert_eq!(m["claim_to_done"]["count"], 1);
+        assert_eq!(m["claim_to_done"]["count"], 2);
         assert!(m["claim_to_done"]["p95_ms"].as_i64().is_some());
         // A window that starts after all of it counts nothing from the log.
         std::thread::sleep(std::time::Duration::from_millis(1100));

@@ -530,3 +530,41 @@ fn invisible_format_characters_are_shown_escaped() {
     // --json keeps the exact name.
     assert_eq!(env.json(&["show", "1"])["claim"]["holder"], sneaky);
 }
+
+/// `--label` only filters `--next`: given with an item it used to be ignored silently.
+#[test]
+fn a_label_with_a_named_item_is_refused_not_ignored() {
+    let env = Env::new();
+    env.json(&["new", "x", "-l", "db"]);
+    for cmd in ["claim", "run"] {
+        let mut args = vec!["--as", "ana", cmd, "1", "--label", "db"];
+        if cmd == "run" {
+            args.extend(["--", "true"]);
+        }
+        let (code, err) = env.code(&args);
+        assert_eq!(code, 2, "{cmd}: {err}");
+        assert!(err.contains("--label"), "{cmd}: {err}");
+    }
+    assert!(
+        env.json(&["show", "1"])["claim"].is_null(),
+        "nothing was claimed"
+    );
+}
+
+/// `init --default-ttl` on an existing tracker says what it changed, not "nothing changed".
+#[test]
+fn init_on_an_existing_tracker_says_when_it_set_the_default_ttl() {
+    let env = Env::new();
+    let out = env.run(&["init", "--default-ttl", "45m"]);
+    let said = text(&out.stdout);
+    assert!(
+        said.contains("default-ttl") && !said.contains("nothing changed"),
+        "{said}"
+    );
+    assert_eq!(
+        env.json(&["config", "default-ttl"])["default_ttl_ms"],
+        45 * 60 * 1000
+    );
+    let again = text(&env.run(&["init"]).stdout);
+    assert!(again.contains("nothing changed"), "{again}");
+}

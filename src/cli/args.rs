@@ -249,7 +249,8 @@ pub struct LeaseTarget {
     #[arg(long)]
     pub next: bool,
     /// With --next: only items with this label
-    #[arg(long, requires = "next")]
+    // (Not `requires = "next"`: a flag's default value counts as present for that.)
+    #[arg(long, conflicts_with = "item")]
     pub label: Option<String>,
     /// Lease length (default: $TRACKER_TTL, else the tracker's default-ttl, else 15m)
     #[arg(long, value_name = "DUR", value_parser = parse_ttl)]
@@ -486,5 +487,56 @@ mod tests {
             on_disk, expected,
             "docs/man holds exactly one page per command"
         );
+    }
+
+    /// docs/cli.md has a `### tracker COMMAND` section for every command, and each section names
+    /// every long flag of its command, so the reference cannot silently fall behind the binary.
+    #[test]
+    fn the_reference_documents_every_command_and_flag() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/cli.md");
+        let doc = std::fs::read_to_string(path).unwrap();
+        let mut missing = Vec::new();
+        let root = Cli::command();
+        for path in command_paths() {
+            if path.is_empty() {
+                continue;
+            }
+            let name = format!("tracker {}", path.join(" "));
+            let heading = format!("### {name}\n");
+            let Some(start) = doc.find(&heading) else {
+                let has_subcommands = path.len() == 1
+                    && root
+                        .find_subcommand(&path[0])
+                        .is_some_and(|c| c.has_subcommands());
+                if !has_subcommands {
+                    missing.push(format!("a section `### {name}`"));
+                }
+                continue;
+            };
+            let body = &doc[start + heading.len()..];
+            let section = &body[..body.find("\n### ").unwrap_or(body.len())];
+            let mut cmd = &root;
+            for word in &path {
+                cmd = cmd.find_subcommand(word).unwrap();
+            }
+            for arg in cmd.get_arguments() {
+                if let Some(long) = arg.get_long() {
+                    let global = root.get_arguments().any(|a| a.get_long() == Some(long));
+                    if long != "help" && long != "version" && !global {
+                        if !section.contains(&format!("--{long}")) {
+                            missing.push(format!("--{long} in `### {name}`"));
+                        }
+                    }
+                }
+            }
+        }
+        for arg in root.get_arguments() {
+            if let Some(long) = arg.get_long() {
+                if long != "help" && long != "version" && !doc.contains(&format!("--{long}")) {
+                    missing.push(format!("the global --{long}"));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "docs/cli.md lacks: {missing:#?}");
     }
 }

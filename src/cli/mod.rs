@@ -199,6 +199,11 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
                 })
             } else if created {
                 say(&format!("created {path}"))
+            } else if let Some(ttl) = default_ttl {
+                say(&format!(
+                    "{path} is already a tracker; set its default-ttl to {}",
+                    humantime::format_duration(ttl)
+                ))
             } else {
                 say(&format!("{path} is already a tracker; nothing changed"))
             };
@@ -614,7 +619,7 @@ fn read_body(path: &Path) -> Result<String> {
 }
 
 /// The lease length: --ttl, else $TRACKER_TTL, else the tracker's default-ttl (15m unless set).
-fn ttl_for(t: &Tracker, given: Option<Duration>) -> Result<Duration> {
+pub(crate) fn ttl_for(t: &Tracker, given: Option<Duration>) -> Result<Duration> {
     if let Some(ttl) = given {
         return Ok(ttl);
     }

@@ -4,6 +4,7 @@ Usage: client.py TRACKER_BIN DB SCENARIO. Prints one JSON object per line (what 
 """
 import asyncio
 import json
+import os
 import sys
 
 from mcp import ClientSession, StdioServerParameters
@@ -30,10 +31,12 @@ async def call(session, name, args):
 
 
 async def main(bin_path, db, scenario):
-    params = StdioServerParameters(command=bin_path, args=["--db", db, "mcp"])
+    # The whole environment (the SDK passes only a few variables by default): TRACKER_TTL, PG*.
+    params = StdioServerParameters(command=bin_path, args=["--db", db, "mcp"], env=dict(os.environ))
     async with stdio_client(params) as (read, write):
         async with ClientSession(read, write) as session:
-            await session.initialize()
+            init = await session.initialize()
+            emit(step="init", server=attr(attr(init, "server_info", "serverInfo"), "name"))
             tools = await session.list_tools()
             emit(step="tools", names=sorted(t.name for t in tools.tools),
                  schemas={t.name: {"input": attr(t, "input_schema", "inputSchema"),
@@ -58,6 +61,22 @@ async def main(bin_path, db, scenario):
                 emit(step="dep_rm", **await call(session, "dep_rm", {"item": "1", "blocker": "2"}))
                 emit(step="update", **await call(session, "update", {"item": "1", "title": "renamed", "if_version": 1}))
                 emit(step="release", **await call(session, "release", {"item": "1"}))
+                emit(step="claim_default_ttl", **await call(session, "claim", {"item": "1"}))
+            elif scenario == "drain":
+                # Take the best ready item and finish it, until nothing is ready.
+                done = []
+                while True:
+                    claimed = await call(session, "claim_next", {"ttl": "1m"})
+                    if claimed["is_error"]:
+                        emit(step="stopped", **claimed)
+                        break
+                    item = claimed["structured"]
+                    finished = await call(session, "done", {"item": str(item["num"]), "token": item["claim"]["token"]})
+                    if finished["is_error"]:
+                        emit(step="done_failed", **finished)
+                        break
+                    done.append(item["num"])
+                emit(step="drained", nums=done)
             elif scenario == "hold":
                 # Claim, report, then wait to be killed: the lease is tied to the server.
                 emit(step="claim", **await call(session, "claim", {"item": "1", "ttl": "1h"}))

@@ -373,11 +373,16 @@ fn read_up_to(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(n)
 }
 
+/// `TRACKER_ALLOW_NETWORK_FS`: set, and neither empty nor `0`.
+fn network_fs_allowed(value: Option<&std::ffi::OsStr>) -> bool {
+    value.is_some_and(|v| !v.is_empty() && v != "0")
+}
+
 fn refuse_network_fs(path: &Path) -> Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
     let probe = dir.unwrap_or(Path::new("."));
     if let Some(fs) = crate::host::network_filesystem(probe) {
-        if std::env::var_os("TRACKER_ALLOW_NETWORK_FS").is_none() {
+        if !network_fs_allowed(std::env::var_os("TRACKER_ALLOW_NETWORK_FS").as_deref()) {
             return Err(Error::Internal(format!(
                 "{}: the file is on {fs}, a network filesystem whose locks are not reliable; \
                  two writers could both believe they own an item. Put the tracker on a local disk \
@@ -703,4 +708,19 @@ impl Storage for RedbStore {
 #[cfg(test)]
 pub(crate) fn temp_store(dir: &Path) -> RedbStore {
     RedbStore::create(&dir.join("t.redb"), Duration::from_secs(10)).unwrap()
+}
+
+#[cfg(test)]
+mod network_fs_tests {
+    use super::network_fs_allowed;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn only_a_real_value_allows_a_network_filesystem() {
+        assert!(!network_fs_allowed(None));
+        assert!(!network_fs_allowed(Some(OsStr::new(""))));
+        assert!(!network_fs_allowed(Some(OsStr::new("0"))));
+        assert!(network_fs_allowed(Some(OsStr::new("1"))));
+        assert!(network_fs_allowed(Some(OsStr::new("yes"))));
+    }
 }
