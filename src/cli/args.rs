@@ -522,10 +522,9 @@ mod tests {
             for arg in cmd.get_arguments() {
                 if let Some(long) = arg.get_long() {
                     let global = root.get_arguments().any(|a| a.get_long() == Some(long));
-                    if long != "help" && long != "version" && !global {
-                        if !section.contains(&format!("--{long}")) {
-                            missing.push(format!("--{long} in `### {name}`"));
-                        }
+                    let documented = section.contains(&format!("--{long}"));
+                    if long != "help" && long != "version" && !global && !documented {
+                        missing.push(format!("--{long} in `### {name}`"));
                     }
                 }
             }
