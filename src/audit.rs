@@ -157,13 +157,13 @@ impl<S: Storage> Tracker<S> {
 /// What one pass over the log gives: the state it determines, and the per-item op index
 /// (item, sequence) that `verify` checks and `rebuild` writes, so neither reads the log twice.
 #[derive(Clone, Debug, Default)]
-pub struct Replay {
-    pub state: State,
-    pub op_index: Vec<(Ulid, u64)>,
+struct Replay {
+    state: State,
+    op_index: Vec<(Ulid, u64)>,
 }
 
 /// Replays every op from seq 1; the error names the first op that does not fit.
-pub fn replay(t: &dyn ReadTxn) -> std::result::Result<Replay, String> {
+fn replay(t: &dyn ReadTxn) -> std::result::Result<Replay, String> {
     let mut r = Replay::default();
     let mut failure = None;
     let visited = t.visit_ops(1, &mut |op| match rules::apply(&mut r.state, &op) {

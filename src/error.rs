@@ -98,7 +98,7 @@ impl Error {
 
     /// Wraps a storage failure that is not an I/O error (those are told apart by kind where they
     /// arise, in the store), naming the file.
-    pub fn storage(path: &std::path::Path, err: impl std::fmt::Display) -> Error {
+    pub(crate) fn storage(path: &std::path::Path, err: impl std::fmt::Display) -> Error {
         let text = err.to_string();
         let path = path.display();
         if text.to_lowercase().contains("corrupt") {
@@ -110,6 +110,9 @@ impl Error {
 }
 
 /// Where the tracker file was looked for, for "not found" messages.
+///
+/// Internal to the `tracker` binary (its search for `.tracker/tracker.redb`): no stability promise.
+#[doc(hidden)]
 pub fn describe_search(start: &std::path::Path) -> String {
     let mut p = PathBuf::from(start);
     p.push(".tracker/tracker.redb");

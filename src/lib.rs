@@ -38,7 +38,10 @@ pub mod board;
 pub mod clock;
 mod conflict;
 pub mod error;
-pub mod export;
+mod export;
+// Internal to the `tracker` binary (its `run` command waits on a process group): no stability
+// promise. `Actor`, the one type of it an embedder needs, is re-exported below.
+#[doc(hidden)]
 pub mod host;
 pub mod import;
 pub mod json;
@@ -52,6 +55,8 @@ mod tracker;
 mod txn;
 
 pub use clock::{Clock, FakeClock, Now, SystemClock};
+// Internal to the `tracker` binary (its human-readable `show` and `log`): no stability promise.
+#[doc(hidden)]
 pub use conflict::{describe_changes, describe_lease};
 pub use error::{Error, Result};
 pub use host::Actor;

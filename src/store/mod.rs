@@ -221,7 +221,7 @@ pub trait Storage {
 }
 
 /// The bounds of every identity whose Crockford base32 text starts with `prefix`.
-pub fn ulid_prefix_range(prefix: &str) -> Option<(Ulid, Ulid)> {
+pub(crate) fn ulid_prefix_range(prefix: &str) -> Option<(Ulid, Ulid)> {
     if prefix.is_empty() || prefix.len() > 26 {
         return None;
     }

@@ -199,8 +199,13 @@ fn install_panic_probe() {
     });
 }
 
-/// redb's sources live in a directory named after the crate and its version (`redb-4.6.0/src/..`);
-/// ours under `src/store/redb/`, which this does not match.
+/// Whether `file` (a panic location's path) is one of redb's own sources, which live in a
+/// directory named after the crate and its version (`redb-4.6.0/src/..`); ours live under
+/// `src/store/redb/`, which this does not match.
+///
+/// Internal to the `tracker` binary (its panic handler tells damage from bugs with it): no
+/// stability promise.
+#[doc(hidden)]
 pub fn is_redb_source(file: &str) -> bool {
     file.split(['/', '\\']).any(|part| {
         part.starts_with("redb-") && part[5..].starts_with(|c: char| c.is_ascii_digit())
