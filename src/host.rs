@@ -57,8 +57,13 @@ pub(crate) fn terminal() -> Option<String> {
 }
 
 /// Who is acting, and how sure we are that the name tells this actor apart from others.
+///
+/// The name is the holder of the leases a [`Tracker`](crate::Tracker) takes and the author of
+/// its ops. Without a fencing token, a lease is recognised as the actor's own by name, and only
+/// if the name is `distinct`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Actor {
+    /// The name leases and ops carry, e.g. `ana` or `ana@box/pts/3`.
     pub name: String,
     /// True when the name was given (`--as`, `TRACKER_AS`) or includes a terminal. Two unnamed
     /// agents without a terminal get the same default name, so such a name proves nothing.
@@ -66,6 +71,8 @@ pub struct Actor {
 }
 
 impl Actor {
+    /// An actor with a name of the caller's choosing (`--as`, `TRACKER_AS`): distinct, so the
+    /// caller must make sure no other agent uses the same name.
     pub fn named(name: impl Into<String>) -> Actor {
         Actor {
             name: name.into(),

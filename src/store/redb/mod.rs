@@ -36,7 +36,10 @@ const CACHE_BYTES: usize = 16 << 20;
 /// Whether a handle may write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
+    /// Reads only, through redb's read-only open: works on files this user may not write, and
+    /// never changes the file. A write through it fails with [`Error::Internal`].
     ReadOnly,
+    /// Reads and writes; opening writes to the file (redb marks it as having a live writer).
     ReadWrite,
 }
 
@@ -568,6 +571,7 @@ impl RedbStore {
         Ok(store)
     }
 
+    /// The file this store was opened on.
     pub fn path(&self) -> &Path {
         &self.path
     }
