@@ -12,19 +12,28 @@ use crate::rules::{self, State};
 use crate::store::{Counter, ReadTxn, Storage};
 use crate::tracker::{resolve, ItemRef, Tracker};
 
-/// What `verify` found.
+/// What [`Tracker::verify`] found, or what [`Tracker::rebuild`] wrote.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct VerifyReport {
+    /// Ops replayed: the last sequence number of the log (0 when the log could not be replayed).
     pub ops: u64,
+    /// Items in the table (`verify`), or written from the replay (`rebuild`).
     pub items: u64,
+    /// Leases on file, live or not (`verify`), or written from the replay (`rebuild`).
     pub leases: u64,
+    /// The last fencing token the log hands out.
     pub last_token: u64,
     /// Every mismatch found, first one first; empty when all is well.
     pub problems: Vec<String>,
 }
 
 impl<S: Storage> Tracker<S> {
-    /// Ops oldest first, from `since` on, of one item or all, at most `limit`.
+    /// Ops oldest first, from sequence number `since` on, of one item or all, at most `limit`;
+    /// each with its item's number (`None` if the item is gone from the table).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] or [`Error::Invalid`] when `item` names no item or several.
     pub fn log(
         &self,
         item: Option<&ItemRef>,
@@ -93,7 +102,8 @@ impl<S: Storage> Tracker<S> {
         self.store.read(|t| t.counter(Counter::LastSeq))
     }
 
-    /// Replays the whole log and compares it with the tables and every index.
+    /// Replays the whole log and compares it with the tables and every index. Damage is reported
+    /// in the [`VerifyReport`], not as an error: the tracker is sound when `problems` is empty.
     pub fn verify(&self) -> Result<VerifyReport> {
         self.store.read(|t| {
             let mut report = VerifyReport::default();
@@ -116,7 +126,12 @@ impl<S: Storage> Tracker<S> {
         })
     }
 
-    /// Recomputes the items, leases and every index from the log, in one transaction.
+    /// Recomputes the items, leases and every index from the log, in one transaction; the ops
+    /// log, settings and idempotency keys are kept.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Data`] when the log itself does not replay (nothing is changed).
     pub fn rebuild(&self) -> Result<VerifyReport> {
         self.store.write(|t| {
             let Replay { state, op_index } = replay(t).map_err(|p| {
@@ -157,13 +172,13 @@ impl<S: Storage> Tracker<S> {
 /// What one pass over the log gives: the state it determines, and the per-item op index
 /// (item, sequence) that `verify` checks and `rebuild` writes, so neither reads the log twice.
 #[derive(Clone, Debug, Default)]
-pub struct Replay {
-    pub state: State,
-    pub op_index: Vec<(Ulid, u64)>,
+struct Replay {
+    state: State,
+    op_index: Vec<(Ulid, u64)>,
 }
 
 /// Replays every op from seq 1; the error names the first op that does not fit.
-pub fn replay(t: &dyn ReadTxn) -> std::result::Result<Replay, String> {
+fn replay(t: &dyn ReadTxn) -> std::result::Result<Replay, String> {
     let mut r = Replay::default();
     let mut failure = None;
     let visited = t.visit_ops(1, &mut |op| match rules::apply(&mut r.state, &op) {

@@ -8,18 +8,23 @@ use crate::rules::LeaseState;
 use crate::store::Storage;
 use crate::tracker::Tracker;
 
-/// The status board.
+/// The status board ([`Tracker::board`]), from one snapshot.
 #[derive(Clone, Debug, Default)]
 pub struct Board {
+    /// Items open (ready, blocked or claimed).
     pub open: u64,
+    /// Items done.
     pub done: u64,
+    /// Items cancelled.
     pub cancelled: u64,
     /// Open, unblocked and not claimed.
     pub ready: u64,
     /// Open but waiting on an open item.
     pub blocked: u64,
+    /// Live leases with their items, by item number; `renewed_at` is each holder's heartbeat.
     pub live: Vec<(Item, Lease)>,
-    /// Expired leases, and leases whose process is gone.
+    /// Expired leases, and leases whose process is gone, by item number: what `claim_next` and
+    /// `steal_stale` may take over.
     pub stale: Vec<(Item, Lease, LeaseState)>,
 }
 

@@ -11,6 +11,8 @@ use crate::model::WallMs;
 /// One reading of the clocks.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Now {
+    /// The wall clock: milliseconds since the Unix epoch, UTC. It can step (NTP, a manual
+    /// change), so leases go by `mono_ms` where they can.
     pub wall_ms: WallMs,
     /// Milliseconds since boot, counting suspend; `None` where the platform has no such clock.
     pub mono_ms: Option<u64>,
@@ -18,7 +20,10 @@ pub struct Now {
     pub boot_id: Option<Arc<str>>,
 }
 
+/// A source of time for a [`Tracker`](crate::Tracker): [`SystemClock`] in real use,
+/// [`FakeClock`] in tests.
 pub trait Clock: Send + Sync {
+    /// Reads the clocks. The monotonic reading must not go back within one boot.
     fn now(&self) -> Now;
 }
 
@@ -29,6 +34,7 @@ pub struct SystemClock {
 }
 
 impl SystemClock {
+    /// The host's clocks; the boot id is read once, on first use.
     pub fn new() -> Self {
         Self::default()
     }

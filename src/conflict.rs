@@ -191,7 +191,8 @@ pub(crate) fn same_name_unproven(item: &Item, lease_text: &str) -> String {
     )
 }
 
-/// "claimed by ana@box/pts/3 (host box, pid 4242) 4m ago, renewed 20s ago, expires in 11m".
+/// A lease in words, for its holder: "claimed by ana@box/pts/3 (host box, pid 4242) 4m ago,
+/// renewed 20s ago, expires in 11m, token 7".
 pub fn describe_lease(l: &Lease, now: &Now) -> String {
     format!("{}, token {}", lease_words(l, now), l.token)
 }

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use crate::model::ItemView;
 
+/// Every failure of the library. Messages are whole sentences for people: what happened, to
+/// what, and what to do next. Programs branch on the variant (or [`Error::kind`]).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Bad usage or invalid input (exit 2).
@@ -14,7 +16,9 @@ pub enum Error {
     /// `current` is the item as it is now, so the caller can decide what to do.
     #[error("{message}")]
     Conflict {
+        /// What conflicts with what, and what to do next.
         message: String,
+        /// The item as it is now, when the conflict is over one item.
         current: Option<Box<ItemView>>,
     },
 
@@ -24,7 +28,10 @@ pub enum Error {
 
     /// No tracker file was found (exit 4).
     #[error("no tracker file found (looked for {looked_for}); run `tracker init` to create one, or pass --db PATH")]
-    NoTracker { looked_for: String },
+    NoTracker {
+        /// Where the tracker was looked for, in words.
+        looked_for: String,
+    },
 
     /// The file stayed locked by other processes past the lock timeout, or `--wait` ran out (exit 5).
     #[error("{0}")]
@@ -37,7 +44,9 @@ pub enum Error {
     /// I/O or internal failure (exit 1).
     #[error("{context}: {source}")]
     Io {
+        /// What was being done, to which file.
         context: String,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
@@ -47,6 +56,7 @@ pub enum Error {
     Internal(String),
 }
 
+/// The library's result type: [`Error`] unless another is named.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
@@ -75,6 +85,7 @@ impl Error {
         }
     }
 
+    /// A [`Error::Conflict`] that carries no item.
     pub fn conflict(message: impl Into<String>) -> Error {
         Error::Conflict {
             message: message.into(),
@@ -82,6 +93,7 @@ impl Error {
         }
     }
 
+    /// A [`Error::Conflict`] over `current`, the item as it is now.
     pub fn conflict_with(message: impl Into<String>, current: ItemView) -> Error {
         Error::Conflict {
             message: message.into(),
@@ -89,6 +101,7 @@ impl Error {
         }
     }
 
+    /// An [`Error::Io`]: `context` says what was being done, to which file.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Error {
         Error::Io {
             context: context.into(),
@@ -98,7 +111,7 @@ impl Error {
 
     /// Wraps a storage failure that is not an I/O error (those are told apart by kind where they
     /// arise, in the store), naming the file.
-    pub fn storage(path: &std::path::Path, err: impl std::fmt::Display) -> Error {
+    pub(crate) fn storage(path: &std::path::Path, err: impl std::fmt::Display) -> Error {
         let text = err.to_string();
         let path = path.display();
         if text.to_lowercase().contains("corrupt") {
@@ -110,6 +123,9 @@ impl Error {
 }
 
 /// Where the tracker file was looked for, for "not found" messages.
+///
+/// Internal to the `tracker` binary (its search for `.tracker/tracker.redb`): no stability promise.
+#[doc(hidden)]
 pub fn describe_search(start: &std::path::Path) -> String {
     let mut p = PathBuf::from(start);
     p.push(".tracker/tracker.redb");

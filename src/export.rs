@@ -15,7 +15,8 @@ use crate::tracker::Tracker;
 
 impl<S: Storage> Tracker<S> {
     /// Writes the whole tracker as one JSON document (or JSON Lines: a header line, then one item
-    /// per line), in ULID order, from one snapshot. `progress` is called after each item.
+    /// per line), in ULID order, from one snapshot. `progress` is called after each item with the
+    /// items written so far and the total. Returns how many items were written.
     pub fn export(
         &self,
         out: &mut dyn Write,

@@ -1,17 +1,20 @@
 //! Facts about this host and its processes: who is acting, which boot this is, whether a process
 //! still lives, and whether a file sits on a network filesystem.
+//!
+//! Hidden from the documentation: only `Actor` (re-exported at the crate root) is meant for
+//! embedders; `group_alive` is public for the `tracker` binary and carries no stability promise.
 
 use std::path::{Path, PathBuf};
 
 /// The identity of the current boot (Linux: `/proc/sys/kernel/random/boot_id`).
-pub fn boot_id() -> Option<String> {
+pub(crate) fn boot_id() -> Option<String> {
     let id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
     let id = id.trim();
     (!id.is_empty()).then(|| id.to_string())
 }
 
 /// This host's name, read once per process (holder names and leases both need it).
-pub fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     NAME.get_or_init(|| {
         std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -37,7 +40,7 @@ fn user_name() -> String {
 }
 
 /// The terminal this process talks to, as `pts/3`, if any of stdin, stdout or stderr is one.
-pub fn terminal() -> Option<String> {
+pub(crate) fn terminal() -> Option<String> {
     for fd in [0, 1, 2] {
         let link = std::fs::read_link(format!("/proc/self/fd/{fd}")).ok()?;
         let path = link.to_string_lossy();
@@ -54,8 +57,13 @@ pub fn terminal() -> Option<String> {
 }
 
 /// Who is acting, and how sure we are that the name tells this actor apart from others.
+///
+/// The name is the holder of the leases a [`Tracker`](crate::Tracker) takes and the author of
+/// its ops. Without a fencing token, a lease is recognised as the actor's own by name, and only
+/// if the name is `distinct`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Actor {
+    /// The name leases and ops carry, e.g. `ana` or `ana@box/pts/3`.
     pub name: String,
     /// True when the name was given (`--as`, `TRACKER_AS`) or includes a terminal. Two unnamed
     /// agents without a terminal get the same default name, so such a name proves nothing.
@@ -63,6 +71,8 @@ pub struct Actor {
 }
 
 impl Actor {
+    /// An actor with a name of the caller's choosing (`--as`, `TRACKER_AS`): distinct, so the
+    /// caller must make sure no other agent uses the same name.
     pub fn named(name: impl Into<String>) -> Actor {
         Actor {
             name: name.into(),
@@ -87,7 +97,7 @@ impl Actor {
 }
 
 /// Start time of a process in clock ticks since boot (field 22 of `/proc/PID/stat`).
-pub fn process_start(pid: u32) -> Option<u64> {
+pub(crate) fn process_start(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may contain spaces and parentheses: fields start after the last ')'.
     let rest = &stat[stat.rfind(')')? + 1..];
@@ -99,7 +109,7 @@ pub fn process_start(pid: u32) -> Option<u64> {
 }
 
 /// Whether the process `pid` that started at `start` is still running on this host.
-pub fn process_alive(pid: u32, start: Option<u64>) -> bool {
+pub(crate) fn process_alive(pid: u32, start: Option<u64>) -> bool {
     match (process_start(pid), start) {
         (None, _) => false,
         (Some(now), Some(then)) => now == then,
@@ -109,7 +119,7 @@ pub fn process_alive(pid: u32, start: Option<u64>) -> bool {
 
 /// This process's pid namespace: the inode of /proc/self/ns/pid. `None` when /proc belongs to
 /// another pid namespace than ours (then it would answer for other processes than our pids name).
-pub fn pid_namespace() -> Option<u64> {
+pub(crate) fn pid_namespace() -> Option<u64> {
     use std::os::unix::fs::MetadataExt;
     let me = std::fs::read_link("/proc/self").ok()?;
     if me.to_str()? != std::process::id().to_string() {
@@ -166,7 +176,7 @@ fn state_and_group(pid: u32) -> Option<(String, u32)> {
 
 /// A fresh temporary name beside `path`, in the same directory, so that renaming or linking it
 /// into place is atomic. `purpose` shows in the name, for whoever finds one left by a crash.
-pub fn temp_sibling(path: &Path, purpose: &str) -> PathBuf {
+pub(crate) fn temp_sibling(path: &Path, purpose: &str) -> PathBuf {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -185,7 +195,7 @@ pub fn temp_sibling(path: &Path, purpose: &str) -> PathBuf {
 /// Names the network filesystem `path` lives on, if it does. Their byte-range locks are not
 /// reliable, and redb's multi-process mode depends on them.
 #[cfg(target_os = "linux")]
-pub fn network_filesystem(path: &Path) -> Option<&'static str> {
+pub(crate) fn network_filesystem(path: &Path) -> Option<&'static str> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
     // SAFETY: zeroed statfs is a valid out-parameter; `c` is NUL-terminated.
@@ -211,7 +221,7 @@ pub fn network_filesystem(path: &Path) -> Option<&'static str> {
 }
 
 #[cfg(not(target_os = "linux"))]
-pub fn network_filesystem(_path: &Path) -> Option<&'static str> {
+pub(crate) fn network_filesystem(_path: &Path) -> Option<&'static str> {
     None
 }
 

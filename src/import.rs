@@ -61,6 +61,7 @@ pub enum Prefer {
 /// An item changed on both sides.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ImportConflict {
+    /// The item's ULID, the same in both trackers.
     pub id: Ulid,
     /// The item's number here.
     pub num: u64,
@@ -71,8 +72,11 @@ pub struct ImportConflict {
 /// What an import did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ImportReport {
+    /// Items new to this tracker, created with the next local numbers.
     pub created: u64,
+    /// Items replaced by the file's newer copy (their version grows by one here).
     pub replaced: u64,
+    /// Items already as the file has them, or newer here.
     pub unchanged: u64,
     /// Changed on both sides and kept as it is here (`Prefer::Ours`).
     pub kept: u64,

@@ -58,15 +58,19 @@ pub struct ItemJson {
     /// Its small number in this tracker (`#42`).
     #[schemars(range(min = 1))]
     pub num: u64,
+    /// One line: 1 to 4096 bytes, no control characters.
     #[schemars(length(min = 1))]
     pub title: String,
+    /// Free text, up to 1 MiB; empty when there is none.
     #[serde(default)]
     pub body: String,
+    /// `open`, `done` or `cancelled`.
     #[schemars(extend("enum" = ["open", "done", "cancelled"]))]
     pub status: String,
     /// 0 (highest) to 4.
     #[schemars(range(max = 4))]
     pub priority: u8,
+    /// Labels, in the order they were added.
     #[serde(default)]
     pub labels: Vec<String>,
     /// Numbers of the items this one waits for.
@@ -78,8 +82,10 @@ pub struct ItemJson {
     /// Starts at 1 and grows by exactly one with every change: pass it as `--if-version`.
     #[schemars(range(min = 1))]
     pub version: u64,
+    /// When the item was created (RFC 3339, UTC, milliseconds).
     #[schemars(extend("format" = "date-time"))]
     pub created_at: String,
+    /// When the item last changed, claims and renewals included (RFC 3339, UTC, milliseconds).
     #[schemars(extend("format" = "date-time"))]
     pub updated_at: String,
     /// The live lease, or null when nobody holds the item.
@@ -111,6 +117,7 @@ impl From<&ItemView> for ItemJson {
 /// `show`: the item plus `blocks`, the numbers of the items waiting for it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct ShowJson {
+    /// The item's fields, at the top level of the object.
     #[serde(flatten)]
     pub item: ItemJson,
     /// Numbers of the items waiting for this one.
@@ -132,23 +139,28 @@ pub struct OpJson<'a> {
     /// Its place in the log: 1, 2, 3, ... with no gaps.
     #[schemars(range(min = 1))]
     pub seq: u64,
+    /// When the change was made (RFC 3339, UTC, milliseconds); never earlier than the op before.
     #[schemars(extend("format" = "date-time"))]
     pub at: String,
     /// Who made the change.
     pub actor: &'a str,
-    /// What kind of change, by the command's name (`new`, `claim`, `done`, `dep_add`, ...).
+    /// What kind of change, by the command's name: `new`, `update`, `claim`, `renew`, `steal`,
+    /// `evict`, `release`, `done`, `dep_add`, `dep_remove` or `import`.
     pub op: &'static str,
     /// The item's ULID.
     pub item: String,
-    /// The item's number in this tracker.
+    /// The item's number in this tracker (null if the item is no longer in its table).
     pub num: Option<u64>,
+    /// The item's version before the change.
     pub version_before: u64,
+    /// The item's version after it: always one more.
     pub version_after: u64,
     /// Each change with its before and after; `change` names it.
     pub changes: &'a [Change],
 }
 
 impl<'a> OpJson<'a> {
+    /// The JSON of `op`, whose item has number `num` here.
     pub fn new(op: &'a Op, num: Option<u64>) -> Self {
         OpJson {
             seq: op.seq,
@@ -167,9 +179,13 @@ impl<'a> OpJson<'a> {
 /// A claim on the board, with the item it is on.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct BoardClaimJson {
+    /// The item's number in this tracker.
     pub num: u64,
+    /// The item's ULID.
     pub id: String,
+    /// The item's title.
     pub title: String,
+    /// The lease.
     pub claim: ClaimJson,
     /// Milliseconds since the holder last claimed or renewed.
     pub heartbeat_age_ms: i64,
@@ -178,8 +194,11 @@ pub struct BoardClaimJson {
 /// `status`: items by state, live and stale claims, and what coordination cost.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct StatusJson {
+    /// Open items: ready, blocked or claimed.
     pub open: u64,
+    /// Items done.
     pub done: u64,
+    /// Items cancelled.
     pub cancelled: u64,
     /// Open, unblocked and unclaimed: what `claim --next` can take.
     pub ready: u64,
@@ -187,13 +206,17 @@ pub struct StatusJson {
     pub blocked: u64,
     /// Items with a live claim.
     pub claimed: u64,
+    /// Every live claim, by item number.
     pub live_claims: Vec<BoardClaimJson>,
     /// Claims past their TTL, or whose holder process is gone: free for `--steal-stale`.
     pub stale_claims: Vec<BoardClaimJson>,
+    /// Coordination metrics over the whole log, or over the window `status --since` gave.
     pub metrics: Metrics,
 }
 
 impl StatusJson {
+    /// The JSON of a board, with the metrics to show beside it; heartbeat ages are taken at
+    /// `now`.
     pub fn new(b: &crate::board::Board, metrics: Metrics, now: &crate::Now) -> Self {
         let claim = |i: &crate::Item, l: &Lease| BoardClaimJson {
             num: i.num,
@@ -219,10 +242,15 @@ impl StatusJson {
 /// `verify`: what was replayed and every mismatch found (exit 6 unless `ok`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct VerifyJson {
+    /// True when the tables agree with the log: no problems.
     pub ok: bool,
+    /// Ops replayed: the last sequence number of the log.
     pub ops: u64,
+    /// Items in the items table.
     pub items: u64,
+    /// Leases on file, live or not.
     pub leases: u64,
+    /// The last fencing token the log hands out.
     pub last_token: u64,
     /// Each mismatch in words, first one first.
     pub problems: Vec<String>,
@@ -231,8 +259,11 @@ pub struct VerifyJson {
 /// `rebuild`: what the tables were rebuilt from and to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct RebuildJson {
+    /// Ops replayed: the last sequence number of the log.
     pub ops: u64,
+    /// Items written from the replay.
     pub items: u64,
+    /// Leases written from the replay, live or not.
     pub leases: u64,
 }
 
@@ -252,15 +283,18 @@ pub struct ImportJson {
 /// `init`: where the tracker is and whether this call made it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct InitJson {
+    /// The tracker file, or the database URL without its password.
     pub path: String,
     /// False when a tracker was already there (nothing changed).
     pub created: bool,
+    /// The tracker's format version (data-format.md).
     pub format_version: u64,
 }
 
 /// `config default-ttl`: the tracker's default lease length.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct ConfigJson {
+    /// The lease length, in milliseconds, of a claim that names none.
     pub default_ttl_ms: u64,
 }
 
@@ -268,12 +302,15 @@ pub struct ConfigJson {
 /// of an MCP tool error.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct ErrorJson {
+    /// What went wrong.
     pub error: ErrorBody,
 }
 
 /// What went wrong, for a program to branch on.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct ErrorBody {
+    /// The kind of failure: `invalid`, `conflict`, `not_found`, `busy`, `data`, `io` or
+    /// `internal`.
     #[schemars(extend("enum" = ["invalid", "conflict", "not_found", "busy", "data", "io", "internal"]))]
     pub kind: &'static str,
     /// The exit code the CLI gives for this kind.
@@ -331,10 +368,13 @@ impl From<ErrorJson> for serde_json::Value {
 /// The first line (JSON Lines) or the opening fields (JSON) of an export.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ExportHeader {
+    /// Always `tracker-export`: marks the file as an export.
     #[schemars(extend("const" = "tracker-export"))]
     pub format: String,
+    /// The format version of the tracker that wrote it; an import refuses a newer one.
     #[schemars(range(min = 1))]
     pub format_version: u64,
+    /// When the snapshot was taken (RFC 3339, UTC, milliseconds).
     #[schemars(extend("format" = "date-time"))]
     pub exported_at: String,
     /// The sequence number of the last op the export includes.
@@ -350,11 +390,14 @@ pub struct ExportHeader {
 /// per line; this type names the shape for the schema.)
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ExportJson {
+    /// The header's fields, at the top level of the object.
     #[serde(flatten)]
     pub header: ExportHeader,
+    /// Every item, in ULID order.
     pub items: Vec<ItemJson>,
 }
 
+/// The value of an export's `format` field.
 pub const EXPORT_FORMAT: &str = "tracker-export";
 
 /// The JSON Schemas of everything this tracker prints, by name; `docs/schemas/NAME.json` holds

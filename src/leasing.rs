@@ -21,7 +21,15 @@ fn claim_args(opts: &ClaimOptions, ttl: Duration) -> serde_json::Value {
 }
 
 impl<S: Storage> Tracker<S> {
-    /// Takes a lease on one item; the same holder claiming again renews it.
+    /// Takes a lease on one item; the same holder claiming again renews it (same token). The
+    /// returned item's `claim` carries the fencing token to pass as [`Guard::token`] on every
+    /// later step.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Conflict`] when another holder has a live lease, the holder is gone but
+    /// `steal_stale` was not given, or the item is not open; [`Error::Invalid`] for a TTL out of
+    /// range or a `pid` that does not run here.
     pub fn claim(&self, r: &ItemRef, opts: &ClaimOptions) -> Result<ItemView> {
         let result = self.claim_once(r, opts);
         if matches!(result, Err(Error::Conflict { .. })) {
@@ -86,8 +94,10 @@ impl<S: Storage> Tracker<S> {
         })
     }
 
-    /// `claim` or `claim --next`, retried with exponential backoff and jitter while the item is
-    /// held (or nothing is ready) until `wait` runs out; then exit 5.
+    /// [`claim`](Self::claim) of `r`, or [`claim_next`](Self::claim_next) with `label` when `r`
+    /// is `None`, retried with exponential backoff and jitter while the item is held (or nothing
+    /// is ready) until `wait` runs out; then [`Error::Busy`] (exit 5). A claim with an expected
+    /// version is not retried: a version conflict does not go away by waiting.
     pub fn claim_waiting(
         &self,
         r: Option<&ItemRef>,

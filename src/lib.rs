@@ -1,6 +1,6 @@
 //! `tracker`: a work tracker for people and coding agents who share one backlog from many
 //! terminals at once. The whole state lives in one redb file that many short-lived processes
-//! open together.
+//! open together (or in a PostgreSQL database, for agents on many machines).
 //!
 //! - Items are versioned: every change bumps `version` by one, and any change can be made
 //!   conditional on the version (compare-and-swap), so a stale writer gets a conflict.
@@ -24,7 +24,22 @@
 //!
 //! Layering: `cli` -> `Tracker` (this API) -> `rules` (pure) and `store` (the storage seam) ->
 //! `model` (plain data).
+//!
+//! What an embedding program uses:
+//!
+//! - [`Tracker`], one call per command, with its options ([`ItemRef`], [`Guard`],
+//!   [`ClaimOptions`], [`ListQuery`]) and results ([`ItemView`], [`ItemDetail`],
+//!   [`board::Board`], [`metrics::Metrics`], [`audit::VerifyReport`], [`import::ImportReport`]);
+//! - [`model`], the plain data items, leases and ops are made of;
+//! - [`store`], the storage seam: [`RedbStore`] (a file), [`store::pg::PgStore`] (PostgreSQL),
+//!   [`store::mem::MemStore`] (memory), or [`Backend`] to choose one at run time;
+//! - [`clock`], [`rules`] (pure functions over the model), [`json`] (the JSON shapes the CLI and
+//!   the MCP server print) and [`Error`].
+//!
+//! Items marked `#[doc(hidden)]` serve the `tracker` binary or this crate's tests and carry no
+//! stability promise.
 
+#![warn(missing_docs)]
 // Casts at input boundaries are where silent wrap-around hides (redb denies them too): each
 // one is either checked or carries a reason.
 #![deny(
@@ -38,7 +53,10 @@ pub mod board;
 pub mod clock;
 mod conflict;
 pub mod error;
-pub mod export;
+mod export;
+// Internal to the `tracker` binary (its `run` command waits on a process group): no stability
+// promise. `Actor`, the one type of it an embedder needs, is re-exported below.
+#[doc(hidden)]
 pub mod host;
 pub mod import;
 pub mod json;
@@ -52,6 +70,8 @@ mod tracker;
 mod txn;
 
 pub use clock::{Clock, FakeClock, Now, SystemClock};
+// Internal to the `tracker` binary (its human-readable `show` and `log`): no stability promise.
+#[doc(hidden)]
 pub use conflict::{describe_changes, describe_lease};
 pub use error::{Error, Result};
 pub use host::Actor;

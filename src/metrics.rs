@@ -21,11 +21,15 @@ use crate::tracker::Tracker;
 pub struct Counts {
     /// New leases: claims, stale steals and evictions.
     pub acquisitions: u64,
+    /// Leases extended by their holder (`renew`, or a repeated claim).
     pub renewals: u64,
+    /// Leases given back (`release`).
     pub releases: u64,
     /// Items finished (`done`, or `update --status done`).
     pub done: u64,
+    /// Leases taken over from a holder whose process was gone.
     pub stale_steals: u64,
+    /// Live leases taken from another holder by force.
     pub forced_evictions: u64,
     /// Leases that ended without a release: taken over after they expired (or their holder was
     /// gone).
@@ -35,8 +39,11 @@ pub struct Counts {
 /// Median and 95th percentile of a set of durations.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct Spread {
+    /// How many durations were measured.
     pub count: u64,
+    /// The median, in milliseconds (nearest rank); null when nothing was measured.
     pub median_ms: Option<i64>,
+    /// The 95th percentile, in milliseconds (nearest rank); null when nothing was measured.
     pub p95_ms: Option<i64>,
 }
 
@@ -61,7 +68,9 @@ impl Spread {
 pub struct Metrics {
     /// The window's start (wall ms), or `None` for the whole log.
     pub since_ms: Option<WallMs>,
+    /// Counts over every holder.
     pub overall: Counts,
+    /// Counts per actor that made the ops, by name.
     pub by_holder: BTreeMap<String, Counts>,
     /// Claims refused because another live holder had the item, over the tracker's life.
     pub refused_claims_total: u64,

@@ -10,11 +10,16 @@ use ulid::Ulid;
 /// Milliseconds since the Unix epoch, UTC, as read from the wall clock.
 pub type WallMs = i64;
 
-/// Where an item is in its life.
+/// Where an item is in its life: `open` (to do or in progress: the only status an item can be
+/// claimed in, and the one that holds back the items it blocks), `done` (finished), or
+/// `cancelled` (dropped without being finished; like `done`, it no longer blocks anything).
+// The variants are described here rather than one by one: a doc comment on a variant would turn
+// the JSON Schema's plain `enum` of names into a `oneOf` of constants.
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
 )]
 #[serde(rename_all = "lowercase")]
+#[allow(missing_docs)]
 pub enum Status {
     Open,
     Done,
@@ -22,8 +27,11 @@ pub enum Status {
 }
 
 impl Status {
+    /// Every status, in the order of their codes.
     pub const ALL: [Status; 3] = [Status::Open, Status::Done, Status::Cancelled];
 
+    /// The lowercase name used in JSON, on the command line and in messages: `open`, `done`,
+    /// `cancelled`. `Status::parse` reads it back.
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Open => "open",
@@ -46,6 +54,7 @@ impl Status {
         Status::ALL.into_iter().find(|st| st.code() == code)
     }
 
+    /// The status named exactly `s` (lowercase, as `as_str` writes it), if any.
     pub fn parse(s: &str) -> Option<Status> {
         Status::ALL.into_iter().find(|st| st.as_str() == s)
     }
@@ -54,35 +63,57 @@ impl Status {
 /// A unit of work. `version` starts at 1 and grows by exactly one with every op on the item.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Item {
+    /// The item's identity: a ULID whose time part is its creation, the same in every tracker
+    /// an export carries it to.
     #[schemars(with = "String")]
     pub id: Ulid,
+    /// Its small number in this tracker (`#42`): handed out in order, never reused, and local to
+    /// the tracker (an import numbers new items afresh).
     pub num: u64,
+    /// One line, trimmed: 1 to 4096 bytes, no control characters.
     pub title: String,
+    /// Free text of any length up to 1 MiB; empty by default.
     #[serde(default)]
     pub body: String,
+    /// Where the item is in its life.
     pub status: Status,
+    /// 0 (highest) to 4; 2 unless given. The ready queue takes the highest first.
     pub priority: u8,
+    /// Distinct labels, in the order they were added: 1 to 100 bytes each, no commas or control
+    /// characters.
     #[serde(default)]
     pub labels: Vec<String>,
     /// Items that must be finished before this one is ready, by identity (numbers are per file).
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub blocked_by: Vec<Ulid>,
+    /// Starts at 1 and grows by exactly one with every op on the item (claims and renewals
+    /// included); a change made with an expected version is refused once it moved on.
     pub version: u64,
+    /// When the item was created (wall clock, ms since the Unix epoch).
     pub created_at: WallMs,
+    /// When the last op on it was made (wall clock, ms); an imported item keeps the time it had
+    /// in the export.
     pub updated_at: WallMs,
 }
 
 /// A lease on one item. It is live until its deadline; see `rules::lease_state`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Lease {
+    /// The name of the actor that holds it (`--as`, `TRACKER_AS`, or `user@host/tty`).
     pub holder: String,
     /// Fencing token: strictly increasing over the whole file, new for every acquisition.
     pub token: u64,
+    /// When this acquisition was made (wall clock, ms); renewals keep it.
     pub acquired_at: WallMs,
+    /// The last claim or renewal: the holder's heartbeat (wall clock, ms).
     pub renewed_at: WallMs,
+    /// The wall-clock deadline (ms), which other hosts and boots go by; on the boot that set it,
+    /// `deadline_mono_ms` decides instead.
     pub expires_at: WallMs,
+    /// The lease length last set, in milliseconds; a renewal that names none extends by it.
     pub ttl_ms: u64,
+    /// The host the lease was taken on; `pid` means something only there.
     pub host: String,
     /// The process the lease is tied to (`run`, `claim --pid`); a lease without one lives by TTL only.
     #[serde(default)]
@@ -114,49 +145,76 @@ pub struct Lease {
 pub enum Change {
     /// The item came into being (by `new`, or by `import` when it was not here before).
     Created {
+        /// The item as it was created (at version 1, or at the version an import brought).
         item: Item,
     },
     /// The whole item was replaced by a newer imported version.
     Replaced {
+        /// The item as it was here.
         old: Box<Item>,
+        /// The item as the export had it.
         new: Box<Item>,
     },
+    /// The title changed.
     Title {
+        /// The title before.
         old: String,
+        /// The title after.
         new: String,
     },
+    /// The body changed.
     Body {
+        /// The body before.
         old: String,
+        /// The body after.
         new: String,
     },
+    /// The priority changed.
     Priority {
+        /// The priority before.
         old: u8,
+        /// The priority after.
         new: u8,
     },
+    /// The status changed (`done`, or `update --status`).
     Status {
+        /// The status before.
         old: Status,
+        /// The status after.
         new: Status,
     },
+    /// A label was added.
     LabelAdded {
+        /// The label added.
         label: String,
     },
+    /// A label was removed.
     LabelRemoved {
+        /// The label removed.
         label: String,
     },
+    /// The item now waits for another one (`dep add`).
     BlockerAdded {
+        /// The ULID of the item it waits for.
         #[schemars(with = "String")]
         blocker: Ulid,
     },
+    /// The item no longer waits for another one (`dep rm`).
     BlockerRemoved {
+        /// The ULID of the item it waited for.
         #[schemars(with = "String")]
         blocker: Ulid,
     },
     /// A lease was taken, renewed, stolen or evicted: `old` is the lease it replaced, if any.
     LeaseSet {
+        /// The lease on file before, live or not; a renewal keeps its token.
         old: Option<Lease>,
+        /// The lease now.
         new: Lease,
     },
+    /// A lease ended: released, or dropped because the item was finished or closed.
     LeaseCleared {
+        /// The lease that ended.
         old: Lease,
     },
 }
@@ -165,22 +223,32 @@ pub enum Change {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OpKind {
+    /// An item was created.
     New,
+    /// Fields changed (`update`).
     Update,
+    /// A lease was acquired on an item with none, or only an ended one.
     Claim,
+    /// The holder extended its own lease (`renew`, or a repeated claim); the token stays.
     Renew,
     /// A lease taken from a holder that is provably gone.
     Steal,
     /// A live lease taken by `--force`.
     Evict,
+    /// The holder gave its lease back.
     Release,
+    /// The item was finished (`done`).
     Done,
+    /// A dependency was added (`dep add`).
     DepAdd,
+    /// A dependency was removed (`dep rm`).
     DepRemove,
+    /// An import created or replaced the item.
     Import,
 }
 
 impl OpKind {
+    /// The snake_case name `log` shows and JSON carries: `new`, `claim`, `dep_add`, ...
     pub fn as_str(self) -> &'static str {
         match self {
             OpKind::New => "new",
@@ -203,38 +271,59 @@ impl OpKind {
 pub struct Op {
     /// Gapless and strictly increasing from 1.
     pub seq: u64,
+    /// When the change was made (wall clock, ms), read inside the transaction that made it; never
+    /// earlier than the previous op's, even if the wall clock stepped back.
     pub at: WallMs,
+    /// The name of the actor that made it.
     pub actor: String,
+    /// Which command made it.
     pub kind: OpKind,
+    /// The identity of the item it changed.
     pub item: Ulid,
+    /// The item's version before the op; for an op that creates the item, one less than the
+    /// version it was created at (0 for `new`).
     pub version_before: u64,
+    /// The item's version after it: always `version_before + 1`.
     pub version_after: u64,
+    /// What changed, each with its before and after, in the order applied.
     pub changes: Vec<Change>,
 }
 
 /// Field changes asked for by `update`; `None` leaves a field alone.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Patch {
+    /// A new title (trimmed and checked like a new item's).
     pub title: Option<String>,
+    /// A new body, replacing the old one whole.
     pub body: Option<String>,
+    /// A new priority, 0 (highest) to 4.
     pub priority: Option<u8>,
+    /// A new status; any but open also ends the item's lease, and is refused while another
+    /// holder has a live one.
     pub status: Option<Status>,
+    /// Labels to add; ones already there change nothing.
     pub add_labels: Vec<String>,
+    /// Labels to remove (after the additions); ones not there change nothing.
     pub remove_labels: Vec<String>,
 }
 
 /// What a new item starts with (its blockers are named separately, as they must be looked up).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NewItem {
+    /// Required: one line, trimmed, 1 to 4096 bytes, no control characters.
     pub title: String,
+    /// Free text, up to 1 MiB.
     pub body: String,
+    /// 0 (highest) to 4; `None` gives `DEFAULT_PRIORITY`.
     pub priority: Option<u8>,
+    /// Labels; repeats are dropped.
     pub labels: Vec<String>,
 }
 
 /// An item together with its live lease, as commands return it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ItemView {
+    /// The item as stored.
     pub item: Item,
     /// The live lease, if any (expired and stale leases are not shown as claims).
     pub claim: Option<Lease>,
@@ -244,5 +333,7 @@ pub struct ItemView {
     pub blocked: bool,
 }
 
+/// The priority of an item created without one.
 pub const DEFAULT_PRIORITY: u8 = 2;
+/// The lowest priority (priorities run from 0, the highest, to this).
 pub const MAX_PRIORITY: u8 = 4;

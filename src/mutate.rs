@@ -15,7 +15,13 @@ use crate::tracker::{resolve, Guard, ItemRef, Tracker};
 use crate::txn::{fingerprint, next};
 
 impl<S: Storage> Tracker<S> {
-    /// Creates an item. With an idempotency key, a repeat returns the first item.
+    /// Creates an item, open, at version 1, waiting for the items `blocked_by` names. With an
+    /// idempotency key, a repeat returns the first item.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] for a bad title, body, priority or label; [`Error::NotFound`] when a
+    /// blocker does not exist.
     pub fn new_item(
         &self,
         new: NewItem,
@@ -142,6 +148,11 @@ impl<S: Storage> Tracker<S> {
         self.dep_change(r, blocker, guard, true)
     }
 
+    /// Makes `r` stop waiting for `blocker`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] when `r` was not blocked by `blocker` (nothing is logged).
     pub fn dep_remove(&self, r: &ItemRef, blocker: &ItemRef, guard: &Guard) -> Result<ItemView> {
         self.dep_change(r, blocker, guard, false)
     }

@@ -88,6 +88,7 @@ pub fn lease_state(lease: &Lease, now: &Now, holder_gone: impl Fn(&Lease) -> boo
 /// Who asks for a lease, and with what proof.
 #[derive(Clone, Debug)]
 pub struct Claimant<'a> {
+    /// The actor name the lease would be held under.
     pub holder: &'a str,
     /// The holder name tells this actor apart from others (named, or from a terminal).
     pub distinct: bool,
@@ -95,9 +96,12 @@ pub struct Claimant<'a> {
     pub token: Option<u64>,
 }
 
+/// What a claimant allows a claim to override (both off by default).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ClaimFlags {
+    /// Take over a lease whose holder is provably gone.
     pub steal_stale: bool,
+    /// Take over anyone's lease, live or not.
     pub force: bool,
 }
 
@@ -117,7 +121,9 @@ pub enum ClaimAction {
 /// Why a claim is refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ClaimRefusal {
+    /// Only open items can be claimed; this is the item's status.
     NotOpen(Status),
+    /// Another holder has a live lease (and `force` was not given).
     HeldByOther,
     /// Same holder name, but nothing proves the claimant is that holder.
     SameNameUnproven,
@@ -176,6 +182,8 @@ pub fn is_unblocked_open(item: &Item, blocker_status: impl Fn(&Ulid) -> Option<S
 /// The longest title, in bytes (after trimming).
 pub const MAX_TITLE_BYTES: usize = 4096;
 
+/// Checks a title and returns it trimmed: not empty, at most [`MAX_TITLE_BYTES`], and free of
+/// control characters (newlines included). The error is a message for people.
 pub fn validate_title(title: &str) -> Result<String, String> {
     let t = title.trim();
     if t.is_empty() {
@@ -193,6 +201,8 @@ pub fn validate_title(title: &str) -> Result<String, String> {
     Ok(t.to_string())
 }
 
+/// Checks a label and returns it trimmed: 1 to 100 bytes, with no commas (the CLI splits on them)
+/// or control characters. The error is a message for people.
 pub fn validate_label(label: &str) -> Result<String, String> {
     let l = label.trim();
     if l.is_empty() || l.len() > 100 || l.chars().any(|c| c.is_control() || c == ',') {
@@ -203,6 +213,8 @@ pub fn validate_label(label: &str) -> Result<String, String> {
     Ok(l.to_string())
 }
 
+/// Checks a body's size: at most 1 MiB (any content is allowed). The error is a message for
+/// people.
 pub fn validate_body(body: &str) -> Result<(), String> {
     const MAX: usize = 1 << 20;
     if body.len() > MAX {
@@ -214,6 +226,7 @@ pub fn validate_body(body: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks a priority: 0 (highest) to [`MAX_PRIORITY`]. The error is a message for people.
 pub fn validate_priority(p: u8) -> Result<u8, String> {
     if p > MAX_PRIORITY {
         return Err(format!(
@@ -320,35 +333,86 @@ pub fn apply_op_to(item: &mut Item, lease: &mut Option<Lease>, op: &Op) {
 /// Everything the ops log determines: items, leases and counters.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct State {
+    /// Every item, by identity.
     pub items: BTreeMap<Ulid, Item>,
+    /// Every lease on file (live or not), by item identity.
     pub leases: BTreeMap<Ulid, Lease>,
+    /// The sequence number of the last op applied (0 before the first).
     pub last_seq: u64,
+    /// The highest item number created.
     pub last_num: u64,
+    /// The highest fencing token handed out.
     pub last_token: u64,
 }
 
-/// Why an op cannot follow the state it is applied to.
+/// Why an op cannot follow the state it is applied to. Each variant names the offending op by
+/// its `seq`.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ApplyError {
+    /// The op's sequence number is not the one after the state's last.
     #[error("op {seq}: expected sequence number {expected}")]
-    SeqGap { seq: u64, expected: u64 },
+    SeqGap {
+        /// The op's sequence number.
+        seq: u64,
+        /// The sequence number the log should have had next.
+        expected: u64,
+    },
+    /// The op changes an item that no earlier op created.
     #[error("op {seq}: item {item} does not exist")]
-    UnknownItem { seq: u64, item: Ulid },
+    UnknownItem {
+        /// The op's sequence number.
+        seq: u64,
+        /// The item's identity.
+        item: Ulid,
+    },
+    /// The op creates an item that already exists.
     #[error("op {seq}: item {item} already exists")]
-    DuplicateItem { seq: u64, item: Ulid },
+    DuplicateItem {
+        /// The op's sequence number.
+        seq: u64,
+        /// The item's identity.
+        item: Ulid,
+    },
+    /// The op starts from another version than the item is at.
     #[error("op {seq}: item {item} is at version {actual}, the op expects {expected}")]
     VersionMismatch {
+        /// The op's sequence number.
         seq: u64,
+        /// The item's identity.
         item: Ulid,
+        /// The op's `version_before`.
         expected: u64,
+        /// The item's version in the state.
         actual: u64,
     },
+    /// The op's `version_after` is not `version_before + 1`.
     #[error("op {seq}: version goes from {before} to {after}, not by one")]
-    VersionStep { seq: u64, before: u64, after: u64 },
+    VersionStep {
+        /// The op's sequence number.
+        seq: u64,
+        /// The op's `version_before`.
+        before: u64,
+        /// The op's `version_after`.
+        after: u64,
+    },
+    /// A new acquisition's fencing token is not above every token before it.
     #[error("op {seq}: fencing token {token} does not exceed the last one, {last}")]
-    TokenNotIncreasing { seq: u64, token: u64, last: u64 },
+    TokenNotIncreasing {
+        /// The op's sequence number.
+        seq: u64,
+        /// The token the op hands out.
+        token: u64,
+        /// The highest token handed out before it.
+        last: u64,
+    },
+    /// The op creates an item under a number another item has.
     #[error("op {seq}: number {num} is already used")]
-    DuplicateNum { seq: u64, num: u64 },
+    DuplicateNum {
+        /// The op's sequence number.
+        seq: u64,
+        /// The item number used twice.
+        num: u64,
+    },
 }
 
 /// Replays one op onto `state`, checking that it fits: the next sequence number, the item's

@@ -18,11 +18,21 @@ use crate::store::{ulid_prefix_range, ReadTxn, Setting, Storage};
 /// How an item is named on the command line: `42`, `#42`, a ULID, or a unique ULID prefix.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ItemRef {
+    /// The item's number in this tracker (`42` or `#42`).
     Num(u64),
+    /// The start of its ULID, uppercase: the whole 26 characters, or any prefix that only one
+    /// item's ULID starts with.
     Prefix(String),
 }
 
 impl ItemRef {
+    /// Reads `42`, `#42`, a ULID or a ULID prefix (any case; surrounding blanks ignored). Only
+    /// the form is checked here: whether such an item exists, and whether a prefix is unique, is
+    /// decided when the reference is used.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] for anything else, or a number too large for a `u64`.
     pub fn parse(s: &str) -> Result<ItemRef> {
         let t = s.trim();
         let digits = t.strip_prefix('#').unwrap_or(t);
@@ -54,7 +64,8 @@ impl std::fmt::Display for ItemRef {
     }
 }
 
-/// Preconditions a caller can put on a change.
+/// Preconditions a caller can put on a change. The default has none: the change is made
+/// whatever the item's version, and a lease is then recognised by holder name alone.
 #[derive(Clone, Debug, Default)]
 pub struct Guard {
     /// Compare-and-swap: refuse unless the item is at this version.
@@ -62,19 +73,30 @@ pub struct Guard {
     /// Fencing: refuse unless this is the live lease's token.
     pub token: Option<u64>,
     /// A repeat with the same key and arguments returns the first result and writes nothing.
+    /// At most [`IDEMPOTENCY_KEY_MAX`](crate::IDEMPOTENCY_KEY_MAX) bytes, remembered for
+    /// [`IDEMPOTENCY_KEY_LIFETIME_MS`](crate::IDEMPOTENCY_KEY_LIFETIME_MS).
     pub idempotency_key: Option<String>,
 }
 
+/// How a claim is made: [`Tracker::claim`], [`Tracker::claim_next`] and
+/// [`Tracker::claim_waiting`] take it. The default is a plain claim for [`DEFAULT_TTL`] (not the
+/// tracker's own default: use [`Tracker::default_ttl`] for that).
 #[derive(Clone, Debug)]
 pub struct ClaimOptions {
+    /// The lease length, 1 s to 366 days ([`rules::MIN_TTL`], [`rules::MAX_TTL`]).
     pub ttl: Duration,
+    /// Take over a lease whose holder process is provably gone (a new token). `claim_next` always
+    /// does.
     pub steal_stale: bool,
+    /// Take the item even from another holder's live lease (an eviction, with a new token).
     pub force: bool,
     /// Tie the lease to this process; it ends early once the process is gone.
     pub pid: Option<u32>,
     /// With `pid`: the process group of the work `pid` started; the lease ends early only once
     /// that group is empty too.
     pub pgid: Option<u32>,
+    /// Preconditions on the item: an expected version, the token of the lease being renewed, an
+    /// idempotency key.
     pub guard: Guard,
 }
 
@@ -91,6 +113,8 @@ impl Default for ClaimOptions {
     }
 }
 
+/// The lease length of a claim that names none, unless the tracker has its own default
+/// ([`Tracker::set_default_ttl`]): 15 minutes.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(15 * 60);
 
 /// Which items `list` shows.
@@ -98,27 +122,41 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(15 * 60);
 pub struct ListQuery {
     /// `None` means every status; the CLI defaults to open.
     pub status: Option<Status>,
+    /// Only items `claim_next` could take: open, unblocked and without a live lease, in queue
+    /// order (highest priority, then oldest).
     pub ready: bool,
+    /// Only items with a live lease.
     pub claimed: bool,
+    /// Only items carrying this label.
     pub label: Option<String>,
+    /// Only items whose live lease this actor name holds.
     pub holder: Option<String>,
+    /// At most this many items (all of them for `None`).
     pub limit: Option<usize>,
 }
 
 /// `show`: the item, what it blocks, and its latest ops.
 #[derive(Clone, Debug)]
 pub struct ItemDetail {
+    /// The item with its live lease and its blockers.
     pub view: ItemView,
     /// (number, identity) of the items waiting for this one.
     pub blocks: Vec<(u64, Ulid)>,
     /// The lease on file even when not live (expired or holder gone), with its state.
     pub lease: Option<(Lease, LeaseState)>,
+    /// The item's last five ops, oldest first.
     pub recent_ops: Vec<Op>,
 }
 
 type AliveProbe = Arc<dyn Fn(u32, Option<u64>) -> bool + Send + Sync>;
 
 /// A tracker: a store, a clock, and who is acting.
+///
+/// Every method is one transaction on the store: reads see one snapshot, and every change is
+/// checked, made and logged (one op per item changed) atomically, so any number of `Tracker`s,
+/// in any number of processes, can work on one store at once. Errors map to the CLI's exit
+/// codes ([`Error::exit_code`]); an [`Error::Conflict`] (someone else holds the item, or the
+/// caller's version or token is stale) usually carries the item as it is now.
 pub struct Tracker<S: Storage = RedbStore> {
     pub(crate) store: S,
     pub(crate) clock: Arc<dyn Clock>,
@@ -130,7 +168,8 @@ pub struct Tracker<S: Storage = RedbStore> {
 }
 
 impl Tracker<RedbStore> {
-    /// Creates a tracker file at `path`; refuses to overwrite anything.
+    /// Creates a tracker file at `path` (and its directory); refuses to overwrite anything.
+    /// `lock_timeout` bounds every later wait for the file's write lock ([`Error::Busy`] past it).
     pub fn init(path: &Path, lock_timeout: Duration) -> Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
@@ -162,26 +201,36 @@ impl<S: Storage> Tracker<S> {
         }
     }
 
+    /// Replaces the clock lease times and op stamps are read from (tests pass a [`FakeClock`]).
+    /// A backend with a shared clock (PostgreSQL) still takes wall time from the server.
+    ///
+    /// [`FakeClock`]: crate::FakeClock
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self
     }
 
+    /// Acts as `actor`: the holder name of its leases and the author of its ops.
     pub fn with_actor(mut self, actor: Actor) -> Self {
         self.actor = actor;
         self
     }
 
-    /// Replaces the check of whether a lease's process still runs (tests simulate deaths).
+    /// Replaces the check of whether a lease's process still runs (tests simulate deaths). The
+    /// probe gets the pid and its recorded start time (clock ticks since boot) and answers
+    /// whether that very process still runs; it is asked only about leases taken on this host,
+    /// boot and pid namespace.
     pub fn with_alive_probe(mut self, probe: AliveProbe) -> Self {
         self.alive = probe;
         self
     }
 
+    /// Who this tracker acts as.
     pub fn actor(&self) -> &Actor {
         &self.actor
     }
 
+    /// The backend, for reads and writes below the `Tracker` API (see [`Storage`]).
     pub fn store(&self) -> &S {
         &self.store
     }
@@ -256,6 +305,12 @@ impl<S: Storage> Tracker<S> {
 
     // ---- reads -------------------------------------------------------------------------------
 
+    /// `show`: the item, the items waiting for it, its lease even when no longer live, and its
+    /// latest ops.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] when no item matches, [`Error::Invalid`] for an ambiguous prefix.
     pub fn show(&self, item: &ItemRef) -> Result<ItemDetail> {
         self.store.read(|t| {
             let now = self.now_in(t)?;
@@ -288,6 +343,11 @@ impl<S: Storage> Tracker<S> {
         })
     }
 
+    /// The item with its live lease and blockers (what the changing commands return).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] when no item matches, [`Error::Invalid`] for an ambiguous prefix.
     pub fn get(&self, item: &ItemRef) -> Result<ItemView> {
         self.store.read(|t| {
             let now = self.now_in(t)?;
@@ -296,6 +356,7 @@ impl<S: Storage> Tracker<S> {
         })
     }
 
+    /// The items `q` selects, by number (or in queue order with `ready`), from one snapshot.
     pub fn list(&self, q: &ListQuery) -> Result<Vec<ItemView>> {
         let mut out = Vec::new();
         self.list_each(q, &mut |v| {
@@ -423,7 +484,13 @@ impl<S: Storage> Tracker<S> {
     }
 }
 
-/// Finds the item `r` names.
+/// Finds the item `r` names, inside a read or write transaction of the store (for code that
+/// works below the `Tracker` API).
+///
+/// # Errors
+///
+/// [`Error::NotFound`] when no item has that number or prefix, [`Error::Invalid`] when a prefix
+/// matches more than one item.
 pub fn resolve(t: &dyn ReadTxn, r: &ItemRef) -> Result<Ulid> {
     match r {
         ItemRef::Num(n) => t.id_by_num(*n)?.ok_or_else(|| {

@@ -12,12 +12,15 @@ use crate::error::Result;
 /// Where a tracker lives, as given by `--db` or `TRACKER_DB`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Target {
+    /// A redb file.
     File(PathBuf),
     /// A PostgreSQL URL (it may hold a password: show it only through `shown`).
     Postgres(String),
 }
 
 impl Target {
+    /// A `postgres://` or `postgresql://` URL names a database; anything else is a file path
+    /// (so a file can never be mistaken for a URL, nor a URL for a file).
     pub fn parse(s: &str) -> Target {
         if is_url(s) {
             Target::Postgres(s.to_string())
@@ -35,15 +38,20 @@ impl Target {
     }
 }
 
-/// A tracker in a file or in a database.
+/// A tracker in a file or in a database: the [`Storage`] to use when the backend is chosen at
+/// run time, as the `tracker` binary does from `--db`.
 pub enum Backend {
     // Boxed: the handles are large and of unequal size; one allocation per command is nothing.
+    /// A redb file.
     Redb(Box<RedbStore>),
+    /// A PostgreSQL database.
     Postgres(Box<PgStore>),
 }
 
 impl Backend {
-    /// Opens an existing tracker.
+    /// Opens an existing tracker. `access` matters only for a file (a database connection can
+    /// always write); `lock_timeout` bounds every wait for a lock or, for PostgreSQL, for the
+    /// server to answer.
     pub fn open(target: &Target, access: Access, lock_timeout: Duration) -> Result<Backend> {
         Ok(match target {
             Target::File(p) => Backend::Redb(Box::new(RedbStore::open(p, access, lock_timeout)?)),
@@ -51,7 +59,9 @@ impl Backend {
         })
     }
 
-    /// Creates a tracker, or opens the one already there; says which.
+    /// Creates a tracker, or opens the one already there; the flag is true when this call
+    /// created it. A file's directory is created as needed; a file that is not a tracker is
+    /// refused and left untouched.
     pub fn init(target: &Target, lock_timeout: Duration) -> Result<(Backend, bool)> {
         match target {
             Target::File(p) => {

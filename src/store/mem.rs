@@ -30,6 +30,9 @@ struct Tables {
     idempotency: BTreeMap<String, IdempotencyRecord>,
 }
 
+/// A tracker held in memory, gone with the value: for tests, and for programs that want the
+/// tracker's rules without a file. Serializable like every backend (one writer at a time).
+/// `MemStore::default()` is uninitialised (no format version); [`MemStore::new`] is ready for use.
 #[derive(Debug, Default)]
 pub struct MemStore {
     tables: Mutex<Tables>,

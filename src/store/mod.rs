@@ -33,14 +33,18 @@ mod conformance;
 #[cfg(test)]
 mod conformance_methods;
 
-/// The file format this binary reads and writes; see data-format.md.
+/// The format version this library reads and writes (data-format.md), kept in every store. A
+/// store of a newer version is refused, untouched.
 pub const FORMAT_VERSION: u64 = 1;
 
 /// Counters kept beside the tables, each the last value handed out (0 before the first).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Counter {
+    /// The last item number handed out.
     LastNum,
+    /// The last op sequence number: the log's length, since sequences have no gaps.
     LastSeq,
+    /// The last fencing token handed out; the next one is above it and above `TokenFloor`.
     LastToken,
     /// The lowest value `LastToken` may have: raised by `import` to the exported tracker's last
     /// token, so tokens keep growing across export and import although no op explains the jump.
@@ -53,6 +57,8 @@ pub enum Counter {
 }
 
 impl Counter {
+    /// Its name in the store's `meta` table (`last_num`, `last_seq`, ...), as data-format.md
+    /// lists them; it also names the counter in messages.
     pub fn key(self) -> &'static str {
         match self {
             Counter::LastNum => "last_num",
@@ -74,6 +80,7 @@ pub enum Setting {
 }
 
 impl Setting {
+    /// Its name in the store's `meta` table (`default_ttl_ms`).
     pub fn key(self) -> &'static str {
         match self {
             Setting::DefaultTtlMs => "default_ttl_ms",
@@ -86,10 +93,13 @@ impl Setting {
 /// back; anyone or anything else gets a conflict that reveals none of it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdempotencyRecord {
-    /// The command and its arguments as canonical JSON (see `Fingerprint`); a repeat must match
-    /// it exactly.
+    /// The command and its arguments as canonical JSON (object keys sorted); a repeat must
+    /// match it exactly.
     pub fingerprint: String,
+    /// The item the command made or changed.
     pub item: Ulid,
+    /// When the key was first used (wall clock, ms); it is forgotten
+    /// [`IDEMPOTENCY_KEY_LIFETIME_MS`](crate::IDEMPOTENCY_KEY_LIFETIME_MS) later.
     pub at: i64,
     /// The actor that used the key.
     #[serde(default)]
@@ -128,13 +138,17 @@ pub type Visit<'a, T> = &'a mut dyn FnMut(T) -> Result<bool>;
 pub trait ReadTxn {
     /// The format version of the file, or `None` if it has never been initialised.
     fn format_version(&self) -> Result<Option<u64>>;
+    /// The counter's value: the last value handed out, 0 if none was.
     fn counter(&self, counter: Counter) -> Result<u64>;
     /// A tracker-wide setting kept in `meta` (see `Setting`), if set.
     fn setting(&self, setting: Setting) -> Result<Option<u64>>;
+    /// The item with identity `id`, if there is one.
     fn item(&self, id: Ulid) -> Result<Option<Item>>;
+    /// The identity of item number `num`, if there is one (the number index).
     fn id_by_num(&self, num: u64) -> Result<Option<Ulid>>;
     /// Identities between `lo` and `hi` inclusive, at most `limit` of them.
     fn ids_between(&self, lo: Ulid, hi: Ulid, limit: usize) -> Result<Vec<Ulid>>;
+    /// The lease on file for item `id`, live or not (judging it is the caller's business).
     fn lease(&self, id: Ulid) -> Result<Option<Lease>>;
     /// Every lease on file, live or not.
     fn leases(&self) -> Result<Vec<(Ulid, Lease)>>;
@@ -168,8 +182,11 @@ pub trait ReadTxn {
     fn visit_ops(&self, from: u64, f: Visit<Op>) -> Result<()>;
     /// Sequence numbers of the ops on `id`, oldest first.
     fn op_seqs_of(&self, id: Ulid) -> Result<Vec<u64>>;
+    /// The op with sequence number `seq`, if the log has it.
     fn op(&self, seq: u64) -> Result<Option<Op>>;
+    /// What idempotency key `key` remembers, however old (expiry is the caller's business).
     fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>>;
+    /// How many items the items table holds.
     fn item_count(&self) -> Result<u64>;
     /// The backend's own clock, if it has one that every client shares (a database server's):
     /// lease times then come from it, never from a client's clock. `None` for a local file,
@@ -181,13 +198,19 @@ pub trait ReadTxn {
 
 /// Writes, all committed together or not at all.
 pub trait WriteTxn: ReadTxn {
+    /// Records the format version (backends do it when they create a store).
     fn set_format_version(&mut self, version: u64) -> Result<()>;
+    /// Sets a counter. Callers only ever raise counters, by one, inside the write that uses the
+    /// new value.
     fn set_counter(&mut self, counter: Counter, value: u64) -> Result<()>;
+    /// Sets a tracker-wide setting.
     fn set_setting(&mut self, setting: Setting, value: u64) -> Result<()>;
     /// Stores `new`, keeping every index in step with the change from `old`. `ready` says whether
     /// the item belongs in the ready queue (open and unblocked), which depends on other items.
     fn put_item(&mut self, old: Option<&Item>, new: &Item, ready: bool) -> Result<()>;
+    /// Stores `lease` as item `id`'s lease, replacing any other: an item has at most one.
     fn put_lease(&mut self, id: Ulid, lease: &Lease) -> Result<()>;
+    /// Removes item `id`'s lease, if it has one.
     fn remove_lease(&mut self, id: Ulid) -> Result<()>;
     /// Appends `op` and indexes it under its item (`index_op`); the caller has given it the next
     /// sequence number.
@@ -195,14 +218,17 @@ pub trait WriteTxn: ReadTxn {
     /// Records that op `seq` changed `item` (the per-item op index); `rebuild` calls it for every
     /// op of the log after `clear_derived`.
     fn index_op(&mut self, item: Ulid, seq: u64) -> Result<()>;
+    /// Remembers `record` under idempotency key `key`, replacing what it held.
     fn put_idempotency(&mut self, key: &str, record: &IdempotencyRecord) -> Result<()>;
+    /// Forgets idempotency key `key`.
     fn remove_idempotency(&mut self, key: &str) -> Result<()>;
     /// Empties the items, leases and every index, the per-item op index included (not the ops
     /// log, meta or idempotency keys), so `rebuild` can write them anew from the log.
     fn clear_derived(&mut self) -> Result<()>;
 }
 
-/// A backend: runs closures inside transactions.
+/// A backend: runs closures inside transactions, under the concurrency contract of this module.
+/// [`Tracker::with_store`](crate::Tracker::with_store) takes any implementation.
 pub trait Storage {
     /// Whether the backend has a clock every client shares (see `ReadTxn::server_time_ms`).
     fn has_shared_clock(&self) -> bool {
@@ -221,7 +247,7 @@ pub trait Storage {
 }
 
 /// The bounds of every identity whose Crockford base32 text starts with `prefix`.
-pub fn ulid_prefix_range(prefix: &str) -> Option<(Ulid, Ulid)> {
+pub(crate) fn ulid_prefix_range(prefix: &str) -> Option<(Ulid, Ulid)> {
     if prefix.is_empty() || prefix.len() > 26 {
         return None;
     }

@@ -13,7 +13,7 @@
 //! Time: lease deadlines and op stamps come from the server's clock (`clock_timestamp()` read
 //! after the lock is taken), never from a client's.
 
-pub mod connect;
+pub(crate) mod connect;
 mod schema;
 mod tls;
 
@@ -99,8 +99,8 @@ impl PgStore {
 
     /// Lets the `Tracker`'s clock decide instead of the server's: only for tests that move time
     /// with a fake clock.
-    #[doc(hidden)]
-    pub fn with_client_clock(mut self) -> Self {
+    #[cfg(test)]
+    pub(crate) fn with_client_clock(mut self) -> Self {
         self.server_clock = false;
         self
     }
@@ -807,6 +807,9 @@ pub(crate) fn test_store() -> Option<PgStore> {
 }
 
 /// The URL of a new, empty schema in the test server, or `None` (skipped) without one.
+///
+/// Internal to this crate's tests (the integration tests share it): no stability promise.
+#[doc(hidden)]
 pub fn test_schema_url() -> Option<String> {
     static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let Some(base) = std::env::var("TRACKER_TEST_PG")

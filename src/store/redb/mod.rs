@@ -36,7 +36,10 @@ const CACHE_BYTES: usize = 16 << 20;
 /// Whether a handle may write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
+    /// Reads only, through redb's read-only open: works on files this user may not write, and
+    /// never changes the file. A write through it fails with [`Error::Internal`].
     ReadOnly,
+    /// Reads and writes; opening writes to the file (redb marks it as having a live writer).
     ReadWrite,
 }
 
@@ -199,8 +202,13 @@ fn install_panic_probe() {
     });
 }
 
-/// redb's sources live in a directory named after the crate and its version (`redb-4.6.0/src/..`);
-/// ours under `src/store/redb/`, which this does not match.
+/// Whether `file` (a panic location's path) is one of redb's own sources, which live in a
+/// directory named after the crate and its version (`redb-4.6.0/src/..`); ours live under
+/// `src/store/redb/`, which this does not match.
+///
+/// Internal to the `tracker` binary (its panic handler tells damage from bugs with it): no
+/// stability promise.
+#[doc(hidden)]
 pub fn is_redb_source(file: &str) -> bool {
     file.split(['/', '\\']).any(|part| {
         part.starts_with("redb-") && part[5..].starts_with(|c: char| c.is_ascii_digit())
@@ -568,6 +576,7 @@ impl RedbStore {
         Ok(store)
     }
 
+    /// The file this store was opened on.
     pub fn path(&self) -> &Path {
         &self.path
     }
