@@ -1,6 +1,9 @@
-//! Command-level benchmark: whole `tracker` processes, side by side with `/bin/true` and the
-//! sqlite3 peer script (`benches/peer-sqlite.sh`), interleaved round by round so that the
-//! ratios hold on a noisy machine. Prints the README's Performance table.
+//! Command-level benchmark: whole `tracker` processes, side by side with `/bin/true`, a Rust
+//! program that does nothing (`benches/programs/noop.rs`), a bare redb program that makes one
+//! durable write the way every tracker write must (`benches/programs/bare_redb.rs`), and the
+//! sqlite3 peer script (`benches/peer-sqlite.sh`), interleaved round by round so that the ratios
+//! hold on a noisy machine. Also calls per second through one `tracker mcp` server against whole
+//! processes doing the same work. Prints the README's Performance tables.
 //!
 //!     cargo bench --bench cli                     # 1,000,000 items (a few minutes)
 //!     BENCH_ITEMS=100000 cargo bench --bench cli  # quicker
@@ -18,6 +21,30 @@ mod common;
 
 const TRACKER: &str = env!("CARGO_BIN_EXE_tracker");
 const ROUNDS: usize = 60;
+
+/// One of the floor programs in benches/programs, built as an example with the same profile as
+/// `tracker` (`cargo test` builds them; so does this benchmark when they are missing).
+fn floor_program(name: &str) -> PathBuf {
+    let dir = Path::new(TRACKER).parent().unwrap().join("examples");
+    let path = dir.join(name);
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args([
+                "build",
+                "--release",
+                "--example",
+                "noop",
+                "--example",
+                "bare-redb",
+            ])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("cargo");
+        assert!(status.success(), "building the floor programs failed");
+    }
+    path
+}
 
 fn peer_script() -> Option<PathBuf> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/peer-sqlite.sh");
@@ -100,6 +127,9 @@ fn init_with(db: &Path, dir: &Path, n: u64) -> Duration {
 #[derive(Default)]
 struct Samples {
     truth: Vec<Duration>,
+    noop: Vec<Duration>,
+    bare_write: Vec<Duration>,
+    status: Vec<Duration>,
     new: Vec<Duration>,
     claim: Vec<Duration>,
     next: Vec<Duration>,
@@ -141,6 +171,8 @@ fn tracker_round(db: &Path, existing: u64, round: u64, s: &mut Samples) {
     s.show.push(t);
     let (_, t) = timed(tracker(db, &["list", "--ready", "--limit", "20"]), &[0]);
     s.ready20.push(t);
+    let (_, t) = timed(tracker(db, &["status"]), &[0]);
+    s.status.push(t);
 }
 
 /// The sqlite3 peer's commands once.
@@ -167,10 +199,16 @@ fn measure(
     big_db: &Path,
     big: u64,
     peer_db: Option<(&Path, &Path)>,
+    bare_db: &Path,
 ) -> (Samples, Samples) {
     let (mut small, mut large) = (Samples::default(), Samples::default());
+    let (noop, bare) = (floor_program("noop"), floor_program("bare-redb"));
     for round in 0..ROUNDS as u64 {
         small.truth.push(timed(Command::new("/bin/true"), &[0]).1);
+        small.noop.push(timed(Command::new(&noop), &[0]).1);
+        let mut write = Command::new(&bare);
+        write.arg(bare_db);
+        small.bare_write.push(timed(write, &[0]).1);
         tracker_round(small_db, 0, round, &mut small);
         tracker_round(big_db, big, round, &mut large);
         if let Some((script, pdb)) = peer_db {
@@ -215,6 +253,88 @@ fn drain(n: u64, workers: usize, run: ClaimNext, finish: Finish) -> f64 {
     commands.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
 }
 
+/// The same work, `new` + `claim_next` + `done` for `n` items, through one `tracker mcp` server
+/// (newline-delimited JSON-RPC on its stdin and stdout, as MCP's stdio transport is) and as
+/// whole `tracker` processes, each on a file of its own. Returns calls per second of each.
+fn mcp_against_cli(dir: &Path, n: usize) -> (f64, f64) {
+    use serde_json::{json, Value};
+    use std::io::{BufRead, BufReader};
+    let db = dir.join("mcp.redb");
+    init_with(&db, dir, 0);
+    let mut server = Command::new(TRACKER)
+        .arg("--db")
+        .arg(&db)
+        .args(["--as", "bench", "mcp"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("tracker mcp");
+    let mut to = server.stdin.take().unwrap();
+    let mut from = BufReader::new(server.stdout.take().unwrap());
+    let mut id = 0u64;
+    let mut rpc = |method: &str, params: Value| -> Value {
+        id += 1;
+        let request = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        writeln!(to, "{request}").unwrap();
+        to.flush().unwrap();
+        loop {
+            let mut line = String::new();
+            assert!(from.read_line(&mut line).unwrap() > 0, "the server closed");
+            let v: Value = serde_json::from_str(&line).unwrap();
+            if v["id"] == id {
+                return v["result"].clone();
+            }
+        }
+    };
+    rpc(
+        "initialize",
+        json!({"protocolVersion": "2025-03-26", "capabilities": {},
+               "clientInfo": {"name": "bench", "version": "1"}}),
+    );
+    let mut call = |name: &str, args: Value| -> Value {
+        let r = rpc("tools/call", json!({"name": name, "arguments": args}));
+        assert_ne!(r["isError"], true, "{name}: {r}");
+        r["structuredContent"].clone()
+    };
+    let start = Instant::now();
+    for i in 0..n {
+        call("new", json!({"title": format!("job {i}")}));
+        let item = call("claim_next", json!({}));
+        call(
+            "done",
+            json!({"item": item["num"].to_string(), "token": item["claim"]["token"]}),
+        );
+    }
+    let mcp_rate = (3 * n) as f64 / start.elapsed().as_secs_f64();
+    drop(to);
+    server.wait().unwrap();
+
+    let db = dir.join("cli-same-work.redb");
+    init_with(&db, dir, 0);
+    let start = Instant::now();
+    for i in 0..n {
+        timed(
+            tracker(&db, &["--as", "bench", "new", &format!("job {i}")]),
+            &[0],
+        );
+        let (out, _) = timed(
+            tracker(&db, &["--json", "--as", "bench", "claim", "--next"]),
+            &[0],
+        );
+        let (num, token) = (
+            json_field(&out, &["num"]).to_string(),
+            json_field(&out, &["claim", "token"]).to_string(),
+        );
+        timed(
+            tracker(&db, &["--as", "bench", "done", &num, "--token", &token]),
+            &[0],
+        );
+    }
+    let cli_rate = (3 * n) as f64 / start.elapsed().as_secs_f64();
+    (mcp_rate, cli_rate)
+}
+
 fn peak_rss_of(mut c: Command) -> (Duration, u64) {
     c.stdout(Stdio::null());
     let start = Instant::now();
@@ -255,12 +375,15 @@ fn main() {
     }
     let big_db = dir.path().join("big.redb");
     let import_time = init_with(&big_db, dir.path(), big);
+    let bare_db = dir.path().join("bare.redb");
     let (mut small, mut large) = measure(
         &small_db,
         &big_db,
         big,
         script.as_deref().map(|s| (s, peer_db.as_path())),
+        &bare_db,
     );
+    let (mcp_rate, cli_rate) = mcp_against_cli(dir.path(), 300);
 
     // Export of the big file: throughput and peak memory.
     let export_path = dir.path().join("export.json");
@@ -333,6 +456,36 @@ fn main() {
     }
 
     let truth = median(&mut small.truth);
+    let bare = median(&mut small.bare_write);
+    println!("\n| command (empty file) | median | / `/bin/true` | / bare redb write |");
+    println!("|---|---|---|---|");
+    let floor_row = |name: &str, d: Duration| {
+        println!(
+            "| {name} | {:.2} ms | {:.2}x | {:.2}x |",
+            ms(d),
+            ms(d) / ms(truth),
+            ms(d) / ms(bare)
+        );
+    };
+    floor_row("`/bin/true`", truth);
+    floor_row("Rust no-op", median(&mut small.noop));
+    floor_row("bare redb write (open, commit, close)", bare);
+    for (name, samples) in [
+        ("`show`", &mut small.show),
+        ("`list --ready --limit 20`", &mut small.ready20),
+        ("`status`", &mut small.status),
+        ("`new`", &mut small.new),
+        ("`claim --next`", &mut small.next),
+        ("`done --token`", &mut small.done),
+    ] {
+        floor_row(name, median(&mut samples.clone()));
+    }
+    println!();
+    println!(
+        "- one `tracker mcp` server: {mcp_rate:.0} calls/s; whole processes: {cli_rate:.0} \
+         commands/s ({:.1}x), the same 900 calls (new, claim_next, done, 300 times)",
+        mcp_rate / cli_rate
+    );
     let row = |name: &str,
                e: &mut Vec<Duration>,
                b: &mut Vec<Duration>,

@@ -114,7 +114,7 @@ impl<S: Storage> Tracker<S> {
         if self.lease_state(lease, now) == LeaseState::Live
             && !rules::holds(lease, &self.claimant(token))
         {
-            if token.is_none() && lease.holder == self.actor.name {
+            if token.is_none() && lease.holder == self.actor().name {
                 let msg = same_name_unproven(item, &describe_other_lease(lease, now));
                 return Err(match self.view(t, item.id, now) {
                     Ok(v) => Error::conflict_with(msg, v),
@@ -138,7 +138,7 @@ impl<S: Storage> Tracker<S> {
             "#{} is {}; you ({}) cannot {verb}",
             item.num,
             describe_other_lease(lease, now),
-            self.actor.name
+            self.actor().name
         );
         match self.view(t, item.id, now) {
             Ok(v) => Error::conflict_with(msg, v),

@@ -240,13 +240,13 @@ impl<S: Storage> Tracker<S> {
                 ..l.clone()
             },
             _ => Lease {
-                holder: self.actor.name.clone(),
+                holder: self.actor().name.clone(),
                 token,
                 acquired_at: now.wall_ms,
                 renewed_at: now.wall_ms,
                 expires_at: 0,
                 ttl_ms: 0,
-                host: self.host.clone(),
+                host: self.host().to_string(),
                 pid: None,
                 pid_start: None,
                 boot_id: None,
@@ -259,7 +259,7 @@ impl<S: Storage> Tracker<S> {
             lease.pid = opts.pid;
             lease.pid_start = pid_start;
             lease.pgid = opts.pgid;
-            lease.pid_ns = self.pid_ns;
+            lease.pid_ns = self.pid_ns();
         }
         self.set_deadline(&mut lease, ttl, now);
         let changes = vec![Change::LeaseSet {
@@ -304,7 +304,7 @@ impl<S: Storage> Tracker<S> {
                 describe_other_lease(l, now)
             ))),
             (Some(l), _) if rules::holds(l, &self.claimant(token)) => Ok(l.clone()),
-            (Some(l), None) if l.holder == self.actor.name => Err(Error::conflict(
+            (Some(l), None) if l.holder == self.actor().name => Err(Error::conflict(
                 crate::conflict::same_name_unproven(item, &describe_other_lease(l, now)),
             )),
             (Some(l), _) => Err(self.held_conflict(t, item, l, now, verb)),

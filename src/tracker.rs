@@ -2,7 +2,7 @@
 //! write transaction in which the check, the change and the op are made together.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use ulid::Ulid;
@@ -160,10 +160,12 @@ type AliveProbe = Arc<dyn Fn(u32, Option<u64>) -> bool + Send + Sync>;
 pub struct Tracker<S: Storage = RedbStore> {
     pub(crate) store: S,
     pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) actor: Actor,
-    pub(crate) host: String,
+    // Facts about this process, read when first needed: a command that never takes a lease or
+    // writes an op (show, list, status) pays nothing for them.
+    actor: OnceLock<Actor>,
+    host: OnceLock<String>,
     /// This process's pid namespace, in which a lease's pid means something only if it matches.
-    pub(crate) pid_ns: Option<u64>,
+    pid_ns: OnceLock<Option<u64>>,
     alive: AliveProbe,
 }
 
@@ -194,9 +196,9 @@ impl<S: Storage> Tracker<S> {
         Tracker {
             store,
             clock: Arc::new(SystemClock::new()),
-            actor: Actor::default_for_this_process(),
-            host: crate::host::hostname(),
-            pid_ns: crate::host::pid_namespace(),
+            actor: OnceLock::new(),
+            host: OnceLock::new(),
+            pid_ns: OnceLock::new(),
             alive: Arc::new(crate::host::process_alive),
         }
     }
@@ -212,7 +214,7 @@ impl<S: Storage> Tracker<S> {
 
     /// Acts as `actor`: the holder name of its leases and the author of its ops.
     pub fn with_actor(mut self, actor: Actor) -> Self {
-        self.actor = actor;
+        self.actor = OnceLock::from(actor);
         self
     }
 
@@ -227,7 +229,17 @@ impl<S: Storage> Tracker<S> {
 
     /// Who this tracker acts as.
     pub fn actor(&self) -> &Actor {
-        &self.actor
+        self.actor.get_or_init(Actor::default_for_this_process)
+    }
+
+    /// This host's name, as leases record it.
+    pub(crate) fn host(&self) -> &str {
+        self.host.get_or_init(crate::host::hostname)
+    }
+
+    /// This process's pid namespace (None without /proc).
+    pub(crate) fn pid_ns(&self) -> Option<u64> {
+        *self.pid_ns.get_or_init(crate::host::pid_namespace)
     }
 
     /// The backend, for reads and writes below the `Tracker` API (see [`Storage`]).
@@ -268,8 +280,8 @@ impl<S: Storage> Tracker<S> {
     /// The acting holder, with the token it presents, as the rules see it.
     pub(crate) fn claimant(&self, token: Option<u64>) -> rules::Claimant<'_> {
         rules::Claimant {
-            holder: &self.actor.name,
-            distinct: self.actor.distinct,
+            holder: &self.actor().name,
+            distinct: self.actor().distinct,
             token,
         }
     }
@@ -279,9 +291,9 @@ impl<S: Storage> Tracker<S> {
     /// namespace (older data) is never judged by its pid and lives until its deadline.
     fn holder_gone(&self, lease: &Lease, now: &Now) -> bool {
         let same_boot = matches!((&lease.boot_id, &now.boot_id), (Some(a), Some(b)) if **a == **b);
-        let same_pid_ns = matches!((lease.pid_ns, self.pid_ns), (Some(a), Some(b)) if a == b);
+        let same_pid_ns = matches!((lease.pid_ns, self.pid_ns()), (Some(a), Some(b)) if a == b);
         match lease.pid {
-            Some(pid) if same_boot && same_pid_ns && lease.host == self.host => {
+            Some(pid) if same_boot && same_pid_ns && lease.host == self.host() => {
                 !(self.alive)(pid, lease.pid_start)
                     && !lease.pgid.is_some_and(crate::host::group_alive)
             }
@@ -545,7 +557,7 @@ mod tests {
             .with_clock(Arc::new(clock))
             .with_alive_probe(Arc::new(|_, _| false));
         let now = t.now();
-        let ours = t.pid_ns.expect("this test needs /proc");
+        let ours = t.pid_ns().expect("this test needs /proc");
         let here = lease_of_a_dead_pid(Some(ours));
         assert_eq!(t.lease_state(&here, &now), LeaseState::HolderGone);
         let other_container = lease_of_a_dead_pid(Some(ours + 1));

@@ -96,7 +96,7 @@ impl<S: Storage> Tracker<S> {
         let op = Op {
             seq,
             at: previous_at.map_or(now.wall_ms, |p| p.max(now.wall_ms)),
-            actor: self.actor.name.clone(),
+            actor: self.actor().name.clone(),
             kind,
             item: id,
             version_before,
@@ -150,7 +150,7 @@ impl<S: Storage> Tracker<S> {
             .idempotency(key)?
             .filter(|r| now.wall_ms.saturating_sub(r.at) < IDEMPOTENCY_KEY_LIFETIME_MS);
         if let Some(rec) = remembered {
-            if rec.actor != self.actor.name {
+            if rec.actor != self.actor().name {
                 return Err(Error::conflict(format!(
                     "idempotency key {key:?} was already used by another actor; keys belong to \
                      whoever used them first, so choose a new key"
@@ -158,12 +158,12 @@ impl<S: Storage> Tracker<S> {
             }
             // Two agents without a name or a terminal share one default name: a repeat cannot tell
             // them apart, so it must not hand over a lease (and its token) the first one took.
-            if !self.actor.distinct && rec.lease_after.is_some() {
+            if !self.actor().distinct && rec.lease_after.is_some() {
                 return Err(Error::conflict(format!(
                     "idempotency key {key:?} was already used for a claim by {}, and without a \
                      terminal or --as/TRACKER_AS nothing tells you apart from another agent of \
                      that name; name yourself with --as to repeat claims by key",
-                    self.actor.name
+                    self.actor().name
                 )));
             }
             if rec.fingerprint != fingerprint {
@@ -185,7 +185,7 @@ impl<S: Storage> Tracker<S> {
             fingerprint: fingerprint.to_string(),
             item: id,
             at: now.wall_ms,
-            actor: self.actor.name.clone(),
+            actor: self.actor().name.clone(),
             item_after: Some(view.item.clone()),
             lease_after: t.lease(id)?,
         };

@@ -219,7 +219,7 @@ fn two_agents_and_a_cli_worker_drain_a_queue_together() {
         for i in 1..=n {
             env.json(&["new", &format!("job {i}")]);
         }
-        let agents: Vec<_> = (0..2)
+        let mut agents: Vec<_> = (0..2)
             .map(|_| {
                 Command::new("python3")
                     .arg(client_script())
@@ -238,6 +238,14 @@ fn two_agents_and_a_cli_worker_drain_a_queue_together() {
         let started = std::time::Instant::now();
         while env.json(&["status"])["metrics"]["overall"]["done"] == 0 {
             assert!(started.elapsed().as_secs() < 60, "the agents never started");
+            if agents.iter_mut().any(|a| a.try_wait().unwrap().is_some()) {
+                let out = agents.remove(0).wait_with_output().unwrap();
+                panic!(
+                    "an agent ended early: {}\n{}",
+                    text(&out.stdout),
+                    text(&out.stderr)
+                );
+            }
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         let mut by_cli = Vec::new();
