@@ -299,6 +299,12 @@ fn busy(path: &Path, timeout: Duration) -> Error {
     ))
 }
 
+/// The file at `path` as the filesystem knows it (device and inode).
+fn file_identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
 /// Refuses paths that are not redb files before redb sees them, so a foreign file is never written.
 fn check_is_redb_file(path: &Path) -> Result<()> {
     let meta = match std::fs::metadata(path) {
@@ -532,6 +538,7 @@ impl RedbStore {
         install_panic_probe();
         check_is_redb_file(path)?;
         refuse_network_fs(path)?;
+        let identity = file_identity(path);
         let p = path.to_path_buf();
         let read_only = {
             let p = p.clone();
@@ -539,20 +546,21 @@ impl RedbStore {
                 .map_err(|caught| panic_error(path, caught))?
                 .ok_or_else(|| busy(path, lock_timeout))?
         };
-        match read_only {
+        let checked = match read_only {
             Ok(db) => {
                 let ro = RedbStore::with_handle(path, Handle::Ro(db), lock_timeout, None);
                 ro.check_format()?;
                 if access == Access::ReadOnly {
                     return Ok(ro);
                 }
+                true
             }
             // A writer that closed while another was writing leaves the recovery flag set, and a
             // reader may not recover a file. A read-write open does, under the writer lock; only
             // a file we may not write stays unreadable. Its format is checked once recovered.
-            Err(DatabaseError::RepairAborted) => {}
+            Err(DatabaseError::RepairAborted) => false,
             Err(e) => return Err(open_error(path, e)),
-        }
+        };
         let before = read_header(path);
         let db = within(lock_timeout, move || builder().open(&p))
             .map_err(|caught| panic_error(path, caught))?
@@ -572,7 +580,11 @@ impl RedbStore {
             })?;
         let undo = HeaderUndo::capture(before, path);
         let store = RedbStore::with_handle(path, Handle::Rw(Arc::new(db)), lock_timeout, undo);
-        store.check_format()?;
+        // Checked once: the read-only open above already did, unless the file needed recovery
+        // or another file was put in its place between the two opens.
+        if !checked || identity.is_none() || file_identity(path) != identity {
+            store.check_format()?;
+        }
         Ok(store)
     }
 
