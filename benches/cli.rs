@@ -534,6 +534,7 @@ fn main() {
         &mut large.ready20,
         None,
     );
+    row("status", &mut small.status, &mut large.status, None);
     println!();
     println!("| workers draining {drain_n} items (claim --next + done --token) | tracker commands/s | sqlite3 peer commands/s | ratio |");
     println!("|---|---|---|---|");
