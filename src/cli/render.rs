@@ -91,8 +91,12 @@ pub fn safe(s: &str, multiline: bool) -> String {
 pub fn metrics(m: &tracker::metrics::Metrics, style: &Style) -> String {
     let mut s = String::new();
     let window = match m.since_ms {
-        Some(_) => "in the window",
-        None => "over the whole log",
+        Some(_) => "in the window".to_string(),
+        None if m.first_seq <= 1 => "over the whole log".to_string(),
+        None => format!(
+            "over the latest {} ops (--since DUR reaches further back)",
+            m.ops_counted
+        ),
     };
     let counts = |c: &tracker::metrics::Counts| {
         format!(
