@@ -207,7 +207,8 @@ pub fn validate_label(label: &str) -> Result<String, String> {
     let l = label.trim();
     if l.is_empty() || l.len() > 100 || l.chars().any(|c| c.is_control() || c == ',') {
         return Err(format!(
-            "invalid label {label:?}: labels are 1 to 100 characters, with no commas or control characters"
+            "invalid label {label:?}: labels are 1 to 100 bytes of text (fewer characters outside \
+             ASCII), with no commas or control characters"
         ));
     }
     Ok(l.to_string())
@@ -486,6 +487,17 @@ pub fn apply(state: &mut State, op: &Op) -> Result<(), ApplyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The label limit is in bytes, and the message says so (it said characters, and a label of
+    /// 40 non-ASCII characters was refused as longer than 100 "characters").
+    #[test]
+    fn the_label_limit_is_stated_in_bytes() {
+        let label = "é".repeat(51);
+        assert_eq!(label.chars().count(), 51);
+        let err = validate_label(&label).unwrap_err();
+        assert!(err.contains("100 bytes"), "{err}");
+        assert!(validate_label(&"é".repeat(50)).is_ok());
+    }
     use std::sync::Arc;
 
     fn lease(holder: &str, token: u64) -> Lease {
