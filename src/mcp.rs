@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::model::{CallToolResult, Implementation, ServerCapabilities, ServerConfig};
+use rmcp::model::{CallToolResult, Implementation, JsonObject, ServerCapabilities, ServerConfig};
 use rmcp::{
     schemars, tool, tool_handler, tool_router, Peer, RoleServer, ServerHandler, ServiceExt,
 };
@@ -154,8 +154,25 @@ fn claim_options(t: &Tracker, ttl: Option<&str>, g: Guard) -> Result<ClaimOption
     })
 }
 
+/// A tool's arguments, parsed here rather than by the SDK: arguments that do not fit the tool's
+/// input schema are then a tool error carrying `{"error": {"kind": "invalid", "code": 2, ...}}`,
+/// like every other failure, instead of a protocol error an agent cannot branch on.
+fn args<T: serde::de::DeserializeOwned>(raw: JsonObject) -> Result<T> {
+    serde_json::from_value(Value::Object(raw)).map_err(|e| {
+        Error::Invalid(format!(
+            "the tool's arguments do not fit its input schema: {e}"
+        ))
+    })
+}
+
+/// The JSON Schema of a tool's arguments.
+fn input<T: schemars::JsonSchema + 'static>() -> Arc<JsonObject> {
+    rmcp::handler::server::common::schema_for_input::<T>()
+        .unwrap_or_else(|e| panic!("the input schema of {}: {e}", std::any::type_name::<T>()))
+}
+
 /// The JSON Schema of a tool's structured result.
-fn schema<T: schemars::JsonSchema + 'static>() -> Arc<rmcp::model::JsonObject> {
+fn schema<T: schemars::JsonSchema + 'static>() -> Arc<JsonObject> {
     rmcp::handler::server::tool::schema_for_type::<T>()
 }
 
@@ -323,14 +340,15 @@ struct StatusArgs {
 
 #[tool_router]
 impl Server {
-    #[tool(name = "new", description = "Create a work item. Returns the item (id, num, title, status, version, ...). \
+    #[tool(input_schema = input::<NewArgs>(), name = "new", description = "Create a work item. Returns the item (id, num, title, status, version, ...). \
         Use idempotency_key when you may retry, so a repeat creates nothing.", output_schema = schema::<ItemJson>())]
     fn new_item(
         &self,
         peer: Peer<RoleServer>,
-        Parameters(a): Parameters<NewArgs>,
+        Parameters(raw): Parameters<JsonObject>,
     ) -> CallToolResult {
         self.call(&peer, |t| {
+            let a: NewArgs = args(raw)?;
             let blockers = a
                 .blocked_by
                 .unwrap_or_default()
@@ -347,18 +365,28 @@ impl Server {
         })
     }
 
-    #[tool(description = "Show one item with its live claim (holder, token, expiry), its blockers \
+    #[tool(input_schema = input::<ItemArgs>(), description = "Show one item with its live claim (holder, token, expiry), its blockers \
         (blocked_by) and the items it blocks (blocks).", output_schema = schema::<ShowJson>())]
-    fn show(&self, peer: Peer<RoleServer>, Parameters(a): Parameters<ItemArgs>) -> CallToolResult {
+    fn show(
+        &self,
+        peer: Peer<RoleServer>,
+        Parameters(raw): Parameters<JsonObject>,
+    ) -> CallToolResult {
         self.call(&peer, |t| {
+            let a: ItemArgs = args(raw)?;
             to_json(&ShowJson::from(&t.show(&item_ref(&a.item)?)?))
         })
     }
 
-    #[tool(description = "List items as {\"items\": [...]}: open ones by default; ready=true gives \
+    #[tool(input_schema = input::<ListArgs>(), description = "List items as {\"items\": [...]}: open ones by default; ready=true gives \
         the claimable queue, best priority first, then oldest.", output_schema = schema::<ItemsJson>())]
-    fn list(&self, peer: Peer<RoleServer>, Parameters(a): Parameters<ListArgs>) -> CallToolResult {
+    fn list(
+        &self,
+        peer: Peer<RoleServer>,
+        Parameters(raw): Parameters<JsonObject>,
+    ) -> CallToolResult {
         self.call(&peer, |t| {
+            let a: ListArgs = args(raw)?;
             let ready = a.ready.unwrap_or(false);
             let status = match a.status.as_deref().unwrap_or("open") {
                 "all" => None,
@@ -379,15 +407,16 @@ impl Server {
         })
     }
 
-    #[tool(description = "Change an item's fields (title, body, priority, labels, status). Give \
+    #[tool(input_schema = input::<UpdateArgs>(), description = "Change an item's fields (title, body, priority, labels, status). Give \
         if_version to refuse if anyone changed it since you read it; closing an item you hold \
         needs your token.", output_schema = schema::<ItemJson>())]
     fn update(
         &self,
         peer: Peer<RoleServer>,
-        Parameters(a): Parameters<UpdateArgs>,
+        Parameters(raw): Parameters<JsonObject>,
     ) -> CallToolResult {
         self.call(&peer, |t| {
+            let a: UpdateArgs = args(raw)?;
             let status = a
                 .status
                 .as_deref()
@@ -413,14 +442,15 @@ impl Server {
         })
     }
 
-    #[tool(description = "Take a lease on one item. Returns the item with claim.token: pass it to \
+    #[tool(input_schema = input::<ClaimArgs>(), description = "Take a lease on one item. Returns the item with claim.token: pass it to \
         renew, release and done. Fails with code 3 (conflict) while another live holder has it.", output_schema = schema::<ItemJson>())]
     fn claim(
         &self,
         peer: Peer<RoleServer>,
-        Parameters(a): Parameters<ClaimArgs>,
+        Parameters(raw): Parameters<JsonObject>,
     ) -> CallToolResult {
         self.call(&peer, |t| {
+            let a: ClaimArgs = args(raw)?;
             let g = guard(a.if_version, a.token, a.idempotency_key);
             let mut opts = claim_options(t, a.ttl.as_deref(), g)?;
             opts.steal_stale = a.steal_stale.unwrap_or(false);
@@ -434,14 +464,15 @@ impl Server {
         })
     }
 
-    #[tool(description = "Atomically claim the best ready item (open, unblocked, unclaimed; best \
+    #[tool(input_schema = input::<ClaimNextArgs>(), description = "Atomically claim the best ready item (open, unblocked, unclaimed; best \
         priority, then oldest). Returns it with claim.token. Code 4 (not_found) when nothing is ready.", output_schema = schema::<ItemJson>())]
     fn claim_next(
         &self,
         peer: Peer<RoleServer>,
-        Parameters(a): Parameters<ClaimNextArgs>,
+        Parameters(raw): Parameters<JsonObject>,
     ) -> CallToolResult {
         self.call(&peer, |t| {
+            let a: ClaimNextArgs = args(raw)?;
             let opts = claim_options(t, a.ttl.as_deref(), guard(None, None, a.idempotency_key))?;
             let v = match duration("wait", a.wait.as_deref())? {
                 Some(w) => t.claim_waiting(None, a.label.as_deref(), &opts, w)?,
@@ -451,64 +482,82 @@ impl Server {
         })
     }
 
-    #[tool(description = "Extend your lease (a heartbeat): renew well within the TTL while you work.", output_schema = schema::<ItemJson>())]
+    #[tool(input_schema = input::<RenewArgs>(), description = "Extend your lease (a heartbeat): renew well within the TTL while you work.", output_schema = schema::<ItemJson>())]
     fn renew(
         &self,
         peer: Peer<RoleServer>,
-        Parameters(a): Parameters<RenewArgs>,
+        Parameters(raw): Parameters<JsonObject>,
     ) -> CallToolResult {
         self.call(&peer, |t| {
+            let a: RenewArgs = args(raw)?;
             let ttl = duration("ttl", a.ttl.as_deref())?;
             let g = guard(a.if_version, a.token, a.idempotency_key);
             item(&t.renew(&item_ref(&a.item)?, ttl, &g)?)
         })
     }
 
-    #[tool(description = "Give your lease back without finishing the item, so others can take it.", output_schema = schema::<ItemJson>())]
+    #[tool(input_schema = input::<LeaseArgs>(), description = "Give your lease back without finishing the item, so others can take it.", output_schema = schema::<ItemJson>())]
     fn release(
         &self,
         peer: Peer<RoleServer>,
-        Parameters(a): Parameters<LeaseArgs>,
+        Parameters(raw): Parameters<JsonObject>,
     ) -> CallToolResult {
         self.call(&peer, |t| {
+            let a: LeaseArgs = args(raw)?;
             let g = guard(a.if_version, a.token, a.idempotency_key);
             item(&t.release(&item_ref(&a.item)?, &g)?)
         })
     }
 
-    #[tool(description = "Mark an item done and drop its lease. Pass your token; refused (code 3) \
+    #[tool(input_schema = input::<DoneArgs>(), description = "Mark an item done and drop its lease. Pass your token; refused (code 3) \
         if another holder has a live lease, unless force.", output_schema = schema::<ItemJson>())]
-    fn done(&self, peer: Peer<RoleServer>, Parameters(a): Parameters<DoneArgs>) -> CallToolResult {
+    fn done(
+        &self,
+        peer: Peer<RoleServer>,
+        Parameters(raw): Parameters<JsonObject>,
+    ) -> CallToolResult {
         self.call(&peer, |t| {
+            let a: DoneArgs = args(raw)?;
             let g = guard(a.if_version, a.token, a.idempotency_key);
             item(&t.done(&item_ref(&a.item)?, &g, a.force.unwrap_or(false))?)
         })
     }
 
-    #[tool(description = "Make an item wait for another (blocker). A cycle is refused (code 3).", output_schema = schema::<ItemJson>())]
+    #[tool(input_schema = input::<DepArgs>(), description = "Make an item wait for another (blocker). A cycle is refused (code 3).", output_schema = schema::<ItemJson>())]
     fn dep_add(
         &self,
         peer: Peer<RoleServer>,
-        Parameters(a): Parameters<DepArgs>,
+        Parameters(raw): Parameters<JsonObject>,
     ) -> CallToolResult {
         self.call(&peer, |t| {
+            let a: DepArgs = args(raw)?;
             let g = guard(a.if_version, a.token, a.idempotency_key);
             item(&t.dep_add(&item_ref(&a.item)?, &item_ref(&a.blocker)?, &g)?)
         })
     }
 
-    #[tool(description = "Stop an item waiting for another.", output_schema = schema::<ItemJson>())]
-    fn dep_rm(&self, peer: Peer<RoleServer>, Parameters(a): Parameters<DepArgs>) -> CallToolResult {
+    #[tool(input_schema = input::<DepArgs>(), description = "Stop an item waiting for another.", output_schema = schema::<ItemJson>())]
+    fn dep_rm(
+        &self,
+        peer: Peer<RoleServer>,
+        Parameters(raw): Parameters<JsonObject>,
+    ) -> CallToolResult {
         self.call(&peer, |t| {
+            let a: DepArgs = args(raw)?;
             let g = guard(a.if_version, a.token, a.idempotency_key);
             item(&t.dep_remove(&item_ref(&a.item)?, &item_ref(&a.blocker)?, &g)?)
         })
     }
 
-    #[tool(description = "The ops log as {\"ops\": [...]}, oldest first: who changed what, when. \
+    #[tool(input_schema = input::<LogArgs>(), description = "The ops log as {\"ops\": [...]}, oldest first: who changed what, when. \
         Use since (a sequence number) to read only what is new.", output_schema = schema::<OpsJson<'static>>())]
-    fn log(&self, peer: Peer<RoleServer>, Parameters(a): Parameters<LogArgs>) -> CallToolResult {
+    fn log(
+        &self,
+        peer: Peer<RoleServer>,
+        Parameters(raw): Parameters<JsonObject>,
+    ) -> CallToolResult {
         self.call(&peer, |t| {
+            let a: LogArgs = args(raw)?;
             let r = a.item.as_deref().map(item_ref).transpose()?;
             let ops = t.log(r.as_ref(), a.since.unwrap_or(0), a.limit)?;
             let ops = ops.iter().map(|(op, num)| OpJson::new(op, *num)).collect();
@@ -516,16 +565,17 @@ impl Server {
         })
     }
 
-    #[tool(description = "The board: counts by state (open, ready, claimed, blocked, done, \
+    #[tool(input_schema = input::<StatusArgs>(), description = "The board: counts by state (open, ready, claimed, blocked, done, \
         cancelled), live claims with heartbeat ages, stale claims, and metrics: lease events \
         overall and per holder (over the last `since`, e.g. \"24h\"), refused claims, and time \
         from new to first claim and from claim to done.", output_schema = schema::<StatusJson>())]
     fn status(
         &self,
         peer: Peer<RoleServer>,
-        Parameters(a): Parameters<StatusArgs>,
+        Parameters(raw): Parameters<JsonObject>,
     ) -> CallToolResult {
         self.call(&peer, |t| {
+            let a: StatusArgs = args(raw)?;
             let window = duration("since", a.since.as_deref())?;
             let (b, m) = (t.board()?, t.metrics_over(window)?);
             to_json(&StatusJson::new(&b, m, &t.now()))

@@ -64,6 +64,8 @@ async def main(bin_path, db, scenario):
                 emit(step="update", **await call(session, "update", {"item": "1", "title": "renamed", "if_version": 1}))
                 emit(step="release", **await call(session, "release", {"item": "1"}))
                 emit(step="claim_default_ttl", **await call(session, "claim", {"item": "1"}))
+                emit(step="bad_args_missing", **await call(session, "claim", {"ttl": "1m"}))
+                emit(step="bad_args_type", **await call(session, "new", {"title": "x", "priority": "high"}))
             elif scenario == "drain":
                 # Take the best ready item and finish it, until nothing is ready.
                 done = []
