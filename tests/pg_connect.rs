@@ -131,6 +131,15 @@ fn tls_works_with_sslmode_require_verify_ca_and_verify_full() {
         let out = tracker(&url, &["list"], &[]);
         assert_eq!(out.status.code(), Some(1), "{mode}: {}", all_text(&out));
     }
+    // A refused handshake says why.
+    let url = format!("{base}?sslmode=verify-full&sslrootcert={leaf}");
+    let said = all_text(&tracker(&url, &["list"], &[]));
+    assert!(said.to_lowercase().contains("certificate"), "{said}");
+    // The system's store only with the name checked, as libpq 16.
+    let weak = format!("{base}?sslmode=require&sslrootcert=system");
+    let out = tracker(&weak, &["list"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", all_text(&out));
+    assert!(all_text(&out).contains("verify-full"), "{}", all_text(&out));
     // A root file that is not a certificate is bad input, not a connection failure.
     let junk = format!("{dir}/server.key.missing");
     let out = tracker(

@@ -129,8 +129,9 @@ the command's own exit code (128+N if a signal N ended it): done on 0, released 
 
 #[derive(Args, Debug)]
 pub struct StatusArgs {
-    /// Count lease events of this last stretch only, like 24h (default: the whole log)
-    #[arg(long, value_name = "DUR", value_parser = parse_wait)]
+    /// Count lease events of this last stretch, like 24h or 100y (default: the latest 10,000
+    /// ops)
+    #[arg(long, value_name = "DUR", value_parser = parse_window)]
     pub since: Option<Duration>,
 }
 
@@ -385,7 +386,6 @@ pub fn parse_ttl(s: &str) -> Result<Duration, String> {
     tracker::rules::check_ttl(d).map_err(|e| format!("{s:?}: {e}"))
 }
 
-/// How long to wait (`--wait`, `--lock-timeout`): longer than zero, at most 366d.
 /// How long to wait for the tracker (`--lock-timeout`): at least a millisecond, since a shorter
 /// wait cannot even take a free lock, at most 366d.
 pub fn parse_lock_timeout(s: &str) -> Result<Duration, String> {
@@ -396,10 +396,21 @@ pub fn parse_lock_timeout(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// How long to wait (`--wait`, `--lock-timeout`): longer than zero, at most 366d.
 pub fn parse_wait(s: &str) -> Result<Duration, String> {
     let d = parse_duration(s)?;
     if d > LONGEST {
         return Err(format!("{s:?} is too long: wait at most 366d"));
+    }
+    Ok(d)
+}
+
+/// How far back `status --since` looks: longer than zero, at most 1000 years (`100y` reaches
+/// the start of any real log).
+pub fn parse_window(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d > Duration::from_secs(1000 * 366 * 86_400) {
+        return Err(format!("{s:?} is too long: look back at most 1000y"));
     }
     Ok(d)
 }

@@ -46,7 +46,8 @@ fn redact_param(url: &str, name: &str) -> String {
     let parts: Vec<String> = query
         .split('&')
         .map(|kv| match kv.split_once('=') {
-            Some((k, _)) if k == name => format!("{k}=***"),
+            // The postgres crate decodes keys too: `passwor%64=` is a password.
+            Some((k, _)) if percent_decode(k) == name => format!("{k}=***"),
             _ => kv.to_string(),
         })
         .collect();
@@ -178,9 +179,22 @@ pub fn connect(url: &str, timeout: Duration) -> Result<postgres::Client> {
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.clone())
     };
+    // As libpq 16: the system's store is only worth using with the host name checked, so it
+    // makes verify-full the default (and a weaker mode an error, in tls.rs).
+    let system_roots = param("sslrootcert")
+        .or_else(|| env("PGSSLROOTCERT"))
+        .as_deref()
+        == Some("system");
     let mode_text = param("sslmode")
         .or_else(|| env("PGSSLMODE"))
-        .unwrap_or_else(|| "prefer".into());
+        .unwrap_or_else(|| {
+            if system_roots {
+                "verify-full"
+            } else {
+                "prefer"
+            }
+            .into()
+        });
     let mode = match mode_text.as_str() {
         "disable" => SslMode::Disable,
         "allow" | "prefer" => SslMode::Prefer,
@@ -275,13 +289,28 @@ pub fn connect(url: &str, timeout: Duration) -> Result<postgres::Client> {
                 let reason = e
                     .as_db_error()
                     .map(|d| d.message().to_string())
-                    .unwrap_or_else(|| e.to_string());
+                    .unwrap_or_else(|| with_causes(&e));
                 return Err(Error::Internal(format!(
                     "{shown}: cannot connect: {reason}"
                 )));
             }
         }
     }
+}
+
+/// An error and the errors that caused it, so a refused TLS handshake says why (an unknown
+/// issuer, a name the certificate does not carry, ...).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        cause = c.source();
+    }
+    text
 }
 
 /// Whether a failed connection is one where nobody answered (refused, timed out, unreachable),
@@ -318,6 +347,11 @@ mod tests {
             "postgresql://db/work?user=ana&password=***"
         );
         assert_eq!(redact("postgres://ana@db/work"), "postgres://ana@db/work");
+        // The postgres crate decodes parameter names, so an encoded one is a password too.
+        assert_eq!(
+            redact("postgres://db/work?passwor%64=s3cret"),
+            "postgres://db/work?passwor%64=***"
+        );
     }
 
     #[test]

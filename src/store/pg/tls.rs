@@ -39,6 +39,15 @@ pub(super) fn connector(
             .exists()
             .then(|| default.to_string_lossy().into_owned())
     });
+    if root.as_deref() == Some("system") && mode != SslMode::VerifyFull {
+        // As libpq 16: the system's store trusts every public CA, so only a check of the name
+        // makes it mean anything.
+        return Err(Error::Invalid(format!(
+            "{shown}: sslrootcert=system needs sslmode=verify-full (with {}, any publicly \
+             issued certificate for any name would do)",
+            mode.name()
+        )));
+    }
     let mode = match (mode, &root) {
         (SslMode::Require, Some(_)) => SslMode::VerifyCa,
         _ => mode,

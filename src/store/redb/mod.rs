@@ -540,11 +540,15 @@ impl RedbStore {
         refuse_network_fs(path)?;
         let identity = file_identity(path);
         let p = path.to_path_buf();
-        // On this thread, not a helper: a read-only open never waits for the writer lock, only
-        // for the header's, which a writer holds just while writing the header (every read
-        // transaction waits for it the same way). A thread start is a tenth of a read command.
-        let read_only =
-            catch(|| builder().open_read_only(&p)).map_err(|caught| panic_error(path, caught))?;
+        // On a helper thread, bounded by the lock timeout like the read-write open: a read-only
+        // open waits for the header lock, which a writer holds across a flush while it opens,
+        // so a writer stopped there (or a slow disk) would hold a read here for as long.
+        let read_only = {
+            let p = p.clone();
+            within(lock_timeout, move || builder().open_read_only(&p))
+                .map_err(|caught| panic_error(path, caught))?
+                .ok_or_else(|| busy(path, lock_timeout))?
+        };
         let checked = match read_only {
             Ok(db) => {
                 let ro = RedbStore::with_handle(path, Handle::Ro(db), lock_timeout, None);
