@@ -51,7 +51,9 @@ fn a_timed_out_lock_wait_leaves_nothing_behind_to_take_the_lock_later() {
         "the writer lock is free at first"
     );
 
-    // In this process: the waiter gives up, and no thread stays queued on the lock.
+    // In this process: the waiter gives up, and no thread stays queued on the lock. (The helper
+    // threads of the opens above end just after handing their result over: let them go first.)
+    std::thread::sleep(Duration::from_millis(100));
     let threads_before = threads();
     let e = waiter
         .write(|_t: &mut dyn WriteTxn| Ok(()))
@@ -80,47 +82,4 @@ fn a_timed_out_lock_wait_leaves_nothing_behind_to_take_the_lock_later() {
         "an op appeared after the waiters gave up: {log:?}"
     );
     assert_eq!(env.code(&["verify"]).0, 0);
-}
-
-/// A read waits for the file's header lock, which a writer holds across a flush while it opens
-/// the file; a writer stopped there (or a slow disk) must not hold a read past --lock-timeout.
-/// (A read-only open once ran unbounded on the calling thread and hung here.)
-#[test]
-fn a_read_gives_up_at_the_lock_timeout_while_a_writer_holds_the_header() {
-    use std::os::fd::AsRawFd;
-    let env = Env::new();
-    env.json(&["new", "x"]);
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&env.db)
-        .unwrap();
-    // SAFETY: zeroed flock is valid; the fields that matter are set below.
-    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
-    lock.l_type = libc::F_WRLCK as libc::c_short;
-    lock.l_whence = libc::SEEK_SET as libc::c_short;
-    lock.l_start = 0;
-    lock.l_len = 320; // redb's header, as a writer locks it while opening
-                      // SAFETY: `f` is open and `lock` is a valid flock.
-    assert_eq!(
-        unsafe { libc::fcntl(f.as_raw_fd(), libc::F_OFD_SETLK, &lock) },
-        0
-    );
-    for args in [&["show", "1"][..], &["list"], &["status"], &["log"]] {
-        // Bounded: before, the read waited for as long as the lock was held.
-        let cmd = env.cmd(&[&["--lock-timeout", "1s"][..], args].concat());
-        let out = common::run_bounded(cmd, Duration::from_secs(20));
-        assert_eq!(
-            out.status.code(),
-            Some(5),
-            "{args:?}: {}",
-            text(&out.stderr)
-        );
-    }
-    drop(f);
-    assert_eq!(
-        env.code(&["show", "1"]).0,
-        0,
-        "free again once the writer is gone"
-    );
 }

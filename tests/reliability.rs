@@ -425,3 +425,44 @@ fn a_writer_holding_the_file_past_the_timeout_gives_exit_5_not_a_hang() {
     holder.release();
     assert_eq!(env.code(&["new", "after"]).0, 0);
 }
+
+/// A read waits for the file's header lock, which a writer holds across a flush while it opens
+/// the file; a writer stopped there (or a slow disk) must not hold a read past --lock-timeout.
+/// (A read-only open once ran unbounded on the calling thread and hung here.)
+#[test]
+fn a_read_gives_up_at_the_lock_timeout_while_a_writer_holds_the_header() {
+    use std::os::fd::AsRawFd;
+    let env = Env::new();
+    env.json(&["new", "x"]);
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&env.db)
+        .unwrap();
+    // SAFETY: zeroed flock is valid; the fields that matter are set below.
+    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+    lock.l_type = libc::F_WRLCK as libc::c_short;
+    lock.l_whence = libc::SEEK_SET as libc::c_short;
+    lock.l_start = 0;
+    lock.l_len = 320; // redb's header, as a writer locks it while opening the file
+                      // SAFETY: `f` is open and `lock` is a valid flock.
+    let locked = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_OFD_SETLK, &lock) };
+    assert_eq!(locked, 0, "the header lock is free at first");
+    for args in [&["show", "1"][..], &["list"], &["status"], &["log"]] {
+        // Bounded: before, the read waited for as long as the lock was held.
+        let cmd = env.cmd(&[&["--lock-timeout", "1s"][..], args].concat());
+        let out = common::run_bounded(cmd, Duration::from_secs(20));
+        assert_eq!(
+            out.status.code(),
+            Some(5),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    drop(f);
+    assert_eq!(
+        env.code(&["show", "1"]).0,
+        0,
+        "free again once the writer is gone"
+    );
+}
