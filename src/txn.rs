@@ -127,8 +127,8 @@ impl<S: Storage> Tracker<S> {
 
     /// Runs `f` unless `guard`'s idempotency key was used before (and is still remembered).
     /// A repeat by the same actor with the same fingerprint returns what the first call made,
-    /// not the item as it is now; anything else is a conflict that reveals nothing of the first
-    /// call.
+    /// not the item as it is now; anything else is a conflict. Another actor learns nothing of
+    /// the first call; the same actor is shown the command it first used the key for.
     pub(crate) fn idempotent(
         &self,
         t: &mut dyn WriteTxn,
