@@ -193,6 +193,7 @@ fn to_json(v: &impl serde::Serialize) -> Result<Value> {
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 struct NewArgs {
     /// One line saying what is to be done.
     title: String,
@@ -209,12 +210,14 @@ struct NewArgs {
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 struct ItemArgs {
     /// The item: its number ("42" or "#42") or a unique ULID prefix.
     item: String,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 struct ListArgs {
     /// open (the default), done, cancelled or all.
     status: Option<String>,
@@ -231,6 +234,7 @@ struct ListArgs {
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 struct UpdateArgs {
     /// The item: its number ("42" or "#42") or a unique ULID prefix.
     item: String,
@@ -250,6 +254,7 @@ struct UpdateArgs {
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 struct ClaimArgs {
     /// The item: its number ("42" or "#42") or a unique ULID prefix.
     item: String,
@@ -267,6 +272,7 @@ struct ClaimArgs {
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 struct ClaimNextArgs {
     /// Only items with this label.
     label: Option<String>,
@@ -278,6 +284,7 @@ struct ClaimNextArgs {
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 struct LeaseArgs {
     /// The item: its number ("42" or "#42") or a unique ULID prefix.
     item: String,
@@ -288,6 +295,7 @@ struct LeaseArgs {
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 struct RenewArgs {
     /// The item: its number ("42" or "#42") or a unique ULID prefix.
     item: String,
@@ -300,6 +308,7 @@ struct RenewArgs {
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 struct DoneArgs {
     /// The item: its number ("42" or "#42") or a unique ULID prefix.
     item: String,
@@ -312,6 +321,7 @@ struct DoneArgs {
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 struct DepArgs {
     /// The item that waits.
     item: String,
@@ -323,6 +333,7 @@ struct DepArgs {
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 struct LogArgs {
     /// Only this item's ops.
     item: Option<String>,
@@ -333,6 +344,7 @@ struct LogArgs {
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 struct StatusArgs {
     /// Count lease events of this last stretch only, like "24h" (default: the whole log).
     since: Option<String>,

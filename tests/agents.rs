@@ -201,6 +201,8 @@ fn an_agent_works_through_tracker_mcp_with_the_official_python_sdk() {
         // Arguments that do not fit a tool's schema are tool errors like any other failure.
         err("bad_args_missing", "invalid", 2);
         err("bad_args_type", "invalid", 2);
+        // A misspelt argument is refused, not ignored (claim_next would otherwise claim any item).
+        err("bad_args_unknown", "invalid", 2);
         // Beside the agent, the command line sees the same items and the agent's ops.
         let log = common::json_lines(&env.run(&["--json", "log", "2"]).stdout);
         assert!(log.iter().any(|op| op["actor"] == holder.as_str()));

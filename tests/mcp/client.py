@@ -66,6 +66,7 @@ async def main(bin_path, db, scenario):
                 emit(step="claim_default_ttl", **await call(session, "claim", {"item": "1"}))
                 emit(step="bad_args_missing", **await call(session, "claim", {"ttl": "1m"}))
                 emit(step="bad_args_type", **await call(session, "new", {"title": "x", "priority": "high"}))
+                emit(step="bad_args_unknown", **await call(session, "claim_next", {"labels": "db"}))
             elif scenario == "drain":
                 # Take the best ready item and finish it, until nothing is ready.
                 done = []
