@@ -568,3 +568,19 @@ fn init_on_an_existing_tracker_says_when_it_set_the_default_ttl() {
     let again = text(&env.run(&["init"]).stdout);
     assert!(again.contains("nothing changed"), "{again}");
 }
+
+/// A blank `--as` counts as not given: the name comes from TRACKER_AS (it fell through to the
+/// default user@host name).
+#[test]
+fn a_blank_as_falls_back_to_tracker_as() {
+    let env = Env::new();
+    env.json(&["new", "x"]);
+    let out = env
+        .cmd(&["--json", "--as", " ", "claim", "1"])
+        .env("TRACKER_AS", "ana")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let item: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(item["claim"]["holder"], "ana");
+}

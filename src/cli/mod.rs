@@ -88,14 +88,11 @@ pub fn main() -> i32 {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
     };
-    let actor = match cli
-        .actor
-        .clone()
-        .or_else(|| std::env::var("TRACKER_AS").ok())
-    {
-        Some(name) if !name.trim().is_empty() => Some(Actor::named(name.trim())),
-        _ => None,
-    };
+    // A blank name counts as not given, so a blank --as falls back to TRACKER_AS.
+    let given = |name: Option<String>| name.filter(|n| !n.trim().is_empty());
+    let actor = given(cli.actor.clone())
+        .or_else(|| given(std::env::var("TRACKER_AS").ok()))
+        .map(|name| Actor::named(name.trim()));
     let db = cli
         .db
         .clone()
