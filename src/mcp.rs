@@ -96,14 +96,20 @@ impl Server {
     /// carries the same error object `--json` prints. The work runs on a thread of its own, out
     /// of the async runtime: the PostgreSQL client blocks on a runtime of its own, which tokio
     /// forbids inside another's.
-    fn call(
+    ///
+    /// The arguments are parsed here rather than by the SDK: arguments that do not fit the
+    /// tool's input schema are then a tool error carrying `{"error": {"kind": "invalid", ...}}`,
+    /// like every other failure, instead of a protocol error an agent cannot branch on.
+    fn call<A: serde::de::DeserializeOwned + Send>(
         &self,
         peer: &Peer<RoleServer>,
-        f: impl FnOnce(&Tracker) -> Result<Value> + Send,
+        raw: JsonObject,
+        f: impl FnOnce(&Tracker, A) -> Result<Value> + Send,
     ) -> CallToolResult {
-        let outcome = self.tracker(peer).and_then(|t| {
+        let outcome = args(raw).and_then(|a| {
+            let t = self.tracker(peer)?;
             std::thread::scope(|s| {
-                s.spawn(|| f(t))
+                s.spawn(|| f(t, a))
                     .join()
                     .unwrap_or_else(|_| Err(Error::Internal("a tool call panicked".into())))
             })
@@ -154,9 +160,7 @@ fn claim_options(t: &Tracker, ttl: Option<&str>, g: Guard) -> Result<ClaimOption
     })
 }
 
-/// A tool's arguments, parsed here rather than by the SDK: arguments that do not fit the tool's
-/// input schema are then a tool error carrying `{"error": {"kind": "invalid", "code": 2, ...}}`,
-/// like every other failure, instead of a protocol error an agent cannot branch on.
+/// A tool's arguments, from the JSON object the client sent.
 fn args<T: serde::de::DeserializeOwned>(raw: JsonObject) -> Result<T> {
     serde_json::from_value(Value::Object(raw)).map_err(|e| {
         Error::Invalid(format!(
@@ -359,8 +363,7 @@ impl Server {
         peer: Peer<RoleServer>,
         Parameters(raw): Parameters<JsonObject>,
     ) -> CallToolResult {
-        self.call(&peer, |t| {
-            let a: NewArgs = args(raw)?;
+        self.call(&peer, raw, |t, a: NewArgs| {
             let blockers = a
                 .blocked_by
                 .unwrap_or_default()
@@ -384,8 +387,7 @@ impl Server {
         peer: Peer<RoleServer>,
         Parameters(raw): Parameters<JsonObject>,
     ) -> CallToolResult {
-        self.call(&peer, |t| {
-            let a: ItemArgs = args(raw)?;
+        self.call(&peer, raw, |t, a: ItemArgs| {
             to_json(&ShowJson::from(&t.show(&item_ref(&a.item)?)?))
         })
     }
@@ -397,17 +399,11 @@ impl Server {
         peer: Peer<RoleServer>,
         Parameters(raw): Parameters<JsonObject>,
     ) -> CallToolResult {
-        self.call(&peer, |t| {
-            let a: ListArgs = args(raw)?;
+        self.call(&peer, raw, |t, a: ListArgs| {
             let ready = a.ready.unwrap_or(false);
-            let status = match a.status.as_deref().unwrap_or("open") {
-                "all" => None,
-                s => Some(Status::parse(s).ok_or_else(|| {
-                    Error::Invalid(format!("status {s:?}: use open, done, cancelled or all"))
-                })?),
-            };
+            let status = Status::filter(a.status.as_deref().unwrap_or("open"), "status")?;
             let q = ListQuery {
-                status: if ready { Some(Status::Open) } else { status },
+                status,
                 ready,
                 claimed: a.claimed.unwrap_or(false),
                 label: a.label,
@@ -427,16 +423,11 @@ impl Server {
         peer: Peer<RoleServer>,
         Parameters(raw): Parameters<JsonObject>,
     ) -> CallToolResult {
-        self.call(&peer, |t| {
-            let a: UpdateArgs = args(raw)?;
+        self.call(&peer, raw, |t, a: UpdateArgs| {
             let status = a
                 .status
                 .as_deref()
-                .map(|s| {
-                    Status::parse(s).ok_or_else(|| {
-                        Error::Invalid(format!("status {s:?}: use open, done or cancelled"))
-                    })
-                })
+                .map(|s| Status::named(s, "status"))
                 .transpose()?;
             let patch = Patch {
                 title: a.title,
@@ -461,8 +452,7 @@ impl Server {
         peer: Peer<RoleServer>,
         Parameters(raw): Parameters<JsonObject>,
     ) -> CallToolResult {
-        self.call(&peer, |t| {
-            let a: ClaimArgs = args(raw)?;
+        self.call(&peer, raw, |t, a: ClaimArgs| {
             let g = guard(a.if_version, a.token, a.idempotency_key);
             let mut opts = claim_options(t, a.ttl.as_deref(), g)?;
             opts.steal_stale = a.steal_stale.unwrap_or(false);
@@ -483,8 +473,7 @@ impl Server {
         peer: Peer<RoleServer>,
         Parameters(raw): Parameters<JsonObject>,
     ) -> CallToolResult {
-        self.call(&peer, |t| {
-            let a: ClaimNextArgs = args(raw)?;
+        self.call(&peer, raw, |t, a: ClaimNextArgs| {
             let opts = claim_options(t, a.ttl.as_deref(), guard(None, None, a.idempotency_key))?;
             let v = match duration("wait", a.wait.as_deref())? {
                 Some(w) => t.claim_waiting(None, a.label.as_deref(), &opts, w)?,
@@ -500,8 +489,7 @@ impl Server {
         peer: Peer<RoleServer>,
         Parameters(raw): Parameters<JsonObject>,
     ) -> CallToolResult {
-        self.call(&peer, |t| {
-            let a: RenewArgs = args(raw)?;
+        self.call(&peer, raw, |t, a: RenewArgs| {
             let ttl = duration("ttl", a.ttl.as_deref())?;
             let g = guard(a.if_version, a.token, a.idempotency_key);
             item(&t.renew(&item_ref(&a.item)?, ttl, &g)?)
@@ -514,8 +502,7 @@ impl Server {
         peer: Peer<RoleServer>,
         Parameters(raw): Parameters<JsonObject>,
     ) -> CallToolResult {
-        self.call(&peer, |t| {
-            let a: LeaseArgs = args(raw)?;
+        self.call(&peer, raw, |t, a: LeaseArgs| {
             let g = guard(a.if_version, a.token, a.idempotency_key);
             item(&t.release(&item_ref(&a.item)?, &g)?)
         })
@@ -528,8 +515,7 @@ impl Server {
         peer: Peer<RoleServer>,
         Parameters(raw): Parameters<JsonObject>,
     ) -> CallToolResult {
-        self.call(&peer, |t| {
-            let a: DoneArgs = args(raw)?;
+        self.call(&peer, raw, |t, a: DoneArgs| {
             let g = guard(a.if_version, a.token, a.idempotency_key);
             item(&t.done(&item_ref(&a.item)?, &g, a.force.unwrap_or(false))?)
         })
@@ -541,8 +527,7 @@ impl Server {
         peer: Peer<RoleServer>,
         Parameters(raw): Parameters<JsonObject>,
     ) -> CallToolResult {
-        self.call(&peer, |t| {
-            let a: DepArgs = args(raw)?;
+        self.call(&peer, raw, |t, a: DepArgs| {
             let g = guard(a.if_version, a.token, a.idempotency_key);
             item(&t.dep_add(&item_ref(&a.item)?, &item_ref(&a.blocker)?, &g)?)
         })
@@ -554,8 +539,7 @@ impl Server {
         peer: Peer<RoleServer>,
         Parameters(raw): Parameters<JsonObject>,
     ) -> CallToolResult {
-        self.call(&peer, |t| {
-            let a: DepArgs = args(raw)?;
+        self.call(&peer, raw, |t, a: DepArgs| {
             let g = guard(a.if_version, a.token, a.idempotency_key);
             item(&t.dep_remove(&item_ref(&a.item)?, &item_ref(&a.blocker)?, &g)?)
         })
@@ -568,8 +552,7 @@ impl Server {
         peer: Peer<RoleServer>,
         Parameters(raw): Parameters<JsonObject>,
     ) -> CallToolResult {
-        self.call(&peer, |t| {
-            let a: LogArgs = args(raw)?;
+        self.call(&peer, raw, |t, a: LogArgs| {
             let r = a.item.as_deref().map(item_ref).transpose()?;
             let ops = t.log(r.as_ref(), a.since.unwrap_or(0), a.limit)?;
             let ops = ops.iter().map(|(op, num)| OpJson::new(op, *num)).collect();
@@ -586,8 +569,7 @@ impl Server {
         peer: Peer<RoleServer>,
         Parameters(raw): Parameters<JsonObject>,
     ) -> CallToolResult {
-        self.call(&peer, |t| {
-            let a: StatusArgs = args(raw)?;
+        self.call(&peer, raw, |t, a: StatusArgs| {
             let window = duration("since", a.since.as_deref())?;
             let (b, m) = (t.board()?, t.metrics_over(window)?);
             to_json(&StatusJson::new(&b, m, &t.now()))

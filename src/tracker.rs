@@ -123,7 +123,8 @@ pub struct ListQuery {
     /// `None` means every status; the CLI defaults to open.
     pub status: Option<Status>,
     /// Only items `claim_next` could take: open, unblocked and without a live lease, in queue
-    /// order (highest priority, then oldest).
+    /// order (highest priority, then oldest). Ready items are open, so `status` is not
+    /// consulted.
     pub ready: bool,
     /// Only items with a live lease.
     pub claimed: bool,
@@ -395,7 +396,7 @@ impl<S: Storage> Tracker<S> {
             let mut consider = |item: Item| -> Result<bool> {
                 let lease = t.lease(item.id)?;
                 let v = self.view_of(t, item, lease, &now)?;
-                let keep = q.status.is_none_or(|s| v.item.status == s)
+                let keep = (q.ready || q.status.is_none_or(|s| v.item.status == s))
                     && (!q.ready || v.claim.is_none())
                     && (!q.claimed || v.claim.is_some())
                     && q.label.as_ref().is_none_or(|l| v.item.labels.contains(l))

@@ -286,15 +286,10 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
             Ok(0)
         }
         Command::List(a) => {
-            let status = match a.status.as_str() {
-                "all" => None,
-                s => Some(Status::parse(s).ok_or_else(|| {
-                    Error::Invalid(format!("--status {s:?}: use open, done, cancelled or all"))
-                })?),
-            };
+            let status = Status::filter(&a.status, "--status")?;
             let t = ctx.open(Access::ReadOnly)?;
             let q = ListQuery {
-                status: if a.ready { Some(Status::Open) } else { status },
+                status,
                 ready: a.ready,
                 claimed: a.claimed,
                 label: a.label,
@@ -330,11 +325,7 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
             let status = a
                 .status
                 .as_deref()
-                .map(|s| {
-                    Status::parse(s).ok_or_else(|| {
-                        Error::Invalid(format!("--status {s:?}: use open, done or cancelled"))
-                    })
-                })
+                .map(|s| Status::named(s, "--status"))
                 .transpose()?;
             let body = match &a.body_file {
                 Some(path) => Some(read_body(path)?),
