@@ -299,14 +299,15 @@ fn busy(path: &Path, timeout: Duration) -> Error {
     ))
 }
 
-/// The file at `path` as the filesystem knows it (device and inode).
-fn file_identity(path: &Path) -> Option<(u64, u64)> {
+/// A file as the filesystem knows it: device and inode.
+fn identity(m: &std::fs::Metadata) -> (u64, u64) {
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+    (m.dev(), m.ino())
 }
 
 /// Refuses paths that are not redb files before redb sees them, so a foreign file is never written.
-fn check_is_redb_file(path: &Path) -> Result<()> {
+/// Returns the identity (device, inode) of the file it checked.
+fn check_is_redb_file(path: &Path) -> Result<(u64, u64)> {
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -354,7 +355,7 @@ fn check_is_redb_file(path: &Path) -> Result<()> {
             }
         )));
     }
-    Ok(())
+    Ok(identity(&opened))
 }
 
 fn not_regular(path: &Path, kind: &std::fs::FileType) -> Error {
@@ -536,9 +537,8 @@ impl RedbStore {
     /// writing command.
     pub fn open(path: &Path, access: Access, lock_timeout: Duration) -> Result<RedbStore> {
         install_panic_probe();
-        check_is_redb_file(path)?;
+        let checked_file = check_is_redb_file(path)?;
         refuse_network_fs(path)?;
-        let identity = file_identity(path);
         let p = path.to_path_buf();
         // On a helper thread, bounded by the lock timeout like the read-write open: a read-only
         // open waits for the header lock, which a writer holds across a flush while it opens,
@@ -585,7 +585,8 @@ impl RedbStore {
         let store = RedbStore::with_handle(path, Handle::Rw(Arc::new(db)), lock_timeout, undo);
         // Checked once: the read-only open above already did, unless the file needed recovery
         // or another file was put in its place between the two opens.
-        if !checked || identity.is_none() || file_identity(path) != identity {
+        let same_file = std::fs::metadata(path).is_ok_and(|m| identity(&m) == checked_file);
+        if !checked || !same_file {
             store.check_format()?;
         }
         Ok(store)
