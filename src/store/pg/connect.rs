@@ -181,10 +181,8 @@ pub fn connect(url: &str, timeout: Duration) -> Result<postgres::Client> {
     };
     // As libpq 16: the system's store is only worth using with the host name checked, so it
     // makes verify-full the default (and a weaker mode an error, in tls.rs).
-    let system_roots = param("sslrootcert")
-        .or_else(|| env("PGSSLROOTCERT"))
-        .as_deref()
-        == Some("system");
+    let root_cert = param("sslrootcert").or_else(|| env("PGSSLROOTCERT"));
+    let system_roots = root_cert.as_deref() == Some("system");
     let mode_text = param("sslmode")
         .or_else(|| env("PGSSLMODE"))
         .unwrap_or_else(|| {
@@ -263,7 +261,7 @@ pub fn connect(url: &str, timeout: Duration) -> Result<postgres::Client> {
     let tls = if mode == SslMode::Disable || sockets_only {
         None
     } else {
-        Some(super::tls::connector(mode, param("sslrootcert"), &shown)?)
+        Some(super::tls::connector(mode, root_cert, &shown)?)
     };
     let deadline = Instant::now() + timeout;
     loop {

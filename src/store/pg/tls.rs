@@ -25,15 +25,15 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use super::connect::{env, SslMode};
 use crate::error::{Error, Result};
 
-/// The connector for `mode`; `root_cert` is the URL's `sslrootcert`, `shown` the redacted URL
-/// for messages.
+/// The connector for `mode`; `root_cert` is the URL's `sslrootcert`, else `PGSSLROOTCERT`;
+/// `shown` the redacted URL for messages.
 pub(super) fn connector(
     mode: SslMode,
     root_cert: Option<String>,
     shown: &str,
 ) -> Result<MakeRustlsConnect> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let root = root_cert.or_else(|| env("PGSSLROOTCERT")).or_else(|| {
+    let root = root_cert.or_else(|| {
         let default = PathBuf::from(env("HOME")?).join(".postgresql/root.crt");
         default
             .exists()
