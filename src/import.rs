@@ -221,13 +221,7 @@ fn parse_item(j: ItemJson, index: u64) -> Result<Incoming> {
             j.version
         )));
     }
-    let mut labels: Vec<String> = Vec::with_capacity(j.labels.len());
-    for l in &j.labels {
-        let l = rules::validate_label(l).map_err(&bad)?;
-        if !labels.contains(&l) {
-            labels.push(l);
-        }
-    }
+    let labels = rules::validate_labels(&j.labels).map_err(&bad)?;
     let mut blocked_by = Vec::with_capacity(j.blocked_by_ids.len());
     for b in &j.blocked_by_ids {
         let b =

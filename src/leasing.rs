@@ -14,10 +14,12 @@ use crate::store::{Counter, ReadTxn, Storage, WriteTxn};
 use crate::tracker::{ClaimOptions, Guard, ItemRef, Tracker};
 use crate::txn::{fingerprint, next};
 
-/// The arguments of a claim that make it what it is, for its idempotency fingerprint.
+/// The arguments of a claim that make it what it is, for its idempotency fingerprint. Process
+/// identity (`pid`, `pgid`) is left out: the point of a key is that a worker restarted after a
+/// crash, in a new process, can repeat its call and be recognised.
 fn claim_args(opts: &ClaimOptions, ttl: Duration) -> serde_json::Value {
     json!({"ttl_ms": u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
-           "steal_stale": opts.steal_stale, "force": opts.force, "pid": opts.pid})
+           "steal_stale": opts.steal_stale, "force": opts.force})
 }
 
 impl<S: Storage> Tracker<S> {

@@ -33,7 +33,7 @@
 //! - [`model`], the plain data items, leases and ops are made of;
 //! - [`store`], the storage seam: [`RedbStore`] (a file), [`store::pg::PgStore`] (PostgreSQL),
 //!   [`store::mem::MemStore`] (memory), or [`Backend`] to choose one at run time;
-//! - [`clock`], [`rules`] (pure functions over the model), [`json`] (the JSON shapes the CLI and
+//! - [`clock`], [`durations`] (durations as people type them), [`rules`] (pure functions over the model), [`json`] (the JSON shapes the CLI and
 //!   the MCP server print) and [`Error`].
 //!
 //! Items marked `#[doc(hidden)]` serve the `tracker` binary or this crate's tests and carry no
@@ -52,6 +52,7 @@ pub mod audit;
 pub mod board;
 pub mod clock;
 mod conflict;
+pub mod durations;
 pub mod error;
 mod export;
 // Internal to the `tracker` binary (its `run` command waits on a process group): no stability

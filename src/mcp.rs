@@ -3,8 +3,8 @@
 //! the same `Tracker` API, and adds no rules of its own: results have the shapes of `--json`, and
 //! failures are tool errors carrying the same `{"error": {kind, code, ...}}` object.
 //!
-//! Identity: `--as`/`TRACKER_AS`, else the client's name from the MCP handshake and this server's
-//! pid, so two agents are never one holder. Leases taken here are tied to this process (as
+//! Identity: `--as`/`TRACKER_AS`, else the client's name from the MCP handshake, the same after a
+//! restart, so idempotency keys survive one. Leases taken here are tied to this process (as
 //! `claim --pid` does): when the agent's server dies, its items are free at once.
 
 use std::sync::{Arc, Mutex, OnceLock};
@@ -18,6 +18,7 @@ use rmcp::{
 };
 use serde::Deserialize;
 use serde_json::Value;
+use tracker::durations::{self, Use};
 use tracker::json::{ItemJson, OpJson, ShowJson, StatusJson};
 use tracker::{
     Access, Actor, ClaimOptions, Error, Guard, ItemRef, ItemView, ListQuery, NewItem, Patch,
@@ -64,7 +65,7 @@ struct Server {
 }
 
 impl Server {
-    /// The tracker, acting as `--as`, else as the client's name and this server's pid.
+    /// The tracker, acting as `--as`, else as the client's name.
     fn tracker(&self, peer: &Peer<RoleServer>) -> Result<&Tracker> {
         if let Some(t) = self.tracker.get() {
             return Ok(t);
@@ -76,12 +77,15 @@ impl Server {
             .take();
         if let Some(backend) = backend {
             let actor = self.named.clone().unwrap_or_else(|| {
+                // The client's name alone, stable across restarts, so a keyed call repeated
+                // after the server was restarted is recognised. Two live servers of one name are
+                // still two workers: their leases are tied to their processes.
                 let client = peer
                     .peer_info()
-                    .map(|i| i.client_info.name.clone())
-                    .filter(|n| !n.trim().is_empty())
+                    .map(|i| i.client_info.name.trim().to_string())
+                    .filter(|n| !n.is_empty())
                     .unwrap_or_else(|| "mcp".into());
-                Actor::named(format!("{client}-{}", std::process::id()))
+                Actor::named(client)
             });
             let _ = self
                 .tracker
@@ -129,12 +133,11 @@ fn item_ref(s: &str) -> Result<ItemRef> {
     ItemRef::parse(s)
 }
 
-fn duration(what: &str, s: Option<&str>) -> Result<Option<Duration>> {
-    s.map(|s| {
-        humantime::parse_duration(s.trim())
-            .map_err(|e| Error::Invalid(format!("{what} {s:?} is not a duration like 15m: {e}")))
-    })
-    .transpose()
+/// A duration argument, parsed as the command line parses the flag of the same name (same ranges,
+/// same messages, naming the argument as MCP spells it).
+fn duration(field: &str, s: Option<&str>, what: Use) -> Result<Option<Duration>> {
+    s.map(|s| durations::parse_field(field, s, what))
+        .transpose()
 }
 
 fn guard(if_version: Option<u64>, token: Option<u64>, key: Option<String>) -> Guard {
@@ -147,9 +150,7 @@ fn guard(if_version: Option<u64>, token: Option<u64>, key: Option<String>) -> Gu
 
 /// The lease options of a claim through this server: tied to this process.
 fn claim_options(t: &Tracker, ttl: Option<&str>, g: Guard) -> Result<ClaimOptions> {
-    let given = duration("ttl", ttl)?
-        .map(|d| tracker::rules::check_ttl(d).map_err(Error::Invalid))
-        .transpose()?;
+    let given = duration("ttl", ttl, Use::Ttl)?;
     // As on the command line: ttl, else $TRACKER_TTL, else the tracker's default-ttl.
     let ttl = crate::cli::ttl_for(t, given)?;
     Ok(ClaimOptions {
@@ -458,7 +459,7 @@ impl Server {
             opts.steal_stale = a.steal_stale.unwrap_or(false);
             opts.force = a.force.unwrap_or(false);
             let r = item_ref(&a.item)?;
-            let v = match duration("wait", a.wait.as_deref())? {
+            let v = match duration("wait", a.wait.as_deref(), Use::Wait)? {
                 Some(w) => t.claim_waiting(Some(&r), None, &opts, w)?,
                 None => t.claim(&r, &opts)?,
             };
@@ -475,7 +476,7 @@ impl Server {
     ) -> CallToolResult {
         self.call(&peer, raw, |t, a: ClaimNextArgs| {
             let opts = claim_options(t, a.ttl.as_deref(), guard(None, None, a.idempotency_key))?;
-            let v = match duration("wait", a.wait.as_deref())? {
+            let v = match duration("wait", a.wait.as_deref(), Use::Wait)? {
                 Some(w) => t.claim_waiting(None, a.label.as_deref(), &opts, w)?,
                 None => t.claim_next(a.label.as_deref(), &opts)?,
             };
@@ -490,7 +491,7 @@ impl Server {
         Parameters(raw): Parameters<JsonObject>,
     ) -> CallToolResult {
         self.call(&peer, raw, |t, a: RenewArgs| {
-            let ttl = duration("ttl", a.ttl.as_deref())?;
+            let ttl = duration("ttl", a.ttl.as_deref(), Use::Ttl)?;
             let g = guard(a.if_version, a.token, a.idempotency_key);
             item(&t.renew(&item_ref(&a.item)?, ttl, &g)?)
         })
@@ -570,7 +571,7 @@ impl Server {
         Parameters(raw): Parameters<JsonObject>,
     ) -> CallToolResult {
         self.call(&peer, raw, |t, a: StatusArgs| {
-            let window = duration("since", a.since.as_deref())?;
+            let window = duration("since", a.since.as_deref(), Use::Window)?;
             let (b, m) = (t.board()?, t.metrics_over(window)?);
             to_json(&StatusJson::new(&b, m, &t.now()))
         })

@@ -32,13 +32,7 @@ impl<S: Storage> Tracker<S> {
         rules::validate_body(&new.body).map_err(Error::Invalid)?;
         let priority = rules::validate_priority(new.priority.unwrap_or(DEFAULT_PRIORITY))
             .map_err(Error::Invalid)?;
-        let mut labels: Vec<String> = Vec::new();
-        for l in &new.labels {
-            let l = rules::validate_label(l).map_err(Error::Invalid)?;
-            if !labels.contains(&l) {
-                labels.push(l);
-            }
-        }
+        let labels = rules::validate_labels(&new.labels).map_err(Error::Invalid)?;
         self.store.write(|t| {
             let now = self.now_in(t)?;
             let mut blockers = Vec::new();
@@ -89,11 +83,8 @@ impl<S: Storage> Tracker<S> {
         if let Some(p) = patch.priority {
             rules::validate_priority(p).map_err(Error::Invalid)?;
         }
-        for l in patch
-            .add_labels
-            .iter_mut()
-            .chain(patch.remove_labels.iter_mut())
-        {
+        patch.add_labels = rules::validate_labels(&patch.add_labels).map_err(Error::Invalid)?;
+        for l in &mut patch.remove_labels {
             *l = rules::validate_label(l).map_err(Error::Invalid)?;
         }
         let args = json!({"title": patch.title, "body": patch.body, "priority": patch.priority,
@@ -103,6 +94,7 @@ impl<S: Storage> Tracker<S> {
             let lease = t.lease(item.id)?;
             self.check_token(t, item, lease.as_ref(), guard.token, now)?;
             let mut changes = rules::patch_changes(item, &patch);
+            rules::check_labels_after(item, &changes).map_err(Error::Invalid)?;
             let closing = patch.status.is_some_and(|s| s != Status::Open);
             if let (true, Some(l)) = (closing, &lease) {
                 let verb = "change its status (use `tracker done --force`)";

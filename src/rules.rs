@@ -214,6 +214,55 @@ pub fn validate_label(label: &str) -> Result<String, String> {
     Ok(l.to_string())
 }
 
+/// The most labels one item may carry: plenty for any tagging scheme, and few enough that an
+/// item stays a small record and every label operation stays cheap.
+pub const MAX_LABELS: usize = 100;
+
+/// Checks labels ([`validate_label`] each) and returns them trimmed, repeats dropped: at most
+/// [`MAX_LABELS`] distinct ones. Stops at the first label past the cap, so a huge list costs no
+/// more than a full one. The error is a message for people.
+pub fn validate_labels(labels: &[String]) -> Result<Vec<String>, String> {
+    let mut out: Vec<String> = Vec::new();
+    for l in labels {
+        let l = validate_label(l)?;
+        if !out.contains(&l) {
+            if out.len() == MAX_LABELS {
+                return Err(too_many_labels(labels.len()));
+            }
+            out.push(l);
+        }
+    }
+    Ok(out)
+}
+
+/// Checks the labels an item would carry after `changes`: at most [`MAX_LABELS`].
+pub fn check_labels_after(item: &Item, changes: &[Change]) -> Result<(), String> {
+    let added = changes
+        .iter()
+        .filter(|c| matches!(c, Change::LabelAdded { .. }))
+        .count();
+    let removed = changes
+        .iter()
+        .filter(|c| matches!(c, Change::LabelRemoved { .. }))
+        .count();
+    let after = (item.labels.len() + added).saturating_sub(removed);
+    if added > 0 && after > MAX_LABELS {
+        return Err(format!(
+            "#{} would carry {after} labels; an item carries at most {MAX_LABELS}, so remove \
+             some first (--remove-label)",
+            item.num
+        ));
+    }
+    Ok(())
+}
+
+fn too_many_labels(given: usize) -> String {
+    format!(
+        "{given} labels given, more than {MAX_LABELS} different ones; an item carries at most \
+         {MAX_LABELS} labels"
+    )
+}
+
 /// Checks a body's size: at most 1 MiB (any content is allowed). The error is a message for
 /// people.
 pub fn validate_body(body: &str) -> Result<(), String> {

@@ -117,7 +117,7 @@ the command's own exit code (128+N if a signal N ended it): done on 0, released 
         shell: clap_complete::Shell,
     },
     /// Serve the Model Context Protocol on stdin/stdout, for agents (register `tracker mcp`
-    /// with your MCP client; `--as NAME` names the agent, else the client's name and pid)
+    /// with your MCP client; `--as NAME` names the agent, else the client's name)
     Mcp,
     /// Print a man page (roff): `tracker man > tracker.1`, `tracker man claim > tracker-claim.1`
     Man {
@@ -375,54 +375,29 @@ pub struct ExportArgs {
     pub jsonl: bool,
 }
 
-/// The longest a lease may last (the library refuses longer ones too) and the longest any wait
-/// may be. Checked here, at parse time, so that no duration from the command line can overflow a
-/// deadline (`Instant + d` panics) or reach the file.
-const LONGEST: Duration = tracker::rules::MAX_TTL;
+// Durations are parsed by the library (`tracker::durations`), which the MCP server uses too,
+// so every transport gives the same text the same answer. Checked here, at parse time, so that
+// no duration from the command line can overflow a deadline or reach the file.
+use tracker::durations::{self, Use};
 
 /// A lease length (`--ttl`, `--default-ttl`, `$TRACKER_TTL`), in the library's bounds.
 pub fn parse_ttl(s: &str) -> Result<Duration, String> {
-    let d = parse_duration(s)?;
-    tracker::rules::check_ttl(d).map_err(|e| format!("{s:?}: {e}"))
+    durations::parse(s, Use::Ttl)
 }
 
-/// How long to wait for the tracker (`--lock-timeout`): at least a millisecond, since a shorter
-/// wait cannot even take a free lock, at most 366d.
+/// How long to wait for the tracker (`--lock-timeout`).
 pub fn parse_lock_timeout(s: &str) -> Result<Duration, String> {
-    let d = parse_wait(s)?;
-    if d < Duration::from_millis(1) {
-        return Err(format!("{s:?} is too short: give at least 1ms"));
-    }
-    Ok(d)
+    durations::parse(s, Use::LockTimeout)
 }
 
-/// How long to wait (`--wait`, `--lock-timeout`): longer than zero, at most 366d.
+/// How long to keep retrying a claim (`--wait`).
 pub fn parse_wait(s: &str) -> Result<Duration, String> {
-    let d = parse_duration(s)?;
-    if d > LONGEST {
-        return Err(format!("{s:?} is too long: wait at most 366d"));
-    }
-    Ok(d)
+    durations::parse(s, Use::Wait)
 }
 
-/// How far back `status --since` looks: longer than zero, at most 1000 years (`100y` reaches
-/// the start of any real log).
+/// How far back `status --since` looks.
 pub fn parse_window(s: &str) -> Result<Duration, String> {
-    let d = parse_duration(s)?;
-    if d > Duration::from_secs(1000 * 366 * 86_400) {
-        return Err(format!("{s:?} is too long: look back at most 1000y"));
-    }
-    Ok(d)
-}
-
-/// `90s`, `15m`, `2h`, `1h 30m`, `500ms`; longer than zero.
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s.trim())
-        .map_err(|e| format!("{s:?} is not a duration ({e}); write it like 90s, 15m or 2h"))?;
-    if d.is_zero() {
-        return Err(format!("{s:?}: a duration must be longer than zero"));
-    }
-    Ok(d)
+    durations::parse(s, Use::Window)
 }
 
 #[cfg(test)]

@@ -1,0 +1,411 @@
+//! `tracker mcp` spoken to line by line, as raw JSON-RPC: every request gets an answer (malformed
+//! ones too), calls run side by side, cancellation and a closed input are honoured, durations and
+//! labels are refused as on the command line, and idempotency keys survive a restart.
+//! Every read has a deadline, so a missing answer fails the test instead of hanging it.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::{text, Env};
+use serde_json::{json, Value};
+
+/// Longer than any answer takes; reaching it means there was no answer.
+const NO_ANSWER: Duration = Duration::from_secs(20);
+
+/// One `tracker mcp` process, handshake done, with its output read by a thread.
+struct Server {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: mpsc::Receiver<String>,
+    next_id: u64,
+}
+
+impl Server {
+    /// Starts a server on `env`'s tracker that introduces itself as `client`.
+    fn start(env: &Env, client: &str) -> Server {
+        let mut child = env
+            .cmd(&["mcp"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut s = Server {
+            stdin: child.stdin.take(),
+            child,
+            lines,
+            next_id: 100,
+        };
+        let init = s.request(
+            "initialize",
+            json!({"protocolVersion": "2025-06-18", "capabilities": {},
+                   "clientInfo": {"name": client, "version": "1"}}),
+        );
+        let answer = s.answer_to(init);
+        assert_eq!(
+            answer["result"]["serverInfo"]["name"], "tracker",
+            "{answer}"
+        );
+        s.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+        s
+    }
+
+    fn send_raw(&mut self, line: &[u8]) {
+        let w = self.stdin.as_mut().expect("input still open");
+        w.write_all(line).unwrap();
+        w.write_all(b"\n").unwrap();
+        w.flush().unwrap();
+    }
+
+    fn send(&mut self, msg: &Value) {
+        self.send_raw(msg.to_string().as_bytes());
+    }
+
+    /// Sends a request; returns its id.
+    fn request(&mut self, method: &str, params: Value) -> u64 {
+        self.next_id += 1;
+        let id = self.next_id;
+        self.send(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
+        id
+    }
+
+    fn call_request(&mut self, tool: &str, args: Value) -> u64 {
+        self.request("tools/call", json!({"name": tool, "arguments": args}))
+    }
+
+    /// The next message the server writes.
+    fn next(&self) -> Value {
+        let line = self
+            .lines
+            .recv_timeout(NO_ANSWER)
+            .unwrap_or_else(|_| panic!("no answer from the server within {NO_ANSWER:?}"));
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+    }
+
+    /// The answer to request `id`; answers to others, if any come first, are a failure.
+    fn answer_to(&self, id: u64) -> Value {
+        let m = self.next();
+        assert_eq!(
+            m["id"], id,
+            "expected the answer to request {id} first: {m}"
+        );
+        m
+    }
+
+    /// A tool call's structured result, and whether it is a tool error.
+    fn call(&mut self, tool: &str, args: Value) -> (bool, Value) {
+        let id = self.call_request(tool, args);
+        let m = self.answer_to(id);
+        let r = &m["result"];
+        assert!(r.is_object(), "{tool}: not a tool result: {m}");
+        (r["isError"] == true, r["structuredContent"].clone())
+    }
+
+    fn ok(&mut self, tool: &str, args: Value) -> Value {
+        let (err, v) = self.call(tool, args.clone());
+        assert!(!err, "{tool} {args}: {v}");
+        v
+    }
+
+    fn refused(&mut self, tool: &str, args: Value) -> Value {
+        let (err, v) = self.call(tool, args.clone());
+        assert!(err, "{tool} {args} was not refused: {v}");
+        v["error"].clone()
+    }
+
+    /// Closes the server's input; returns once it has exited.
+    fn close_and_wait(mut self) {
+        drop(self.stdin.take());
+        let end = Instant::now() + NO_ANSWER;
+        while self.child.try_wait().unwrap().is_none() {
+            if Instant::now() > end {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("the server did not exit within {NO_ANSWER:?} of its input closing");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Long enough for a claim still retrying to have retried (its backoff is at most 1s).
+fn longer_than_a_retry() {
+    std::thread::sleep(Duration::from_millis(2500));
+}
+
+/// Unparseable lines, absurd nesting, a line over the size limit and arguments of the wrong
+/// type each get an error answer, and the server goes on serving.
+#[test]
+fn every_malformed_request_gets_an_answer_and_the_server_keeps_serving() {
+    let env = Env::new();
+    let mut s = Server::start(&env, "raw");
+    let parse_error = |m: Value, what: &str| {
+        assert_eq!(m["error"]["code"], -32700, "{what}: {m}");
+        assert!(m["id"].is_null(), "{what}: {m}");
+    };
+    s.send_raw(b"{");
+    parse_error(s.next(), "{");
+    s.send_raw(b"not json");
+    parse_error(s.next(), "not json");
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    s.send_raw(deep.as_bytes());
+    parse_error(s.next(), "nested 100,000 deep");
+    // A request whose id can be read is answered with that id.
+    let bad = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+                     "params": {"name": "new", "arguments": "str"}});
+    s.send(&bad);
+    let m = s.next();
+    assert_eq!(
+        (m["id"].clone(), m["error"]["code"].clone()),
+        (json!(7), json!(-32602)),
+        "{m}"
+    );
+    // Over the limit for one message: an error, not silence.
+    let huge = json!({"jsonrpc": "2.0", "id": 8, "method": "tools/call",
+                      "params": {"name": "new", "arguments": {"title": "big", "body": "x".repeat(16 << 20)}}});
+    s.send(&huge);
+    let m = s.next();
+    assert_eq!(m["error"]["code"], -32600, "{m}");
+    assert!(
+        m["error"]["message"].as_str().unwrap().contains("8 MiB"),
+        "the message states the limit: {m}"
+    );
+    // Under the limit but over the body's own: the tool's error.
+    let e = s.refused("new", json!({"title": "big", "body": "x".repeat(2 << 20)}));
+    assert_eq!(e["kind"], "invalid", "{e}");
+    // Still serving, and nothing was created by any of it.
+    assert_eq!(s.ok("list", json!({}))["items"], json!([]));
+    s.close_and_wait();
+}
+
+/// A claim that waits holds up nothing else: a renewal and a ping sent meanwhile are answered
+/// first; a cancelled claim stops retrying and never takes the item.
+#[test]
+fn a_waiting_claim_delays_no_other_call_and_stops_when_cancelled() {
+    let env = Env::new();
+    env.json(&["new", "wanted"]);
+    env.json(&["new", "mine"]);
+    env.json(&["--as", "ana", "claim", "1"]);
+    let mut s = Server::start(&env, "agent");
+    let token = s.ok("claim", json!({"item": "2", "ttl": "1h"}))["claim"]["token"].clone();
+    let waiting = s.call_request("claim", json!({"item": "1", "wait": "1h"}));
+    let renew = s.call_request("renew", json!({"item": "2", "token": token}));
+    let m = s.answer_to(renew);
+    assert_eq!(m["result"]["isError"], false, "{m}");
+    let ping = s.request("ping", json!({}));
+    s.answer_to(ping);
+    s.send(
+        &json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                   "params": {"requestId": waiting, "reason": "no longer needed"}}),
+    );
+    // A call after the cancellation is answered; by then the cancelled claim has stopped.
+    let ping = s.request("ping", json!({}));
+    let m = s.next();
+    assert_ne!(
+        m["result"]["isError"], false,
+        "the cancelled claim succeeded: {m}"
+    );
+    if m["id"] != ping {
+        s.answer_to(ping);
+    }
+    env.json(&["--as", "ana", "release", "1"]);
+    longer_than_a_retry();
+    assert!(
+        env.json(&["show", "1"])["claim"].is_null(),
+        "a cancelled claim took the item"
+    );
+    s.close_and_wait();
+}
+
+/// When its input closes the server exits at once, even with a claim waiting, and never claims
+/// anything afterwards.
+#[test]
+fn a_server_whose_input_closes_exits_at_once_and_claims_nothing_later() {
+    let env = Env::new();
+    env.json(&["new", "wanted"]);
+    env.json(&["--as", "ana", "claim", "1"]);
+    let mut s = Server::start(&env, "agent");
+    s.call_request("claim", json!({"item": "1", "wait": "366d"}));
+    let ping = s.request("ping", json!({}));
+    s.answer_to(ping);
+    s.close_and_wait();
+    env.json(&["--as", "ana", "release", "1"]);
+    longer_than_a_retry();
+    assert!(
+        env.json(&["show", "1"])["claim"].is_null(),
+        "a server whose client had gone claimed the item"
+    );
+}
+
+/// The durations the command line refuses are refused over MCP too, with the same message
+/// (naming the field the way each transport spells it) and the same kind and code.
+#[test]
+fn durations_get_the_same_answer_over_mcp_as_on_the_command_line() {
+    let env = Env::new();
+    env.json(&["new", "x"]);
+    let mut s = Server::start(&env, "agent");
+    for bad in ["0s", "9999999y", "soon"] {
+        for (tool, field, args, cli) in [
+            (
+                "claim",
+                "wait",
+                json!({"item": "1", "wait": bad}),
+                vec!["claim", "1", "--wait", bad],
+            ),
+            (
+                "claim_next",
+                "wait",
+                json!({"wait": bad}),
+                vec!["claim", "--next", "--wait", bad],
+            ),
+            (
+                "claim",
+                "ttl",
+                json!({"item": "1", "ttl": bad}),
+                vec!["claim", "1", "--ttl", bad],
+            ),
+            (
+                "status",
+                "since",
+                json!({"since": bad}),
+                vec!["status", "--since", bad],
+            ),
+        ] {
+            let e = s.refused(tool, args);
+            assert_eq!(
+                (e["kind"].as_str(), e["code"].as_i64()),
+                (Some("invalid"), Some(2)),
+                "{e}"
+            );
+            let message = e["message"].as_str().unwrap();
+            let said = message
+                .strip_prefix(&format!("{field}: "))
+                .unwrap_or_else(|| {
+                    panic!("{tool} {field} {bad}: the message names the field: {message}")
+                });
+            let out = env.run(&cli);
+            assert_eq!(out.status.code(), Some(2), "{cli:?}");
+            let err = text(&out.stderr);
+            assert!(err.contains(&format!("--{field}")), "{cli:?}: {err}");
+            assert!(
+                err.contains(said),
+                "{cli:?} says {err:?}, MCP says {said:?}"
+            );
+        }
+    }
+    assert!(
+        env.json(&["show", "1"])["claim"].is_null(),
+        "nothing was claimed"
+    );
+    s.close_and_wait();
+}
+
+/// A keyed `new` repeated through a fresh server, after the first was killed, returns the first
+/// item and creates nothing: the holder name does not change with the process.
+#[test]
+fn an_idempotency_key_survives_a_restart_of_the_server() {
+    let env = Env::new();
+    let args = json!({"title": "once", "idempotency_key": "k-1"});
+    let mut first = Server::start(&env, "agent");
+    let made = first.ok("new", args.clone());
+    let _ = first.child.kill();
+    drop(first);
+    let mut again = Server::start(&env, "agent");
+    let repeat = again.ok("new", args);
+    assert_eq!(repeat["id"], made["id"], "{repeat}");
+    assert_eq!(
+        env.json(&["list", "--status", "all"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    again.close_and_wait();
+}
+
+/// An item carries at most 100 labels, however they are given.
+#[test]
+fn labels_per_item_are_capped_on_every_way_in() {
+    let env = Env::new();
+    let mut s = Server::start(&env, "agent");
+    let many: Vec<String> = (0..100_000).map(|i| format!("l{i}")).collect();
+    let e = s.refused("new", json!({"title": "x", "labels": many}));
+    assert_eq!(
+        (e["kind"].as_str(), e["code"].as_i64()),
+        (Some("invalid"), Some(2)),
+        "{e}"
+    );
+    assert!(
+        e["message"].as_str().unwrap().contains("at most 100"),
+        "{e}"
+    );
+    s.close_and_wait();
+    let labels = |n: usize, from: usize| -> Vec<String> {
+        (from..from + n)
+            .flat_map(|i| ["-l".to_string(), format!("l{i}")])
+            .collect()
+    };
+    let new = |ls: Vec<String>| {
+        let mut a = vec!["new".to_string(), "x".to_string()];
+        a.extend(ls);
+        env.run(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    assert_eq!(new(labels(101, 0)).status.code(), Some(2));
+    // Repeats count once.
+    let mut repeated = labels(100, 0);
+    repeated.extend(labels(5, 0));
+    assert_eq!(new(repeated).status.code(), Some(0));
+    let add = |from: usize, n: usize| {
+        let mut a = vec!["update".to_string(), "1".to_string()];
+        a.extend((from..from + n).flat_map(|i| ["--add-label".to_string(), format!("l{i}")]));
+        env.run(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let out = add(100, 1);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("at most 100"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Labels it already has add nothing, so they are allowed.
+    assert_eq!(add(0, 3).status.code(), Some(0));
+    assert_eq!(
+        env.json(&["show", "1"])["labels"].as_array().unwrap().len(),
+        100
+    );
+    // An import of an item with too many labels is refused whole.
+    let mut export = env.json(&["export"]);
+    let item = &mut export["items"][0];
+    item["labels"] = json!((0..101).map(|i| format!("m{i}")).collect::<Vec<_>>());
+    let file = env.path("too-many.json");
+    std::fs::write(&file, export.to_string()).unwrap();
+    let other = Env::new();
+    let out = other.run(&["import", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("at most 100"),
+        "{}",
+        text(&out.stderr)
+    );
+}
