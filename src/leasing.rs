@@ -107,6 +107,20 @@ impl<S: Storage> Tracker<S> {
         opts: &ClaimOptions,
         wait: Duration,
     ) -> Result<ItemView> {
+        self.claim_waiting_unless(r, label, opts, wait, &|| false)
+    }
+
+    /// [`claim_waiting`](Self::claim_waiting) that gives up as soon as `stopped()` says so (a
+    /// cancelled request, a client that has gone): no attempt is made after that, and the result
+    /// is [`Error::Busy`]. It is asked before every attempt and during every pause.
+    pub fn claim_waiting_unless(
+        &self,
+        r: Option<&ItemRef>,
+        label: Option<&str>,
+        opts: &ClaimOptions,
+        wait: Duration,
+        stopped: &dyn Fn() -> bool,
+    ) -> Result<ItemView> {
         let deadline = Instant::now().checked_add(wait).ok_or_else(|| {
             Error::Invalid(format!(
                 "--wait {} is too long for this system's clock",
@@ -117,6 +131,12 @@ impl<S: Storage> Tracker<S> {
         let mut seed = u64::from(std::process::id()) ^ self.now().wall_ms.cast_unsigned();
         let mut retries = 0u64;
         loop {
+            if stopped() {
+                self.note(Counter::WaitRetries, retries);
+                return Err(Error::Busy(
+                    "the claim was called off while it waited; nothing was claimed".into(),
+                ));
+            }
             let attempt = match r {
                 Some(r) => self.claim_once(r, opts),
                 None => self.claim_next(label, opts),
@@ -152,7 +172,7 @@ impl<S: Storage> Tracker<S> {
             seed ^= seed >> 7;
             seed ^= seed << 17;
             let jitter = 0.5 + (seed % 1000) as f64 / 1000.0;
-            std::thread::sleep(delay.mul_f64(jitter).min(left));
+            pause(delay.mul_f64(jitter).min(left), stopped);
             delay = (delay * 2).min(Duration::from_secs(1));
             retries += 1;
         }
@@ -311,5 +331,19 @@ impl<S: Storage> Tracker<S> {
             )),
             (Some(l), _) => Err(self.held_conflict(t, item, l, now, verb)),
         }
+    }
+}
+
+/// Sleeps for `d`, in short steps, returning early once `stopped()` says so: a called-off wait
+/// ends within a step, not after a backoff of up to a second.
+fn pause(d: Duration, stopped: &dyn Fn() -> bool) {
+    const STEP: Duration = Duration::from_millis(10);
+    let end = Instant::now() + d;
+    while !stopped() {
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        std::thread::sleep(left.min(STEP));
     }
 }

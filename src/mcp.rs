@@ -7,12 +7,16 @@
 //! restart, so idempotency keys survive one. Leases taken here are tied to this process (as
 //! `claim --pid` does): when the agent's server dies, its items are free at once.
 
+mod wire;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{CallToolResult, Implementation, JsonObject, ServerCapabilities, ServerConfig};
+use rmcp::service::RequestContext;
 use rmcp::{
     schemars, tool, tool_handler, tool_router, Peer, RoleServer, ServerHandler, ServiceExt,
 };
@@ -28,47 +32,94 @@ use tracker::{
 use crate::cli::{Ctx, Tracker};
 
 /// Serves MCP on stdio until the client closes the connection.
+///
+/// Calls run side by side: each tool call's work runs on a thread of its own while the runtime
+/// goes on reading, so a claim that waits delays no other call (nor `ping`). A waiting claim
+/// stops retrying when its request is cancelled or the input closes; the server then waits only
+/// for calls already running, and claims nothing once its client has gone.
 pub fn serve(ctx: &Ctx) -> Result<i32> {
     // Opened now, so a missing or refused tracker is reported before the handshake.
     let backend = tracker::Backend::open(&ctx.target()?, Access::ReadWrite, ctx.lock_timeout)?;
+    // A client that stops reading makes writes fail (and the writer stop) instead of killing
+    // the process halfway through a call.
+    // SAFETY: setting a signal's disposition to SIG_IGN has no preconditions.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    let closing = Arc::new(AtomicBool::new(false));
     let server = Server {
         backend: Arc::new(Mutex::new(Some(backend))),
         tracker: Arc::new(OnceLock::new()),
         named: ctx.actor.clone(),
+        closing: closing.clone(),
+        running: Arc::new(AtomicUsize::new(0)),
         tool_router: Server::tool_router(),
     };
+    let running = server.running.clone();
+    let (transport, writer) =
+        wire::stdio(closing.clone()).map_err(|e| Error::io("cannot start the MCP server", e))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::io("cannot start the MCP server", e))?;
-    runtime.block_on(async move {
-        let running = server
-            .serve(rmcp::transport::stdio())
+    let served = runtime.block_on(async move {
+        let service = server
+            .serve(transport)
             .await
             .map_err(|e| Error::Internal(format!("MCP handshake failed: {e}")))?;
-        running
+        service
             .waiting()
             .await
             .map_err(|e| Error::Internal(format!("MCP server stopped: {e}")))?;
         Ok(0)
-    })
+    });
+    // Input closed (or the handshake failed): no new call starts, waiting claims give up, and
+    // the calls still running end on their own.
+    closing.store(true, Ordering::SeqCst);
+    while running.load(Ordering::SeqCst) > 0 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    drop(runtime);
+    writer.finish();
+    served
 }
 
 #[derive(Clone)]
 struct Server {
     /// Taken by the first call, which builds the tracker with the actor the handshake names.
     backend: Arc<Mutex<Option<tracker::Backend>>>,
-    tracker: Arc<OnceLock<Tracker>>,
+    tracker: Arc<OnceLock<Arc<Tracker>>>,
     /// `--as`/`TRACKER_AS`, if given.
     named: Option<Actor>,
+    /// Set once standard input has ended: waiting claims stop.
+    closing: Arc<AtomicBool>,
+    /// Tool calls whose thread is still running.
+    running: Arc<AtomicUsize>,
     tool_router: ToolRouter<Server>,
 }
 
+/// Counts one running call while alive.
+struct Running(Arc<AtomicUsize>);
+
+impl Running {
+    fn start(n: &Arc<AtomicUsize>) -> Running {
+        n.fetch_add(1, Ordering::SeqCst);
+        Running(n.clone())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Whether a call should give up waiting: its request was cancelled, or the client has gone.
+type Stopped<'a> = &'a dyn Fn() -> bool;
+
 impl Server {
     /// The tracker, acting as `--as`, else as the client's name.
-    fn tracker(&self, peer: &Peer<RoleServer>) -> Result<&Tracker> {
+    fn tracker(&self, peer: &Peer<RoleServer>) -> Result<Arc<Tracker>> {
         if let Some(t) = self.tracker.get() {
-            return Ok(t);
+            return Ok(t.clone());
         }
         let backend = self
             .backend
@@ -89,39 +140,72 @@ impl Server {
             });
             let _ = self
                 .tracker
-                .set(Tracker::with_store(backend).with_actor(actor));
+                .set(Arc::new(Tracker::with_store(backend).with_actor(actor)));
         }
         self.tracker
             .get()
+            .cloned()
             .ok_or_else(|| Error::Internal("the tracker could not be opened".into()))
     }
 
     /// Runs one call: the result as structured content (and as text), or a tool error that
-    /// carries the same error object `--json` prints. The work runs on a thread of its own, out
-    /// of the async runtime: the PostgreSQL client blocks on a runtime of its own, which tokio
-    /// forbids inside another's.
+    /// carries the same error object `--json` prints. The work runs on a thread of its own, so
+    /// the runtime goes on serving other calls meanwhile (and because the PostgreSQL client
+    /// blocks on a runtime of its own, which tokio forbids inside another's). `f` is given a
+    /// question to ask while it waits: whether this request was cancelled or the client has gone.
     ///
     /// The arguments are parsed here rather than by the SDK: arguments that do not fit the
     /// tool's input schema are then a tool error carrying `{"error": {"kind": "invalid", ...}}`,
     /// like every other failure, instead of a protocol error an agent cannot branch on.
-    fn call<A: serde::de::DeserializeOwned + Send>(
+    async fn call<A, F>(
         &self,
-        peer: &Peer<RoleServer>,
+        ctx: RequestContext<RoleServer>,
         raw: JsonObject,
-        f: impl FnOnce(&Tracker, A) -> Result<Value> + Send,
-    ) -> CallToolResult {
-        let outcome = args(raw).and_then(|a| {
-            let t = self.tracker(peer)?;
-            std::thread::scope(|s| {
-                s.spawn(|| f(t, a))
-                    .join()
-                    .unwrap_or_else(|_| Err(Error::Internal("a tool call panicked".into())))
-            })
-        });
+        f: F,
+    ) -> CallToolResult
+    where
+        A: serde::de::DeserializeOwned + Send + 'static,
+        F: FnOnce(&Tracker, A, Stopped) -> Result<Value> + Send + 'static,
+    {
+        let outcome = match args(raw).and_then(|a| Ok((self.tracker(&ctx.peer)?, a))) {
+            Ok((t, a)) => self.off_runtime(ctx, t, a, f).await,
+            Err(e) => Err(e),
+        };
         match outcome {
             Ok(v) => CallToolResult::structured(v),
             Err(e) => CallToolResult::structured_error(tracker::json::error_json(&e).into()),
         }
+    }
+
+    async fn off_runtime<A, F>(
+        &self,
+        ctx: RequestContext<RoleServer>,
+        t: Arc<Tracker>,
+        a: A,
+        f: F,
+    ) -> Result<Value>
+    where
+        A: Send + 'static,
+        F: FnOnce(&Tracker, A, Stopped) -> Result<Value> + Send + 'static,
+    {
+        if self.closing.load(Ordering::SeqCst) {
+            return Err(Error::Busy(
+                "the client has gone; the call was not made".into(),
+            ));
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (cancelled, closing) = (ctx.ct.clone(), self.closing.clone());
+        let running = Running::start(&self.running);
+        std::thread::Builder::new()
+            .name("mcp-call".into())
+            .spawn(move || {
+                let _running = running;
+                let stopped = || cancelled.is_cancelled() || closing.load(Ordering::SeqCst);
+                let _ = tx.send(f(&t, a, &stopped));
+            })
+            .map_err(|e| Error::io("cannot start a thread for the call", e))?;
+        rx.await
+            .unwrap_or_else(|_| Err(Error::Internal("a tool call panicked".into())))
     }
 }
 
@@ -359,12 +443,12 @@ struct StatusArgs {
 impl Server {
     #[tool(input_schema = input::<NewArgs>(), name = "new", description = "Create a work item. Returns the item (id, num, title, status, version, ...). \
         Use idempotency_key when you may retry, so a repeat creates nothing.", output_schema = schema::<ItemJson>())]
-    fn new_item(
+    async fn new_item(
         &self,
-        peer: Peer<RoleServer>,
+        ctx: RequestContext<RoleServer>,
         Parameters(raw): Parameters<JsonObject>,
     ) -> CallToolResult {
-        self.call(&peer, raw, |t, a: NewArgs| {
+        self.call(ctx, raw, |t, a: NewArgs, _| {
             let blockers = a
                 .blocked_by
                 .unwrap_or_default()
@@ -379,28 +463,30 @@ impl Server {
             };
             item(&t.new_item(new, &blockers, &guard(None, None, a.idempotency_key))?)
         })
+        .await
     }
 
     #[tool(input_schema = input::<ItemArgs>(), description = "Show one item with its live claim (holder, token, expiry), its blockers \
         (blocked_by) and the items it blocks (blocks).", output_schema = schema::<ShowJson>())]
-    fn show(
+    async fn show(
         &self,
-        peer: Peer<RoleServer>,
+        ctx: RequestContext<RoleServer>,
         Parameters(raw): Parameters<JsonObject>,
     ) -> CallToolResult {
-        self.call(&peer, raw, |t, a: ItemArgs| {
+        self.call(ctx, raw, |t, a: ItemArgs, _| {
             to_json(&ShowJson::from(&t.show(&item_ref(&a.item)?)?))
         })
+        .await
     }
 
     #[tool(input_schema = input::<ListArgs>(), description = "List items as {\"items\": [...]}: open ones by default; ready=true gives \
         the claimable queue, best priority first, then oldest.", output_schema = schema::<ItemsJson>())]
-    fn list(
+    async fn list(
         &self,
-        peer: Peer<RoleServer>,
+        ctx: RequestContext<RoleServer>,
         Parameters(raw): Parameters<JsonObject>,
     ) -> CallToolResult {
-        self.call(&peer, raw, |t, a: ListArgs| {
+        self.call(ctx, raw, |t, a: ListArgs, _| {
             let ready = a.ready.unwrap_or(false);
             let status = Status::filter(a.status.as_deref().unwrap_or("open"), "status")?;
             let q = ListQuery {
@@ -414,17 +500,18 @@ impl Server {
             let items = t.list(&q)?.iter().map(ItemJson::from).collect();
             to_json(&ItemsJson { items })
         })
+        .await
     }
 
     #[tool(input_schema = input::<UpdateArgs>(), description = "Change an item's fields (title, body, priority, labels, status). Give \
         if_version to refuse if anyone changed it since you read it; closing an item you hold \
         needs your token.", output_schema = schema::<ItemJson>())]
-    fn update(
+    async fn update(
         &self,
-        peer: Peer<RoleServer>,
+        ctx: RequestContext<RoleServer>,
         Parameters(raw): Parameters<JsonObject>,
     ) -> CallToolResult {
-        self.call(&peer, raw, |t, a: UpdateArgs| {
+        self.call(ctx, raw, |t, a: UpdateArgs, _| {
             let status = a
                 .status
                 .as_deref()
@@ -444,137 +531,147 @@ impl Server {
             let g = guard(a.if_version, a.token, a.idempotency_key);
             item(&t.update(&item_ref(&a.item)?, patch, &g)?)
         })
+        .await
     }
 
     #[tool(input_schema = input::<ClaimArgs>(), description = "Take a lease on one item. Returns the item with claim.token: pass it to \
         renew, release and done. Fails with code 3 (conflict) while another live holder has it.", output_schema = schema::<ItemJson>())]
-    fn claim(
+    async fn claim(
         &self,
-        peer: Peer<RoleServer>,
+        ctx: RequestContext<RoleServer>,
         Parameters(raw): Parameters<JsonObject>,
     ) -> CallToolResult {
-        self.call(&peer, raw, |t, a: ClaimArgs| {
+        self.call(ctx, raw, |t, a: ClaimArgs, stopped| {
             let g = guard(a.if_version, a.token, a.idempotency_key);
             let mut opts = claim_options(t, a.ttl.as_deref(), g)?;
             opts.steal_stale = a.steal_stale.unwrap_or(false);
             opts.force = a.force.unwrap_or(false);
             let r = item_ref(&a.item)?;
             let v = match duration("wait", a.wait.as_deref(), Use::Wait)? {
-                Some(w) => t.claim_waiting(Some(&r), None, &opts, w)?,
+                Some(w) => t.claim_waiting_unless(Some(&r), None, &opts, w, stopped)?,
                 None => t.claim(&r, &opts)?,
             };
             item(&v)
         })
+        .await
     }
 
     #[tool(input_schema = input::<ClaimNextArgs>(), description = "Atomically claim the best ready item (open, unblocked, unclaimed; best \
         priority, then oldest). Returns it with claim.token. Code 4 (not_found) when nothing is ready.", output_schema = schema::<ItemJson>())]
-    fn claim_next(
+    async fn claim_next(
         &self,
-        peer: Peer<RoleServer>,
+        ctx: RequestContext<RoleServer>,
         Parameters(raw): Parameters<JsonObject>,
     ) -> CallToolResult {
-        self.call(&peer, raw, |t, a: ClaimNextArgs| {
+        self.call(ctx, raw, |t, a: ClaimNextArgs, stopped| {
             let opts = claim_options(t, a.ttl.as_deref(), guard(None, None, a.idempotency_key))?;
             let v = match duration("wait", a.wait.as_deref(), Use::Wait)? {
-                Some(w) => t.claim_waiting(None, a.label.as_deref(), &opts, w)?,
+                Some(w) => t.claim_waiting_unless(None, a.label.as_deref(), &opts, w, stopped)?,
                 None => t.claim_next(a.label.as_deref(), &opts)?,
             };
             item(&v)
         })
+        .await
     }
 
     #[tool(input_schema = input::<RenewArgs>(), description = "Extend your lease (a heartbeat): renew well within the TTL while you work.", output_schema = schema::<ItemJson>())]
-    fn renew(
+    async fn renew(
         &self,
-        peer: Peer<RoleServer>,
+        ctx: RequestContext<RoleServer>,
         Parameters(raw): Parameters<JsonObject>,
     ) -> CallToolResult {
-        self.call(&peer, raw, |t, a: RenewArgs| {
+        self.call(ctx, raw, |t, a: RenewArgs, _| {
             let ttl = duration("ttl", a.ttl.as_deref(), Use::Ttl)?;
             let g = guard(a.if_version, a.token, a.idempotency_key);
             item(&t.renew(&item_ref(&a.item)?, ttl, &g)?)
         })
+        .await
     }
 
     #[tool(input_schema = input::<LeaseArgs>(), description = "Give your lease back without finishing the item, so others can take it.", output_schema = schema::<ItemJson>())]
-    fn release(
+    async fn release(
         &self,
-        peer: Peer<RoleServer>,
+        ctx: RequestContext<RoleServer>,
         Parameters(raw): Parameters<JsonObject>,
     ) -> CallToolResult {
-        self.call(&peer, raw, |t, a: LeaseArgs| {
+        self.call(ctx, raw, |t, a: LeaseArgs, _| {
             let g = guard(a.if_version, a.token, a.idempotency_key);
             item(&t.release(&item_ref(&a.item)?, &g)?)
         })
+        .await
     }
 
     #[tool(input_schema = input::<DoneArgs>(), description = "Mark an item done and drop its lease. Pass your token; refused (code 3) \
         if another holder has a live lease, unless force.", output_schema = schema::<ItemJson>())]
-    fn done(
+    async fn done(
         &self,
-        peer: Peer<RoleServer>,
+        ctx: RequestContext<RoleServer>,
         Parameters(raw): Parameters<JsonObject>,
     ) -> CallToolResult {
-        self.call(&peer, raw, |t, a: DoneArgs| {
+        self.call(ctx, raw, |t, a: DoneArgs, _| {
             let g = guard(a.if_version, a.token, a.idempotency_key);
             item(&t.done(&item_ref(&a.item)?, &g, a.force.unwrap_or(false))?)
         })
+        .await
     }
 
     #[tool(input_schema = input::<DepArgs>(), description = "Make an item wait for another (blocker). A cycle is refused (code 3).", output_schema = schema::<ItemJson>())]
-    fn dep_add(
+    async fn dep_add(
         &self,
-        peer: Peer<RoleServer>,
+        ctx: RequestContext<RoleServer>,
         Parameters(raw): Parameters<JsonObject>,
     ) -> CallToolResult {
-        self.call(&peer, raw, |t, a: DepArgs| {
+        self.call(ctx, raw, |t, a: DepArgs, _| {
             let g = guard(a.if_version, a.token, a.idempotency_key);
             item(&t.dep_add(&item_ref(&a.item)?, &item_ref(&a.blocker)?, &g)?)
         })
+        .await
     }
 
     #[tool(input_schema = input::<DepArgs>(), description = "Stop an item waiting for another.", output_schema = schema::<ItemJson>())]
-    fn dep_rm(
+    async fn dep_rm(
         &self,
-        peer: Peer<RoleServer>,
+        ctx: RequestContext<RoleServer>,
         Parameters(raw): Parameters<JsonObject>,
     ) -> CallToolResult {
-        self.call(&peer, raw, |t, a: DepArgs| {
+        self.call(ctx, raw, |t, a: DepArgs, _| {
             let g = guard(a.if_version, a.token, a.idempotency_key);
             item(&t.dep_remove(&item_ref(&a.item)?, &item_ref(&a.blocker)?, &g)?)
         })
+        .await
     }
 
     #[tool(input_schema = input::<LogArgs>(), description = "The ops log as {\"ops\": [...]}, oldest first: who changed what, when. \
         Use since (a sequence number) to read only what is new.", output_schema = schema::<OpsJson<'static>>())]
-    fn log(
+    async fn log(
         &self,
-        peer: Peer<RoleServer>,
+        ctx: RequestContext<RoleServer>,
         Parameters(raw): Parameters<JsonObject>,
     ) -> CallToolResult {
-        self.call(&peer, raw, |t, a: LogArgs| {
+        self.call(ctx, raw, |t, a: LogArgs, _| {
             let r = a.item.as_deref().map(item_ref).transpose()?;
             let ops = t.log(r.as_ref(), a.since.unwrap_or(0), a.limit)?;
             let ops = ops.iter().map(|(op, num)| OpJson::new(op, *num)).collect();
             to_json(&OpsJson { ops })
         })
+        .await
     }
 
     #[tool(input_schema = input::<StatusArgs>(), description = "The board: counts by state (open, ready, claimed, blocked, done, \
         cancelled), live claims with heartbeat ages, stale claims, and metrics: lease events \
         overall and per holder (over the last `since`, e.g. \"24h\"), refused claims, and time \
         from new to first claim and from claim to done.", output_schema = schema::<StatusJson>())]
-    fn status(
+    async fn status(
         &self,
-        peer: Peer<RoleServer>,
+        ctx: RequestContext<RoleServer>,
         Parameters(raw): Parameters<JsonObject>,
     ) -> CallToolResult {
-        self.call(&peer, raw, |t, a: StatusArgs| {
+        self.call(ctx, raw, |t, a: StatusArgs, _| {
             let window = duration("since", a.since.as_deref(), Use::Window)?;
             let (b, m) = (t.board()?, t.metrics_over(window)?);
             to_json(&StatusJson::new(&b, m, &t.now()))
         })
+        .await
     }
 }
 
