@@ -51,6 +51,7 @@ pub fn serve(ctx: &Ctx) -> Result<i32> {
         named: ctx.actor.clone(),
         closing: closing.clone(),
         running: Arc::new(AtomicUsize::new(0)),
+        writes: Arc::new(tokio::sync::Semaphore::new(1)),
         tool_router: Server::tool_router(),
     };
     let running = server.running.clone();
@@ -93,7 +94,31 @@ struct Server {
     closing: Arc<AtomicBool>,
     /// Tool calls whose thread is still running.
     running: Arc<AtomicUsize>,
+    /// The turn of writes: one at a time, first come first served (see [`Work`]).
+    writes: Arc<tokio::sync::Semaphore>,
     tool_router: ToolRouter<Server>,
+}
+
+/// What a call does, for running calls side by side. Reads and waiting claims run at once.
+/// Writes take turns: writers in one process that contend for the file poll its lock (with
+/// pauses of up to 8ms), so a burst of writes run side by side is several times slower than the
+/// same writes one after another. A claim that waits does not take a turn, since it would hold
+/// it for the whole wait.
+#[derive(Clone, Copy)]
+enum Work {
+    Reads,
+    Writes,
+    Waits,
+}
+
+impl Work {
+    /// A claim's work: it waits if given a `wait`.
+    fn claim(raw: &JsonObject) -> Work {
+        match raw.get("wait") {
+            Some(w) if !w.is_null() => Work::Waits,
+            _ => Work::Writes,
+        }
+    }
 }
 
 /// Counts one running call while alive.
@@ -160,6 +185,7 @@ impl Server {
     async fn call<A, F>(
         &self,
         ctx: RequestContext<RoleServer>,
+        work: Work,
         raw: JsonObject,
         f: F,
     ) -> CallToolResult
@@ -168,7 +194,7 @@ impl Server {
         F: FnOnce(&Tracker, A, Stopped) -> Result<Value> + Send + 'static,
     {
         let outcome = match args(raw).and_then(|a| Ok((self.tracker(&ctx.peer)?, a))) {
-            Ok((t, a)) => self.off_runtime(ctx, t, a, f).await,
+            Ok((t, a)) => self.off_runtime(ctx, work, t, a, f).await,
             Err(e) => Err(e),
         };
         match outcome {
@@ -180,6 +206,7 @@ impl Server {
     async fn off_runtime<A, F>(
         &self,
         ctx: RequestContext<RoleServer>,
+        work: Work,
         t: Arc<Tracker>,
         a: A,
         f: F,
@@ -193,13 +220,23 @@ impl Server {
                 "the client has gone; the call was not made".into(),
             ));
         }
+        let turn = match work {
+            Work::Writes => Some(
+                self.writes
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| Error::Internal("the queue of writes was closed".into()))?,
+            ),
+            Work::Reads | Work::Waits => None,
+        };
         let (tx, rx) = tokio::sync::oneshot::channel();
         let (cancelled, closing) = (ctx.ct.clone(), self.closing.clone());
         let running = Running::start(&self.running);
         std::thread::Builder::new()
             .name("mcp-call".into())
             .spawn(move || {
-                let _running = running;
+                let (_running, _turn) = (running, turn);
                 let stopped = || cancelled.is_cancelled() || closing.load(Ordering::SeqCst);
                 let _ = tx.send(f(&t, a, &stopped));
             })
@@ -448,7 +485,7 @@ impl Server {
         ctx: RequestContext<RoleServer>,
         Parameters(raw): Parameters<JsonObject>,
     ) -> CallToolResult {
-        self.call(ctx, raw, |t, a: NewArgs, _| {
+        self.call(ctx, Work::Writes, raw, |t, a: NewArgs, _| {
             let blockers = a
                 .blocked_by
                 .unwrap_or_default()
@@ -473,7 +510,7 @@ impl Server {
         ctx: RequestContext<RoleServer>,
         Parameters(raw): Parameters<JsonObject>,
     ) -> CallToolResult {
-        self.call(ctx, raw, |t, a: ItemArgs, _| {
+        self.call(ctx, Work::Reads, raw, |t, a: ItemArgs, _| {
             to_json(&ShowJson::from(&t.show(&item_ref(&a.item)?)?))
         })
         .await
@@ -486,7 +523,7 @@ impl Server {
         ctx: RequestContext<RoleServer>,
         Parameters(raw): Parameters<JsonObject>,
     ) -> CallToolResult {
-        self.call(ctx, raw, |t, a: ListArgs, _| {
+        self.call(ctx, Work::Reads, raw, |t, a: ListArgs, _| {
             let ready = a.ready.unwrap_or(false);
             let status = Status::filter(a.status.as_deref().unwrap_or("open"), "status")?;
             let q = ListQuery {
@@ -511,7 +548,7 @@ impl Server {
         ctx: RequestContext<RoleServer>,
         Parameters(raw): Parameters<JsonObject>,
     ) -> CallToolResult {
-        self.call(ctx, raw, |t, a: UpdateArgs, _| {
+        self.call(ctx, Work::Writes, raw, |t, a: UpdateArgs, _| {
             let status = a
                 .status
                 .as_deref()
@@ -541,7 +578,7 @@ impl Server {
         ctx: RequestContext<RoleServer>,
         Parameters(raw): Parameters<JsonObject>,
     ) -> CallToolResult {
-        self.call(ctx, raw, |t, a: ClaimArgs, stopped| {
+        self.call(ctx, Work::claim(&raw), raw, |t, a: ClaimArgs, stopped| {
             let g = guard(a.if_version, a.token, a.idempotency_key);
             let mut opts = claim_options(t, a.ttl.as_deref(), g)?;
             opts.steal_stale = a.steal_stale.unwrap_or(false);
@@ -563,14 +600,22 @@ impl Server {
         ctx: RequestContext<RoleServer>,
         Parameters(raw): Parameters<JsonObject>,
     ) -> CallToolResult {
-        self.call(ctx, raw, |t, a: ClaimNextArgs, stopped| {
-            let opts = claim_options(t, a.ttl.as_deref(), guard(None, None, a.idempotency_key))?;
-            let v = match duration("wait", a.wait.as_deref(), Use::Wait)? {
-                Some(w) => t.claim_waiting_unless(None, a.label.as_deref(), &opts, w, stopped)?,
-                None => t.claim_next(a.label.as_deref(), &opts)?,
-            };
-            item(&v)
-        })
+        self.call(
+            ctx,
+            Work::claim(&raw),
+            raw,
+            |t, a: ClaimNextArgs, stopped| {
+                let opts =
+                    claim_options(t, a.ttl.as_deref(), guard(None, None, a.idempotency_key))?;
+                let v = match duration("wait", a.wait.as_deref(), Use::Wait)? {
+                    Some(w) => {
+                        t.claim_waiting_unless(None, a.label.as_deref(), &opts, w, stopped)?
+                    }
+                    None => t.claim_next(a.label.as_deref(), &opts)?,
+                };
+                item(&v)
+            },
+        )
         .await
     }
 
@@ -580,7 +625,7 @@ impl Server {
         ctx: RequestContext<RoleServer>,
         Parameters(raw): Parameters<JsonObject>,
     ) -> CallToolResult {
-        self.call(ctx, raw, |t, a: RenewArgs, _| {
+        self.call(ctx, Work::Writes, raw, |t, a: RenewArgs, _| {
             let ttl = duration("ttl", a.ttl.as_deref(), Use::Ttl)?;
             let g = guard(a.if_version, a.token, a.idempotency_key);
             item(&t.renew(&item_ref(&a.item)?, ttl, &g)?)
@@ -594,7 +639,7 @@ impl Server {
         ctx: RequestContext<RoleServer>,
         Parameters(raw): Parameters<JsonObject>,
     ) -> CallToolResult {
-        self.call(ctx, raw, |t, a: LeaseArgs, _| {
+        self.call(ctx, Work::Writes, raw, |t, a: LeaseArgs, _| {
             let g = guard(a.if_version, a.token, a.idempotency_key);
             item(&t.release(&item_ref(&a.item)?, &g)?)
         })
@@ -608,7 +653,7 @@ impl Server {
         ctx: RequestContext<RoleServer>,
         Parameters(raw): Parameters<JsonObject>,
     ) -> CallToolResult {
-        self.call(ctx, raw, |t, a: DoneArgs, _| {
+        self.call(ctx, Work::Writes, raw, |t, a: DoneArgs, _| {
             let g = guard(a.if_version, a.token, a.idempotency_key);
             item(&t.done(&item_ref(&a.item)?, &g, a.force.unwrap_or(false))?)
         })
@@ -621,7 +666,7 @@ impl Server {
         ctx: RequestContext<RoleServer>,
         Parameters(raw): Parameters<JsonObject>,
     ) -> CallToolResult {
-        self.call(ctx, raw, |t, a: DepArgs, _| {
+        self.call(ctx, Work::Writes, raw, |t, a: DepArgs, _| {
             let g = guard(a.if_version, a.token, a.idempotency_key);
             item(&t.dep_add(&item_ref(&a.item)?, &item_ref(&a.blocker)?, &g)?)
         })
@@ -634,7 +679,7 @@ impl Server {
         ctx: RequestContext<RoleServer>,
         Parameters(raw): Parameters<JsonObject>,
     ) -> CallToolResult {
-        self.call(ctx, raw, |t, a: DepArgs, _| {
+        self.call(ctx, Work::Writes, raw, |t, a: DepArgs, _| {
             let g = guard(a.if_version, a.token, a.idempotency_key);
             item(&t.dep_remove(&item_ref(&a.item)?, &item_ref(&a.blocker)?, &g)?)
         })
@@ -648,7 +693,7 @@ impl Server {
         ctx: RequestContext<RoleServer>,
         Parameters(raw): Parameters<JsonObject>,
     ) -> CallToolResult {
-        self.call(ctx, raw, |t, a: LogArgs, _| {
+        self.call(ctx, Work::Reads, raw, |t, a: LogArgs, _| {
             let r = a.item.as_deref().map(item_ref).transpose()?;
             let ops = t.log(r.as_ref(), a.since.unwrap_or(0), a.limit)?;
             let ops = ops.iter().map(|(op, num)| OpJson::new(op, *num)).collect();
@@ -666,7 +711,7 @@ impl Server {
         ctx: RequestContext<RoleServer>,
         Parameters(raw): Parameters<JsonObject>,
     ) -> CallToolResult {
-        self.call(ctx, raw, |t, a: StatusArgs, _| {
+        self.call(ctx, Work::Reads, raw, |t, a: StatusArgs, _| {
             let window = duration("since", a.since.as_deref(), Use::Window)?;
             let (b, m) = (t.board()?, t.metrics_over(window)?);
             to_json(&StatusJson::new(&b, m, &t.now()))
