@@ -203,59 +203,64 @@ fn every_malformed_request_gets_an_answer_and_the_server_keeps_serving() {
 /// first; a cancelled claim stops retrying and never takes the item.
 #[test]
 fn a_waiting_claim_delays_no_other_call_and_stops_when_cancelled() {
-    let env = Env::new();
-    env.json(&["new", "wanted"]);
-    env.json(&["new", "mine"]);
-    env.json(&["--as", "ana", "claim", "1"]);
-    let mut s = Server::start(&env, "agent");
-    let token = s.ok("claim", json!({"item": "2", "ttl": "1h"}))["claim"]["token"].clone();
-    let waiting = s.call_request("claim", json!({"item": "1", "wait": "1h"}));
-    let renew = s.call_request("renew", json!({"item": "2", "token": token}));
-    let m = s.answer_to(renew);
-    assert_eq!(m["result"]["isError"], false, "{m}");
-    let ping = s.request("ping", json!({}));
-    s.answer_to(ping);
-    s.send(
-        &json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
-                   "params": {"requestId": waiting, "reason": "no longer needed"}}),
-    );
-    // A call after the cancellation is answered; by then the cancelled claim has stopped.
-    let ping = s.request("ping", json!({}));
-    let m = s.next();
-    assert_ne!(
-        m["result"]["isError"], false,
-        "the cancelled claim succeeded: {m}"
-    );
-    if m["id"] != ping {
+    for env in Env::each() {
+        eprintln!("backend: {}", env.backend);
+        env.json(&["new", "wanted"]);
+        env.json(&["new", "mine"]);
+        env.json(&["--as", "ana", "claim", "1"]);
+        let mut s = Server::start(&env, "agent");
+        let token = s.ok("claim", json!({"item": "2", "ttl": "1h"}))["claim"]["token"].clone();
+        let waiting = s.call_request("claim", json!({"item": "1", "wait": "1h"}));
+        let renew = s.call_request("renew", json!({"item": "2", "token": token}));
+        let m = s.answer_to(renew);
+        assert_eq!(m["result"]["isError"], false, "{m}");
+        let ping = s.request("ping", json!({}));
         s.answer_to(ping);
+        s.send(
+            &json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                       "params": {"requestId": waiting, "reason": "no longer needed"}}),
+        );
+        // The cancelled claim gets no answer (MCP says none is sent), or at most a refusal had
+        // it ended first; a call after the cancellation is answered.
+        let ping = s.request("ping", json!({}));
+        let m = s.next();
+        assert_ne!(
+            m["result"]["isError"], false,
+            "the cancelled claim succeeded: {m}"
+        );
+        if m["id"] != ping {
+            s.answer_to(ping);
+        }
+        env.json(&["--as", "ana", "release", "1"]);
+        longer_than_a_retry();
+        assert!(
+            env.json(&["show", "1"])["claim"].is_null(),
+            "a cancelled claim took the item"
+        );
+        s.close_and_wait();
     }
-    env.json(&["--as", "ana", "release", "1"]);
-    longer_than_a_retry();
-    assert!(
-        env.json(&["show", "1"])["claim"].is_null(),
-        "a cancelled claim took the item"
-    );
-    s.close_and_wait();
 }
 
 /// When its input closes the server exits at once, even with a claim waiting, and never claims
 /// anything afterwards.
 #[test]
 fn a_server_whose_input_closes_exits_at_once_and_claims_nothing_later() {
-    let env = Env::new();
-    env.json(&["new", "wanted"]);
-    env.json(&["--as", "ana", "claim", "1"]);
-    let mut s = Server::start(&env, "agent");
-    s.call_request("claim", json!({"item": "1", "wait": "366d"}));
-    let ping = s.request("ping", json!({}));
-    s.answer_to(ping);
-    s.close_and_wait();
-    env.json(&["--as", "ana", "release", "1"]);
-    longer_than_a_retry();
-    assert!(
-        env.json(&["show", "1"])["claim"].is_null(),
-        "a server whose client had gone claimed the item"
-    );
+    for env in Env::each() {
+        eprintln!("backend: {}", env.backend);
+        env.json(&["new", "wanted"]);
+        env.json(&["--as", "ana", "claim", "1"]);
+        let mut s = Server::start(&env, "agent");
+        s.call_request("claim", json!({"item": "1", "wait": "366d"}));
+        let ping = s.request("ping", json!({}));
+        s.answer_to(ping);
+        s.close_and_wait();
+        env.json(&["--as", "ana", "release", "1"]);
+        longer_than_a_retry();
+        assert!(
+            env.json(&["show", "1"])["claim"].is_null(),
+            "a server whose client had gone claimed the item"
+        );
+    }
 }
 
 /// The durations the command line refuses are refused over MCP too, with the same message
@@ -325,23 +330,25 @@ fn durations_get_the_same_answer_over_mcp_as_on_the_command_line() {
 /// item and creates nothing: the holder name does not change with the process.
 #[test]
 fn an_idempotency_key_survives_a_restart_of_the_server() {
-    let env = Env::new();
-    let args = json!({"title": "once", "idempotency_key": "k-1"});
-    let mut first = Server::start(&env, "agent");
-    let made = first.ok("new", args.clone());
-    let _ = first.child.kill();
-    drop(first);
-    let mut again = Server::start(&env, "agent");
-    let repeat = again.ok("new", args);
-    assert_eq!(repeat["id"], made["id"], "{repeat}");
-    assert_eq!(
-        env.json(&["list", "--status", "all"])
-            .as_array()
-            .unwrap()
-            .len(),
-        1
-    );
-    again.close_and_wait();
+    for env in Env::each() {
+        eprintln!("backend: {}", env.backend);
+        let args = json!({"title": "once", "idempotency_key": "k-1"});
+        let mut first = Server::start(&env, "agent");
+        let made = first.ok("new", args.clone());
+        let _ = first.child.kill();
+        drop(first);
+        let mut again = Server::start(&env, "agent");
+        let repeat = again.ok("new", args);
+        assert_eq!(repeat["id"], made["id"], "{repeat}");
+        assert_eq!(
+            env.json(&["list", "--status", "all"])
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
+        again.close_and_wait();
+    }
 }
 
 /// An item carries at most 100 labels, however they are given.

@@ -136,7 +136,7 @@ fn write_lines(mut rx: mpsc::Receiver<Vec<u8>>) {
 
 /// What to do with one line.
 enum Verdict {
-    Pass(ClientJsonRpcMessage),
+    Pass(Box<ClientJsonRpcMessage>),
     Answer(Value),
     Ignore,
 }
@@ -189,9 +189,9 @@ fn judge(line: &[u8]) -> Verdict {
                     ));
                 }
             }
-            return Verdict::Pass(JsonRpcMessage::Request(r));
+            return Verdict::Pass(Box::new(JsonRpcMessage::Request(r)));
         }
-        Ok(m) => return Verdict::Pass(m),
+        Ok(m) => return Verdict::Pass(Box::new(m)),
         Err(e) => e,
     };
     if e.is_syntax() || e.is_eof() {
@@ -275,7 +275,7 @@ impl Transport<RoleServer> for Stdio {
                 )),
             };
             match verdict {
-                Verdict::Pass(m) => return Some(m),
+                Verdict::Pass(m) => return Some(*m),
                 Verdict::Answer(v) => {
                     if let Ok(line) = message_line(&v) {
                         self.write(line).await;
