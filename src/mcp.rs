@@ -215,11 +215,8 @@ impl Server {
         A: Send + 'static,
         F: FnOnce(&Tracker, A, Stopped) -> Result<Value> + Send + 'static,
     {
-        if self.closing.load(Ordering::SeqCst) {
-            return Err(Error::Busy(
-                "the client has gone; the call was not made".into(),
-            ));
-        }
+        // A call received before the input closed still runs (a client may write its requests
+        // and close its end, then read the answers); only waiting stops.
         let turn = match work {
             Work::Writes => Some(
                 self.writes
