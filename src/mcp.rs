@@ -51,7 +51,7 @@ pub fn serve(ctx: &Ctx) -> Result<i32> {
         named: ctx.actor.clone(),
         closing: closing.clone(),
         running: Arc::new(AtomicUsize::new(0)),
-        writes: Arc::new(tokio::sync::Semaphore::new(1)),
+        turns: Arc::new(Turns::default()),
         tool_router: Server::tool_router(),
     };
     let running = server.running.clone();
@@ -94,21 +94,40 @@ struct Server {
     closing: Arc<AtomicBool>,
     /// Tool calls whose thread is still running.
     running: Arc<AtomicUsize>,
-    /// The turn of writes: one at a time, first come first served (see [`Work`]).
-    writes: Arc<tokio::sync::Semaphore>,
+    /// How many calls of each kind may run at once (see [`Work`]).
+    turns: Arc<Turns>,
     tool_router: ToolRouter<Server>,
 }
 
-/// What a call does, for running calls side by side. Reads and waiting claims run at once.
-/// Writes take turns: writers in one process that contend for the file poll its lock (with
-/// pauses of up to 8ms), so a burst of writes run side by side is several times slower than the
-/// same writes one after another. A claim that waits does not take a turn, since it would hold
-/// it for the whole wait.
+/// What a call does, for running calls side by side. Writes take turns, one at a time: writers
+/// in one process that contend for the file poll its lock (with pauses of up to 8ms), so a
+/// burst of writes run side by side is several times slower than the same writes one after
+/// another. Reads run side by side, and so do waiting claims, which would otherwise hold the
+/// writers' turn for the whole wait. Each kind has a bound, so a client that sends thousands of
+/// calls at once gets them queued, not a thread each.
 #[derive(Clone, Copy)]
 enum Work {
     Reads,
     Writes,
     Waits,
+}
+
+/// The turns of each kind of [`Work`], first come first served.
+struct Turns {
+    reads: Arc<tokio::sync::Semaphore>,
+    writes: Arc<tokio::sync::Semaphore>,
+    waits: Arc<tokio::sync::Semaphore>,
+}
+
+impl Default for Turns {
+    fn default() -> Turns {
+        let n = tokio::sync::Semaphore::new;
+        Turns {
+            reads: Arc::new(n(16)),
+            writes: Arc::new(n(1)),
+            waits: Arc::new(n(64)),
+        }
+    }
 }
 
 impl Work {
@@ -217,16 +236,16 @@ impl Server {
     {
         // A call received before the input closed still runs (a client may write its requests
         // and close its end, then read the answers); only waiting stops.
-        let turn = match work {
-            Work::Writes => Some(
-                self.writes
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .map_err(|_| Error::Internal("the queue of writes was closed".into()))?,
-            ),
-            Work::Reads | Work::Waits => None,
+        let turns = match work {
+            Work::Reads => &self.turns.reads,
+            Work::Writes => &self.turns.writes,
+            Work::Waits => &self.turns.waits,
         };
+        let turn = turns
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::Internal("the queue of calls was closed".into()))?;
         let (tx, rx) = tokio::sync::oneshot::channel();
         let (cancelled, closing) = (ctx.ct.clone(), self.closing.clone());
         let running = Running::start(&self.running);

@@ -251,6 +251,29 @@ fn a_waiting_claim_delays_no_other_call_and_stops_when_cancelled() {
     }
 }
 
+/// Calls sent all at once, more than run side by side, are all made and all answered.
+#[test]
+fn a_burst_of_calls_sent_at_once_is_answered_in_full() {
+    let env = Env::new();
+    let mut s = Server::start(&env, "agent");
+    let mut ids: Vec<u64> = (0..50)
+        .map(|i| s.call_request("new", json!({"title": format!("t{i}")})))
+        .collect();
+    ids.extend((0..200).map(|_| s.call_request("list", json!({"status": "all"}))));
+    let mut answered: Vec<u64> = (0..ids.len())
+        .map(|_| {
+            let m = s.next();
+            assert_eq!(m["result"]["isError"], false, "{m}");
+            m["id"].as_u64().unwrap()
+        })
+        .collect();
+    answered.sort_unstable();
+    ids.sort_unstable();
+    assert_eq!(answered, ids);
+    assert_eq!(env.json(&["list"]).as_array().unwrap().len(), 50);
+    s.close_and_wait();
+}
+
 /// When its input closes the server exits at once, even with a claim waiting, and never claims
 /// anything afterwards.
 #[test]

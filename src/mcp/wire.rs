@@ -43,13 +43,14 @@ pub struct Stdio {
     closing: Arc<AtomicBool>,
 }
 
-/// The thread writing standard output: join it to know every answer was written.
-pub struct Writer(std::thread::JoinHandle<()>);
+/// The thread writing standard output; it says when it has written everything.
+pub struct Writer(std::sync::mpsc::Receiver<()>);
 
 impl Writer {
-    /// Waits until everything sent has been written (or standard output has failed).
+    /// Waits until everything sent has been written, standard output has failed, or a client
+    /// that no longer reads has kept the last answers waiting for 10s.
     pub fn finish(self) {
-        let _ = self.0.join();
+        let _ = self.0.recv_timeout(std::time::Duration::from_secs(10));
     }
 }
 
@@ -62,15 +63,19 @@ pub fn stdio(closing: Arc<AtomicBool>) -> std::io::Result<(Stdio, Writer)> {
     std::thread::Builder::new()
         .name("mcp-stdin".into())
         .spawn(move || read_lines(std::io::stdin().lock(), &in_tx))?;
-    let writer = std::thread::Builder::new()
+    let (done, written) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
         .name("mcp-stdout".into())
-        .spawn(move || write_lines(out_rx))?;
+        .spawn(move || {
+            write_lines(out_rx);
+            let _ = done.send(());
+        })?;
     let stdio = Stdio {
         incoming,
         out: Some(out),
         closing,
     };
-    Ok((stdio, Writer(writer)))
+    Ok((stdio, Writer(written)))
 }
 
 /// Reads lines of at most [`MAX_MESSAGE`] bytes until end of input; the bytes of a longer line
