@@ -117,6 +117,40 @@ pub(crate) fn process_alive(pid: u32, start: Option<u64>) -> bool {
     }
 }
 
+/// Whether the process `pid` that started at `start` is this process or one of its ancestors
+/// (its parent, its parent's parent, ... up to init). Read from /proc, on this host only.
+pub(crate) fn is_self_or_ancestor(pid: u32, start: Option<u64>) -> bool {
+    let mut current = std::process::id();
+    // A chain longer than this is a loop in a changing process table, not a real ancestry.
+    for _ in 0..4096 {
+        let Some((ppid, started)) = parent_and_start(current) else {
+            return false;
+        };
+        if current == pid {
+            return start.is_none_or(|s| s == started);
+        }
+        if ppid == 0 || ppid == current {
+            return false;
+        }
+        current = ppid;
+    }
+    false
+}
+
+/// The parent and the start time of `pid` (fields 4 and 22 of `/proc/PID/stat`).
+fn parent_and_start(pid: u32) -> Option<(u32, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    Some((fields.get(1)?.parse().ok()?, fields.get(19)?.parse().ok()?))
+}
+
+/// This process's process group.
+pub(crate) fn own_group() -> u32 {
+    // SAFETY: getpgrp has no preconditions and cannot fail.
+    u32::try_from(unsafe { libc::getpgrp() }).unwrap_or(0)
+}
+
 /// This process's pid namespace: the inode of /proc/self/ns/pid. `None` when /proc belongs to
 /// another pid namespace than ours (then it would answer for other processes than our pids name).
 pub(crate) fn pid_namespace() -> Option<u64> {
@@ -237,6 +271,24 @@ mod tests {
         assert!(process_alive(me, start));
         assert!(!process_alive(me, start.map(|s| s + 1)));
         assert!(!process_alive(u32::MAX - 1, None));
+    }
+
+    #[test]
+    fn this_process_and_its_parent_are_ancestors_and_a_stranger_is_not() {
+        let me = std::process::id();
+        assert!(is_self_or_ancestor(me, process_start(me)));
+        assert!(!is_self_or_ancestor(me, process_start(me).map(|s| s + 1)));
+        // SAFETY: getppid has no preconditions.
+        let parent = u32::try_from(unsafe { libc::getppid() }).unwrap();
+        assert!(is_self_or_ancestor(parent, process_start(parent)));
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        assert!(!is_self_or_ancestor(pid, process_start(pid)));
+        child.kill().unwrap();
+        child.wait().unwrap();
     }
 
     #[test]

@@ -269,7 +269,8 @@ pub struct ClaimArgs {
     /// Keep trying (backoff with jitter) until the item is free or DUR runs out (then exit 5)
     #[arg(long, value_name = "DUR", value_parser = parse_wait)]
     pub wait: Option<Duration>,
-    /// Take a lease whose holder process is provably gone
+    /// Accepted for older scripts: every claim takes over a lease whose holder process is
+    /// provably gone
     #[arg(long)]
     pub steal_stale: bool,
     /// Take the lease even from a live holder (recorded as an eviction)
