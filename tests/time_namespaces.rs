@@ -133,42 +133,45 @@ fn a_lease_taken_in_a_shifted_time_namespace_lasts_its_ttl_for_everyone_else() {
 }
 
 #[test]
-fn a_run_in_a_shifted_time_namespace_is_not_taken_for_gone() {
-    if !can_unshare_time("a_run_in_a_shifted_time_namespace_is_not_taken_for_gone") {
+fn a_live_holder_in_a_shifted_time_namespace_is_not_taken_for_gone() {
+    if !can_unshare_time("a_live_holder_in_a_shifted_time_namespace_is_not_taken_for_gone") {
         return;
     }
     for env in Env::each() {
         eprintln!("backend: {}", env.backend);
-        env.json(&["new", "running inside"]);
+        env.json(&["new", "held by a live process inside"]);
         let ready = env.path("ready");
-        let script = format!("touch {}; exec sleep 30", ready.display());
-        let mut run = shifted(
-            &env,
-            &[
-                "--as", "inside", "run", "1", "--ttl", "10m", "--", "sh", "-c", &script,
-            ],
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+        // The lease is tied to the shell's pid (which then becomes the sleep) and to its start
+        // time as read inside: two hours later than the same process's start time read outside.
+        let script = format!(
+            "{bin} --db {db} --as inside claim 1 --pid $$ --ttl 10m >/dev/null && touch {ready}; \
+             exec sleep 30",
+            bin = common::bin(),
+            db = env.db.display(),
+            ready = ready.display()
+        );
+        let mut inner = Command::new("unshare")
+            .args(["--time", "--boottime", SHIFT_SECS, "sh", "-c", &script])
+            .env_remove("TRACKER_DB")
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
         let end = Instant::now() + Duration::from_secs(10);
         while !ready.exists() {
-            assert!(Instant::now() < end, "the run's command never started");
+            assert!(Instant::now() < end, "the claim inside never happened");
             std::thread::sleep(Duration::from_millis(20));
         }
-        // Its pid's start time reads two hours earlier out here than where it was recorded:
-        // compared, it would look like another process, and the live run like a dead one.
+        // Compared, the start times would say the pid now names another process.
         let (steal, steal_err) = env.code(&["--as", "outside", "claim", "1", "--steal-stale"]);
         let (next, next_err) = env.code(&["--as", "outside", "claim", "--next"]);
-        // SAFETY: signals the run's process (unshare execs it), which ends its command too.
-        unsafe { libc::kill(i32::try_from(run.id()).unwrap(), libc::SIGTERM) };
-        run.wait().unwrap();
+        inner.kill().unwrap();
+        inner.wait().unwrap();
         assert_eq!(
             steal, 3,
-            "{}: a live run lost its item: {steal_err}",
+            "{}: a live holder lost its item: {steal_err}",
             env.backend
         );
         assert_eq!(next, 4, "{}: offered as ready: {next_err}", env.backend);
+        assert_eq!(env.json(&["show", "1"])["claim"]["holder"], "inside");
     }
 }
