@@ -144,15 +144,17 @@ fn a_live_holder_in_a_shifted_time_namespace_is_not_taken_for_gone() {
         // The lease is tied to the shell's pid (which then becomes the sleep) and to its start
         // time as read inside: two hours later than the same process's start time read outside.
         let script = format!(
-            "{bin} --db {db} --as inside claim 1 --pid $$ --ttl 10m >/dev/null && touch {ready}; \
+            "{bin} --as inside claim 1 --pid $$ --ttl 10m >/dev/null && touch {ready}; \
              exec sleep 30",
             bin = common::bin(),
-            db = env.db.display(),
             ready = ready.display()
         );
+        // The tracker by environment: a PostgreSQL URL has characters a shell would act on.
         let mut inner = Command::new("unshare")
             .args(["--time", "--boottime", SHIFT_SECS, "sh", "-c", &script])
-            .env_remove("TRACKER_DB")
+            .env("TRACKER_DB", &env.db)
+            .env_remove("TRACKER_AS")
+            .env_remove("TRACKER_TTL")
             .stdin(Stdio::null())
             .spawn()
             .unwrap();
