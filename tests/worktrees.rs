@@ -294,3 +294,21 @@ fn init_keeps_the_tracker_out_of_git() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(!main.join("notes/.gitignore").exists());
 }
+
+#[test]
+fn a_linked_worktree_written_with_relative_paths_is_recognised() {
+    if !have_git("a_linked_worktree_written_with_relative_paths_is_recognised") {
+        return;
+    }
+    let (dir, main) = repo();
+    json(&main, &["init"]);
+    json(&main, &["new", "shared"]);
+    let feat = dir.path().canonicalize().unwrap().join("feat");
+    git(&main, &["worktree", "add", "-q", feat.to_str().unwrap()]);
+    // As git writes them with worktree.useRelativePaths (git 2.48): the .git file relative to
+    // the worktree, and commondir relative to the worktree's git directory.
+    std::fs::write(feat.join(".git"), "gitdir: ../main/.git/worktrees/feat\n").unwrap();
+    let commondir = main.join(".git/worktrees/feat/commondir");
+    assert_eq!(std::fs::read_to_string(&commondir).unwrap().trim(), "../..");
+    assert_eq!(titles(&subdir(&feat, "x/y")), ["shared"]);
+}
