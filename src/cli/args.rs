@@ -51,7 +51,8 @@ pub enum ColorWhen {
 #[derive(Subcommand, Debug)]
 #[command(defer = true)]
 pub enum Command {
-    /// Create a tracker file (.tracker/tracker.redb here, or --db PATH)
+    /// Create a tracker file (.tracker/tracker.redb here, or --db PATH; in a linked git worktree,
+    /// the main worktree's)
     Init {
         /// Lease length for claims that name none (default 15m)
         #[arg(long, value_name = "DUR", value_parser = parse_ttl)]
