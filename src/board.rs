@@ -23,8 +23,8 @@ pub struct Board {
     pub blocked: u64,
     /// Live leases with their items, by item number; `renewed_at` is each holder's heartbeat.
     pub live: Vec<(Item, Lease)>,
-    /// Expired leases, and leases whose process is gone, by item number: what `claim_next` and
-    /// `steal_stale` may take over.
+    /// Expired leases, and leases whose process is gone, by item number: what any claim takes
+    /// over.
     pub stale: Vec<(Item, Lease, LeaseState)>,
 }
 

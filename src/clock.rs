@@ -16,7 +16,8 @@ pub struct Now {
     pub wall_ms: WallMs,
     /// Milliseconds since boot, counting suspend; `None` where the platform has no such clock.
     pub mono_ms: Option<u64>,
-    /// Identifies the current boot, so monotonic readings are compared only within one boot.
+    /// Identifies the current boot, and the time namespace when it is not the initial one (its
+    /// CLOCK_BOOTTIME is shifted), so monotonic readings are compared only within one clock.
     pub boot_id: Option<Arc<str>>,
 }
 

@@ -4,7 +4,7 @@
 use crate::clock::{format_duration_short, Now};
 use crate::error::{Error, Result};
 use crate::model::{Change, Item, Lease, Op};
-use crate::rules::{self, ClaimRefusal, LeaseState};
+use crate::rules::{self, ClaimRefusal, LeaseState, Standing};
 use crate::store::{ReadTxn, Storage};
 use crate::tracker::{Guard, Tracker};
 
@@ -101,7 +101,7 @@ impl<S: Storage> Tracker<S> {
         }
     }
 
-    /// Refuses while a holder other than the caller has a live lease on `item`.
+    /// Refuses while anyone but the caller (see [`rules::standing`]) has a live lease on `item`.
     pub(crate) fn refuse_if_held_by_other(
         &self,
         t: &dyn ReadTxn,
@@ -111,35 +111,45 @@ impl<S: Storage> Tracker<S> {
         now: &Now,
         verb: &str,
     ) -> Result<()> {
-        if self.lease_state(lease, now) == LeaseState::Live
-            && !rules::holds(lease, &self.claimant(token))
-        {
-            if token.is_none() && lease.holder == self.actor().name {
-                let msg = same_name_unproven(item, &describe_other_lease(lease, now));
-                return Err(match self.view(t, item.id, now) {
-                    Ok(v) => Error::conflict_with(msg, v),
-                    Err(_) => Error::conflict(msg),
-                });
+        match self.standing(lease, token, now) {
+            (LeaseState::Live, standing) if standing != Standing::Holder => {
+                Err(self.not_yours(t, item, lease, standing, token, now, verb))
             }
-            return Err(self.held_conflict(t, item, lease, now, verb));
+            _ => Ok(()),
         }
-        Ok(())
     }
 
-    pub(crate) fn held_conflict(
+    /// The refusal of a change to a lease the caller does not hold, in the words its standing
+    /// calls for.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn not_yours(
         &self,
         t: &dyn ReadTxn,
         item: &Item,
         lease: &Lease,
+        standing: Standing,
+        token: Option<u64>,
         now: &Now,
         verb: &str,
     ) -> Error {
-        let msg = format!(
-            "#{} is {}; you ({}) cannot {verb}",
-            item.num,
-            describe_other_lease(lease, now),
-            self.actor().name
-        );
+        let text = describe_other_lease(lease, now);
+        let msg = match (standing, token) {
+            (Standing::WrongToken, Some(tok)) => {
+                return self.stale_token(t, item, tok, Some(lease), now)
+            }
+            (Standing::SameNameUnproven, _) => same_name_unproven(item, &text),
+            (Standing::OtherProcess, _) => other_process(item, &text, verb),
+            _ => format!(
+                "#{} is {text}; you ({}) cannot {verb}",
+                item.num,
+                self.actor().name
+            ),
+        };
+        self.conflict_on(t, item, msg, now)
+    }
+
+    /// A conflict about `item`, carrying the item as it is now when it can be read.
+    fn conflict_on(&self, t: &dyn ReadTxn, item: &Item, msg: String, now: &Now) -> Error {
         match self.view(t, item.id, now) {
             Ok(v) => Error::conflict_with(msg, v),
             Err(_) => Error::conflict(msg),
@@ -152,32 +162,44 @@ impl<S: Storage> Tracker<S> {
         item: &Item,
         lease: Option<&Lease>,
         refusal: ClaimRefusal,
+        token: Option<u64>,
         now: &Now,
     ) -> Error {
-        let lease_text = lease
-            .map(|l| describe_other_lease(l, now))
-            .unwrap_or_default();
-        let msg = match refusal {
-            ClaimRefusal::NotOpen(s) => format!(
-                "#{} is {}; only open items can be claimed",
-                item.num,
-                s.as_str()
-            ),
-            ClaimRefusal::HeldByOther => format!(
-                "#{} is {lease_text}; wait for it (--wait), or take it with --force",
-                item.num
-            ),
-            ClaimRefusal::SameNameUnproven => same_name_unproven(item, &lease_text),
-            ClaimRefusal::HolderGoneNeedsSteal => format!(
-                "#{} is {lease_text}, but its process is gone; take it with --steal-stale",
-                item.num
-            ),
+        let (standing, l) = match (refusal, lease) {
+            (ClaimRefusal::NotOpen(s), _) => {
+                let msg = format!(
+                    "#{} is {}; only open items can be claimed",
+                    item.num,
+                    s.as_str()
+                );
+                return self.conflict_on(t, item, msg, now);
+            }
+            (_, None) => return Error::Internal("a claim was refused over no lease".into()),
+            (ClaimRefusal::HeldByOther, Some(l)) => {
+                let msg = format!(
+                    "#{} is {}; wait for it (--wait), or take it with --force",
+                    item.num,
+                    describe_other_lease(l, now)
+                );
+                return self.conflict_on(t, item, msg, now);
+            }
+            (ClaimRefusal::SameNameUnproven, Some(l)) => (Standing::SameNameUnproven, l),
+            (ClaimRefusal::OtherProcess, Some(l)) => (Standing::OtherProcess, l),
+            (ClaimRefusal::WrongToken, Some(l)) => (Standing::WrongToken, l),
         };
-        match self.view(t, item.id, now) {
-            Ok(v) => Error::conflict_with(msg, v),
-            Err(_) => Error::conflict(msg),
-        }
+        self.not_yours(t, item, l, standing, token, now, "claim it")
     }
+}
+
+/// A change refused because the lease, under the caller's own name, is tied to another living
+/// process: two processes are two workers, whatever their names.
+pub(crate) fn other_process(item: &Item, lease_text: &str, verb: &str) -> String {
+    format!(
+        "#{} is {lease_text}. That is your name, but the lease is tied to another process that \
+         is still running, and two processes are two workers: you cannot {verb} from here. Wait \
+         for it (--wait), pass the --token its claim printed, or take it over with --force",
+        item.num
+    )
 }
 
 /// A claim, renewal or release refused because the holder's name is the caller's default name

@@ -125,9 +125,21 @@ impl Error {
 /// Where the tracker file was looked for, for "not found" messages.
 ///
 /// Internal to the `tracker` binary (its search for `.tracker/tracker.redb`): no stability promise.
+/// `linked_worktree` is the linked git worktree the search was moved out of, into the main one.
 #[doc(hidden)]
-pub fn describe_search(start: &std::path::Path) -> String {
+pub fn describe_search(
+    start: &std::path::Path,
+    linked_worktree: Option<&std::path::Path>,
+) -> String {
     let mut p = PathBuf::from(start);
     p.push(".tracker/tracker.redb");
-    format!("--db, TRACKER_DB, and {} or any parent", p.display())
+    match linked_worktree {
+        None => format!("--db, TRACKER_DB, and {} or any parent", p.display()),
+        Some(w) => format!(
+            "--db, TRACKER_DB, and {} or any parent: the main worktree's, which every worktree of \
+             the repository shares, since {} is a linked git worktree",
+            p.display(),
+            w.display()
+        ),
+    }
 }

@@ -6,11 +6,51 @@
 
 use std::path::{Path, PathBuf};
 
-/// The identity of the current boot (Linux: `/proc/sys/kernel/random/boot_id`).
+/// The inode of the initial time namespace: the kernel's constant `PROC_TIME_INIT_INO`.
+const INITIAL_TIME_NAMESPACE: u64 = 0xEFFF_FFFA;
+
+/// The identity of the CLOCK_BOOTTIME readings this process takes: the boot
+/// (`/proc/sys/kernel/random/boot_id`), and the time namespace when it is not the initial one.
+///
+/// A time namespace (`unshare --time --boottime N`) shifts CLOCK_BOOTTIME, and the process start
+/// times in /proc, by its own offset: a reading from inside means nothing outside. In the initial
+/// namespace the identity is the plain boot id, as it always was, so existing leases still
+/// compare equal; in any other it is `<boot id>/timens:<inode>`, followed by `/boottime:<offset>`
+/// because the kernel reuses a dead namespace's inode for the next one, which may have another
+/// offset. The format stays as it was: it is the same string field, with more in it.
 pub(crate) fn boot_id() -> Option<String> {
     let id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
     let id = id.trim();
-    (!id.is_empty()).then(|| id.to_string())
+    if id.is_empty() {
+        return None;
+    }
+    Some(match time_namespace() {
+        Some(ns) if ns != INITIAL_TIME_NAMESPACE => match boottime_offset() {
+            Some(offset) => format!("{id}/timens:{ns}/boottime:{offset}"),
+            None => format!("{id}/timens:{ns}"),
+        },
+        // The initial namespace, or a kernel without time namespaces (before Linux 5.6).
+        _ => id.to_string(),
+    })
+}
+
+/// This process's time namespace: the inode of /proc/self/ns/time.
+fn time_namespace() -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self/ns/time")
+        .ok()
+        .map(|m| m.ino())
+}
+
+/// The CLOCK_BOOTTIME offset of this process's time namespace, as `<seconds>.<nanoseconds>`
+/// (the `boottime` line of /proc/self/timens_offsets).
+fn boottime_offset() -> Option<String> {
+    let offsets = std::fs::read_to_string("/proc/self/timens_offsets").ok()?;
+    let line = offsets.lines().find(|l| l.starts_with("boottime"))?;
+    let mut fields = line.split_whitespace().skip(1);
+    let secs: i64 = fields.next()?.parse().ok()?;
+    let nanos: u32 = fields.next()?.parse().ok()?;
+    Some(format!("{secs}.{nanos:09}"))
 }
 
 /// This host's name, read once per process (holder names and leases both need it).
@@ -115,6 +155,40 @@ pub(crate) fn process_alive(pid: u32, start: Option<u64>) -> bool {
         (Some(now), Some(then)) => now == then,
         (Some(_), None) => true,
     }
+}
+
+/// Whether the process `pid` that started at `start` is this process or one of its ancestors
+/// (its parent, its parent's parent, ... up to init). Read from /proc, on this host only.
+pub(crate) fn is_self_or_ancestor(pid: u32, start: Option<u64>) -> bool {
+    let mut current = std::process::id();
+    // A chain longer than this is a loop in a changing process table, not a real ancestry.
+    for _ in 0..4096 {
+        let Some((ppid, started)) = parent_and_start(current) else {
+            return false;
+        };
+        if current == pid {
+            return start.is_none_or(|s| s == started);
+        }
+        if ppid == 0 || ppid == current {
+            return false;
+        }
+        current = ppid;
+    }
+    false
+}
+
+/// The parent and the start time of `pid` (fields 4 and 22 of `/proc/PID/stat`).
+fn parent_and_start(pid: u32) -> Option<(u32, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    Some((fields.get(1)?.parse().ok()?, fields.get(19)?.parse().ok()?))
+}
+
+/// This process's process group.
+pub(crate) fn own_group() -> u32 {
+    // SAFETY: getpgrp has no preconditions and cannot fail.
+    u32::try_from(unsafe { libc::getpgrp() }).unwrap_or(0)
 }
 
 /// This process's pid namespace: the inode of /proc/self/ns/pid. `None` when /proc belongs to
@@ -240,12 +314,42 @@ mod tests {
     }
 
     #[test]
+    fn this_process_and_its_parent_are_ancestors_and_a_stranger_is_not() {
+        let me = std::process::id();
+        assert!(is_self_or_ancestor(me, process_start(me)));
+        assert!(!is_self_or_ancestor(me, process_start(me).map(|s| s + 1)));
+        // SAFETY: getppid has no preconditions.
+        let parent = u32::try_from(unsafe { libc::getppid() }).unwrap();
+        assert!(is_self_or_ancestor(parent, process_start(parent)));
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        assert!(!is_self_or_ancestor(pid, process_start(pid)));
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    #[test]
     fn our_pid_namespace_and_group_are_seen() {
         assert!(pid_namespace().is_some());
         // SAFETY: getpgrp has no preconditions.
         let ours = u32::try_from(unsafe { libc::getpgrp() }).unwrap();
         assert!(group_alive(ours));
         assert!(!group_alive(u32::MAX / 2 - 7));
+    }
+
+    #[test]
+    fn the_initial_time_namespace_keeps_the_plain_boot_id() {
+        // The kernel constant, checked against this machine (which runs in the initial time
+        // namespace, like almost every process); elsewhere the id must at least carry it.
+        let id = boot_id().expect("this test needs /proc");
+        if time_namespace() == Some(INITIAL_TIME_NAMESPACE) {
+            assert!(!id.contains('/'), "{id}");
+        } else {
+            assert!(id.contains("/timens:"), "{id}");
+        }
     }
 
     #[test]

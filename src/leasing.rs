@@ -9,28 +9,28 @@ use crate::clock::{format_duration_short, Now};
 use crate::conflict::describe_other_lease;
 use crate::error::{Error, Result};
 use crate::model::{Change, Item, ItemView, Lease, OpKind};
-use crate::rules::{self, ClaimAction, ClaimFlags, LeaseState};
+use crate::rules::{self, ClaimAction, LeaseState, Standing};
 use crate::store::{Counter, ReadTxn, Storage, WriteTxn};
 use crate::tracker::{ClaimOptions, Guard, ItemRef, Tracker};
 use crate::txn::{fingerprint, next};
 
 /// The arguments of a claim that make it what it is, for its idempotency fingerprint. Process
-/// identity (`pid`, `pgid`) is left out: the point of a key is that a worker restarted after a
-/// crash, in a new process, can repeat its call and be recognised.
+/// identity (`pid`) never enters it, so a worker restarted after a crash can repeat its keyed
+/// claim; `steal_stale` changes nothing any more.
 fn claim_args(opts: &ClaimOptions, ttl: Duration) -> serde_json::Value {
-    json!({"ttl_ms": u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
-           "steal_stale": opts.steal_stale, "force": opts.force})
+    json!({"ttl_ms": u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX), "force": opts.force})
 }
 
 impl<S: Storage> Tracker<S> {
-    /// Takes a lease on one item; the same holder claiming again renews it (same token). The
+    /// Takes a lease on one item; the same holder claiming again renews it (same token), and a
+    /// lease whose holder is provably gone is taken over (`steal_stale` is implied). The
     /// returned item's `claim` carries the fencing token to pass as [`Guard::token`] on every
     /// later step.
     ///
     /// # Errors
     ///
-    /// [`Error::Conflict`] when another holder has a live lease, the holder is gone but
-    /// `steal_stale` was not given, or the item is not open; [`Error::Invalid`] for a TTL out of
+    /// [`Error::Conflict`] when another worker has a live lease (another holder, or the same
+    /// name from another process than the one the lease is tied to), or the item is not open; [`Error::Invalid`] for a TTL out of
     /// range or a `pid` that does not run here.
     pub fn claim(&self, r: &ItemRef, opts: &ClaimOptions) -> Result<ItemView> {
         let result = self.claim_once(r, opts);
@@ -49,7 +49,25 @@ impl<S: Storage> Tracker<S> {
     }
 
     /// Claims the best ready item: open, unblocked, no live lease; best priority, then oldest.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] for options a claim of an item not yet chosen cannot honour: an
+    /// expected version, a token, `force` or `steal_stale`.
     pub fn claim_next(&self, label: Option<&str>, opts: &ClaimOptions) -> Result<ItemView> {
+        let unfit = [
+            (opts.guard.if_version.is_some(), "--if-version"),
+            (opts.guard.token.is_some(), "--token"),
+            (opts.force, "--force"),
+            (opts.steal_stale, "--steal-stale"),
+        ];
+        if let Some((_, flag)) = unfit.iter().find(|(given, _)| *given) {
+            return Err(Error::Invalid(format!(
+                "claim --next cannot take {flag}: it claims whichever item is ready, so there is \
+                 no version, lease or holder to name beforehand (and it always takes over \
+                 abandoned leases); claim a named item to use {flag}"
+            )));
+        }
         let ttl = rules::check_ttl(opts.ttl).map_err(Error::Invalid)?;
         let mut args = claim_args(opts, ttl);
         args["label"] = label.into();
@@ -58,7 +76,7 @@ impl<S: Storage> Tracker<S> {
         let fp = fingerprint("claim_next", args);
         self.store.write(|t| {
             let now = self.now_in(t)?;
-            self.idempotent(t, &opts.guard, &fp, &now, |t| {
+            self.idempotent(t, &opts.guard, &fp, &now, true, |t| {
                 let mut found = None;
                 {
                     let r: &dyn ReadTxn = &*t;
@@ -86,11 +104,7 @@ impl<S: Storage> Tracker<S> {
                     }));
                 };
                 let item = self.load(t, id)?;
-                let opts = ClaimOptions {
-                    steal_stale: true,
-                    ..opts.clone()
-                };
-                self.take_lease(t, &item, &opts, ttl, &now)?;
+                self.take_lease(t, &item, opts, ttl, &now)?;
                 Ok(id)
             })
         })
@@ -228,19 +242,14 @@ impl<S: Storage> Tracker<S> {
         now: &Now,
     ) -> Result<()> {
         let current = t.lease(item.id)?;
-        let state = current.as_ref().map(|l| self.lease_state(l, now));
         let who = self.claimant(opts.guard.token);
-        let flags = ClaimFlags {
-            steal_stale: opts.steal_stale,
-            force: opts.force,
-        };
-        if let (Some(tok), Some(l)) = (opts.guard.token, &current) {
-            if tok != l.token {
-                return Err(self.stale_token(t, item, tok, Some(l), now));
-            }
-        }
-        let action = rules::decide_claim(item.status, current.as_ref().zip(state), &who, flags)
-            .map_err(|refusal| self.claim_refused(t, item, current.as_ref(), refusal, now))?;
+        let seen = current
+            .as_ref()
+            .map(|l| (l, self.lease_state(l, now), self.tie_of(l, now)));
+        let action =
+            rules::decide_claim(item.status, seen, &who, opts.force).map_err(|refusal| {
+                self.claim_refused(t, item, current.as_ref(), refusal, opts.guard.token, now)
+            })?;
         let (kind, token) = match action {
             ClaimAction::Renew => (
                 OpKind::Renew,
@@ -277,7 +286,11 @@ impl<S: Storage> Tracker<S> {
                 pid_ns: None,
             },
         };
-        if opts.pid.is_some() {
+        let tie_here = match (opts.pid, &current, action) {
+            (Some(pid), Some(l), ClaimAction::Renew) => rules::may_retie(l, pid),
+            (pid, _, _) => pid.is_some(),
+        };
+        if tie_here {
             lease.pid = opts.pid;
             lease.pid_start = pid_start;
             lease.pgid = opts.pgid;
@@ -296,7 +309,7 @@ impl<S: Storage> Tracker<S> {
         rules::set_deadline(lease, ttl, now);
     }
 
-    /// The lease on `item` if the caller holds it (by token, or by name without one).
+    /// The lease on `item` if the caller holds it (see [`rules::standing`]).
     fn own_lease(
         &self,
         t: &dyn ReadTxn,
@@ -305,31 +318,30 @@ impl<S: Storage> Tracker<S> {
         now: &Now,
         verb: &str,
     ) -> Result<Lease> {
-        let lease = t.lease(item.id)?;
+        let Some(l) = t.lease(item.id)? else {
+            return Err(match token {
+                Some(tok) => self.stale_token(t, item, tok, None, now),
+                None => Error::conflict(format!(
+                    "#{} is not claimed, so there is nothing to {verb}; claim it first",
+                    item.num
+                )),
+            });
+        };
+        let (state, standing) = self.standing(&l, token, now);
         // Expired, or its process is gone: shown as no claim, so no token of it works.
-        let ended = lease
-            .as_ref()
-            .is_some_and(|l| self.lease_state(l, now) != LeaseState::Live);
-        match (&lease, token) {
-            (None, Some(tok)) => Err(self.stale_token(t, item, tok, None, now)),
-            (None, None) => Err(Error::conflict(format!(
-                "#{} is not claimed, so there is nothing to {verb}; claim it first",
-                item.num
-            ))),
+        let ended = state != LeaseState::Live;
+        match (token, standing) {
             // A token is good only while its lease lives; an ended lease is never revived.
-            (Some(l), Some(tok)) if l.token != tok || ended => {
-                Err(self.stale_token(t, item, tok, Some(l), now))
+            (Some(tok), s) if s != Standing::Holder || ended => {
+                Err(self.stale_token(t, item, tok, Some(&l), now))
             }
-            (Some(l), None) if ended && verb == "renew" => Err(Error::conflict(format!(
+            (None, _) if ended && verb == "renew" => Err(Error::conflict(format!(
                 "#{}: your lease has ended ({}); claim it again",
                 item.num,
-                describe_other_lease(l, now)
+                describe_other_lease(&l, now)
             ))),
-            (Some(l), _) if rules::holds(l, &self.claimant(token)) => Ok(l.clone()),
-            (Some(l), None) if l.holder == self.actor().name => Err(Error::conflict(
-                crate::conflict::same_name_unproven(item, &describe_other_lease(l, now)),
-            )),
-            (Some(l), _) => Err(self.held_conflict(t, item, l, now, verb)),
+            (_, Standing::Holder) => Ok(l),
+            (_, s) => Err(self.not_yours(t, item, &l, s, token, now, verb)),
         }
     }
 }

@@ -81,5 +81,6 @@ pub use store::backend::{Backend, Target};
 pub use store::redb::{Access, RedbStore};
 pub use tracker::{
     resolve, ClaimOptions, Guard, ItemDetail, ItemRef, ListQuery, Tracker, DEFAULT_TTL,
+    GROUP_NOT_YET_KNOWN,
 };
 pub use txn::{IDEMPOTENCY_KEY_LIFETIME_MS, IDEMPOTENCY_KEY_MAX};

@@ -189,11 +189,22 @@ fn count(c: &mut Counts, op: &Op) {
         }
         OpKind::Renew => c.renewals += 1,
         OpKind::Release => c.releases += 1,
+        _ if ends_anothers_live_lease(op) => c.forced_evictions += 1,
         _ => {}
     }
     if finishes(op) {
         c.done += 1;
     }
+}
+
+/// Whether `op` closed its item over a lease another holder still had (`done --force`): the
+/// log keeps the lease that ended, so its holder and deadline tell. (A lease tied to a process
+/// under the closer's own name cannot be told apart from the closer's own, so it is not counted.)
+fn ends_anothers_live_lease(op: &Op) -> bool {
+    op.changes.iter().any(|c| {
+        matches!(c, Change::LeaseCleared { old }
+            if old.holder != op.actor && old.expires_at > op.at)
+    }) && matches!(op.kind, OpKind::Done | OpKind::Update)
 }
 
 /// Whether `op` finished its item: `done`, or `update --status done`.

@@ -139,7 +139,8 @@ pub struct Lease {
     /// Start time of `pid` (clock ticks since boot), so a recycled pid is not mistaken for the holder.
     #[serde(default)]
     pub pid_start: Option<u64>,
-    /// Boot the monotonic deadline belongs to; deadlines from another boot mean nothing.
+    /// Boot the monotonic deadline belongs to (with the time namespace, outside the initial
+    /// one); deadlines, and pid start times, from another boot or namespace mean nothing.
     #[serde(default)]
     pub boot_id: Option<String>,
     /// CLOCK_BOOTTIME (ms) at which the lease ends, immune to wall-clock steps on this boot.

@@ -9,7 +9,7 @@ use ulid::Ulid;
 
 use crate::error::{Error, Result};
 use crate::model::{Change, Item, ItemView, NewItem, OpKind, Patch, Status, DEFAULT_PRIORITY};
-use crate::rules;
+use crate::rules::{self, Tie};
 use crate::store::{Counter, ReadTxn, Storage};
 use crate::tracker::{resolve, Guard, ItemRef, Tracker};
 use crate::txn::{fingerprint, next};
@@ -47,7 +47,7 @@ impl<S: Storage> Tracker<S> {
                 json!({"title": title, "body": new.body, "priority": priority, "labels": labels,
                        "blocked_by": blockers.iter().map(Ulid::to_string).collect::<Vec<_>>()}),
             );
-            self.idempotent(t, guard, &fp, &now, |t| {
+            self.idempotent(t, guard, &fp, &now, false, |t| {
                 let num = next(t, Counter::LastNum)?;
                 let item = Item {
                     id: new_ulid(now.wall_ms),
@@ -164,8 +164,14 @@ impl<S: Storage> Tracker<S> {
             let b = blocker_id(t)?;
             let blocker_item = self.load(t, b)?;
             let lease = t.lease(item.id)?;
-            // A token, if given, must be the live lease's, as for every other change.
+            // A token, if given, must be the live lease's, as for every other change; and a
+            // lease tied to a living process keeps every other process (under any name) from
+            // changing what the item waits for. Untied, dependencies stay anyone's to plan.
             self.check_token(t, item, lease.as_ref(), guard.token, now)?;
+            if let Some(l) = lease.as_ref().filter(|l| self.tie_of(l, now) == Tie::Other) {
+                let verb = "change what it waits for";
+                self.refuse_if_held_by_other(t, item, l, guard.token, now, verb)?;
+            }
             let present = item.blocked_by.contains(&b);
             let change = match (add, present) {
                 (true, true) => return Ok(()),

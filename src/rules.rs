@@ -96,19 +96,74 @@ pub struct Claimant<'a> {
     pub token: Option<u64>,
 }
 
-/// What a claimant allows a claim to override (both off by default).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ClaimFlags {
-    /// Take over a lease whose holder is provably gone.
-    pub steal_stale: bool,
-    /// Take over anyone's lease, live or not.
-    pub force: bool,
+/// How the asking process stands to the process a lease is tied to (`run`, `tracker mcp`,
+/// `claim --pid`). Two processes are two workers whatever their names, so while a tied lease
+/// lives, its name proves nothing to any other process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tie {
+    /// The lease is tied to no process: its holder is recognised by a distinct name or a token.
+    Untied,
+    /// Tied to the asking process, to one of its ancestors, or to its process group.
+    Ours,
+    /// Tied to another process, or to one this host cannot see (another host, boot or
+    /// namespace): only the lease's token proves the claimant is its worker.
+    Other,
+}
+
+/// What a claimant is to a lease: the one home of "who may renew, release, finish or take over
+/// a lease".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Standing {
+    /// Its worker: the lease's token, or its (distinct) name from the process it is tied to.
+    Holder,
+    /// A token that is not this lease's.
+    WrongToken,
+    /// The holder's name, but a default one that cannot tell two agents apart, and no token.
+    SameNameUnproven,
+    /// The holder's name, but from another process than the living one the lease is tied to.
+    OtherProcess,
+    /// Another holder.
+    Other,
+}
+
+/// How `who` stands to `lease`, which is in `state` and tied to a process as `tie` says. A
+/// presented token decides alone. Without one the name must match, and must be proven: by the
+/// tie while the tied process lives (the process, its descendants or its group), else by being
+/// a distinct name (given, or with a terminal). Once a lease has ended, its tie proves nothing
+/// either way.
+pub fn standing(lease: &Lease, state: LeaseState, tie: Tie, who: &Claimant) -> Standing {
+    if let Some(token) = who.token {
+        return if token == lease.token {
+            Standing::Holder
+        } else {
+            Standing::WrongToken
+        };
+    }
+    if lease.holder != who.holder {
+        return Standing::Other;
+    }
+    let tie = if state == LeaseState::Live {
+        tie
+    } else {
+        Tie::Untied
+    };
+    match tie {
+        Tie::Ours => Standing::Holder,
+        Tie::Other => Standing::OtherProcess,
+        Tie::Untied if who.distinct => Standing::Holder,
+        Tie::Untied => Standing::SameNameUnproven,
+    }
+}
+
+/// Whether `who` may act on (renew, release, finish, close) an item whose lease is `lease`.
+pub fn holds(lease: &Lease, state: LeaseState, tie: Tie, who: &Claimant) -> bool {
+    standing(lease, state, tie, who) == Standing::Holder
 }
 
 /// What a claim will do to the item's lease.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ClaimAction {
-    /// No lease, or only an expired one: a fresh acquisition.
+    /// No lease, or only an ended one: a fresh acquisition.
     Acquire,
     /// The claimant already holds the live lease: extend it, same token.
     Renew,
@@ -127,47 +182,50 @@ pub enum ClaimRefusal {
     HeldByOther,
     /// Same holder name, but nothing proves the claimant is that holder.
     SameNameUnproven,
-    /// The holder is gone, but the claimant did not ask to steal.
-    HolderGoneNeedsSteal,
+    /// Same holder name, but the lease is tied to another living process.
+    OtherProcess,
+    /// The claimant presented a token that is not the lease's.
+    WrongToken,
 }
 
-/// Decides a claim from the item's status, its current lease and that lease's state.
+/// Decides a claim from the item's status and its current lease with that lease's state and
+/// tie. Whatever `list --ready` shows is claimable: a lease whose holder is provably gone is
+/// taken over by any claim (a steal, with a new token). `force` evicts a live lease.
 pub fn decide_claim(
     status: Status,
-    current: Option<(&Lease, LeaseState)>,
+    current: Option<(&Lease, LeaseState, Tie)>,
     who: &Claimant,
-    flags: ClaimFlags,
+    force: bool,
 ) -> Result<ClaimAction, ClaimRefusal> {
     if status != Status::Open {
         return Err(ClaimRefusal::NotOpen(status));
     }
-    let Some((lease, state)) = current else {
+    let Some((lease, state, tie)) = current else {
         return Ok(ClaimAction::Acquire);
     };
-    let proven_same =
-        who.token == Some(lease.token) || (lease.holder == who.holder && who.distinct);
-    match state {
-        LeaseState::Expired => Ok(ClaimAction::Acquire),
-        LeaseState::Live if proven_same => Ok(ClaimAction::Renew),
+    let standing = standing(lease, state, tie, who);
+    if standing == Standing::WrongToken {
+        return Err(ClaimRefusal::WrongToken);
+    }
+    match (state, standing) {
+        (LeaseState::Expired, _) => Ok(ClaimAction::Acquire),
         // The holder's own process is gone: a fresh lease, since an ended one is never revived.
-        LeaseState::HolderGone if proven_same => Ok(ClaimAction::Acquire),
-        _ if flags.force => Ok(ClaimAction::Evict),
-        LeaseState::HolderGone if flags.steal_stale => Ok(ClaimAction::Steal),
-        LeaseState::HolderGone => Err(ClaimRefusal::HolderGoneNeedsSteal),
-        LeaseState::Live if lease.holder == who.holder => Err(ClaimRefusal::SameNameUnproven),
-        LeaseState::Live => Err(ClaimRefusal::HeldByOther),
+        (LeaseState::HolderGone, Standing::Holder) => Ok(ClaimAction::Acquire),
+        (LeaseState::HolderGone, _) => Ok(ClaimAction::Steal),
+        (LeaseState::Live, Standing::Holder) => Ok(ClaimAction::Renew),
+        (LeaseState::Live, _) if force => Ok(ClaimAction::Evict),
+        (LeaseState::Live, Standing::SameNameUnproven) => Err(ClaimRefusal::SameNameUnproven),
+        (LeaseState::Live, Standing::OtherProcess) => Err(ClaimRefusal::OtherProcess),
+        (LeaseState::Live, _) => Err(ClaimRefusal::HeldByOther),
     }
 }
 
-/// Whether `who` may act on (renew, release, finish, close) an item whose lease is `lease`.
-/// A presented token must be the lease's. Without one, the holder name must match and must be
-/// one that tells this actor apart (named, or from a terminal): two anonymous agents share a
-/// default name, and a shared name proves nothing. The same proof `decide_claim` asks for.
-pub fn holds(lease: &Lease, who: &Claimant) -> bool {
-    match who.token {
-        Some(t) => t == lease.token,
-        None => lease.holder == who.holder && who.distinct,
-    }
+/// Whether a renewal by a claimant that ties its lease to process `pid` may tie `current` to
+/// it. A lease tied to a living process stays tied to it: a token or a descendant may renew it,
+/// never move it. An untied lease takes the tie, and so does one tied to `pid` itself (`run`
+/// completing its tie with its command's process group).
+pub fn may_retie(current: &Lease, pid: u32) -> bool {
+    current.pid.is_none_or(|tied| tied == pid)
 }
 
 /// A ready item is open, is not waiting on an open item, and has no live lease (checked apart).
@@ -615,62 +673,75 @@ mod tests {
             distinct: true,
             token: None,
         };
-        let none = ClaimFlags::default();
-        let live = Some((&l, LeaseState::Live));
+        let decide = |state, tie, who: &Claimant, force| {
+            decide_claim(Status::Open, Some((&l, state, tie)), who, force)
+        };
+        use LeaseState::{Expired, HolderGone, Live};
+        use Tie::{Other, Ours, Untied};
+        assert_eq!(decide(Live, Untied, &ana, false), Ok(ClaimAction::Renew));
         assert_eq!(
-            decide_claim(Status::Open, live, &ana, none),
-            Ok(ClaimAction::Renew)
-        );
-        assert_eq!(
-            decide_claim(Status::Open, live, &anon_ana, none),
+            decide(Live, Untied, &anon_ana, false),
             Err(ClaimRefusal::SameNameUnproven)
         );
+        // Two processes are two workers, whatever their names.
+        assert_eq!(
+            decide(Live, Other, &ana, false),
+            Err(ClaimRefusal::OtherProcess)
+        );
+        assert_eq!(decide(Live, Ours, &anon_ana, false), Ok(ClaimAction::Renew));
         let with_token = Claimant {
             token: Some(7),
             ..anon_ana.clone()
         };
         assert_eq!(
-            decide_claim(Status::Open, live, &with_token, none),
+            decide(Live, Other, &with_token, false),
             Ok(ClaimAction::Renew)
         );
+        // A wrong token is refused even with the holder's own distinct name.
+        let wrong_token = Claimant {
+            token: Some(6),
+            ..ana.clone()
+        };
         assert_eq!(
-            decide_claim(Status::Open, live, &bob, none),
+            decide(Live, Ours, &wrong_token, false),
+            Err(ClaimRefusal::WrongToken)
+        );
+        assert_eq!(
+            decide(Live, Untied, &bob, false),
             Err(ClaimRefusal::HeldByOther)
         );
-        let force = ClaimFlags {
-            force: true,
-            ..none
-        };
+        assert_eq!(decide(Live, Untied, &bob, true), Ok(ClaimAction::Evict));
+        assert_eq!(decide(Live, Other, &ana, true), Ok(ClaimAction::Evict));
+        // What is ready is claimable: an abandoned lease goes to any claim.
         assert_eq!(
-            decide_claim(Status::Open, live, &bob, force),
-            Ok(ClaimAction::Evict)
-        );
-        let gone = Some((&l, LeaseState::HolderGone));
-        assert_eq!(
-            decide_claim(Status::Open, gone, &ana, none),
+            decide(HolderGone, Other, &ana, false),
             Ok(ClaimAction::Acquire)
         );
         assert_eq!(
-            decide_claim(Status::Open, gone, &bob, none),
-            Err(ClaimRefusal::HolderGoneNeedsSteal)
-        );
-        let steal = ClaimFlags {
-            steal_stale: true,
-            ..none
-        };
-        assert_eq!(
-            decide_claim(Status::Open, gone, &bob, steal),
+            decide(HolderGone, Other, &bob, false),
             Ok(ClaimAction::Steal)
         );
-        let expired = Some((&l, LeaseState::Expired));
         assert_eq!(
-            decide_claim(Status::Open, expired, &bob, none),
+            decide(HolderGone, Other, &bob, true),
+            Ok(ClaimAction::Steal)
+        );
+        assert_eq!(
+            decide(Expired, Other, &bob, false),
             Ok(ClaimAction::Acquire)
         );
         assert_eq!(
-            decide_claim(Status::Done, None, &bob, none),
+            decide_claim(Status::Done, None, &bob, false),
             Err(ClaimRefusal::NotOpen(Status::Done))
         );
+    }
+
+    #[test]
+    fn a_living_tie_is_never_moved() {
+        let mut l = lease("ana", 7);
+        assert!(may_retie(&l, 10));
+        l.pid = Some(10);
+        assert!(may_retie(&l, 10));
+        assert!(!may_retie(&l, 11));
     }
 
     #[test]

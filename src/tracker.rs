@@ -11,7 +11,7 @@ use crate::clock::{Clock, Now, SystemClock};
 use crate::error::{Error, Result};
 use crate::host::Actor;
 use crate::model::{Item, ItemView, Lease, Op, Status};
-use crate::rules::{self, LeaseState};
+use crate::rules::{self, LeaseState, Standing, Tie};
 use crate::store::redb::{Access, RedbStore};
 use crate::store::{ulid_prefix_range, ReadTxn, Setting, Storage};
 
@@ -85,8 +85,8 @@ pub struct Guard {
 pub struct ClaimOptions {
     /// The lease length, 1 s to 366 days ([`rules::MIN_TTL`], [`rules::MAX_TTL`]).
     pub ttl: Duration,
-    /// Take over a lease whose holder process is provably gone (a new token). `claim_next` always
-    /// does.
+    /// Accepted for older callers and changes nothing: every claim takes over a lease whose
+    /// holder process is provably gone (a steal, with a new token). `claim_next` refuses it.
     pub steal_stale: bool,
     /// Take the item even from another holder's live lease (an eviction, with a new token).
     pub force: bool,
@@ -112,6 +112,11 @@ impl Default for ClaimOptions {
         }
     }
 }
+
+/// The process group a lease records while the group of the work its process will start is not
+/// known yet (`run` between its claim and its command's start): a group that counts as alive, so
+/// the lease cannot end early before the real group is recorded.
+pub const GROUP_NOT_YET_KNOWN: u32 = 0;
 
 /// The lease length of a claim that names none, unless the tracker has its own default
 /// ([`Tracker::set_default_ttl`]): 15 minutes.
@@ -150,6 +155,7 @@ pub struct ItemDetail {
 }
 
 type AliveProbe = Arc<dyn Fn(u32, Option<u64>) -> bool + Send + Sync>;
+type TieProbe = Arc<dyn Fn(&Lease) -> bool + Send + Sync>;
 
 /// A tracker: a store, a clock, and who is acting.
 ///
@@ -168,6 +174,7 @@ pub struct Tracker<S: Storage = RedbStore> {
     /// This process's pid namespace, in which a lease's pid means something only if it matches.
     pid_ns: OnceLock<Option<u64>>,
     alive: AliveProbe,
+    tied_here: TieProbe,
 }
 
 impl Tracker<RedbStore> {
@@ -201,6 +208,7 @@ impl<S: Storage> Tracker<S> {
             host: OnceLock::new(),
             pid_ns: OnceLock::new(),
             alive: Arc::new(crate::host::process_alive),
+            tied_here: Arc::new(tied_to_this_process),
         }
     }
 
@@ -225,6 +233,14 @@ impl<S: Storage> Tracker<S> {
     /// boot and pid namespace.
     pub fn with_alive_probe(mut self, probe: AliveProbe) -> Self {
         self.alive = probe;
+        self
+    }
+
+    /// Replaces the check of whether a lease's tied process is this process, one of its
+    /// ancestors, or its group (tests play several processes in one). Asked only about leases
+    /// whose pid means something here (same host, boot and pid namespace).
+    pub fn with_tie_probe(mut self, probe: TieProbe) -> Self {
+        self.tied_here = probe;
         self
     }
 
@@ -287,19 +303,52 @@ impl<S: Storage> Tracker<S> {
         }
     }
 
-    /// Whether the processes a lease is tied to are provably gone. Only a pid read where it was
-    /// recorded (same host, boot and pid namespace) proves anything; a lease without a recorded
-    /// namespace (older data) is never judged by its pid and lives until its deadline.
-    fn holder_gone(&self, lease: &Lease, now: &Now) -> bool {
+    /// Whether a lease's pid means something here: it was recorded on this host, boot and pid
+    /// namespace. A lease without a recorded namespace (older data) never qualifies.
+    fn pids_comparable(&self, lease: &Lease, now: &Now) -> bool {
         let same_boot = matches!((&lease.boot_id, &now.boot_id), (Some(a), Some(b)) if **a == **b);
         let same_pid_ns = matches!((lease.pid_ns, self.pid_ns()), (Some(a), Some(b)) if a == b);
+        same_boot && same_pid_ns && lease.host == self.host()
+    }
+
+    /// Whether the processes a lease is tied to are provably gone. Only a pid read where it was
+    /// recorded proves anything; any other lease lives until its deadline.
+    fn holder_gone(&self, lease: &Lease, now: &Now) -> bool {
         match lease.pid {
-            Some(pid) if same_boot && same_pid_ns && lease.host == self.host() => {
+            Some(pid) if self.pids_comparable(lease, now) => {
                 !(self.alive)(pid, lease.pid_start)
                     && !lease.pgid.is_some_and(crate::host::group_alive)
             }
             _ => false,
         }
+    }
+
+    /// How this process stands to the process `lease` is tied to: it is that process, a
+    /// descendant of it, or a member of its command's process group ([`Tie::Ours`]), or not.
+    pub(crate) fn tie_of(&self, lease: &Lease, now: &Now) -> Tie {
+        if lease.pid.is_none() {
+            return Tie::Untied;
+        }
+        if self.pids_comparable(lease, now) && (self.tied_here)(lease) {
+            Tie::Ours
+        } else {
+            Tie::Other
+        }
+    }
+
+    /// How the caller, presenting `token`, stands to `lease` now, with the lease's state.
+    pub(crate) fn standing(
+        &self,
+        lease: &Lease,
+        token: Option<u64>,
+        now: &Now,
+    ) -> (LeaseState, Standing) {
+        let state = self.lease_state(lease, now);
+        let tie = self.tie_of(lease, now);
+        (
+            state,
+            rules::standing(lease, state, tie, &self.claimant(token)),
+        )
     }
 
     /// The lease length a claim gets when it names none: this tracker's setting, else 15 minutes.
@@ -495,6 +544,16 @@ impl<S: Storage> Tracker<S> {
             blocked,
         })
     }
+}
+
+/// Whether `lease` is tied to this process, to one of its ancestors, or to its process group.
+fn tied_to_this_process(lease: &Lease) -> bool {
+    lease
+        .pid
+        .is_some_and(|pid| crate::host::is_self_or_ancestor(pid, lease.pid_start))
+        || lease
+            .pgid
+            .is_some_and(|g| g >= 2 && g == crate::host::own_group())
 }
 
 /// Finds the item `r` names, inside a read or write transaction of the store (for code that

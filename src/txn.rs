@@ -13,7 +13,7 @@ use ulid::Ulid;
 use crate::clock::Now;
 use crate::error::{Error, Result};
 use crate::model::{Change, Item, ItemView, Lease, Op, OpKind, Status};
-use crate::rules;
+use crate::rules::{self, LeaseState, Tie};
 use crate::store::{Counter, IdempotencyRecord, ReadTxn, Storage, WriteTxn};
 use crate::tracker::{resolve, Guard, ItemRef, Tracker};
 
@@ -129,12 +129,18 @@ impl<S: Storage> Tracker<S> {
     /// A repeat by the same actor with the same fingerprint returns what the first call made,
     /// not the item as it is now; anything else is a conflict. Another actor learns nothing of
     /// the first call; the same actor is shown the command it first used the key for.
+    ///
+    /// A repeated claim (`claims`) hands over the lease it made only to the worker that holds
+    /// it: while that lease is tied to another living process the repeat is a conflict, and once
+    /// the lease has ended (its process gone, or expired) the repeat takes a fresh one, since a
+    /// dead process's token is worth nothing to the one retrying.
     pub(crate) fn idempotent(
         &self,
         t: &mut dyn WriteTxn,
         guard: &Guard,
         fingerprint: &str,
         now: &Now,
+        claims: bool,
         f: impl FnOnce(&mut dyn WriteTxn) -> Result<Ulid>,
     ) -> Result<ItemView> {
         let Some(key) = guard.idempotency_key.as_deref() else {
@@ -149,36 +155,100 @@ impl<S: Storage> Tracker<S> {
         let remembered = t
             .idempotency(key)?
             .filter(|r| now.wall_ms.saturating_sub(r.at) < IDEMPOTENCY_KEY_LIFETIME_MS);
-        if let Some(rec) = remembered {
-            if rec.actor != self.actor().name {
-                return Err(Error::conflict(format!(
-                    "idempotency key {key:?} was already used by another actor; keys belong to \
-                     whoever used them first, so choose a new key"
-                )));
-            }
-            // Two agents without a name or a terminal share one default name: a repeat cannot tell
-            // them apart, so it must not hand over a lease (and its token) the first one took.
-            if !self.actor().distinct && rec.lease_after.is_some() {
-                return Err(Error::conflict(format!(
-                    "idempotency key {key:?} was already used for a claim by {}, and without a \
-                     terminal or --as/TRACKER_AS nothing tells you apart from another agent of \
-                     that name; name yourself with --as to repeat claims by key",
-                    self.actor().name
-                )));
-            }
-            if rec.fingerprint != fingerprint {
-                return Err(Error::conflict(format!(
-                    "idempotency key {key:?} was already used for a different command \
-                     ({}); use a new key",
-                    rec.fingerprint
-                )));
-            }
-            return match rec.item_after {
-                Some(item) => self.view_as_made(t, item, rec.lease_after),
-                // Written before records kept their result: the item as it is now.
-                None => self.view(t, rec.item, now),
-            };
+        let Some(rec) = remembered else {
+            return self.run_and_remember(t, key, fingerprint, now, f);
+        };
+        if rec.actor != self.actor().name {
+            return Err(Error::conflict(format!(
+                "idempotency key {key:?} was already used by another actor; keys belong to \
+                 whoever used them first, so choose a new key"
+            )));
         }
+        if rec.fingerprint != fingerprint {
+            return Err(Error::conflict(format!(
+                "idempotency key {key:?} was already used for a different command \
+                 ({}); use a new key",
+                rec.fingerprint
+            )));
+        }
+        match self.repeat_of(t, &rec, now, claims)? {
+            Repeat::Recorded => {}
+            Repeat::Fresh => return self.run_and_remember(t, key, fingerprint, now, f),
+            Repeat::Refused(why) => {
+                return Err(Error::conflict(format!(
+                    "idempotency key {key:?} was already used for a claim by {}, {why}",
+                    self.actor().name
+                )))
+            }
+        }
+        match rec.item_after {
+            Some(item) => self.view_as_made(t, item, rec.lease_after),
+            // Written before records kept their result: the item as it is now.
+            None => self.view(t, rec.item, now),
+        }
+    }
+
+    /// What a repeat of the keyed command `rec` may be given.
+    fn repeat_of(
+        &self,
+        t: &dyn ReadTxn,
+        rec: &IdempotencyRecord,
+        now: &Now,
+        claims: bool,
+    ) -> Result<Repeat> {
+        let Some(made) = &rec.lease_after else {
+            return Ok(Repeat::Recorded);
+        };
+        let anonymous = !self.actor().distinct;
+        // Two agents without a name or a terminal share one default name: a repeat cannot tell
+        // them apart, so it must not hand over a lease (and its token) the first one took.
+        let anonymous_refusal = || {
+            Repeat::Refused(
+                "and without a terminal or --as/TRACKER_AS nothing tells you apart from another \
+                 agent of that name; name yourself with --as to repeat claims by key"
+                    .into(),
+            )
+        };
+        if !claims {
+            return Ok(if anonymous {
+                anonymous_refusal()
+            } else {
+                Repeat::Recorded
+            });
+        }
+        let current = t.lease(rec.item)?.filter(|l| l.token == made.token);
+        let Some(lease) = current else {
+            // Released, finished or taken since: the first result, which holds no lease now.
+            return Ok(if anonymous {
+                anonymous_refusal()
+            } else {
+                Repeat::Recorded
+            });
+        };
+        if self.lease_state(&lease, now) != LeaseState::Live {
+            return Ok(Repeat::Fresh);
+        }
+        Ok(match self.tie_of(&lease, now) {
+            Tie::Ours => Repeat::Recorded,
+            Tie::Untied if !anonymous => Repeat::Recorded,
+            Tie::Untied => anonymous_refusal(),
+            Tie::Other => Repeat::Refused(format!(
+                "and the lease it made is tied to another process that is still running ({}); \
+                 two processes are two workers: wait for it, or use a new key",
+                crate::conflict::describe_other_lease(&lease, now)
+            )),
+        })
+    }
+
+    /// Runs the keyed command `f` and remembers its result under `key`.
+    fn run_and_remember(
+        &self,
+        t: &mut dyn WriteTxn,
+        key: &str,
+        fingerprint: &str,
+        now: &Now,
+        f: impl FnOnce(&mut dyn WriteTxn) -> Result<Ulid>,
+    ) -> Result<ItemView> {
         let id = f(t)?;
         let view = self.view(t, id, now)?;
         let record = IdempotencyRecord {
@@ -213,7 +283,8 @@ impl<S: Storage> Tracker<S> {
             args["if_version"] = guard.if_version.into();
             args["token"] = guard.token.into();
             let fp = fingerprint(command, args);
-            self.idempotent(t, guard, &fp, &now, |t| {
+            let claims = command == "claim";
+            self.idempotent(t, guard, &fp, &now, claims, |t| {
                 let item = self.load(t, id)?;
                 self.check_version(t, &item, guard, &now)?;
                 change(t, &item, &now)?;
@@ -226,6 +297,16 @@ impl<S: Storage> Tracker<S> {
         t.item(id)?
             .ok_or_else(|| Error::NotFound(format!("no item {id}")))
     }
+}
+
+/// What a repeat of a keyed command may be given.
+enum Repeat {
+    /// What the first call made.
+    Recorded,
+    /// Nothing of it: the command runs again, and its new result is remembered.
+    Fresh,
+    /// A conflict, for this reason.
+    Refused(String),
 }
 
 /// Whether `item` belongs in the ready queue, judged from the stored status of its blockers.

@@ -21,6 +21,13 @@ use tracker::{
 };
 
 const HOLDERS: [&str; 3] = ["ana", "bob", "cy"];
+/// Every holder name is used by two processes: worker `w` is `HOLDERS[w % 3]` in process
+/// `w / 3`. Two processes are two workers, whatever their names.
+const WORKERS: usize = 2 * HOLDERS.len();
+
+fn name_of(w: usize) -> &'static str {
+    HOLDERS[w % HOLDERS.len()]
+}
 
 #[derive(Clone, Debug)]
 enum TokenChoice {
@@ -114,7 +121,7 @@ fn token_choice() -> impl Strategy<Value = TokenChoice> {
 
 fn step() -> impl Strategy<Value = Step> {
     let i = 0..6usize;
-    let w = 0..HOLDERS.len();
+    let w = 0..WORKERS;
     prop_oneof![
         3 => (0..5u8).prop_map(|priority| Step::New { priority }),
         3 => (i.clone(), w.clone(), 1..120u64, any::<bool>())
@@ -152,6 +159,19 @@ struct Seen {
 
 struct World<S: Storage> {
     trackers: Vec<Tracker<S>>,
+    /// The pid each process ties its leases to: this test's own, and a child's.
+    pids: [u32; 2],
+}
+
+impl<S: Storage> World<S> {
+    fn pid_of(&self, w: usize) -> u32 {
+        self.pids[w / HOLDERS.len()]
+    }
+
+    /// Which process a lease is tied to, if any.
+    fn process_of_pid(&self, pid: Option<u32>) -> Option<usize> {
+        pid.and_then(|p| self.pids.iter().position(|q| *q == p))
+    }
 }
 
 fn check_change(seen: &mut Seen, before: u64, after: &ItemView) {
@@ -228,12 +248,15 @@ fn run_steps<S: Storage>(world: World<S>, clock: &FakeClock, dead: &AtomicBool, 
                 let opts = ClaimOptions {
                     ttl: Duration::from_secs(*ttl_s),
                     // Once the pid's process is "dead", it can no longer claim.
-                    pid: (*with_pid && !dead.load(Ordering::SeqCst)).then(std::process::id),
+                    pid: (*with_pid && !dead.load(Ordering::SeqCst)).then(|| world.pid_of(*who)),
                     ..Default::default()
                 };
+                let held_before = t0.get(&ItemRef::Num(n)).unwrap().claim;
                 match world.trackers[*who].claim(&ItemRef::Num(n), &opts) {
                     Ok(v) => {
-                        assert_eq!(v.claim.as_ref().unwrap().holder, HOLDERS[*who]);
+                        let c = v.claim.as_ref().unwrap();
+                        assert_eq!(c.holder, name_of(*who));
+                        one_worker(&world, *who, held_before.as_ref(), c);
                         check_change(&mut seen, before, &v);
                     }
                     Err(Error::Conflict { .. }) => {}
@@ -293,11 +316,19 @@ fn run_steps<S: Storage>(world: World<S>, clock: &FakeClock, dead: &AtomicBool, 
                     ..Default::default()
                 };
                 let r = ItemRef::Num(n);
+                let held_before = t0.get(&r).unwrap().claim;
                 let result = match s {
                     Step::Renew { .. } => t.renew(&r, None, &g),
                     Step::Release { .. } => t.release(&r, &g),
                     _ => t.done(&r, &g, false),
                 };
+                if let (Some(l), None, Ok(_)) = (&held_before, tok, &result) {
+                    let tied_to = world.process_of_pid(l.pid);
+                    assert!(
+                        tied_to.is_none_or(|p| p == *who / HOLDERS.len()),
+                        "{s:?}: another process acted on a lease tied to process {tied_to:?} by name alone"
+                    );
+                }
                 if matches!(token, TokenChoice::Stale) {
                     assert!(
                         matches!(result, Err(Error::Conflict { .. })),
@@ -363,7 +394,8 @@ fn run_steps<S: Storage>(world: World<S>, clock: &FakeClock, dead: &AtomicBool, 
                 let before = version_of(a);
                 match t0.dep_remove(&ItemRef::Num(a), &ItemRef::Num(b), &Guard::default()) {
                     Ok(v) => check_change(&mut seen, before, &v),
-                    Err(Error::NotFound(_)) => {}
+                    // Not blocked by it; or the item's lease is tied to another process.
+                    Err(Error::NotFound(_) | Error::Conflict { .. }) => {}
                     Err(e) => panic!("dep rm: {e}"),
                 }
             }
@@ -417,7 +449,9 @@ fn run_steps<S: Storage>(world: World<S>, clock: &FakeClock, dead: &AtomicBool, 
                         assert_eq!(a, b, "a repeat must return what the first call made");
                         check_change(&mut seen, before, &a);
                         // Someone else with the same key learns nothing and writes nothing.
-                        let other = &world.trackers[(*who + 1) % HOLDERS.len()];
+                        let other_name =
+                            (*who / HOLDERS.len()) * HOLDERS.len() + (*who + 1) % HOLDERS.len();
+                        let other = &world.trackers[other_name];
                         let e = other.claim(&ItemRef::Num(n), &opts).unwrap_err();
                         assert!(matches!(e, Error::Conflict { current: None, .. }), "{e:?}");
                         assert_eq!(t0.last_seq().unwrap(), ops_between);
@@ -555,18 +589,60 @@ fn run_steps<S: Storage>(world: World<S>, clock: &FakeClock, dead: &AtomicBool, 
     assert!(t0.verify().unwrap().problems.is_empty());
 }
 
-fn world<S: Storage + Clone>(store: S, clock: &FakeClock, dead: &Arc<AtomicBool>) -> World<S> {
-    let trackers = HOLDERS
-        .iter()
-        .map(|h| {
+/// After a claim by worker `who` that presented no token succeeded: it holds `got`, and if the
+/// item was held before by a lease tied to a living process, that process is `who`'s own.
+fn one_worker<S: Storage>(
+    world: &World<S>,
+    who: usize,
+    before: Option<&tracker::Lease>,
+    got: &tracker::Lease,
+) {
+    let mine = who / HOLDERS.len();
+    if let Some(b) = before {
+        if b.token == got.token {
+            let tied_to = world.process_of_pid(b.pid);
+            assert!(
+                tied_to.is_none_or(|p| p == mine),
+                "worker {who} (process {mine}) was handed token {} of a lease tied to process {tied_to:?}",
+                got.token
+            );
+        }
+    }
+    if let Some(p) = world.process_of_pid(got.pid) {
+        assert!(
+            p == mine || before.is_some_and(|b| b.token == got.token && b.pid == got.pid),
+            "worker {who} left a lease tied to process {p}"
+        );
+    }
+}
+
+/// The second process: a child that lives for the whole test.
+fn second_process() -> std::process::Child {
+    std::process::Command::new("sleep")
+        .arg("3600")
+        .spawn()
+        .unwrap()
+}
+
+fn world<S: Storage + Clone>(
+    store: S,
+    clock: &FakeClock,
+    dead: &Arc<AtomicBool>,
+    other: &std::process::Child,
+) -> World<S> {
+    let pids = [std::process::id(), other.id()];
+    let trackers = (0..WORKERS)
+        .map(|w| {
             let dead = Arc::clone(dead);
+            let me = pids[w / HOLDERS.len()];
             Tracker::with_store(store.clone())
                 .with_clock(Arc::new(clock.clone()))
-                .with_actor(Actor::named(*h))
+                .with_actor(Actor::named(name_of(w)))
                 .with_alive_probe(Arc::new(move |_, _| !dead.load(Ordering::SeqCst)))
+                .with_tie_probe(Arc::new(move |l| l.pid == Some(me)))
         })
         .collect();
-    World { trackers }
+    World { trackers, pids }
 }
 
 proptest! {
@@ -580,7 +656,10 @@ proptest! {
         let dead = Arc::new(AtomicBool::new(false));
         drop(RedbStore::create(&path, Duration::from_secs(5)).unwrap());
         let store = SharedRedb(Arc::new(RedbStore::open(&path, tracker::Access::ReadWrite, Duration::from_secs(5)).unwrap()));
-        run_steps(world(store, &clock, &dead), &clock, &dead, &steps);
+        let mut other = second_process();
+        run_steps(world(store, &clock, &dead, &other), &clock, &dead, &steps);
+        other.kill().unwrap();
+        other.wait().unwrap();
     }
 
     #[test]
@@ -588,7 +667,10 @@ proptest! {
         let clock = FakeClock::new(1_800_000_000_000, "boot-a");
         let dead = Arc::new(AtomicBool::new(false));
         let store = SharedMem(Arc::new(MemStore::new()));
-        run_steps(world(store, &clock, &dead), &clock, &dead, &steps);
+        let mut other = second_process();
+        run_steps(world(store, &clock, &dead, &other), &clock, &dead, &steps);
+        other.kill().unwrap();
+        other.wait().unwrap();
     }
 }
 

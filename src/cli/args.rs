@@ -51,7 +51,8 @@ pub enum ColorWhen {
 #[derive(Subcommand, Debug)]
 #[command(defer = true)]
 pub enum Command {
-    /// Create a tracker file (.tracker/tracker.redb here, or --db PATH)
+    /// Create a tracker file (.tracker/tracker.redb here, or --db PATH; in a linked git worktree,
+    /// the main worktree's)
     Init {
         /// Lease length for claims that name none (default 15m)
         #[arg(long, value_name = "DUR", value_parser = parse_ttl)]
@@ -269,7 +270,8 @@ pub struct ClaimArgs {
     /// Keep trying (backoff with jitter) until the item is free or DUR runs out (then exit 5)
     #[arg(long, value_name = "DUR", value_parser = parse_wait)]
     pub wait: Option<Duration>,
-    /// Take a lease whose holder process is provably gone
+    /// Accepted for older scripts: every claim takes over a lease whose holder process is
+    /// provably gone
     #[arg(long)]
     pub steal_stale: bool,
     /// Take the lease even from a live holder (recorded as an eviction)

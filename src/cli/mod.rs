@@ -2,6 +2,7 @@
 
 mod args;
 mod edit;
+mod locate;
 mod out;
 mod progress;
 mod render;
@@ -35,24 +36,42 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// The tracker: --db, else $TRACKER_DB, else .tracker/tracker.redb here or above.
+    /// The tracker: --db, else $TRACKER_DB, else .tracker/tracker.redb here or above (in a
+    /// linked git worktree: in the main worktree, see `locate`).
     pub fn target(&self) -> Result<Target> {
         if let Some(t) = &self.db {
             return Ok(t.clone());
         }
-        let cwd = std::env::current_dir()
-            .map_err(|e| Error::io("cannot read the current directory", e))?;
-        let mut dir: Option<&Path> = Some(&cwd);
-        while let Some(d) = dir {
-            let candidate = d.join(".tracker").join("tracker.redb");
-            if candidate.exists() {
-                return Ok(Target::File(candidate));
-            }
-            dir = d.parent();
+        let search = locate::Search::from(&current_dir()?);
+        let found = search.find();
+        warn_once(search.shadow_warning(found.as_deref()));
+        match found {
+            Some(path) => Ok(Target::File(path)),
+            None => Err(Error::NoTracker {
+                looked_for: tracker::error::describe_search(
+                    &search.start,
+                    search.linked.as_ref().map(|l| l.root.as_path()),
+                ),
+            }),
         }
-        Err(Error::NoTracker {
-            looked_for: tracker::error::describe_search(&cwd),
-        })
+    }
+
+    /// Where `init` makes (or finds) the tracker: --db, else $TRACKER_DB, else
+    /// .tracker/tracker.redb here. In a linked git worktree it is the main worktree's tracker,
+    /// found as every command finds it, or made at the main worktree's top: never a second one.
+    fn init_target(&self) -> Result<Target> {
+        if let Some(t) = &self.db {
+            return Ok(t.clone());
+        }
+        let search = locate::Search::from(&current_dir()?);
+        let Some(linked) = &search.linked else {
+            return Ok(Target::File(PathBuf::from(".tracker/tracker.redb")));
+        };
+        let found = search.find();
+        warn_once(search.shadow_warning(found.as_deref()));
+        Ok(Target::File(found.unwrap_or_else(|| {
+            linked.home.join(".tracker").join("tracker.redb")
+        })))
     }
 
     pub fn open(&self, access: Access) -> Result<Tracker> {
@@ -65,6 +84,21 @@ impl Ctx {
         match &self.actor {
             Some(actor) => t.with_actor(actor.clone()),
             None => t,
+        }
+    }
+}
+
+fn current_dir() -> Result<PathBuf> {
+    std::env::current_dir().map_err(|e| Error::io("cannot read the current directory", e))
+}
+
+/// A warning on stderr, once per process (`log --follow` and MCP look the tracker up again and
+/// again). Plain text even with --json, as `edit`'s notes: JSON on stderr is for the error.
+fn warn_once(warning: Option<String>) {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if let Some(w) = warning {
+        if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            eprintln!("tracker: warning: {}", render::safe(&w, false));
         }
     }
 }
@@ -191,11 +225,13 @@ fn say(line: &str) -> Result<()> {
 fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
     match command {
         Command::Init { default_ttl } => {
-            let target = ctx
-                .db
-                .clone()
-                .unwrap_or_else(|| Target::File(PathBuf::from(".tracker/tracker.redb")));
+            let target = ctx.init_target()?;
             let (backend, created) = Backend::init(&target, ctx.lock_timeout)?;
+            // Also for a tracker made before init wrote one: a repeat of init adds it.
+            let ignored = match &target {
+                Target::File(p) => locate::write_gitignore(p)?,
+                Target::Postgres(_) => false,
+            };
             let t = ctx.tracker(backend);
             let path = target.shown();
             if let Some(ttl) = default_ttl {
@@ -214,10 +250,14 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
                     "{path} is already a tracker; set its default-ttl to {}",
                     humantime::format_duration(ttl)
                 ))
+            } else if ignored {
+                say(&format!(
+                    "{path} is already a tracker; added a .gitignore beside it so git ignores it"
+                ))
             } else {
                 say(&format!("{path} is already a tracker; nothing changed"))
             };
-            if created || default_ttl.is_some() {
+            if created || default_ttl.is_some() || ignored {
                 out::after_change(&format!("initialised {path}"), printed)?;
             } else {
                 printed?;

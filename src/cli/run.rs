@@ -26,10 +26,14 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<i32> {
     let (view, ttl) = {
         let t = ctx.open(Access::ReadWrite)?;
         let ttl = ttl_for(&t, a.target.ttl)?;
-        // Not tied to this process yet: until the command's group is recorded too, the lease
-        // lives by its TTL, so a `run` killed in between cannot free the item early.
+        // Tied to this process at once, so no other process (under any name) can claim it
+        // between this claim and the command's start. The command's group is not known yet:
+        // group 0 stands for it, and counts as alive, so a `run` killed in between cannot free
+        // the item before its TTL (the command may already be running).
         let opts = ClaimOptions {
             ttl,
+            pid: Some(std::process::id()),
+            pgid: Some(tracker::GROUP_NOT_YET_KNOWN),
             ..ClaimOptions::default()
         };
         let view = match a.target.item.as_deref().map(item_ref).transpose()? {
