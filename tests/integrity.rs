@@ -783,5 +783,9 @@ fn a_lock_timeout_below_a_millisecond_is_bad_input() {
         let (code, err) = env.code(&["--lock-timeout", t, "list"]);
         assert_eq!(code, 2, "{t}: {err}");
     }
-    assert_eq!(env.code(&["--lock-timeout", "1ms", "list"]).0, 0);
+    // 1ms is valid input. Whether the open fits in it depends on the machine's load (exit 5 on a
+    // busy one: the wait is bounded by a thread that may not even start within 1ms), so only
+    // "not refused as input" is asserted.
+    let (code, err) = env.code(&["--lock-timeout", "1ms", "list"]);
+    assert!(code == 0 || code == 5, "1ms: {err}");
 }
