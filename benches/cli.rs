@@ -339,14 +339,17 @@ fn peak_rss_of(mut c: Command) -> (Duration, u64) {
     c.stdout(Stdio::null());
     let start = Instant::now();
     let child = c.spawn().unwrap();
-    let pid = child.id() as i32;
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
     // Reaped by wait4 below (for its rusage), so the handle must not wait again.
     std::mem::forget(child);
     let mut status = 0;
     // SAFETY: wait4 on our own child with valid out-pointers.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    (start.elapsed(), usage.ru_maxrss as u64 * 1024)
+    (
+        start.elapsed(),
+        u64::try_from(usage.ru_maxrss).unwrap_or(0) * 1024,
+    )
 }
 
 fn main() {

@@ -4,6 +4,9 @@
 //!     cargo bench --bench library                 # 1k and 100k items
 //!     BENCH_FULL=1 cargo bench --bench library    # also 1M (seeding takes about a minute)
 
+// criterion_group! defines a public function it gives no documentation.
+#![allow(missing_docs)]
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -14,7 +17,7 @@ mod common;
 
 /// An export of `n` open items, to seed a file in one transaction.
 fn export_text(n: u64) -> String {
-    let mut out = Vec::with_capacity(n as usize * 300);
+    let mut out = Vec::with_capacity(usize::try_from(n).unwrap() * 300);
     common::write_seed(&mut out, n).unwrap();
     String::from_utf8(out).unwrap()
 }

@@ -259,6 +259,8 @@ pub(crate) fn temp_sibling(path: &Path, purpose: &str) -> PathBuf {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    // Not a reading of time: only a few varying digits, so two processes' names differ.
+    #[allow(clippy::disallowed_methods)]
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())

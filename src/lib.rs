@@ -39,14 +39,8 @@
 //! Items marked `#[doc(hidden)]` serve the `tracker` binary or this crate's tests and carry no
 //! stability promise.
 
-#![warn(missing_docs)]
-// Casts at input boundaries are where silent wrap-around hides (redb denies them too): each
-// one is either checked or carries a reason.
-#![deny(
-    clippy::cast_possible_truncation,
-    clippy::cast_sign_loss,
-    clippy::cast_possible_wrap
-)]
+// Lints (missing docs, lossy casts, reading the wall clock) are set for every target in
+// Cargo.toml's `[lints]` table and clippy.toml.
 
 pub mod audit;
 pub mod board;

@@ -284,7 +284,7 @@ fn two_agents_and_a_cli_worker_drain_a_queue_together() {
         );
         let log = common::json_lines(&env.run(&["--json", "log"]).stdout);
         let dones = log.iter().filter(|op| op["op"] == "done").count();
-        assert_eq!(dones, n as usize, "one done op per item");
+        assert_eq!(dones, usize::try_from(n).unwrap(), "one done op per item");
         assert_eq!(env.code(&["verify"]).0, 0);
         eprintln!("cli worker did {} of {n}", by_cli.len());
     }
@@ -329,7 +329,7 @@ fn an_agent_that_dies_frees_its_items_at_once() {
     // Alive: nobody else gets it.
     assert_eq!(env.code(&["--as", "other", "claim", "--next"]).0, 4);
     // The agent's server dies (its client is killed, and the server with it).
-    unsafe { libc::kill(server_pid as libc::pid_t, libc::SIGKILL) };
+    unsafe { libc::kill(libc::pid_t::try_from(server_pid).unwrap(), libc::SIGKILL) };
     let _ = agent.kill();
     let _ = agent.wait();
     let mut taken = None;

@@ -194,7 +194,7 @@ fn files_that_are_not_trackers_are_refused_and_never_written() {
     std::fs::write(&text, "just some notes\n").unwrap();
     let random = env.path("random.bin");
     let bytes: Vec<u8> = (0..8192u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13).to_le_bytes()[0])
         .collect();
     std::fs::write(&random, &bytes).unwrap();
     let empty = env.path("empty");

@@ -65,7 +65,7 @@ fn damage(original: &[u8], seed: u64) -> (String, Vec<u8>) {
                 rng.below(len)
             };
             let bit = rng.below(8);
-            b[at as usize] ^= 1 << bit;
+            b[usize::try_from(at).unwrap()] ^= 1 << bit;
             (format!("seed {seed}: flip bit {bit} at {at}"), b)
         }
         // Truncations, half of them at a page boundary.
@@ -74,13 +74,13 @@ fn damage(original: &[u8], seed: u64) -> (String, Vec<u8>) {
             if rng.below(2) == 0 {
                 cut &= !4095;
             }
-            b.truncate(cut as usize);
+            b.truncate(usize::try_from(cut).unwrap());
             (format!("seed {seed}: truncate to {cut}"), b)
         }
         // A zeroed 4 KiB page.
         _ => {
             let page = rng.below(len.div_ceil(4096));
-            let start = (page * 4096) as usize;
+            let start = usize::try_from(page * 4096).unwrap();
             let end = (start + 4096).min(b.len());
             b[start..end].fill(0);
             (format!("seed {seed}: zero page {page}"), b)

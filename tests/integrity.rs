@@ -498,10 +498,15 @@ fn a_change_that_waited_for_the_lock_is_stamped_when_it_was_made() {
     let holder = common::WriteLockHolder::hold(&env.db);
     let waiter = env.spawn(&["--json", "--as", "ana", "claim", "1", "--ttl", "60s"]);
     std::thread::sleep(Duration::from_millis(1500));
-    let released_at = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
+    // The wall clock, read as the binary reads it, to compare with the times it records.
+    #[allow(clippy::disallowed_methods)]
+    let released_at = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap();
     let started = Instant::now();
     holder.release();
     let out = waiter.wait_with_output().unwrap();

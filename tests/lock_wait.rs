@@ -15,8 +15,8 @@ fn lock_writer_byte(f: &std::fs::File) -> bool {
     use std::os::fd::AsRawFd;
     // SAFETY: zeroed flock is valid; the fields that matter are set below.
     let mut lock: libc::flock = unsafe { std::mem::zeroed() };
-    lock.l_type = libc::F_WRLCK as libc::c_short;
-    lock.l_whence = libc::SEEK_SET as libc::c_short;
+    lock.l_type = libc::c_short::try_from(libc::F_WRLCK).unwrap();
+    lock.l_whence = libc::c_short::try_from(libc::SEEK_SET).unwrap();
     lock.l_start = WRITER_LOCK_BYTE;
     lock.l_len = 1;
     // SAFETY: `f` is open and `lock` is a valid flock.

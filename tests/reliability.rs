@@ -241,7 +241,7 @@ fn damaged_copies_never_panic_or_hang() {
         let at = if k < 10 {
             k * 13 % 512
         } else {
-            (rng.next() as usize) % len
+            usize::try_from(rng.next()).unwrap() % len
         };
         b[at] ^= 0xFF;
         cases.push((format!("flip@{at}"), b));
@@ -250,7 +250,7 @@ fn damaged_copies_never_panic_or_hang() {
         let cut = if k == 0 {
             100
         } else {
-            (rng.next() as usize) % len
+            usize::try_from(rng.next()).unwrap() % len
         };
         cases.push((format!("cut@{cut}"), original[..cut].to_vec()));
     }
@@ -441,8 +441,8 @@ fn a_read_gives_up_at_the_lock_timeout_while_a_writer_holds_the_header() {
         .unwrap();
     // SAFETY: zeroed flock is valid; the fields that matter are set below.
     let mut lock: libc::flock = unsafe { std::mem::zeroed() };
-    lock.l_type = libc::F_WRLCK as libc::c_short;
-    lock.l_whence = libc::SEEK_SET as libc::c_short;
+    lock.l_type = libc::c_short::try_from(libc::F_WRLCK).unwrap();
+    lock.l_whence = libc::c_short::try_from(libc::SEEK_SET).unwrap();
     lock.l_start = 0;
     lock.l_len = 320; // redb's header, as a writer locks it while opening the file
                       // SAFETY: `f` is open and `lock` is a valid flock.

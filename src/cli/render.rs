@@ -424,9 +424,10 @@ pub fn board(b: &Board, now: &Now, style: &Style) -> String {
             let since_renew = now.wall_ms - l.renewed_at;
             let heartbeat = format!("renewed {} ago", format_duration_short(since_renew));
             let left = tracker::rules::lease_remaining_ms(l, now);
-            let painted = if since_renew <= l.ttl_ms as i64 / 3 {
+            let ttl = i64::try_from(l.ttl_ms).unwrap_or(i64::MAX);
+            let painted = if since_renew <= ttl / 3 {
                 style.green(&heartbeat)
-            } else if left > l.ttl_ms as i64 / 6 {
+            } else if left > ttl / 6 {
                 style.yellow(&heartbeat)
             } else {
                 style.red(&heartbeat)

@@ -182,7 +182,8 @@ fn tie_lease(ctx: &Ctx, item: &ItemRef, token: u64, ttl: Duration, group: u32) -
 #[cfg(target_os = "linux")]
 fn start_in_own_group(command: &mut Process, terminal: Terminal) {
     use std::os::unix::process::CommandExt;
-    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: getpid only reads.
+    let parent = unsafe { libc::getpid() };
     // SAFETY: between fork and exec only async-signal-safe calls: setpgid, signal, tcsetpgrp,
     // prctl, getppid, getpid, kill.
     unsafe {
@@ -238,8 +239,13 @@ impl Terminal {
 }
 
 fn signal_group(group: u32, sig: libc::c_int) {
+    // A pid always fits in pid_t; were it not to, negating a wrapped value could name another
+    // process, so nothing is sent.
+    let Ok(group) = libc::pid_t::try_from(group) else {
+        return;
+    };
     // SAFETY: signalling the group our child leads (its id is a real pid, never 0 or 1).
-    unsafe { libc::kill(-(group as libc::pid_t), sig) };
+    unsafe { libc::kill(-group, sig) };
 }
 
 /// SIGTERM to the whole group, then SIGKILL to whatever of it is left after the grace period.
