@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use common::{text, Env};
 
+/// Terminal columns a captured line takes: colour escapes take none, CJK characters two.
 fn visible_width(line: &str) -> usize {
+    use unicode_width::UnicodeWidthChar;
     let mut n = 0;
     let mut in_escape = false;
     for c in line.chars() {
@@ -16,7 +18,7 @@ fn visible_width(line: &str) -> usize {
             (false, '\x1b') => in_escape = true,
             (true, c) if c.is_ascii_alphabetic() => in_escape = false,
             (true, _) => {}
-            (false, _) => n += 1,
+            (false, c) => n += c.width().unwrap_or(0),
         }
     }
     n
@@ -42,21 +44,26 @@ fn populated() -> Env {
     env
 }
 
-#[test]
-fn list_and_status_in_an_80_column_terminal_fit_and_have_colour() {
-    let env = populated();
-    let socket = format!("tracker-test-{}", std::process::id());
+/// The screen (with colour escapes) after `commands` ran in a real tmux terminal of `columns`
+/// columns, over-long lines joined back into one (`-J`), so one that wrapped shows as wider.
+fn screen_after(env: &Env, commands: &[&str], columns: u16) -> String {
+    let socket = format!("tracker-test-{}-{columns}", std::process::id());
     let done_marker = env.path("done");
+    let bin = common::bin();
+    let db = env.db.display();
+    let commands: Vec<String> = commands
+        .iter()
+        .map(|c| format!("{bin} --db {db} {c}"))
+        .collect();
     let script = format!(
-        "unset NO_COLOR COLUMNS; {bin} --db {db} list; {bin} --db {db} status; touch {done}; sleep 60",
-        bin = common::bin(),
-        db = env.db.display(),
+        "unset NO_COLOR COLUMNS; {}; touch {done}; sleep 60",
+        commands.join("; "),
         done = done_marker.display()
     );
+    // -u: the pane is UTF-8 whatever the locale, so wide characters reach the screen as such.
     let tmux = |args: &[&str]| {
         Command::new("tmux")
-            .arg("-L")
-            .arg(&socket)
+            .args(["-u", "-L", &socket])
             .args(args)
             .output()
     };
@@ -64,7 +71,7 @@ fn list_and_status_in_an_80_column_terminal_fit_and_have_colour() {
         "new-session",
         "-d",
         "-x",
-        "80",
+        &columns.to_string(),
         "-y",
         "50",
         "-s",
@@ -83,10 +90,25 @@ fn list_and_status_in_an_80_column_terminal_fit_and_have_colour() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    // -e keeps colour escapes; -J joins wrapped lines, so an over-long line shows as one.
     let screen = tmux(&["capture-pane", "-p", "-e", "-J", "-t", "t"]).unwrap();
     let _ = tmux(&["kill-server"]);
-    let screen = text(&screen.stdout);
+    text(&screen.stdout)
+}
+
+fn assert_fits(screen: &str, columns: usize) {
+    for line in screen.lines() {
+        assert!(
+            visible_width(line) <= columns,
+            "{} columns: {line:?}",
+            visible_width(line)
+        );
+    }
+}
+
+#[test]
+fn list_and_status_in_an_80_column_terminal_fit_and_have_colour() {
+    let env = populated();
+    let screen = screen_after(&env, &["list", "status"], 80);
     assert!(
         screen.contains("NUM") && screen.contains("live claims"),
         "{screen}"
@@ -95,17 +117,51 @@ fn list_and_status_in_an_80_column_terminal_fit_and_have_colour() {
         screen.contains("\x1b["),
         "no colour on a terminal:\n{screen}"
     );
-    for line in screen.lines() {
-        assert!(
-            visible_width(line) <= 80,
-            "{} columns: {line:?}",
-            visible_width(line)
-        );
-    }
+    assert_fits(&screen, 80);
     assert!(
         screen.contains('…'),
         "the long title should be cut with an ellipsis:\n{screen}"
     );
+}
+
+/// Issue 21: column widths counted characters, so a holder named 用户甲 pushed AGE and TITLE
+/// three columns right of the header's, and a Chinese title was cut at 80 characters: 160
+/// columns, wrapped.
+#[test]
+fn wide_characters_line_up_and_fit_in_an_80_column_terminal() {
+    let env = Env::new();
+    env.json(&["new", &"数据库迁移把所有旧记录搬到新表里".repeat(4)]);
+    env.json(&["new", "Short ascii task"]);
+    env.json(&["new", "Ready one"]);
+    env.json(&["--as", "用户甲", "claim", "1"]);
+    env.json(&["--as", "ana", "claim", "2"]);
+    let screen = screen_after(&env, &["list", "status"], 80);
+    assert_fits(&screen, 80);
+    // Where a text starts, in columns from the line's start.
+    let column_of = |line: &str, text: &str| {
+        let at = line.find(text)?;
+        Some(visible_width(&line[..at]))
+    };
+    let lines: Vec<&str> = screen.lines().collect();
+    let title_column = lines
+        .iter()
+        .find_map(|l| column_of(l, "TITLE"))
+        .unwrap_or_else(|| panic!("no list header:\n{screen}"));
+    for title in ["数据库迁移", "Short ascii", "Ready one"] {
+        let at = lines.iter().find_map(|l| column_of(l, title));
+        assert_eq!(at, Some(title_column), "{title} misaligned:\n{screen}");
+    }
+    let heartbeats: Vec<usize> = lines
+        .iter()
+        .filter(|l| l.contains("expires in"))
+        .filter_map(|l| column_of(l, "renewed"))
+        .collect();
+    assert_eq!(heartbeats.len(), 2, "two live claims:\n{screen}");
+    assert_eq!(
+        heartbeats[0], heartbeats[1],
+        "status columns misaligned:\n{screen}"
+    );
+    assert!(screen.contains('…'), "the long title is cut:\n{screen}");
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! The command line: parse arguments, call the library, render. No business logic here.
 
 mod args;
+mod columns;
 mod edit;
 mod locate;
 mod out;

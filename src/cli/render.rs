@@ -12,6 +12,7 @@ use tracker::rules::LeaseState;
 use tracker::{describe_changes, describe_lease, ItemDetail, ItemView, Lease, Now, Op, Status};
 
 use super::args::ColorWhen;
+use super::columns::{cut, pad, width};
 
 #[derive(Clone, Copy, Debug)]
 pub struct Style {
@@ -192,15 +193,6 @@ fn lease_in_words(l: &Lease, now: &Now) -> String {
     safe(&describe_lease(l, now), false)
 }
 
-fn cut(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        return s.to_string();
-    }
-    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
-    out.push('…');
-    out
-}
-
 /// One word for where an item stands.
 pub fn state_word(v: &ItemView) -> String {
     match (&v.claim, v.item.status) {
@@ -230,7 +222,7 @@ pub fn list(items: &[ItemView], now: &Now, style: &Style, wide: bool) -> String 
     let mut widths = [3usize, 3, 5, 3];
     for r in &rows {
         for (w, cell) in widths.iter_mut().zip(r) {
-            *w = (*w).max(cell.chars().count());
+            *w = (*w).max(width(cell));
         }
     }
     widths[2] = widths[2].min(32);
@@ -270,22 +262,20 @@ pub fn list(items: &[ItemView], now: &Now, style: &Style, wide: bool) -> String 
             None => title,
         };
         let state = cut(&r[2], widths[2]);
+        let padded = pad(&state, widths[2]);
         let state_painted = match state.as_str() {
-            "ready" => style.green(&format!("{state:<w$}", w = widths[2])),
-            "blocked" => style.yellow(&format!("{state:<w$}", w = widths[2])),
-            "done" | "cancelled" => style.dim(&format!("{state:<w$}", w = widths[2])),
-            _ => format!("{state:<w$}", w = widths[2]),
+            "ready" => style.green(&padded),
+            "blocked" => style.yellow(&padded),
+            "done" | "cancelled" => style.dim(&padded),
+            _ => padded,
         };
         let line = format!(
-            "{:<w0$}  {:<w1$}  {}  {:<w3$}  {}",
-            r[0],
-            r[1],
+            "{}  {}  {}  {}  {}",
+            pad(&r[0], widths[0]),
+            pad(&r[1], widths[1]),
             state_painted,
-            r[3],
+            pad(&r[3], widths[3]),
             title,
-            w0 = widths[0],
-            w1 = widths[1],
-            w3 = widths[3]
         );
         let _ = writeln!(out, "{}", fit(&line, &line_style));
     }
@@ -394,11 +384,11 @@ pub fn log_line(op: &Op, num: Option<u64>, now: &Now) -> String {
         .map(|n| format!("#{n}"))
         .unwrap_or_else(|| op.item.to_string());
     format!(
-        "{:>6}  {}  {:>5} ago  {:<24}  {:<5}  v{}  {}",
+        "{:>6}  {}  {:>5} ago  {}  {:<5}  v{}  {}",
         op.seq,
         format_rfc3339(op.at),
         format_duration_short(now.wall_ms - op.at),
-        safe(&op.actor, false),
+        pad(&safe(&op.actor, false), 24),
         item,
         op.version_after,
         safe(&describe_changes(op), false)
@@ -433,9 +423,9 @@ pub fn board(b: &Board, now: &Now, style: &Style) -> String {
                 style.red(&heartbeat)
             };
             let line = format!(
-                "  #{:<5} {:<28} {} expires in {}  {}",
+                "  #{:<5} {} {} expires in {}  {}",
                 item.num,
-                cut(&safe(&l.holder, false), 28),
+                pad(&cut(&safe(&l.holder, false), 28), 28),
                 painted,
                 format_duration_short(left.max(0)),
                 safe(&item.title, false)
@@ -454,9 +444,9 @@ pub fn board(b: &Board, now: &Now, style: &Style) -> String {
                 ),
             };
             let line = format!(
-                "  #{:<5} {:<28} {}  {}",
+                "  #{:<5} {} {}  {}",
                 item.num,
-                cut(&safe(&l.holder, false), 28),
+                pad(&cut(&safe(&l.holder, false), 28), 28),
                 style.red(&why),
                 safe(&item.title, false)
             );
@@ -466,36 +456,12 @@ pub fn board(b: &Board, now: &Now, style: &Style) -> String {
     s
 }
 
-/// Cuts a line (which may hold colour codes) to the terminal width, counting visible characters.
+/// Cuts a line (which may hold colour codes) to the terminal width, counting columns.
 fn fit(line: &str, style: &Style) -> String {
-    let Some(w) = style.width else {
-        return line.to_string();
-    };
-    let mut out = String::new();
-    let mut visible = 0;
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\x1b' {
-            out.push(c);
-            for e in chars.by_ref() {
-                out.push(e);
-                if e == 'm' {
-                    break;
-                }
-            }
-            continue;
-        }
-        if visible + 1 >= w && chars.peek().is_some() {
-            out.push('…');
-            if style.color {
-                out.push_str("\x1b[0m");
-            }
-            return out;
-        }
-        out.push(c);
-        visible += 1;
+    match style.width {
+        Some(w) => super::columns::fit(line, w, style.color),
+        None => line.to_string(),
     }
-    out
 }
 
 pub fn verify(r: &VerifyReport) -> String {
@@ -616,13 +582,52 @@ NUM  PRI  STATE                     AGE  TITLE
                 width: Some(w),
             };
             for line in list(&items, &now(), &style, false).lines() {
-                assert!(
-                    line.chars().count() <= w,
-                    "{} > {w}: {line}",
-                    line.chars().count()
-                );
+                assert!(width(line) <= w, "{} > {w}: {line}", width(line));
             }
         }
+    }
+
+    /// Issue 21: widths counted characters, so a CJK holder pushed AGE and TITLE three columns
+    /// right of the header's, and a CJK title ran past the terminal's edge.
+    #[test]
+    fn list_aligns_and_fits_wide_characters() {
+        let items = vec![
+            view(
+                item(1, &"数据库迁移把旧记录搬到新表".repeat(4), Status::Open, 1),
+                Some(lease("用户甲")),
+                false,
+            ),
+            view(item(2, "Ship it", Status::Open, 0), None, false),
+        ];
+        let out = list(&items, &now(), &PLAIN_80, false);
+        let expected = "\
+NUM  PRI  STATE              AGE  TITLE
+#1   P1   claimed by 用户甲  1m   数据库迁移把旧记录搬到新表数据库迁移把旧记录…
+#2   P0   ready              1m   Ship it
+";
+        assert_eq!(out, expected);
+        for line in out.lines() {
+            assert!(width(line) <= 80, "{} > 80: {line}", width(line));
+        }
+    }
+
+    #[test]
+    fn status_pads_wide_holders_to_their_column() {
+        let b = Board {
+            live: vec![
+                (item(1, "任务", Status::Open, 1), lease("用户甲")),
+                (item(2, "task", Status::Open, 1), lease("ana")),
+            ],
+            ..Board::default()
+        };
+        let out = board(&b, &now(), &PLAIN_80);
+        let starts: Vec<usize> = out
+            .lines()
+            .filter(|l| l.contains("renewed"))
+            .map(|l| width(&l[..l.find("renewed").unwrap()]))
+            .collect();
+        assert_eq!(starts.len(), 2, "{out}");
+        assert_eq!(starts[0], starts[1], "misaligned:\n{out}");
     }
 
     #[test]
