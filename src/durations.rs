@@ -52,7 +52,7 @@ pub fn parse(s: &str, what: Use) -> Result<Duration, String> {
 /// [`parse`] for a named field, as an [`Error::Invalid`] (exit 2) that names it: how a transport
 /// without clap (the MCP server, an environment variable) reports a bad duration.
 pub fn parse_field(field: &str, s: &str, what: Use) -> crate::Result<Duration> {
-    parse(s, what).map_err(|e| Error::Invalid(format!("{field}: {e}")))
+    parse(s, what).map_err(|e| Error::bad_field(field, e))
 }
 
 #[cfg(test)]

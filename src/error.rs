@@ -101,6 +101,34 @@ impl Error {
         }
     }
 
+    /// The value given for `field` is refused for `reason`. This and the two below are the one
+    /// wording of a refusal at a transport's boundary: each transport names the field its own
+    /// way (`--wait` on the command line, `wait` over MCP), so the same input gets the same
+    /// message on every one, but for that name.
+    pub fn bad_field(field: &str, reason: impl std::fmt::Display) -> Error {
+        Error::Invalid(format!("{field}: {reason}"))
+    }
+
+    /// A required `field` was not given.
+    pub fn missing_field(field: &str) -> Error {
+        Error::Invalid(format!("{field}: required, and not given"))
+    }
+
+    /// `field` is not an argument of the command or tool.
+    pub fn unknown_field(field: &str) -> Error {
+        Error::Invalid(format!("{field}: no such argument"))
+    }
+
+    /// An update that changes nothing; `fields` are what would, as the transport names them.
+    pub fn nothing_to_update(fields: &[&str]) -> Error {
+        let list = match fields {
+            [] => String::new(),
+            [one] => (*one).to_string(),
+            [init @ .., last] => format!("{} or {last}", init.join(", ")),
+        };
+        Error::Invalid(format!("nothing to update: give {list}"))
+    }
+
     /// An [`Error::Io`]: `context` says what was being done, to which file.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Error {
         Error::Io {

@@ -25,11 +25,10 @@ use serde_json::Value;
 use tracker::durations::{self, Use};
 use tracker::json::{ItemJson, OpJson, ShowJson, StatusJson};
 use tracker::{
-    Access, Actor, ClaimOptions, Error, Guard, ItemRef, ItemView, ListQuery, NewItem, Patch,
-    Result, Status,
+    Access, Actor, ClaimOptions, Error, Guard, ItemView, ListQuery, NewItem, Patch, Result, Status,
 };
 
-use crate::cli::{Ctx, Tracker};
+use crate::cli::{guard, item_ref, Ctx, Tracker};
 
 /// Serves MCP on stdio until the client closes the connection.
 ///
@@ -209,7 +208,7 @@ impl Server {
         f: F,
     ) -> CallToolResult
     where
-        A: serde::de::DeserializeOwned + Send + 'static,
+        A: serde::de::DeserializeOwned + schemars::JsonSchema + Send + 'static,
         F: FnOnce(&Tracker, A, Stopped) -> Result<Value> + Send + 'static,
     {
         let outcome = match args(raw).and_then(|a| Ok((self.tracker(&ctx.peer)?, a))) {
@@ -266,10 +265,6 @@ fn item(v: &ItemView) -> Result<Value> {
     to_json(&ItemJson::from(v))
 }
 
-fn item_ref(s: &str) -> Result<ItemRef> {
-    ItemRef::parse(s)
-}
-
 /// A duration argument, parsed as the command line parses the flag of the same name (same ranges,
 /// same messages, naming the argument as MCP spells it).
 fn duration(field: &str, s: Option<&str>, what: Use) -> Result<Option<Duration>> {
@@ -277,12 +272,11 @@ fn duration(field: &str, s: Option<&str>, what: Use) -> Result<Option<Duration>>
         .transpose()
 }
 
-fn guard(if_version: Option<u64>, token: Option<u64>, key: Option<String>) -> Guard {
-    Guard {
-        if_version,
-        token,
-        idempotency_key: key,
-    }
+/// A priority argument, checked here as the command line checks `--priority` (same range,
+/// same message, naming the argument as MCP spells it).
+fn priority(p: Option<u8>) -> Result<Option<u8>> {
+    p.map(|p| tracker::rules::validate_priority(p).map_err(|r| Error::bad_field("priority", r)))
+        .transpose()
 }
 
 /// The lease options of a claim through this server: tied to this process.
@@ -298,8 +292,23 @@ fn claim_options(t: &Tracker, ttl: Option<&str>, g: Guard) -> Result<ClaimOption
     })
 }
 
-/// A tool's arguments, from the JSON object the client sent.
-fn args<T: serde::de::DeserializeOwned>(raw: JsonObject) -> Result<T> {
+/// A tool's arguments, from the JSON object the client sent. Unknown and missing fields are
+/// found from the input schema first, so they are worded as the command line words them.
+fn args<T: serde::de::DeserializeOwned + schemars::JsonSchema + 'static>(
+    raw: JsonObject,
+) -> Result<T> {
+    let schema = input::<T>();
+    if let Some(known) = schema.get("properties").and_then(Value::as_object) {
+        if let Some(k) = raw.keys().find(|k| !known.contains_key(*k)) {
+            return Err(Error::unknown_field(k));
+        }
+    }
+    let required = schema.get("required").and_then(Value::as_array);
+    for field in required.into_iter().flatten().filter_map(Value::as_str) {
+        if !raw.contains_key(field) {
+            return Err(Error::missing_field(field));
+        }
+    }
     serde_json::from_value(Value::Object(raw)).map_err(|e| {
         Error::Invalid(format!(
             "the tool's arguments do not fit its input schema: {e}"
@@ -511,7 +520,7 @@ impl Server {
             let new = NewItem {
                 title: a.title,
                 body: a.body.unwrap_or_default(),
-                priority: a.priority,
+                priority: priority(a.priority)?,
                 labels: a.labels.unwrap_or_default(),
             };
             item(&t.new_item(new, &blockers, &guard(None, None, a.idempotency_key))?)
@@ -573,13 +582,20 @@ impl Server {
             let patch = Patch {
                 title: a.title,
                 body: a.body,
-                priority: a.priority,
+                priority: priority(a.priority)?,
                 status,
                 add_labels: a.add_labels.unwrap_or_default(),
                 remove_labels: a.remove_labels.unwrap_or_default(),
             };
             if patch == Patch::default() {
-                return Err(Error::Invalid("nothing to update".into()));
+                return Err(Error::nothing_to_update(&[
+                    "title",
+                    "body",
+                    "priority",
+                    "status",
+                    "add_labels",
+                    "remove_labels",
+                ]));
             }
             let g = guard(a.if_version, a.token, a.idempotency_key);
             item(&t.update(&item_ref(&a.item)?, patch, &g)?)

@@ -334,6 +334,14 @@ pub fn validate_body(body: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A priority as text (a command-line flag): a number, checked by [`validate_priority`].
+pub fn parse_priority(s: &str) -> Result<u8, String> {
+    let p = s.trim().parse::<u8>().map_err(|_| {
+        format!("{s:?} is not a priority: use a number, 0 (highest) to {MAX_PRIORITY}")
+    })?;
+    validate_priority(p)
+}
+
 /// Checks a priority: 0 (highest) to [`MAX_PRIORITY`]. The error is a message for people.
 pub fn validate_priority(p: u8) -> Result<u8, String> {
     if p > MAX_PRIORITY {

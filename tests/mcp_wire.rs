@@ -457,3 +457,200 @@ fn labels_per_item_are_capped_on_every_way_in() {
         text(&out.stderr)
     );
 }
+
+/// How the messages of one refusal compare between the two transports.
+#[derive(Clone, Copy, Debug)]
+enum Wording {
+    /// One template, naming the field each transport's way: the CLI's message starts with the
+    /// first name, MCP's with the second, and the rest is the same.
+    Field(&'static str, &'static str),
+    /// The same message (the library's, naming no field).
+    Same,
+    /// Only the kind and code agree (a value of the wrong JSON type is refused by the schema's
+    /// decoder, which has no command-line twin).
+    KindOnly,
+}
+
+/// Issue 21: the same invalid and edge inputs, sent through the command line (`--json`) and
+/// through `tracker mcp`, get the same kind and code, and the same message from one template in
+/// which only the field's name is written the transport's way. Before: a missing argument was
+/// "the following required arguments were not provided:" on the command line (naming nothing)
+/// and "...do not fit its input schema: missing field `item`" over MCP; a bad duration was
+/// "invalid value '0s' for '--wait <DUR>': ..." against "wait: ..."; priority 7 was clap's
+/// "7 is not in 0..=4" against the library's "priority 7 is out of range"; "nothing to update"
+/// listed the flags on one side and nothing on the other.
+#[test]
+fn the_same_bad_input_gets_the_same_refusal_from_the_cli_and_mcp() {
+    use Wording::*;
+    let env = Env::new();
+    env.json(&["new", "x"]);
+    let cases: Vec<(Vec<&str>, &str, Value, i64, Wording)> = vec![
+        // Durations.
+        (
+            vec!["claim", "1", "--wait", "0s"],
+            "claim",
+            json!({"item": "1", "wait": "0s"}),
+            2,
+            Field("--wait", "wait"),
+        ),
+        (
+            vec!["claim", "1", "--ttl", "soon"],
+            "claim",
+            json!({"item": "1", "ttl": "soon"}),
+            2,
+            Field("--ttl", "ttl"),
+        ),
+        (
+            vec!["claim", "1", "--ttl", "500ms"],
+            "claim",
+            json!({"item": "1", "ttl": "500ms"}),
+            2,
+            Field("--ttl", "ttl"),
+        ),
+        (
+            vec!["claim", "--next", "--wait", "367d"],
+            "claim_next",
+            json!({"wait": "367d"}),
+            2,
+            Field("--wait", "wait"),
+        ),
+        (
+            vec!["status", "--since", "9999999y"],
+            "status",
+            json!({"since": "9999999y"}),
+            2,
+            Field("--since", "since"),
+        ),
+        // Item references.
+        (vec!["show", "99"], "show", json!({"item": "99"}), 4, Same),
+        (vec!["show", "#x!"], "show", json!({"item": "#x!"}), 2, Same),
+        (vec!["show", ""], "show", json!({"item": ""}), 2, Same),
+        // Priorities.
+        (
+            vec!["update", "1", "--priority", "7"],
+            "update",
+            json!({"item": "1", "priority": 7}),
+            2,
+            Field("--priority", "priority"),
+        ),
+        (
+            vec!["new", "y", "--priority", "5"],
+            "new",
+            json!({"title": "y", "priority": 5}),
+            2,
+            Field("--priority", "priority"),
+        ),
+        (
+            vec!["update", "1", "--priority", "high"],
+            "update",
+            json!({"item": "1", "priority": "high"}),
+            2,
+            KindOnly,
+        ),
+        // Labels and status.
+        (
+            vec!["update", "1", "--add-label", "a,b"],
+            "update",
+            json!({"item": "1", "add_labels": ["a,b"]}),
+            2,
+            Same,
+        ),
+        (
+            vec!["new", "y", "--label", " "],
+            "new",
+            json!({"title": "y", "labels": [" "]}),
+            2,
+            Same,
+        ),
+        (
+            vec!["update", "1", "--status", "bogus"],
+            "update",
+            json!({"item": "1", "status": "bogus"}),
+            2,
+            Field("--status", "status"),
+        ),
+        // Missing fields, unknown fields, nothing to do.
+        (
+            vec!["update"],
+            "update",
+            json!({}),
+            2,
+            Field("<ITEM>", "item"),
+        ),
+        (vec!["new"], "new", json!({}), 2, Field("<TITLE>", "title")),
+        (
+            vec!["dep", "add", "1"],
+            "dep_add",
+            json!({"item": "1"}),
+            2,
+            Field("<BLOCKER>", "blocker"),
+        ),
+        (
+            vec!["list", "--frobnicate"],
+            "list",
+            json!({"frobnicate": true}),
+            2,
+            Field("--frobnicate", "frobnicate"),
+        ),
+        (
+            vec!["show", "1", "--if-versio", "1"],
+            "show",
+            json!({"item": "1", "if_versio": 1}),
+            2,
+            Field("--if-versio", "if_versio"),
+        ),
+    ];
+    let mut s = Server::start(&env, "agent");
+    for (cli, tool, args, code, wording) in cases {
+        let mcp = s.refused(tool, args.clone());
+        let mut argv = vec!["--json"];
+        argv.extend(&cli);
+        let out = env.run(&argv);
+        let stderr = text(&out.stderr);
+        let line = stderr.lines().last().unwrap_or_default();
+        let cli_json: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("{cli:?}: stderr is not one JSON error ({e}): {stderr}"));
+        let cli_err = &cli_json["error"];
+        let case = format!("{cli:?} / {tool} {args}");
+        assert_eq!(
+            out.status.code(),
+            Some(i32::try_from(code).unwrap()),
+            "{case}: {stderr}"
+        );
+        for e in [cli_err, &mcp] {
+            assert_eq!(e["code"].as_i64(), Some(code), "{case}: {e}");
+        }
+        assert_eq!(cli_err["kind"], mcp["kind"], "{case}");
+        let (cm, mm) = (
+            cli_err["message"].as_str().unwrap(),
+            mcp["message"].as_str().unwrap(),
+        );
+        match wording {
+            Field(cli_name, mcp_name) => {
+                let rest = |m: &str, name: &str| {
+                    m.strip_prefix(name)
+                        .map(str::to_string)
+                        .unwrap_or_else(|| panic!("{case}: {m:?} does not start with {name:?}"))
+                };
+                assert_eq!(rest(cm, cli_name), rest(mm, mcp_name), "{case}");
+            }
+            Same => assert_eq!(cm, mm, "{case}"),
+            KindOnly => {}
+        }
+    }
+    // Nothing to update: the one template lists what would change, each transport's way.
+    let mcp = s.refused("update", json!({"item": "1"}));
+    let (code, err) = env.code(&["--json", "update", "1"]);
+    assert_eq!((code, mcp["code"].as_i64()), (2, Some(2)));
+    let cli: Value = serde_json::from_str(err.trim()).unwrap();
+    assert_eq!(
+        cli["error"]["message"],
+        "nothing to update: give --title, --body, --priority, --status, --add-label or --remove-label"
+    );
+    assert_eq!(
+        mcp["message"],
+        "nothing to update: give title, body, priority, status, add_labels or remove_labels"
+    );
+    assert_eq!(env.json(&["show", "1"])["version"], 1, "nothing changed");
+    s.close_and_wait();
+}

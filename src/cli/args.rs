@@ -164,7 +164,7 @@ pub struct NewArgs {
     #[arg(long, value_name = "PATH")]
     pub body_file: Option<PathBuf>,
     /// 0 (highest) to 4
-    #[arg(long, short, value_parser = clap::value_parser!(u8).range(0..=4))]
+    #[arg(long, short, value_parser = parse_priority)]
     pub priority: Option<u8>,
     /// A label to put on the item (repeat for more)
     #[arg(long = "label", short = 'l', value_name = "LABEL")]
@@ -229,7 +229,7 @@ pub struct UpdateArgs {
     #[arg(long, value_name = "PATH")]
     pub body_file: Option<PathBuf>,
     /// New priority: 0 (highest) to 4
-    #[arg(long, short, value_parser = clap::value_parser!(u8).range(0..=4))]
+    #[arg(long, short, value_parser = parse_priority)]
     pub priority: Option<u8>,
     /// Add a label (repeat for more)
     #[arg(long = "add-label", value_name = "LABEL")]
@@ -395,6 +395,11 @@ pub fn parse_lock_timeout(s: &str) -> Result<Duration, String> {
 /// How long to keep retrying a claim (`--wait`).
 pub fn parse_wait(s: &str) -> Result<Duration, String> {
     durations::parse(s, Use::Wait)
+}
+
+/// A priority (`--priority`): the library's range and message, as the MCP server checks it.
+pub fn parse_priority(s: &str) -> Result<u8, String> {
+    tracker::rules::parse_priority(s)
 }
 
 /// How far back `status --since` looks.

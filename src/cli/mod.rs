@@ -163,7 +163,7 @@ fn usage_error(e: clap::Error) -> i32 {
             .next()
             .unwrap_or_default()
             .trim_start_matches("error: ");
-        let err = Error::Invalid(message.to_string());
+        let err = refusal(&e).unwrap_or_else(|| Error::Invalid(message.to_string()));
         eprintln!(
             "{}",
             render::escape_json_for_terminal(&json::error_json(&err).to_string())
@@ -171,6 +171,30 @@ fn usage_error(e: clap::Error) -> i32 {
         return 2;
     }
     e.exit()
+}
+
+/// A bad value, a missing or an unknown argument, worded as the MCP server words it (the
+/// library's one template), naming the flag as it is typed (`--wait`, `<ITEM>`). Clap's first
+/// line said "the following required arguments were not provided:" without naming them.
+fn refusal(e: &clap::Error) -> Option<Error> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let arg = match e.get(ContextKind::InvalidArg)? {
+        ContextValue::String(s) => s.as_str(),
+        ContextValue::Strings(v) => v.first()?.as_str(),
+        _ => return None,
+    };
+    // "--wait <DUR>" is the flag and its value's name; a positional is "<ITEM>" alone.
+    let field = if arg.starts_with('-') {
+        arg.split_whitespace().next()?
+    } else {
+        arg
+    };
+    match e.kind() {
+        ErrorKind::ValueValidation => Some(Error::bad_field(field, std::error::Error::source(e)?)),
+        ErrorKind::MissingRequiredArgument => Some(Error::missing_field(field)),
+        ErrorKind::UnknownArgument => Some(Error::unknown_field(field)),
+        _ => None,
+    }
 }
 
 fn report(ctx: &Ctx, e: &Error) -> i32 {
@@ -195,15 +219,26 @@ fn report(ctx: &Ctx, e: &Error) -> i32 {
     e.exit_code()
 }
 
-fn guard(g: GuardArgs) -> Guard {
+/// A change's preconditions: built here for the command line's flags and the MCP server's
+/// arguments of the same names.
+pub(crate) fn guard(
+    if_version: Option<u64>,
+    token: Option<u64>,
+    idempotency_key: Option<String>,
+) -> Guard {
     Guard {
-        if_version: g.if_version,
-        token: g.token,
-        idempotency_key: g.idempotency_key,
+        if_version,
+        token,
+        idempotency_key,
     }
 }
 
-fn item_ref(s: &str) -> Result<ItemRef> {
+fn flags_guard(g: GuardArgs) -> Guard {
+    guard(g.if_version, g.token, g.idempotency_key)
+}
+
+/// An item reference, for both transports.
+pub(crate) fn item_ref(s: &str) -> Result<ItemRef> {
     ItemRef::parse(s)
 }
 
@@ -381,12 +416,17 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
                 remove_labels: a.remove_labels,
             };
             if patch == Patch::default() {
-                return Err(Error::Invalid(
-                    "nothing to update: give --title, --body, --priority, --status, --add-label or --remove-label".into(),
-                ));
+                return Err(Error::nothing_to_update(&[
+                    "--title",
+                    "--body",
+                    "--priority",
+                    "--status",
+                    "--add-label",
+                    "--remove-label",
+                ]));
             }
             let t = ctx.open(Access::ReadWrite)?;
-            let v = t.update(&r, patch, &guard(a.guard))?;
+            let v = t.update(&r, patch, &flags_guard(a.guard))?;
             emit(ctx, &t, &v, "updated")
         }
         Command::Edit { item } => edit::edit(ctx, &item_ref(&item)?),
@@ -399,7 +439,7 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
                 force: a.force,
                 pid: a.pid,
                 pgid: None,
-                guard: guard(a.guard),
+                guard: flags_guard(a.guard),
             };
             let v = match (a.wait, &r) {
                 (Some(w), _) => t.claim_waiting(r.as_ref(), a.target.label.as_deref(), &opts, w)?,
@@ -411,19 +451,19 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
         Command::Renew(a) => {
             let r = item_ref(&a.item)?;
             let t = ctx.open(Access::ReadWrite)?;
-            let v = t.renew(&r, a.ttl, &guard(a.guard))?;
+            let v = t.renew(&r, a.ttl, &flags_guard(a.guard))?;
             emit(ctx, &t, &v, "renewed")
         }
         Command::Release(a) => {
             let r = item_ref(&a.item)?;
             let t = ctx.open(Access::ReadWrite)?;
-            let v = t.release(&r, &guard(a.guard))?;
+            let v = t.release(&r, &flags_guard(a.guard))?;
             emit(ctx, &t, &v, "released")
         }
         Command::Done(a) => {
             let r = item_ref(&a.item)?;
             let t = ctx.open(Access::ReadWrite)?;
-            let v = t.done(&r, &guard(a.guard), a.force)?;
+            let v = t.done(&r, &flags_guard(a.guard), a.force)?;
             emit(ctx, &t, &v, "done")
         }
         Command::Dep(d) => {
@@ -433,7 +473,7 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
             };
             let (r, b) = (item_ref(&a.item)?, item_ref(&a.blocker)?);
             let t = ctx.open(Access::ReadWrite)?;
-            let g = guard(a.guard);
+            let g = flags_guard(a.guard);
             let v = if add {
                 t.dep_add(&r, &b, &g)?
             } else {
