@@ -51,6 +51,12 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<i32> {
             super::render::safe(&view.item.title, false)
         );
     }
+    // Raw libc::signal, not signal-hook (issue 21 asked): the handler is one atomic store,
+    // which signal-hook's flag::register_usize would do too, but signal-hook is not in the
+    // dependency tree, and the other dispositions here (SIGTTOU around tcsetpgrp, in the child
+    // between fork and exec) must stay raw anyway: only async-signal-safe calls are allowed
+    // there, and signal-hook's registration allocates and locks. glibc's signal() installs a
+    // BSD-style handler (it stays installed; interrupted calls restart).
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
     unsafe {
         libc::signal(
