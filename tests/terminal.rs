@@ -47,7 +47,10 @@ fn populated() -> Env {
 /// The screen (with colour escapes) after `commands` ran in a real tmux terminal of `columns`
 /// columns, over-long lines joined back into one (`-J`), so one that wrapped shows as wider.
 fn screen_after(env: &Env, commands: &[&str], columns: u16) -> String {
-    let socket = format!("tracker-test-{}-{columns}", std::process::id());
+    // One tmux server per call: the tests run side by side in one process.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let socket = format!("tracker-test-{}-{call}", std::process::id());
     let done_marker = env.path("done");
     let bin = common::bin();
     let db = env.db.display();
