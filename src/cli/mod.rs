@@ -260,96 +260,9 @@ fn say(line: &str) -> Result<()> {
 
 fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
     match command {
-        Command::Init { default_ttl } => {
-            let target = ctx.init_target()?;
-            let (backend, created) = Backend::init(&target, ctx.lock_timeout)?;
-            // Also for a tracker made before init wrote one: a repeat of init adds it.
-            let ignored = match &target {
-                Target::File(p) => locate::write_gitignore(p)?,
-                Target::Postgres(_) => false,
-            };
-            let t = ctx.tracker(backend);
-            let path = target.shown();
-            if let Some(ttl) = default_ttl {
-                t.set_default_ttl(ttl)?;
-            }
-            let printed = if ctx.json {
-                out::json(&json::InitJson {
-                    path: path.to_string(),
-                    created,
-                    format_version: tracker::store::FORMAT_VERSION,
-                })
-            } else if created {
-                say(&format!("created {path}"))
-            } else if let Some(ttl) = default_ttl {
-                say(&format!(
-                    "{path} is already a tracker; set its default-ttl to {}",
-                    humantime::format_duration(ttl)
-                ))
-            } else if ignored {
-                say(&format!(
-                    "{path} is already a tracker; added a .gitignore beside it so git ignores it"
-                ))
-            } else {
-                say(&format!("{path} is already a tracker; nothing changed"))
-            };
-            if created || default_ttl.is_some() || ignored {
-                out::after_change(&format!("initialised {path}"), printed)?;
-            } else {
-                printed?;
-            }
-            Ok(0)
-        }
-        Command::Config(ConfigCommand::DefaultTtl { ttl }) => {
-            let access = if ttl.is_some() {
-                Access::ReadWrite
-            } else {
-                Access::ReadOnly
-            };
-            let t = ctx.open(access)?;
-            if let Some(ttl) = ttl {
-                t.set_default_ttl(ttl)?;
-            }
-            let changed = ttl.is_some();
-            let ttl = t.default_ttl()?;
-            let printed = if ctx.json {
-                out::json(&json::ConfigJson {
-                    default_ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
-                })
-            } else {
-                say(&format!("default-ttl {}", humantime::format_duration(ttl)))
-            };
-            if changed {
-                out::after_change("set default-ttl", printed)?;
-            } else {
-                printed?;
-            }
-            Ok(0)
-        }
-        Command::New(a) => {
-            let t = ctx.open(Access::ReadWrite)?;
-            let blockers = a
-                .blocked_by
-                .iter()
-                .map(|b| item_ref(b))
-                .collect::<Result<Vec<_>>>()?;
-            let body = match &a.body_file {
-                Some(path) => read_body(path)?,
-                None => a.body,
-            };
-            let new = NewItem {
-                title: a.title,
-                body,
-                priority: a.priority,
-                labels: a.labels,
-            };
-            let g = Guard {
-                idempotency_key: a.idempotency_key,
-                ..Guard::default()
-            };
-            let v = t.new_item(new, &blockers, &g)?;
-            emit(ctx, &t, &v, "created")
-        }
+        Command::Init { default_ttl } => init(ctx, default_ttl),
+        Command::Config(ConfigCommand::DefaultTtl { ttl }) => config_default_ttl(ctx, ttl),
+        Command::New(a) => new_item(ctx, a),
         Command::Show { item } => {
             let r = item_ref(&item)?;
             let t = ctx.open(Access::ReadOnly)?;
@@ -361,93 +274,10 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
             }
             Ok(0)
         }
-        Command::List(a) => {
-            let status = Status::filter(&a.status, "--status")?;
-            let t = ctx.open(Access::ReadOnly)?;
-            let q = ListQuery {
-                status,
-                ready: a.ready,
-                claimed: a.claimed,
-                label: a.label,
-                holder: a.holder,
-                limit: a.limit,
-            };
-            if ctx.json {
-                // Streamed: a JSON array of any length in flat memory.
-                let mut w = std::io::BufWriter::new(out::Stdout);
-                let mut first = true;
-                w.write_all(b"[").map_err(out::failed)?;
-                t.list_each(&q, &mut |v| {
-                    if !std::mem::take(&mut first) {
-                        w.write_all(b",").map_err(out::failed)?;
-                    }
-                    serde_json::to_writer(&mut w, &ItemJson::from(&v)).map_err(|e| {
-                        match e.io_error_kind() {
-                            Some(_) => out::failed(e.into()),
-                            None => Error::Internal(e.to_string()),
-                        }
-                    })
-                })?;
-                w.write_all(b"]\n").map_err(out::failed)?;
-                w.flush().map_err(out::failed)?;
-            } else {
-                let items = t.list(&q)?;
-                out::text(&render::list(&items, &t.now(), &ctx.style, a.wide))?;
-            }
-            Ok(0)
-        }
-        Command::Update(a) => {
-            let r = item_ref(&a.item)?;
-            let status = a
-                .status
-                .as_deref()
-                .map(|s| Status::named(s, "--status"))
-                .transpose()?;
-            let body = match &a.body_file {
-                Some(path) => Some(read_body(path)?),
-                None => a.body,
-            };
-            let patch = Patch {
-                title: a.title,
-                body,
-                priority: a.priority,
-                status,
-                add_labels: a.add_labels,
-                remove_labels: a.remove_labels,
-            };
-            if patch == Patch::default() {
-                return Err(Error::nothing_to_update(&[
-                    "--title",
-                    "--body",
-                    "--priority",
-                    "--status",
-                    "--add-label",
-                    "--remove-label",
-                ]));
-            }
-            let t = ctx.open(Access::ReadWrite)?;
-            let v = t.update(&r, patch, &flags_guard(a.guard))?;
-            emit(ctx, &t, &v, "updated")
-        }
+        Command::List(a) => list(ctx, a),
+        Command::Update(a) => update(ctx, a),
         Command::Edit { item } => edit::edit(ctx, &item_ref(&item)?),
-        Command::Claim(a) => {
-            let r = a.target.item.as_deref().map(item_ref).transpose()?;
-            let t = ctx.open(Access::ReadWrite)?;
-            let opts = ClaimOptions {
-                ttl: ttl_for(&t, a.target.ttl)?,
-                steal_stale: a.steal_stale,
-                force: a.force,
-                pid: a.pid,
-                pgid: None,
-                guard: flags_guard(a.guard),
-            };
-            let v = match (a.wait, &r) {
-                (Some(w), _) => t.claim_waiting(r.as_ref(), a.target.label.as_deref(), &opts, w)?,
-                (None, Some(r)) => t.claim(r, &opts)?,
-                (None, None) => t.claim_next(a.target.label.as_deref(), &opts)?,
-            };
-            emit(ctx, &t, &v, "claimed")
-        }
+        Command::Claim(a) => claim(ctx, a),
         Command::Renew(a) => {
             let r = item_ref(&a.item)?;
             let t = ctx.open(Access::ReadWrite)?;
@@ -466,38 +296,7 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
             let v = t.done(&r, &flags_guard(a.guard), a.force)?;
             emit(ctx, &t, &v, "done")
         }
-        Command::Dep(d) => {
-            let (a, add) = match d {
-                DepCommand::Add(a) => (a, true),
-                DepCommand::Rm(a) => (a, false),
-            };
-            let (r, b) = (item_ref(&a.item)?, item_ref(&a.blocker)?);
-            let t = ctx.open(Access::ReadWrite)?;
-            let g = flags_guard(a.guard);
-            let v = if add {
-                t.dep_add(&r, &b, &g)?
-            } else {
-                t.dep_remove(&r, &b, &g)?
-            };
-            if ctx.json {
-                return emit(ctx, &t, &v, "");
-            }
-            // Named by number: the blocker as the user will see it in `show` and `list`.
-            let blocker = t.get(&b)?.item.num;
-            let how = if add {
-                "now waits for"
-            } else {
-                "no longer waits for"
-            };
-            let line = format!(
-                "#{} (v{}) {how} #{blocker}: {}",
-                v.item.num,
-                v.item.version,
-                render::safe(&v.item.title, false)
-            );
-            out::after_change(&format!("changed #{}", v.item.num), say(&line))?;
-            Ok(0)
-        }
+        Command::Dep(d) => dep(ctx, d),
         Command::Run(a) => run::run(ctx, a),
         Command::Log(a) => log(ctx, a),
         Command::Export(a) => {
@@ -515,54 +314,8 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
             Ok(0)
         }
         Command::Import(a) => import(ctx, a),
-        Command::Verify => {
-            let t = ctx.open(Access::ReadOnly)?;
-            let spinner = progress::spinner("replaying the ops log");
-            let r = t.verify();
-            progress::finish(spinner);
-            let r = r?;
-            if ctx.json {
-                out::json(&json::VerifyJson {
-                    ok: r.problems.is_empty(),
-                    ops: r.ops,
-                    items: r.items,
-                    leases: r.leases,
-                    last_token: r.last_token,
-                    problems: r.problems.clone(),
-                })?;
-            } else {
-                say(&render::verify(&r))?;
-            }
-            if r.problems.is_empty() {
-                Ok(0)
-            } else {
-                Err(Error::Data(format!(
-                    "verify found a mismatch: {}",
-                    r.problems[0]
-                )))
-            }
-        }
-        Command::Rebuild => {
-            let t = ctx.open(Access::ReadWrite)?;
-            let spinner = progress::spinner("rebuilding from the ops log");
-            let r = t.rebuild();
-            progress::finish(spinner);
-            let r = r?;
-            let printed = if ctx.json {
-                out::json(&json::RebuildJson {
-                    ops: r.ops,
-                    items: r.items,
-                    leases: r.leases,
-                })
-            } else {
-                say(&format!(
-                    "rebuilt from {} ops: {} items, {} leases",
-                    r.ops, r.items, r.leases
-                ))
-            };
-            out::after_change("rebuilt the tables", printed)?;
-            Ok(0)
-        }
+        Command::Verify => verify(ctx),
+        Command::Rebuild => rebuild(ctx),
         Command::Mcp => crate::mcp::serve(ctx),
         Command::Status(a) => {
             let t = ctx.open(Access::ReadOnly)?;
@@ -590,6 +343,280 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
             Ok(0)
         }
     }
+}
+
+/// `init`: a new tracker file or database, with its default TTL.
+fn init(ctx: &Ctx, default_ttl: Option<Duration>) -> Result<i32> {
+    let target = ctx.init_target()?;
+    let (backend, created) = Backend::init(&target, ctx.lock_timeout)?;
+    // Also for a tracker made before init wrote one: a repeat of init adds it.
+    let ignored = match &target {
+        Target::File(p) => locate::write_gitignore(p)?,
+        Target::Postgres(_) => false,
+    };
+    let t = ctx.tracker(backend);
+    let path = target.shown();
+    if let Some(ttl) = default_ttl {
+        t.set_default_ttl(ttl)?;
+    }
+    let printed = if ctx.json {
+        out::json(&json::InitJson {
+            path: path.to_string(),
+            created,
+            format_version: tracker::store::FORMAT_VERSION,
+        })
+    } else if created {
+        say(&format!("created {path}"))
+    } else if let Some(ttl) = default_ttl {
+        say(&format!(
+            "{path} is already a tracker; set its default-ttl to {}",
+            humantime::format_duration(ttl)
+        ))
+    } else if ignored {
+        say(&format!(
+            "{path} is already a tracker; added a .gitignore beside it so git ignores it"
+        ))
+    } else {
+        say(&format!("{path} is already a tracker; nothing changed"))
+    };
+    if created || default_ttl.is_some() || ignored {
+        out::after_change(&format!("initialised {path}"), printed)?;
+    } else {
+        printed?;
+    }
+    Ok(0)
+}
+
+/// `config default-ttl`: shows or sets the tracker's default lease length.
+fn config_default_ttl(ctx: &Ctx, ttl: Option<Duration>) -> Result<i32> {
+    let access = if ttl.is_some() {
+        Access::ReadWrite
+    } else {
+        Access::ReadOnly
+    };
+    let t = ctx.open(access)?;
+    if let Some(ttl) = ttl {
+        t.set_default_ttl(ttl)?;
+    }
+    let changed = ttl.is_some();
+    let ttl = t.default_ttl()?;
+    let printed = if ctx.json {
+        out::json(&json::ConfigJson {
+            default_ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
+        })
+    } else {
+        say(&format!("default-ttl {}", humantime::format_duration(ttl)))
+    };
+    if changed {
+        out::after_change("set default-ttl", printed)?;
+    } else {
+        printed?;
+    }
+    Ok(0)
+}
+
+/// `new`.
+fn new_item(ctx: &Ctx, a: args::NewArgs) -> Result<i32> {
+    let t = ctx.open(Access::ReadWrite)?;
+    let blockers = a
+        .blocked_by
+        .iter()
+        .map(|b| item_ref(b))
+        .collect::<Result<Vec<_>>>()?;
+    let body = match &a.body_file {
+        Some(path) => read_body(path)?,
+        None => a.body,
+    };
+    let new = NewItem {
+        title: a.title,
+        body,
+        priority: a.priority,
+        labels: a.labels,
+    };
+    let g = Guard {
+        idempotency_key: a.idempotency_key,
+        ..Guard::default()
+    };
+    let v = t.new_item(new, &blockers, &g)?;
+    emit(ctx, &t, &v, "created")
+}
+
+/// `list`.
+fn list(ctx: &Ctx, a: args::ListArgs) -> Result<i32> {
+    let status = Status::filter(&a.status, "--status")?;
+    let t = ctx.open(Access::ReadOnly)?;
+    let q = ListQuery {
+        status,
+        ready: a.ready,
+        claimed: a.claimed,
+        label: a.label,
+        holder: a.holder,
+        limit: a.limit,
+    };
+    if ctx.json {
+        // Streamed: a JSON array of any length in flat memory.
+        let mut w = std::io::BufWriter::new(out::Stdout);
+        let mut first = true;
+        w.write_all(b"[").map_err(out::failed)?;
+        t.list_each(&q, &mut |v| {
+            if !std::mem::take(&mut first) {
+                w.write_all(b",").map_err(out::failed)?;
+            }
+            serde_json::to_writer(&mut w, &ItemJson::from(&v)).map_err(|e| {
+                match e.io_error_kind() {
+                    Some(_) => out::failed(e.into()),
+                    None => Error::Internal(e.to_string()),
+                }
+            })
+        })?;
+        w.write_all(b"]\n").map_err(out::failed)?;
+        w.flush().map_err(out::failed)?;
+    } else {
+        let items = t.list(&q)?;
+        out::text(&render::list(&items, &t.now(), &ctx.style, a.wide))?;
+    }
+    Ok(0)
+}
+
+/// `update`.
+fn update(ctx: &Ctx, a: args::UpdateArgs) -> Result<i32> {
+    let r = item_ref(&a.item)?;
+    let status = a
+        .status
+        .as_deref()
+        .map(|s| Status::named(s, "--status"))
+        .transpose()?;
+    let body = match &a.body_file {
+        Some(path) => Some(read_body(path)?),
+        None => a.body,
+    };
+    let patch = Patch {
+        title: a.title,
+        body,
+        priority: a.priority,
+        status,
+        add_labels: a.add_labels,
+        remove_labels: a.remove_labels,
+    };
+    if patch == Patch::default() {
+        return Err(Error::nothing_to_update(&[
+            "--title",
+            "--body",
+            "--priority",
+            "--status",
+            "--add-label",
+            "--remove-label",
+        ]));
+    }
+    let t = ctx.open(Access::ReadWrite)?;
+    let v = t.update(&r, patch, &flags_guard(a.guard))?;
+    emit(ctx, &t, &v, "updated")
+}
+
+/// `claim`: one item, or the best ready one with `--next`.
+fn claim(ctx: &Ctx, a: args::ClaimArgs) -> Result<i32> {
+    let r = a.target.item.as_deref().map(item_ref).transpose()?;
+    let t = ctx.open(Access::ReadWrite)?;
+    let opts = ClaimOptions {
+        ttl: ttl_for(&t, a.target.ttl)?,
+        steal_stale: a.steal_stale,
+        force: a.force,
+        pid: a.pid,
+        pgid: None,
+        guard: flags_guard(a.guard),
+    };
+    let v = match (a.wait, &r) {
+        (Some(w), _) => t.claim_waiting(r.as_ref(), a.target.label.as_deref(), &opts, w)?,
+        (None, Some(r)) => t.claim(r, &opts)?,
+        (None, None) => t.claim_next(a.target.label.as_deref(), &opts)?,
+    };
+    emit(ctx, &t, &v, "claimed")
+}
+
+/// `dep add` and `dep rm`.
+fn dep(ctx: &Ctx, d: DepCommand) -> Result<i32> {
+    let (a, add) = match d {
+        DepCommand::Add(a) => (a, true),
+        DepCommand::Rm(a) => (a, false),
+    };
+    let (r, b) = (item_ref(&a.item)?, item_ref(&a.blocker)?);
+    let t = ctx.open(Access::ReadWrite)?;
+    let g = flags_guard(a.guard);
+    let v = if add {
+        t.dep_add(&r, &b, &g)?
+    } else {
+        t.dep_remove(&r, &b, &g)?
+    };
+    if ctx.json {
+        return emit(ctx, &t, &v, "");
+    }
+    // Named by number: the blocker as the user will see it in `show` and `list`.
+    let blocker = t.get(&b)?.item.num;
+    let how = if add {
+        "now waits for"
+    } else {
+        "no longer waits for"
+    };
+    let line = format!(
+        "#{} (v{}) {how} #{blocker}: {}",
+        v.item.num,
+        v.item.version,
+        render::safe(&v.item.title, false)
+    );
+    out::after_change(&format!("changed #{}", v.item.num), say(&line))?;
+    Ok(0)
+}
+
+/// `verify`: replays the log and compares it with the tables.
+fn verify(ctx: &Ctx) -> Result<i32> {
+    let t = ctx.open(Access::ReadOnly)?;
+    let spinner = progress::spinner("replaying the ops log");
+    let r = t.verify();
+    progress::finish(spinner);
+    let r = r?;
+    if ctx.json {
+        out::json(&json::VerifyJson {
+            ok: r.problems.is_empty(),
+            ops: r.ops,
+            items: r.items,
+            leases: r.leases,
+            last_token: r.last_token,
+            problems: r.problems.clone(),
+        })?;
+    } else {
+        say(&render::verify(&r))?;
+    }
+    if r.problems.is_empty() {
+        Ok(0)
+    } else {
+        Err(Error::Data(format!(
+            "verify found a mismatch: {}",
+            r.problems[0]
+        )))
+    }
+}
+
+/// `rebuild`: the tables again from the log.
+fn rebuild(ctx: &Ctx) -> Result<i32> {
+    let t = ctx.open(Access::ReadWrite)?;
+    let spinner = progress::spinner("rebuilding from the ops log");
+    let r = t.rebuild();
+    progress::finish(spinner);
+    let r = r?;
+    let printed = if ctx.json {
+        out::json(&json::RebuildJson {
+            ops: r.ops,
+            items: r.items,
+            leases: r.leases,
+        })
+    } else {
+        say(&format!(
+            "rebuilt from {} ops: {} items, {} leases",
+            r.ops, r.items, r.leases
+        ))
+    };
+    out::after_change("rebuilt the tables", printed)?;
+    Ok(0)
 }
 
 /// The man page of `tracker` or of one of its commands (`["dep", "add"]` is `tracker-dep-add`).

@@ -8,9 +8,9 @@ use std::process::{Child, Command as Process, ExitStatus};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
-use tracker::{Access, ClaimOptions, Error, Guard, ItemRef, Result};
+use tracker::{Access, ClaimOptions, Error, Guard, ItemRef, ItemView, Result};
 
-use super::args::RunArgs;
+use super::args::{LeaseTarget, RunArgs};
 use super::{item_ref, ttl_for, Ctx};
 
 /// The last SIGINT/SIGTERM received, to pass on to the child.
@@ -22,35 +22,30 @@ extern "C" fn remember_signal(sig: libc::c_int) {
 
 const GRACE: Duration = Duration::from_secs(5);
 
-pub fn run(ctx: &Ctx, a: RunArgs) -> Result<i32> {
-    let (view, ttl) = {
-        let t = ctx.open(Access::ReadWrite)?;
-        let ttl = ttl_for(&t, a.target.ttl)?;
-        // Tied to this process at once, so no other process (under any name) can claim it
-        // between this claim and the command's start. The command's group is not known yet:
-        // group 0 stands for it, and counts as alive, so a `run` killed in between cannot free
-        // the item before its TTL (the command may already be running).
-        let opts = ClaimOptions {
-            ttl,
-            pid: Some(std::process::id()),
-            pgid: Some(tracker::GROUP_NOT_YET_KNOWN),
-            ..ClaimOptions::default()
-        };
-        let view = match a.target.item.as_deref().map(item_ref).transpose()? {
-            Some(r) => t.claim(&r, &opts)?,
-            None => t.claim_next(a.target.label.as_deref(), &opts)?,
-        };
-        (view, ttl)
+/// The claim `run` works under, and its TTL; the tracker is closed again before the command
+/// starts.
+fn claim(ctx: &Ctx, target: &LeaseTarget) -> Result<(ItemView, Duration)> {
+    let t = ctx.open(Access::ReadWrite)?;
+    let ttl = ttl_for(&t, target.ttl)?;
+    // Tied to this process at once, so no other process (under any name) can claim it
+    // between this claim and the command's start. The command's group is not known yet:
+    // group 0 stands for it, and counts as alive, so a `run` killed in between cannot free
+    // the item before its TTL (the command may already be running).
+    let opts = ClaimOptions {
+        ttl,
+        pid: Some(std::process::id()),
+        pgid: Some(tracker::GROUP_NOT_YET_KNOWN),
+        ..ClaimOptions::default()
     };
-    let item = ItemRef::Num(view.item.num);
-    let token = view.claim.as_ref().map(|c| c.token).unwrap_or(0);
-    if !ctx.json {
-        eprintln!(
-            "tracker: claimed #{} (token {token}): {}",
-            view.item.num,
-            super::render::safe(&view.item.title, false)
-        );
-    }
+    let view = match target.item.as_deref().map(item_ref).transpose()? {
+        Some(r) => t.claim(&r, &opts)?,
+        None => t.claim_next(target.label.as_deref(), &opts)?,
+    };
+    Ok((view, ttl))
+}
+
+/// SIGINT and SIGTERM are remembered, to be passed on to the command's group.
+fn catch_interrupts() {
     // Raw libc::signal, not signal-hook (issue 21 asked): the handler is one atomic store,
     // which signal-hook's flag::register_usize would do too, but signal-hook is not in the
     // dependency tree, and the other dispositions here (SIGTTOU around tcsetpgrp, in the child
@@ -68,6 +63,20 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<i32> {
             remember_signal as *const () as libc::sighandler_t,
         );
     }
+}
+
+pub fn run(ctx: &Ctx, a: RunArgs) -> Result<i32> {
+    let (view, ttl) = claim(ctx, &a.target)?;
+    let item = ItemRef::Num(view.item.num);
+    let token = view.claim.as_ref().map(|c| c.token).unwrap_or(0);
+    if !ctx.json {
+        eprintln!(
+            "tracker: claimed #{} (token {token}): {}",
+            view.item.num,
+            super::render::safe(&view.item.title, false)
+        );
+    }
+    catch_interrupts();
     let mut command = Process::new(&a.command[0]);
     command
         .args(&a.command[1..])
