@@ -168,6 +168,50 @@ fn split_pgpass(line: &str) -> Vec<String> {
     fields
 }
 
+/// What the URL leaves out, from libpq's environment variables and defaults, as psql does:
+/// PGUSER (else $USER, else postgres), PGHOST (else the local socket), PGPORT, PGDATABASE,
+/// PGPASSWORD (else PGPASSFILE or ~/.pgpass).
+fn libpq_defaults(config: &mut postgres::Config) {
+    if config.get_user().is_none() {
+        let user = env("PGUSER")
+            .or_else(|| env("USER"))
+            .unwrap_or_else(|| "postgres".into());
+        config.user(&user);
+    }
+    if config.get_hosts().is_empty() {
+        match env("PGHOST") {
+            Some(h) => {
+                config.host(&h);
+            }
+            None => {
+                config.host_path("/var/run/postgresql");
+            }
+        }
+    }
+    if config.get_ports().is_empty() {
+        if let Some(p) = env("PGPORT").and_then(|p| p.parse().ok()) {
+            config.port(p);
+        }
+    }
+    if config.get_dbname().is_none() {
+        if let Some(d) = env("PGDATABASE") {
+            config.dbname(&d);
+        }
+    }
+    if config.get_password().is_none() {
+        let host = match config.get_hosts().first() {
+            Some(postgres::config::Host::Tcp(h)) => h.clone(),
+            _ => "localhost".into(),
+        };
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        let user = config.get_user().unwrap_or_default().to_string();
+        let db = config.get_dbname().unwrap_or(&user).to_string();
+        if let Some(pw) = env("PGPASSWORD").or_else(|| pgpass(&host, port, &db, &user)) {
+            config.password(pw);
+        }
+    }
+}
+
 /// Connects, retrying while the server does not answer, for at most `timeout`.
 pub fn connect(url: &str, timeout: Duration) -> Result<postgres::Client> {
     let shown = redact(url);
@@ -209,44 +253,7 @@ pub fn connect(url: &str, timeout: Duration) -> Result<postgres::Client> {
     let mut config: postgres::Config = rest
         .parse()
         .map_err(|e| Error::Invalid(format!("{shown} is not a PostgreSQL URL: {e}")))?;
-    if config.get_user().is_none() {
-        let user = env("PGUSER")
-            .or_else(|| env("USER"))
-            .unwrap_or_else(|| "postgres".into());
-        config.user(&user);
-    }
-    if config.get_hosts().is_empty() {
-        match env("PGHOST") {
-            Some(h) => {
-                config.host(&h);
-            }
-            None => {
-                config.host_path("/var/run/postgresql");
-            }
-        }
-    }
-    if config.get_ports().is_empty() {
-        if let Some(p) = env("PGPORT").and_then(|p| p.parse().ok()) {
-            config.port(p);
-        }
-    }
-    if config.get_dbname().is_none() {
-        if let Some(d) = env("PGDATABASE") {
-            config.dbname(&d);
-        }
-    }
-    if config.get_password().is_none() {
-        let host = match config.get_hosts().first() {
-            Some(postgres::config::Host::Tcp(h)) => h.clone(),
-            _ => "localhost".into(),
-        };
-        let port = config.get_ports().first().copied().unwrap_or(5432);
-        let user = config.get_user().unwrap_or_default().to_string();
-        let db = config.get_dbname().unwrap_or(&user).to_string();
-        if let Some(pw) = env("PGPASSWORD").or_else(|| pgpass(&host, port, &db, &user)) {
-            config.password(pw);
-        }
-    }
+    libpq_defaults(&mut config);
     config.ssl_mode(match mode {
         SslMode::Disable => postgres::config::SslMode::Disable,
         SslMode::Prefer => postgres::config::SslMode::Prefer,
