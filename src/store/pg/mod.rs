@@ -10,6 +10,11 @@
 //! (exit 5). A serialization failure or deadlock, should the server report one, reruns the
 //! whole closure. Reads run in a read-only REPEATABLE READ transaction: one snapshot.
 //!
+//! Faults (connect.rs has the bounds): the connect as a whole, and every wait for a lock (the
+//! session's `lock_timeout`, reads included), are bounded by the lock timeout; a statement that
+//! is working is never cut off. A connection found lost is made again by the next transaction;
+//! a write lost before COMMIT was sent is rerun, one lost after is reported as maybe committed.
+//!
 //! Time: lease deadlines and op stamps come from the server's clock (`clock_timestamp()` read
 //! after the lock is taken), never from a client's.
 
@@ -453,6 +458,13 @@ fn attempt<T>(
     let out = f(&mut txn);
     let (retry, gone, ctx) = (txn.retry.get(), txn.lost.get(), txn.ctx);
     match out {
+        // The closure went on after a lost statement (a best-effort one): COMMIT is not sent,
+        // and nothing was committed.
+        Ok(_) if gone => Attempt::Lost(Error::Busy(format!(
+            "{}: the connection to the database was lost before the change was committed, so \
+             nothing was changed; try again",
+            ctx.shown
+        ))),
         Ok(v) => match txn.commit() {
             Ok(()) => Attempt::Done(v),
             Err(e) if retryable(&e) => Attempt::Again(ctx.error(&e)),
