@@ -115,6 +115,9 @@ impl<S: Storage> Tracker<S> {
         let mut spool =
             tempfile::tempfile().map_err(|e| Error::io("cannot create a temporary file", e))?;
         std::io::copy(input, &mut spool).map_err(|e| Error::io("cannot read the import", e))?;
+        spool
+            .rewind()
+            .map_err(|e| Error::io("cannot read the temporary file", e))?;
         self.import_seekable(&mut spool, prefer)
     }
 
