@@ -337,9 +337,8 @@ impl Connector {
             let outcome = match self.attempt(left) {
                 Some(outcome) => outcome,
                 None => {
-                    return Err(
-                        self.unanswered(timeout, "it accepted the connection but never answered")
-                    )
+                    return Err(self
+                        .unanswered(timeout, "no reply to connecting, to TLS or to the start-up"))
                 }
             };
             let e = match outcome {

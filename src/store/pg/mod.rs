@@ -278,11 +278,13 @@ impl Ctx<'_> {
     /// The role may not do what the command needs: which right is missing, and how to grant it.
     fn denied(&self, reason: &str) -> Error {
         let user = self.user;
-        let what = if reason.contains("for schema") {
+        let what = if let Some((_, schema)) = reason.split_once("for schema ") {
+            let schema = schema.split_whitespace().next().unwrap_or("...");
             format!(
-                "role {user:?} lacks the CREATE right on the schema, which `tracker init` needs \
-                 to create the tracker's tables; grant it (GRANT CREATE ON SCHEMA ... TO \
-                 {user}), or run `tracker init` once as a role that has it (the schema's owner)"
+                "role {user:?} lacks the CREATE right on schema {schema}, which `tracker init` \
+                 needs to create the tracker's tables; grant it (GRANT CREATE ON SCHEMA \
+                 {schema} TO {user}), or run `tracker init` once as a role that has it (the \
+                 schema's owner)"
             )
         } else if reason.contains("for table") || reason.contains("for relation") {
             format!(
