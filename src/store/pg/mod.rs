@@ -51,7 +51,7 @@ const PAGE: i32 = 1000;
 pub struct PgStore {
     connector: connect::Connector,
     /// `None` once the connection is known to be lost; the next transaction connects again.
-    client: Mutex<Option<postgres::Client>>,
+    client: Mutex<Option<Session>>,
     /// The URL without its password, for messages.
     shown: String,
     lock_timeout: Duration,
@@ -105,7 +105,7 @@ impl PgStore {
         let client = connector.connect(Instant::now() + lock_timeout)?;
         Ok(PgStore {
             connector,
-            client: Mutex::new(Some(client)),
+            client: Mutex::new(Some(Session::new(client))),
             shown: connect::redact(url),
             lock_timeout,
             server_clock: true,
@@ -163,7 +163,9 @@ impl PgStore {
     ) -> Result<T> {
         let started = Instant::now();
         let mut guard = self.client.lock().unwrap_or_else(|p| p.into_inner());
-        let out = f(self.session(&mut guard, started + self.lock_timeout)?);
+        let out = f(&mut self
+            .session(&mut guard, started + self.lock_timeout)?
+            .client);
         out.map_err(|e| {
             if lost(&e) {
                 *guard = None;
@@ -175,12 +177,12 @@ impl PgStore {
     /// The connection, made again if there is none or it has closed.
     fn session<'g>(
         &self,
-        guard: &'g mut Option<postgres::Client>,
+        guard: &'g mut Option<Session>,
         deadline: Instant,
-    ) -> Result<&'g mut postgres::Client> {
-        if guard.as_ref().is_none_or(postgres::Client::is_closed) {
+    ) -> Result<&'g mut Session> {
+        if guard.as_ref().is_none_or(|s| s.client.is_closed()) {
             *guard = None;
-            *guard = Some(self.connector.connect(deadline)?);
+            *guard = Some(Session::new(self.connector.connect(deadline)?));
         }
         guard
             .as_mut()
@@ -193,6 +195,24 @@ impl PgStore {
             user: self.connector.user(),
             started,
             writing,
+        }
+    }
+}
+
+/// Statements prepared on one connection, by their text.
+type Prepared = std::collections::HashMap<String, postgres::Statement>;
+
+/// One connection and what was prepared on it (gone with it).
+struct Session {
+    client: postgres::Client,
+    prepared: Prepared,
+}
+
+impl Session {
+    fn new(client: postgres::Client) -> Self {
+        Session {
+            client,
+            prepared: Prepared::new(),
         }
     }
 }
@@ -340,7 +360,8 @@ impl Storage for PgStore {
         let mut guard = self.client.lock().unwrap_or_else(|p| p.into_inner());
         let mut f = Some(f);
         loop {
-            match read_once(self.session(&mut guard, deadline)?, self, ctx, &mut f) {
+            let Session { client, prepared } = self.session(&mut guard, deadline)?;
+            match read_once(client, prepared, self, ctx, &mut f) {
                 // Found gone before the read began (a restart, an idle connection dropped):
                 // connect again and read.
                 ReadStep::NotBegun(e) if lost(&e) && Instant::now() < deadline => {
@@ -364,8 +385,9 @@ impl Storage for PgStore {
         let mut pause = Duration::from_millis(5);
         loop {
             let mut guard = self.client.lock().unwrap_or_else(|p| p.into_inner());
-            let outcome = match begin_write(self.session(&mut guard, deadline)?) {
-                Ok(tx) => attempt(PgTxn::new(tx, self, ctx), &mut f),
+            let Session { client, prepared } = self.session(&mut guard, deadline)?;
+            let outcome = match begin_write(client) {
+                Ok(tx) => attempt(PgTxn::new(tx, prepared, self, ctx), &mut f),
                 Err(e) if lost(&e) => Attempt::Lost(ctx.error(&e)),
                 Err(e) if retryable(&e) => Attempt::Again(ctx.error(&e)),
                 Err(e) => Attempt::Failed(ctx.error(&e)),
@@ -409,6 +431,7 @@ enum ReadStep<T> {
 /// Begins a read-only snapshot and runs the closure in it (taking it out of `f` only then).
 fn read_once<T, F: FnOnce(&dyn ReadTxn) -> Result<T>>(
     client: &mut postgres::Client,
+    prepared: &mut Prepared,
     store: &PgStore,
     ctx: Ctx<'_>,
     f: &mut Option<F>,
@@ -425,7 +448,7 @@ fn read_once<T, F: FnOnce(&dyn ReadTxn) -> Result<T>>(
     let Some(f) = f.take() else {
         return ReadStep::Ran(Err(Error::Internal("a read ran twice".into())), false);
     };
-    let txn = PgTxn::new(tx, store, ctx);
+    let txn = PgTxn::new(tx, prepared, store, ctx);
     let out = f(&txn);
     // Lost under the closure, which cannot be run twice: the caller may try again.
     let lost_under = txn.lost.get();
@@ -499,6 +522,8 @@ fn begin_write(
 /// so the transaction sits in a `RefCell`; no borrow is held while a caller's callback runs.
 struct PgTxn<'c> {
     tx: RefCell<Option<Transaction<'c>>>,
+    /// The connection's prepared statements, shared by its transactions.
+    prepared: RefCell<&'c mut Prepared>,
     ctx: Ctx<'c>,
     shown: &'c str,
     server_clock: bool,
@@ -509,9 +534,15 @@ struct PgTxn<'c> {
 }
 
 impl<'c> PgTxn<'c> {
-    fn new(tx: Transaction<'c>, store: &'c PgStore, ctx: Ctx<'c>) -> Self {
+    fn new(
+        tx: Transaction<'c>,
+        prepared: &'c mut Prepared,
+        store: &'c PgStore,
+        ctx: Ctx<'c>,
+    ) -> Self {
         PgTxn {
             tx: RefCell::new(Some(tx)),
+            prepared: RefCell::new(prepared),
             ctx,
             shown: &store.shown,
             server_clock: store.server_clock,
@@ -541,16 +572,32 @@ impl<'c> PgTxn<'c> {
         f(tx).map_err(|e| self.err(&e))
     }
 
+    /// `sql` prepared once per connection: a statement costs one round trip, not two (the
+    /// parse, then the run), which is most of an import's time on a server across a network.
+    fn statement(&self, sql: &str) -> Result<postgres::Statement> {
+        if let Some(s) = self.prepared.borrow().get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.with(|tx| tx.prepare(sql))?;
+        self.prepared
+            .borrow_mut()
+            .insert(sql.to_string(), s.clone());
+        Ok(s)
+    }
+
     fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
-        self.with(|tx| tx.query(sql, params))
+        let s = self.statement(sql)?;
+        self.with(|tx| tx.query(&s, params))
     }
 
     fn query_opt(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>> {
-        self.with(|tx| tx.query_opt(sql, params))
+        let s = self.statement(sql)?;
+        self.with(|tx| tx.query_opt(&s, params))
     }
 
     fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<()> {
-        self.with(|tx| tx.execute(sql, params)).map(|_| ())
+        let s = self.statement(sql)?;
+        self.with(|tx| tx.execute(&s, params)).map(|_| ())
     }
 
     /// Every row of a query, a page at a time, each turned into `T` and handed to `f` with no
@@ -562,7 +609,8 @@ impl<'c> PgTxn<'c> {
         row: impl Fn(&Row) -> Result<T>,
         f: Visit<T>,
     ) -> Result<()> {
-        let portal = self.with(|tx| tx.bind(sql, params))?;
+        let s = self.statement(sql)?;
+        let portal = self.with(|tx| tx.bind(&s, params))?;
         loop {
             let rows = self.with(|tx| tx.query_portal(&portal, PAGE))?;
             let done = rows.len() < usize::try_from(PAGE).unwrap_or(usize::MAX);
