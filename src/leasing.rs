@@ -158,6 +158,9 @@ impl<S: Storage> Tracker<S> {
             let retry = match &attempt {
                 Err(Error::Conflict { .. }) => opts.guard.if_version.is_none(),
                 Err(Error::NotFound(_)) => r.is_none(),
+                // The store stayed busy or the database did not answer (a restart): waiting
+                // is what the caller asked for.
+                Err(Error::Busy(_)) => true,
                 _ => false,
             };
             let left = deadline.saturating_duration_since(Instant::now());
