@@ -429,6 +429,15 @@ fn a_separate_git_dir_repository_and_its_worktrees_share_one_tracker() {
         "{listed}"
     );
     let shared = sepgit.join(".tracker/tracker.redb");
+    // A tracker the main checkout used before is named, with where to move it.
+    let out = tracker(&sep, &["--db", ".tracker/tracker.redb", "init"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = tracker(&sep, &["list"]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("warning") && err.contains("move"), "{err}");
+    assert!(err.contains(&shared.display().to_string()), "{err}");
+    std::fs::remove_dir_all(sep.join(".tracker")).unwrap();
     let v = json(&subdir(&sep, "src"), &["init"]);
     assert_eq!(v["path"], shared.to_str().unwrap(), "{v}");
     json(&sep, &["new", "from sep"]);

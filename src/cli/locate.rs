@@ -111,7 +111,8 @@ impl Search {
                 p.display()
             ),
             None => format!(
-                "the repository's tracker belongs in {}",
+                "the repository's tracker belongs in {} (to keep the items of this one, move its \
+                 .tracker directory there)",
                 linked.home.join(TRACKER_FILE).display()
             ),
         };
