@@ -216,18 +216,13 @@ impl<S: Storage> Tracker<S> {
                 Repeat::Recorded
             });
         }
+        // The lease it made has ended (released, finished, taken over, expired, or its process
+        // is gone): its token is worth nothing to the one retrying, so the claim is made again
+        // and says what it finds now.
         let current = t.lease(rec.item)?.filter(|l| l.token == made.token);
-        let Some(lease) = current else {
-            // Released, finished or taken since: the first result, which holds no lease now.
-            return Ok(if anonymous {
-                anonymous_refusal()
-            } else {
-                Repeat::Recorded
-            });
-        };
-        if self.lease_state(&lease, now) != LeaseState::Live {
+        let Some(lease) = current.filter(|l| self.lease_state(l, now) == LeaseState::Live) else {
             return Ok(Repeat::Fresh);
-        }
+        };
         Ok(match self.tie_of(&lease, now) {
             Tie::Ours => Repeat::Recorded,
             Tie::Untied if !anonymous => Repeat::Recorded,

@@ -22,6 +22,9 @@ extern "C" fn remember_signal(sig: libc::c_int) {
 
 const GRACE: Duration = Duration::from_secs(5);
 
+/// How much longer than the lock wait the lease lasts before `run` has tied it to its command.
+const FIRST_LEASE_MARGIN: Duration = Duration::from_secs(10);
+
 pub fn run(ctx: &Ctx, a: RunArgs) -> Result<i32> {
     let (view, ttl) = {
         let t = ctx.open(Access::ReadWrite)?;
@@ -29,9 +32,11 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<i32> {
         // Tied to this process at once, so no other process (under any name) can claim it
         // between this claim and the command's start. The command's group is not known yet:
         // group 0 stands for it, and counts as alive, so a `run` killed in between cannot free
-        // the item before its TTL (the command may already be running).
+        // the item while the command may already be running. That first lease is short (the
+        // lock wait of the tie that follows, plus a margin), so a `run` killed before its
+        // command started keeps the item for seconds, not for its TTL.
         let opts = ClaimOptions {
-            ttl,
+            ttl: ttl.min(ctx.lock_timeout.saturating_add(FIRST_LEASE_MARGIN)),
             pid: Some(std::process::id()),
             pgid: Some(tracker::GROUP_NOT_YET_KNOWN),
             ..ClaimOptions::default()
