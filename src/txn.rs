@@ -216,11 +216,18 @@ impl<S: Storage> Tracker<S> {
                 Repeat::Recorded
             });
         }
-        // The lease it made has ended (released, finished, taken over, expired, or its process
-        // is gone): its token is worth nothing to the one retrying, so the claim is made again
-        // and says what it finds now.
-        let current = t.lease(rec.item)?.filter(|l| l.token == made.token);
-        let Some(lease) = current.filter(|l| self.lease_state(l, now) == LeaseState::Live) else {
+        let Some(on_file) = t.lease(rec.item)? else {
+            // Released or finished since: the first result, as for any keyed command.
+            return Ok(if anonymous {
+                anonymous_refusal()
+            } else {
+                Repeat::Recorded
+            });
+        };
+        // The lease it made was taken over, expired, or its process is gone: its token is worth
+        // nothing to the one retrying, so the claim is made again and says what it finds now.
+        let live = self.lease_state(&on_file, now) == LeaseState::Live;
+        let Some(lease) = Some(on_file).filter(|l| l.token == made.token && live) else {
             return Ok(Repeat::Fresh);
         };
         Ok(match self.tie_of(&lease, now) {
