@@ -32,9 +32,15 @@ start_postgres() {
     "${run[@]}" "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -o \
         "-k $PG_DIR -p $PG_PORT -c listen_addresses=localhost -c fsync=off -c max_connections=300 -c ssl=on -c ssl_cert_file=$PG_DIR/server.crt -c ssl_key_file=$PG_DIR/server.key" start >/dev/null
     "$bin/psql" -q -h "$PG_DIR" -p "$PG_PORT" -U postgres -d postgres \
-        -c "CREATE ROLE tracker_pw LOGIN PASSWORD 'pw-s3cret'" -c "CREATE DATABASE tracker_pw OWNER tracker_pw" >/dev/null
+        -c "CREATE ROLE tracker_pw LOGIN PASSWORD 'pw-s3cret'" -c "CREATE DATABASE tracker_pw OWNER tracker_pw" \
+        -c "CREATE ROLE tracker_nocreate LOGIN" -c "CREATE DATABASE tracker_nocreate" >/dev/null
+    "$bin/psql" -q -h "$PG_DIR" -p "$PG_PORT" -U postgres -d tracker_nocreate \
+        -c "REVOKE CREATE ON SCHEMA public FROM PUBLIC" >/dev/null
     export TRACKER_TEST_PG="postgres://postgres@localhost:$PG_PORT/postgres?host=$PG_DIR"
     export TRACKER_TEST_PG_PORT="$PG_PORT" TRACKER_TEST_PG_DIR="$PG_DIR"
+    # A role that may connect but not create tables (as on PostgreSQL 15's public schema), in a
+    # database of its own that no other test writes: `init` must say which right it lacks.
+    export TRACKER_TEST_PG_NOCREATE="postgres://tracker_nocreate@localhost:$PG_PORT/tracker_nocreate?host=$PG_DIR"
     export PG_BIN="$bin" PG_DIR PG_PORT
     echo "PostgreSQL on port $PG_PORT (socket in $PG_DIR): TRACKER_TEST_PG=$TRACKER_TEST_PG"
 }

@@ -194,10 +194,16 @@ impl<S: Storage> Tracker<S> {
 /// A change refused because the lease, under the caller's own name, is tied to another living
 /// process: two processes are two workers, whatever their names.
 pub(crate) fn other_process(item: &Item, lease_text: &str, verb: &str) -> String {
+    // Only claims wait and evict; every guarded command takes the token.
+    let what_to_do = if verb == "claim it" {
+        "Wait for it (--wait), pass the --token its claim printed, or take it over with --force"
+    } else {
+        "Pass the --token its claim printed"
+    };
     format!(
         "#{} is {lease_text}. That is your name, but the lease is tied to another process that \
-         is still running, and two processes are two workers: you cannot {verb} from here. Wait \
-         for it (--wait), pass the --token its claim printed, or take it over with --force",
+         is still running, and two processes are two workers: you cannot {verb} from here. \
+         {what_to_do}",
         item.num
     )
 }

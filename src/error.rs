@@ -164,8 +164,8 @@ pub fn describe_search(
     match linked_worktree {
         None => format!("--db, TRACKER_DB, and {} or any parent", p.display()),
         Some(w) => format!(
-            "--db, TRACKER_DB, and {} or any parent: the main worktree's, which every worktree of \
-             the repository shares, since {} is a linked git worktree",
+            "--db, TRACKER_DB, and {} or any parent: the repository's, which every worktree of \
+             it shares, since {} is a git worktree whose repository's tracker is there",
             p.display(),
             w.display()
         ),

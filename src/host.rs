@@ -138,23 +138,47 @@ impl Actor {
 
 /// Start time of a process in clock ticks since boot (field 22 of `/proc/PID/stat`).
 pub(crate) fn process_start(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may contain spaces and parentheses: fields start after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // `rest` starts at field 3 (state), so field 22 is index 19.
-    let start = fields.get(19)?.parse().ok()?;
-    // A zombie has exited: it holds nothing any more.
-    (fields.first() != Some(&"Z")).then_some(start)
+    read_start(pid).ok().flatten()
 }
 
-/// Whether the process `pid` that started at `start` is still running on this host.
+/// The start time of `pid`, `Ok(None)` for a zombie (it has exited: it holds nothing any more),
+/// or the error reading `/proc` gave.
+fn read_start(pid: u32) -> std::io::Result<Option<u64>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "unreadable stat");
+    // The command name may contain spaces and parentheses: fields start after the last ')'.
+    let rest = &stat[stat.rfind(')').ok_or_else(bad)? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3 (state), so field 22 is index 19.
+    let start = fields
+        .get(19)
+        .and_then(|f| f.parse().ok())
+        .ok_or_else(bad)?;
+    Ok((fields.first() != Some(&"Z")).then_some(start))
+}
+
+/// Whether the process `pid` that started at `start` is still running on this host. A process
+/// that /proc hides from us (`hidepid=1` refuses to read it, `hidepid=2` does not list it) is
+/// asked with signal 0: only "no such process" counts as gone, and one that exists but cannot be
+/// checked further is alive.
 pub(crate) fn process_alive(pid: u32, start: Option<u64>) -> bool {
-    match (process_start(pid), start) {
-        (None, _) => false,
-        (Some(now), Some(then)) => now == then,
-        (Some(_), None) => true,
+    match read_start(pid) {
+        Ok(None) => false,
+        Ok(Some(now)) => start.is_none_or(|then| now == then),
+        Err(_) => signal_reaches(pid),
     }
+}
+
+/// Whether a process with this pid exists, by signal 0 (EPERM means it does, someone else's).
+fn signal_reaches(pid: u32) -> bool {
+    let Ok(p) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: signal 0 only checks whether the process exists and may be signalled.
+    if unsafe { libc::kill(p, 0) } == 0 {
+        return true;
+    }
+    std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
 /// Whether the process `pid` that started at `start` is this process or one of its ancestors
@@ -183,12 +207,6 @@ fn parent_and_start(pid: u32) -> Option<(u32, u64)> {
     let rest = &stat[stat.rfind(')')? + 1..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
     Some((fields.get(1)?.parse().ok()?, fields.get(19)?.parse().ok()?))
-}
-
-/// This process's process group.
-pub(crate) fn own_group() -> u32 {
-    // SAFETY: getpgrp has no preconditions and cannot fail.
-    u32::try_from(unsafe { libc::getpgrp() }).unwrap_or(0)
 }
 
 /// This process's pid namespace: the inode of /proc/self/ns/pid. `None` when /proc belongs to

@@ -22,7 +22,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
 
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
@@ -107,12 +107,34 @@ impl<S: Storage> Tracker<S> {
     /// Merges the export read from `input` (see the module documentation). A malformed,
     /// incomplete or inconsistent file changes nothing (exit 2); so do unresolved conflicts
     /// (exit 3, naming them).
+    ///
+    /// The stream is first copied to a private temporary file, so that the write can be run
+    /// again when the store asks for it (a serialization failure, a lost connection): a file
+    /// already at hand goes to [`import_seekable`](Self::import_seekable) without the copy.
     pub fn import(&self, input: &mut dyn Read, prefer: Prefer) -> Result<ImportReport> {
-        let mut input = Some(input);
+        let mut spool =
+            tempfile::tempfile().map_err(|e| Error::io("cannot create a temporary file", e))?;
+        std::io::copy(input, &mut spool).map_err(|e| Error::io("cannot read the import", e))?;
+        spool
+            .rewind()
+            .map_err(|e| Error::io("cannot read the temporary file", e))?;
+        self.import_seekable(&mut spool, prefer)
+    }
+
+    /// [`import`](Self::import) from something that can be read again from where it is now:
+    /// every run of the write (the store may run it more than once) reads it from there.
+    pub fn import_seekable<R: Read + Seek>(
+        &self,
+        input: &mut R,
+        prefer: Prefer,
+    ) -> Result<ImportReport> {
+        let start = input
+            .stream_position()
+            .map_err(|e| Error::io("cannot read the import file", e))?;
         self.store.write(|t| {
-            let input = input.take().ok_or_else(|| {
-                Error::Internal("an import read from a stream cannot be retried".into())
-            })?;
+            input
+                .seek(SeekFrom::Start(start))
+                .map_err(|e| Error::io("cannot read the import file again", e))?;
             let now = self.now_in(t)?;
             let mut merge = Merge {
                 tracker: self,
@@ -126,7 +148,7 @@ impl<S: Storage> Tracker<S> {
                 touched: Vec::new(),
                 max_claim_token: 0,
             };
-            let header = read_export(input, &mut |index, json| merge.item(index, json))?;
+            let header = read_export(&mut *input, &mut |index, json| merge.item(index, json))?;
             merge.finish(&header)
         })
     }

@@ -158,6 +158,9 @@ impl<S: Storage> Tracker<S> {
             let retry = match &attempt {
                 Err(Error::Conflict { .. }) => opts.guard.if_version.is_none(),
                 Err(Error::NotFound(_)) => r.is_none(),
+                // The store stayed busy or the database did not answer (a restart): waiting
+                // is what the caller asked for.
+                Err(Error::Busy(_)) => true,
                 _ => false,
             };
             let left = deadline.saturating_duration_since(Instant::now());
@@ -287,7 +290,9 @@ impl<S: Storage> Tracker<S> {
             },
         };
         let tie_here = match (opts.pid, &current, action) {
-            (Some(pid), Some(l), ClaimAction::Renew) => rules::may_retie(l, pid),
+            (Some(pid), Some(l), ClaimAction::Renew) => {
+                rules::may_retie(l, pid, self.tie_of(l, now), std::process::id())
+            }
             (pid, _, _) => pid.is_some(),
         };
         if tie_here {
@@ -335,8 +340,17 @@ impl<S: Storage> Tracker<S> {
             (Some(tok), s) if s != Standing::Holder || ended => {
                 Err(self.stale_token(t, item, tok, Some(&l), now))
             }
-            (None, _) if ended && verb == "renew" => Err(Error::conflict(format!(
-                "#{}: your lease has ended ({}); claim it again",
+            (None, _) if ended && l.holder == self.actor().name && verb == "renew" => {
+                Err(Error::conflict(format!(
+                    "#{}: your lease has ended ({}); claim it again",
+                    item.num,
+                    describe_other_lease(&l, now)
+                )))
+            }
+            // Someone else's lease that has ended: the item is free, and nothing of it is ours.
+            (None, s) if ended && s != Standing::Holder => Err(Error::conflict(format!(
+                "#{} has no live lease (the last one, {}, has ended), so there is nothing of \
+                 yours to {verb}; claim it first",
                 item.num,
                 describe_other_lease(&l, now)
             ))),

@@ -97,7 +97,7 @@ impl<S: Storage> Tracker<S> {
             rules::check_labels_after(item, &changes).map_err(Error::Invalid)?;
             let closing = patch.status.is_some_and(|s| s != Status::Open);
             if let (true, Some(l)) = (closing, &lease) {
-                let verb = "change its status (use `tracker done --force`)";
+                let verb = "close it";
                 self.refuse_if_held_by_other(t, item, l, guard.token, now, verb)?;
                 changes.push(Change::LeaseCleared { old: l.clone() });
             }

@@ -103,7 +103,7 @@ pub struct Claimant<'a> {
 pub enum Tie {
     /// The lease is tied to no process: its holder is recognised by a distinct name or a token.
     Untied,
-    /// Tied to the asking process, to one of its ancestors, or to its process group.
+    /// Tied to the asking process or to one of its ancestors.
     Ours,
     /// Tied to another process, or to one this host cannot see (another host, boot or
     /// namespace): only the lease's token proves the claimant is its worker.
@@ -128,7 +128,7 @@ pub enum Standing {
 
 /// How `who` stands to `lease`, which is in `state` and tied to a process as `tie` says. A
 /// presented token decides alone. Without one the name must match, and must be proven: by the
-/// tie while the tied process lives (the process, its descendants or its group), else by being
+/// tie while the tied process lives (the process or its descendants), else by being
 /// a distinct name (given, or with a terminal). Once a lease has ended, its tie proves nothing
 /// either way.
 pub fn standing(lease: &Lease, state: LeaseState, tie: Tie, who: &Claimant) -> Standing {
@@ -209,8 +209,8 @@ pub fn decide_claim(
     }
     match (state, standing) {
         (LeaseState::Expired, _) => Ok(ClaimAction::Acquire),
-        // The holder's own process is gone: a fresh lease, since an ended one is never revived.
-        (LeaseState::HolderGone, Standing::Holder) => Ok(ClaimAction::Acquire),
+        // Abandoned: taken over with a fresh lease (an ended one is never revived), logged as a
+        // steal whoever takes it, the same name included.
         (LeaseState::HolderGone, _) => Ok(ClaimAction::Steal),
         (LeaseState::Live, Standing::Holder) => Ok(ClaimAction::Renew),
         (LeaseState::Live, _) if force => Ok(ClaimAction::Evict),
@@ -220,12 +220,20 @@ pub fn decide_claim(
     }
 }
 
-/// Whether a renewal by a claimant that ties its lease to process `pid` may tie `current` to
-/// it. A lease tied to a living process stays tied to it: a token or a descendant may renew it,
-/// never move it. An untied lease takes the tie, and so does one tied to `pid` itself (`run`
-/// completing its tie with its command's process group).
-pub fn may_retie(current: &Lease, pid: u32) -> bool {
-    current.pid.is_none_or(|tied| tied == pid)
+/// Whether a renewal that ties its lease to process `pid` may tie `current` to it. `tie` is how
+/// the claimant stands to `current`'s process, and `claimant_pid` is the claimant's own. A lease
+/// tied to a living process never moves sideways: a token from another process renews it and
+/// leaves it tied where it was. It may move down the process tree, to the claimant itself, when
+/// the claimant is that process or a descendant (`run` under a shell that ran `claim --pid $$`
+/// becomes the item's worker, so a second `run` from the same shell is another worker). An untied
+/// lease takes any tie, and a lease tied to `pid` itself takes it again (`run` completing its tie
+/// with its command's process group).
+pub fn may_retie(current: &Lease, pid: u32, tie: Tie, claimant_pid: u32) -> bool {
+    match current.pid {
+        None => true,
+        Some(tied) if tied == pid => true,
+        Some(_) => tie == Tie::Ours && pid == claimant_pid,
+    }
 }
 
 /// A ready item is open, is not waiting on an open item, and has no live lease (checked apart).
@@ -723,7 +731,7 @@ mod tests {
         // What is ready is claimable: an abandoned lease goes to any claim.
         assert_eq!(
             decide(HolderGone, Other, &ana, false),
-            Ok(ClaimAction::Acquire)
+            Ok(ClaimAction::Steal)
         );
         assert_eq!(
             decide(HolderGone, Other, &bob, false),
@@ -744,12 +752,16 @@ mod tests {
     }
 
     #[test]
-    fn a_living_tie_is_never_moved() {
+    fn a_living_tie_moves_only_down_to_the_claimant_itself() {
         let mut l = lease("ana", 7);
-        assert!(may_retie(&l, 10));
+        assert!(may_retie(&l, 10, Tie::Untied, 99));
         l.pid = Some(10);
-        assert!(may_retie(&l, 10));
-        assert!(!may_retie(&l, 11));
+        assert!(may_retie(&l, 10, Tie::Other, 99));
+        // A token from another process renews, and the lease stays with its process.
+        assert!(!may_retie(&l, 11, Tie::Other, 11));
+        // A descendant of the tied process may become the worker itself, and only itself.
+        assert!(may_retie(&l, 11, Tie::Ours, 11));
+        assert!(!may_retie(&l, 12, Tie::Ours, 11));
     }
 
     #[test]

@@ -236,8 +236,8 @@ impl<S: Storage> Tracker<S> {
         self
     }
 
-    /// Replaces the check of whether a lease's tied process is this process, one of its
-    /// ancestors, or its group (tests play several processes in one). Asked only about leases
+    /// Replaces the check of whether a lease's tied process is this process or one of its
+    /// ancestors (tests play several processes in one). Asked only about leases
     /// whose pid means something here (same host, boot and pid namespace).
     pub fn with_tie_probe(mut self, probe: TieProbe) -> Self {
         self.tied_here = probe;
@@ -323,8 +323,8 @@ impl<S: Storage> Tracker<S> {
         }
     }
 
-    /// How this process stands to the process `lease` is tied to: it is that process, a
-    /// descendant of it, or a member of its command's process group ([`Tie::Ours`]), or not.
+    /// How this process stands to the process `lease` is tied to: it is that process or a
+    /// descendant of it ([`Tie::Ours`]), or not.
     pub(crate) fn tie_of(&self, lease: &Lease, now: &Now) -> Tie {
         if lease.pid.is_none() {
             return Tie::Untied;
@@ -546,14 +546,13 @@ impl<S: Storage> Tracker<S> {
     }
 }
 
-/// Whether `lease` is tied to this process, to one of its ancestors, or to its process group.
+/// Whether `lease` is tied to this process or to one of its ancestors. (Its process group keeps
+/// a lease alive but proves nothing: a group id carries no start time, so a recycled one could
+/// be anyone's.)
 fn tied_to_this_process(lease: &Lease) -> bool {
     lease
         .pid
         .is_some_and(|pid| crate::host::is_self_or_ancestor(pid, lease.pid_start))
-        || lease
-            .pgid
-            .is_some_and(|g| g >= 2 && g == crate::host::own_group())
 }
 
 /// Finds the item `r` names, inside a read or write transaction of the store (for code that

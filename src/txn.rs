@@ -216,18 +216,20 @@ impl<S: Storage> Tracker<S> {
                 Repeat::Recorded
             });
         }
-        let current = t.lease(rec.item)?.filter(|l| l.token == made.token);
-        let Some(lease) = current else {
-            // Released, finished or taken since: the first result, which holds no lease now.
+        let Some(on_file) = t.lease(rec.item)? else {
+            // Released or finished since: the first result, as for any keyed command.
             return Ok(if anonymous {
                 anonymous_refusal()
             } else {
                 Repeat::Recorded
             });
         };
-        if self.lease_state(&lease, now) != LeaseState::Live {
+        // The lease it made was taken over, expired, or its process is gone: its token is worth
+        // nothing to the one retrying, so the claim is made again and says what it finds now.
+        let live = self.lease_state(&on_file, now) == LeaseState::Live;
+        let Some(lease) = Some(on_file).filter(|l| l.token == made.token && live) else {
             return Ok(Repeat::Fresh);
-        }
+        };
         Ok(match self.tie_of(&lease, now) {
             Tie::Ours => Repeat::Recorded,
             Tie::Untied if !anonymous => Repeat::Recorded,

@@ -399,3 +399,46 @@ fn status_counts_lease_events_refusals_and_time_to_claim_and_to_done() {
         assert!(human.contains("coordination over the whole log"), "{human}");
     }
 }
+
+/// Calls through the official Python SDK run side by side: a renew and a ping made while a claim
+/// waits are answered while it still waits, and a cancelled wait claims nothing later.
+#[test]
+fn a_waiting_claim_through_the_python_sdk_stalls_no_other_call_and_cancels_cleanly() {
+    if !python_sdk() {
+        return;
+    }
+    for env in Env::each() {
+        eprintln!("backend: {}", env.backend);
+        env.json(&["new", "held by the agent"]);
+        let out = Command::new("python3")
+            .arg(client_script())
+            .arg(common::bin())
+            .arg(&env.db)
+            .arg("concurrent")
+            .env("TRACKER_AS", "agent")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let s = steps(&out);
+        assert_eq!(s["held"]["is_error"], false, "{}", s["held"]);
+        assert_eq!(
+            s["renew_beside_wait"]["is_error"], false,
+            "{}",
+            s["renew_beside_wait"]
+        );
+        assert_eq!(
+            s["renew_beside_wait"]["pending"], true,
+            "the renew waited for the claim"
+        );
+        assert_eq!(
+            s["ping_beside_wait"]["pending"], true,
+            "the ping waited for the claim"
+        );
+        assert_eq!(s["new"]["is_error"], false);
+        assert!(
+            s["after_cancel"]["structured"]["claim"].is_null(),
+            "a cancelled wait claimed the new item: {}",
+            s["after_cancel"]
+        );
+    }
+}

@@ -172,6 +172,87 @@ fn a_lease_tied_to_a_living_process_answers_only_to_it_its_descendants_or_its_to
 }
 
 #[test]
+fn a_run_under_a_shell_that_holds_the_item_becomes_its_only_worker() {
+    for env in Env::each() {
+        eprintln!("backend: {}", env.backend);
+        env.json(&["new", "shared by a shell"]);
+        let (a, b) = (env.path("a"), env.path("b"));
+        // The shell ties the item to itself, then starts one run in the background and a second
+        // one beside it; and it exits while the first run's command still works.
+        let script = format!(
+            "t() {{ {bin} --db '{db}' --as me \"$@\"; }}; t claim 1 --pid $$ >/dev/null || exit 9; \
+             t run 1 -- sh -c 'touch {a}; sleep 3' >/dev/null 2>&1 & sleep 1; \
+             t run 1 -- touch {b} >/dev/null 2>&1; echo $? > {b}.code",
+            bin = common::bin(),
+            db = env.db.display(),
+            a = a.display(),
+            b = b.display()
+        );
+        let out = Command::new("sh")
+            .args(["-c", &script])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let code = std::fs::read_to_string(env.path("b.code")).unwrap();
+        assert_eq!(code.trim(), "3", "the second run was not refused");
+        assert!(!b.exists(), "a second run started its command on the item");
+        assert!(a.exists());
+        // The shell is gone, the first run still works: the item is not ready.
+        let (code, err) = env.code(&["--as", "alice", "claim", "1"]);
+        assert_eq!(code, 3, "taken while the first run still works: {err}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while env.json(&["show", "1"])["status"] != "done" {
+            assert!(Instant::now() < deadline, "the first run never finished");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// A live holder whose process /proc hides from us (another user's, under `hidepid`) is not
+/// taken for gone.
+#[test]
+fn a_holder_hidden_by_hidepid_is_still_alive() {
+    let env = Env::new();
+    env.json(&["new", "held by another user"]);
+    let mut holder = sleeper();
+    let pid = holder.id().to_string();
+    env.json(&["--as", "alice", "claim", "1", "--pid", &pid, "--ttl", "1h"]);
+    // Let the unprivileged user write the file.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::set_permissions(&env.db, std::fs::Permissions::from_mode(0o666)).unwrap();
+    for hidepid in ["1", "2"] {
+        let script = format!(
+            "mount -t proc -o hidepid={hidepid} proc /proc || exit 99; exec setpriv --reuid=65534 \
+             --regid=65534 --clear-groups {bin} --db '{db}' --as bob claim 1",
+            bin = common::bin(),
+            db = env.db.display()
+        );
+        let out = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        if out.status.code() == Some(99) || out.status.code().is_none() {
+            eprintln!(
+                "SKIPPED: cannot mount /proc with hidepid here: {}",
+                text(&out.stderr)
+            );
+            return;
+        }
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "hidepid={hidepid}: {}",
+            text(&out.stderr)
+        );
+    }
+    assert_eq!(env.json(&["show", "1"])["claim"]["holder"], "alice");
+    holder.kill().unwrap();
+}
+
+#[test]
 fn the_process_a_lease_is_tied_to_and_its_children_act_on_it_by_name() {
     for env in Env::each() {
         eprintln!("backend: {}", env.backend);
@@ -317,8 +398,15 @@ fn a_keyed_claim_repeated_by_another_process_waits_for_the_first_to_be_gone() {
         let v = env.json(&retry);
         assert!(v["claim"]["token"].as_u64().unwrap() > token, "{v}");
         assert_eq!(v["claim"]["pid"].as_u64().unwrap().to_string(), second_pid);
-        // And a repeat from the worker that holds it now gets what it was given.
+        // The second process dies too, and someone else takes the item: the repeat does not
+        // pass the dead lease off as held (it claims afresh, and is refused).
         second.kill().unwrap();
+        env.json(&["--as", "alice", "claim", "1"]);
+        let (code, err) = env.code(&["--as", "agent", "claim", "1", "--idempotency-key", "k1"]);
+        assert_eq!(
+            code, 3,
+            "a repeat handed back a lease that has ended: {err}"
+        );
     }
 }
 

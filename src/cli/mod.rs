@@ -654,7 +654,8 @@ fn import(ctx: &Ctx, a: args::ImportArgs) -> Result<i32> {
         Some(args::PreferSide::Theirs) => Prefer::Theirs,
     };
     let name = a.file.display().to_string();
-    let mut input: Box<dyn std::io::Read> = if a.file.as_os_str() == "-" {
+    // A file either way, so the write can read it again if it must run again.
+    let mut input: std::fs::File = if a.file.as_os_str() == "-" {
         // Spooled to a private temporary file first, so the write lock is not held while a slow
         // producer writes, and memory stays flat. It is checked as it is spooled, so input that
         // is not an export is refused at once instead of filling the disk.
@@ -669,16 +670,13 @@ fn import(ctx: &Ctx, a: args::ImportArgs) -> Result<i32> {
             .map_err(|e| Error::io("cannot read standard input", e))?;
         std::io::Seek::rewind(&mut spool)
             .map_err(|e| Error::io("cannot read the temporary file", e))?;
-        Box::new(spool)
+        spool
     } else {
-        Box::new(
-            std::fs::File::open(&a.file)
-                .map_err(|e| Error::io(format!("{name}: cannot read"), e))?,
-        )
+        std::fs::File::open(&a.file).map_err(|e| Error::io(format!("{name}: cannot read"), e))?
     };
     let t = ctx.open(Access::ReadWrite)?;
     let spinner = progress::spinner("importing");
-    let r = t.import(&mut input, prefer);
+    let r = t.import_seekable(&mut input, prefer);
     progress::finish(spinner);
     let r = r?;
     let printed = if ctx.json {

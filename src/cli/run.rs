@@ -22,6 +22,9 @@ extern "C" fn remember_signal(sig: libc::c_int) {
 
 const GRACE: Duration = Duration::from_secs(5);
 
+/// How much longer than the lock wait the lease lasts before `run` has tied it to its command.
+const FIRST_LEASE_MARGIN: Duration = Duration::from_secs(10);
+
 /// The claim `run` works under, and its TTL; the tracker is closed again before the command
 /// starts.
 fn claim(ctx: &Ctx, target: &LeaseTarget) -> Result<(ItemView, Duration)> {
@@ -30,9 +33,11 @@ fn claim(ctx: &Ctx, target: &LeaseTarget) -> Result<(ItemView, Duration)> {
     // Tied to this process at once, so no other process (under any name) can claim it
     // between this claim and the command's start. The command's group is not known yet:
     // group 0 stands for it, and counts as alive, so a `run` killed in between cannot free
-    // the item before its TTL (the command may already be running).
+    // the item while the command may already be running. That first lease is short (the
+    // lock wait of the tie that follows, plus a margin), so a `run` killed before its
+    // command started keeps the item for seconds, not for its TTL.
     let opts = ClaimOptions {
-        ttl,
+        ttl: ttl.min(ctx.lock_timeout.saturating_add(FIRST_LEASE_MARGIN)),
         pid: Some(std::process::id()),
         pgid: Some(tracker::GROUP_NOT_YET_KNOWN),
         ..ClaimOptions::default()

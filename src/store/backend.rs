@@ -74,7 +74,7 @@ impl Backend {
                     Ok(s) => Ok((Backend::Redb(Box::new(s)), true)),
                     // Like `git init`, a repeat is harmless: an existing tracker is left as it
                     // is (a file that is not a tracker is still refused, and never written).
-                    Err(crate::Error::Conflict { .. }) if p.exists() => Ok((
+                    Err(crate::Error::Invalid(_)) if p.exists() => Ok((
                         Backend::Redb(Box::new(RedbStore::open(
                             p,
                             Access::ReadWrite,
@@ -120,5 +120,31 @@ impl Storage for Backend {
             Backend::Redb(s) => s.file(),
             Backend::Postgres(s) => s.file(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Creating where a file already is, is bad usage (exit 2), not a conflict over an item
+    /// (exit 3, which means a lease, a version or a token); `init` still opens an existing
+    /// tracker and leaves anything else untouched.
+    #[test]
+    fn creating_over_an_existing_file_is_invalid_usage_not_a_conflict() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.redb");
+        drop(RedbStore::create(&path, Duration::from_secs(5)).unwrap());
+        let Err(again) = RedbStore::create(&path, Duration::from_secs(5)) else {
+            panic!("created over an existing file");
+        };
+        assert_eq!((again.kind(), again.exit_code()), ("invalid", 2), "{again}");
+        let (_, created) = Backend::init(&Target::File(path.clone()), Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("init of an existing tracker: {e}"));
+        assert!(!created);
+        let other = dir.path().join("notes.txt");
+        std::fs::write(&other, "not a tracker").unwrap();
+        assert!(Backend::init(&Target::File(other.clone()), Duration::from_secs(5)).is_err());
+        assert_eq!(std::fs::read(&other).unwrap(), b"not a tracker");
     }
 }

@@ -5,6 +5,7 @@ Usage: client.py TRACKER_BIN DB SCENARIO. Prints one JSON object per line (what 
 import asyncio
 import json
 import os
+import subprocess
 import sys
 
 from mcp import ClientSession, StdioServerParameters
@@ -82,6 +83,38 @@ async def main(bin_path, db, scenario):
                         break
                     done.append(item["num"])
                 emit(step="drained", nums=done)
+            elif scenario == "concurrent":
+                # A claim that waits must hold up no other call, and a cancelled one claims
+                # nothing: the wait runs as a task while other calls are made beside it.
+                held = await call(session, "claim", {"item": "1", "ttl": "10m"})
+                emit(step="held", **held)
+                waiting = asyncio.create_task(call(session, "claim_next", {"wait": "60s"}))
+                await asyncio.sleep(0.5)
+                renewed = await call(session, "renew", {"item": "1"})
+                emit(step="renew_beside_wait", pending=not waiting.done(), **renewed)
+                await session.send_ping()
+                emit(step="ping_beside_wait", pending=not waiting.done())
+                waiting.cancel()
+                try:
+                    await waiting
+                except asyncio.CancelledError:
+                    pass
+                await asyncio.sleep(0.5)
+                # Something to claim appears: the cancelled wait must not take it.
+                emit(step="new", **await call(session, "new", {"title": "after the cancel"}))
+                await asyncio.sleep(1.5)
+                emit(step="after_cancel", **await call(session, "show", {"item": "2"}))
+            elif scenario == "restart":
+                # The database server restarts under a long-lived server: the next calls work,
+                # the lease included (TRACKER_TEST_RESTART is the command that restarts it).
+                emit(step="before", **await call(session, "new", {"title": "before the restart"}))
+                claimed = await call(session, "claim", {"item": "1", "ttl": "10m"})
+                emit(step="claim", **claimed)
+                subprocess.run(os.environ["TRACKER_TEST_RESTART"], shell=True, check=True)
+                token = claimed["structured"]["claim"]["token"]
+                emit(step="renew", **await call(session, "renew", {"item": "1", "token": token}))
+                emit(step="after", **await call(session, "new", {"title": "after the restart"}))
+                emit(step="list", **await call(session, "list", {"status": "all"}))
             elif scenario == "hold":
                 # Claim, report, then wait to be killed: the lease is tied to the server.
                 emit(step="claim", **await call(session, "claim", {"item": "1", "ttl": "1h"}))

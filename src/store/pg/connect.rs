@@ -212,8 +212,41 @@ fn libpq_defaults(config: &mut postgres::Config) {
     }
 }
 
+/// How long a connection may sit idle before TCP keepalive probes start, how far apart they
+/// are, and how many may go unanswered: a server that vanishes (host down, network cut) is
+/// noticed within about `KEEPALIVE_IDLE + KEEPALIVE_INTERVAL * KEEPALIVE_RETRIES` = 11 s.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(5);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
+const KEEPALIVE_RETRIES: u32 = 3;
+/// How long data sent may stay unacknowledged by the server's host before the connection is
+/// given up (Linux `TCP_USER_TIMEOUT`). A server that is busy working still acknowledges what
+/// it is sent, so this never cuts off a statement that is running, however long.
+pub const TCP_USER_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// Connects, retrying while the server does not answer, for at most `timeout`.
 pub fn connect(url: &str, timeout: Duration) -> Result<postgres::Client> {
+    prepare(url, timeout)?.connect(Instant::now() + timeout)
+}
+
+/// A connection attempt still under way in a thread of its own, after its caller stopped
+/// waiting for it (a server that accepted the connection and never answered).
+type Pending = std::sync::mpsc::Receiver<std::result::Result<postgres::Client, postgres::Error>>;
+
+/// Everything needed to connect (and to connect again after the connection is lost): the
+/// URL's settings with libpq's defaults filled in, and TLS, worked out once.
+pub struct Connector {
+    config: postgres::Config,
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+    shown: String,
+    user: String,
+    /// An attempt that outlived its caller's deadline; the next attempt waits for it first,
+    /// so a server that never answers holds at most one thread and one socket of ours.
+    pending: std::sync::Mutex<Option<Pending>>,
+}
+
+/// Reads the URL and the environment as libpq would. Every connection it makes waits for a
+/// lock at most `lock_timeout` (the session's `lock_timeout`), reads included.
+pub fn prepare(url: &str, lock_timeout: Duration) -> Result<Connector> {
     let shown = redact(url);
     let (rest, taken) = take_params(url, &["sslmode", "sslrootcert"]);
     let param = |name: &str| {
@@ -260,6 +293,20 @@ pub fn connect(url: &str, timeout: Duration) -> Result<postgres::Client> {
         _ => postgres::config::SslMode::Require,
     });
     config.application_name("tracker");
+    // A lock wait is bounded for every statement of the session, reads too (a read waits for a
+    // lock only behind a schema change or the like): set once at start-up, no round trip.
+    let ms = lock_timeout.as_millis().max(1);
+    let options = match config.get_options() {
+        Some(o) if !o.trim().is_empty() => format!("{o} -c lock_timeout={ms}"),
+        _ => format!("-c lock_timeout={ms}"),
+    };
+    config.options(&options);
+    config
+        .keepalives(true)
+        .keepalives_idle(KEEPALIVE_IDLE)
+        .keepalives_interval(KEEPALIVE_INTERVAL)
+        .keepalives_retries(KEEPALIVE_RETRIES)
+        .tcp_user_timeout(TCP_USER_TIMEOUT);
     // TLS is never used over a Unix socket: only set it up when it can be used.
     let sockets_only = config
         .get_hosts()
@@ -270,37 +317,138 @@ pub fn connect(url: &str, timeout: Duration) -> Result<postgres::Client> {
     } else {
         Some(super::tls::connector(mode, root_cert, &shown)?)
     };
-    let deadline = Instant::now() + timeout;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        config.connect_timeout(left.max(Duration::from_millis(100)));
-        let connected = match &tls {
-            Some(tls) => config.connect(tls.clone()),
-            None => config.connect(postgres::NoTls),
-        };
-        match connected {
-            Ok(client) => return Ok(client),
-            Err(e) if e.as_db_error().is_none() && !left.is_zero() && unanswered(&e) => {
-                std::thread::sleep(Duration::from_millis(100).min(left));
+    let user = config.get_user().unwrap_or_default().to_string();
+    Ok(Connector {
+        config,
+        tls,
+        shown,
+        user,
+        pending: std::sync::Mutex::new(None),
+    })
+}
+
+impl Connector {
+    /// The role this connects as.
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// Connects, retrying while the server does not answer or is starting up, until
+    /// `deadline`. The whole of it is bounded (TCP, TLS, start-up, authentication), not only
+    /// the TCP connect: a server that accepts and then never answers gives [`Error::Busy`].
+    pub fn connect(&self, deadline: Instant) -> Result<postgres::Client> {
+        let started = Instant::now();
+        let timeout = deadline.saturating_duration_since(started);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let outcome = match self.attempt(left) {
+                Some(outcome) => outcome,
+                None => {
+                    return Err(self
+                        .unanswered(timeout, "no reply to connecting, to TLS or to the start-up"))
+                }
+            };
+            let e = match outcome {
+                Ok(client) => return Ok(client),
+                Err(e) => e,
+            };
+            let left = deadline.saturating_duration_since(Instant::now());
+            if !unanswered(&e) {
+                return Err(refused(&self.shown, &self.user, &e));
             }
-            Err(e) if e.as_db_error().is_none() && unanswered(&e) => {
-                return Err(Error::Busy(format!(
-                    "{shown}: the database server did not answer within {:.1}s ({e}); check that \
-                     it runs and is reachable, or raise --lock-timeout",
-                    timeout.as_secs_f64()
-                )))
+            if left.is_zero() {
+                return Err(self.unanswered(timeout, &e.to_string()));
             }
-            Err(e) => {
-                let reason = e
-                    .as_db_error()
-                    .map(|d| d.message().to_string())
-                    .unwrap_or_else(|| with_causes(&e));
-                return Err(Error::Internal(format!(
-                    "{shown}: cannot connect: {reason}"
-                )));
-            }
+            std::thread::sleep(Duration::from_millis(100).min(left));
         }
     }
+
+    fn unanswered(&self, timeout: Duration, why: &str) -> Error {
+        Error::Busy(format!(
+            "{}: the database server did not answer within {:.1}s ({why}); check that it runs \
+             and is reachable, or raise --lock-timeout",
+            self.shown,
+            timeout.as_secs_f64()
+        ))
+    }
+
+    /// One attempt, in a thread of its own so that waiting for it can stop at `left` (the
+    /// `postgres` crate bounds only the TCP connect). `None`: it did not finish in time; it
+    /// is kept, and the next attempt waits for it instead of starting another.
+    fn attempt(
+        &self,
+        left: Duration,
+    ) -> Option<std::result::Result<postgres::Client, postgres::Error>> {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let rx = match pending.take() {
+            Some(rx) => rx,
+            None => {
+                let mut config = self.config.clone();
+                config.connect_timeout(left.max(Duration::from_millis(100)));
+                let tls = self.tls.clone();
+                let (tx, rx) = std::sync::mpsc::sync_channel(1);
+                std::thread::Builder::new()
+                    .name("tracker-pg-connect".into())
+                    .spawn(move || {
+                        let connected = match tls {
+                            Some(tls) => config.connect(tls),
+                            None => config.connect(postgres::NoTls),
+                        };
+                        // The caller may have stopped waiting: then the client is dropped.
+                        let _ = tx.send(connected);
+                    })
+                    .ok()?;
+                rx
+            }
+        };
+        match rx.recv_timeout(left) {
+            Ok(outcome) => Some(outcome),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                *pending = Some(rx);
+                None
+            }
+            // The thread died without an answer (it cannot panic, but be safe): try afresh.
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => None,
+        }
+    }
+}
+
+/// A server that answered and refused: its reason, with the kind that fits it.
+fn refused(shown: &str, user: &str, e: &postgres::Error) -> Error {
+    use postgres::error::SqlState;
+    let Some(db) = e.as_db_error() else {
+        return Error::Internal(format!("{shown}: cannot connect: {}", with_causes(e)));
+    };
+    let code = db.code();
+    let denied = |what: String| {
+        Error::io(
+            format!("{shown}: cannot connect: {}", db.message()),
+            std::io::Error::new(std::io::ErrorKind::PermissionDenied, what),
+        )
+    };
+    if *code == SqlState::INVALID_PASSWORD || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
+    {
+        return denied(format!(
+            "the server refused the login of role {user:?}; check the password (PGPASSWORD, \
+             ~/.pgpass) and the server's pg_hba.conf"
+        ));
+    }
+    if *code == SqlState::INSUFFICIENT_PRIVILEGE {
+        return denied(format!(
+            "role {user:?} may not connect to this database; grant it CONNECT, or use a role \
+             that has it"
+        ));
+    }
+    if *code == SqlState::INVALID_CATALOG_NAME {
+        return Error::io(
+            format!("{shown}: cannot connect: {}", db.message()),
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "create the database (createdb), or name one that exists",
+            ),
+        );
+    }
+    Error::Internal(format!("{shown}: cannot connect: {}", db.message()))
 }
 
 /// An error and the errors that caused it, so a refused TLS handshake says why (an unknown
@@ -321,6 +469,14 @@ fn with_causes(e: &dyn std::error::Error) -> String {
 /// Whether a failed connection is one where nobody answered (refused, timed out, unreachable),
 /// as opposed to a server that answered with a reason.
 fn unanswered(e: &postgres::Error) -> bool {
+    use postgres::error::SqlState;
+    if let Some(db) = e.as_db_error() {
+        // "the database system is starting up / shutting down": a restart under way.
+        return *db.code() == SqlState::CANNOT_CONNECT_NOW
+            || *db.code() == SqlState::ADMIN_SHUTDOWN
+            || *db.code() == SqlState::CRASH_SHUTDOWN
+            || *db.code() == SqlState::TOO_MANY_CONNECTIONS;
+    }
     let text = e.to_string().to_lowercase();
     let source = std::error::Error::source(e)
         .map(|s| s.to_string().to_lowercase())

@@ -10,6 +10,11 @@
 //! (exit 5). A serialization failure or deadlock, should the server report one, reruns the
 //! whole closure. Reads run in a read-only REPEATABLE READ transaction: one snapshot.
 //!
+//! Faults (connect.rs has the bounds): the connect as a whole, and every wait for a lock (the
+//! session's `lock_timeout`, reads included), are bounded by the lock timeout; a statement that
+//! is working is never cut off. A connection found lost is made again by the next transaction;
+//! a write lost before COMMIT was sent is rerun, one lost after is reported as maybe committed.
+//!
 //! Time: lease deadlines and op stamps come from the server's clock (`clock_timestamp()` read
 //! after the lock is taken), never from a client's.
 
@@ -17,7 +22,7 @@ pub(crate) mod connect;
 mod schema;
 mod tls;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -37,8 +42,16 @@ use schema::{as_sql, from_sql};
 const PAGE: i32 = 1000;
 
 /// A tracker in a PostgreSQL database.
+///
+/// A long-lived handle (the MCP server, a library `Tracker`) outlives its connection when the
+/// server restarts or drops it: each transaction connects again when it finds the connection
+/// gone, within the lock timeout. A write whose connection is lost before COMMIT was sent is
+/// run again on the new connection (the server rolled it back); one lost after COMMIT was sent
+/// may or may not have committed, so it is never run again blindly: it fails saying so.
 pub struct PgStore {
-    client: Mutex<postgres::Client>,
+    connector: connect::Connector,
+    /// `None` once the connection is known to be lost; the next transaction connects again.
+    client: Mutex<Option<Session>>,
     /// The URL without its password, for messages.
     shown: String,
     lock_timeout: Duration,
@@ -88,9 +101,11 @@ impl PgStore {
     }
 
     fn connect(url: &str, lock_timeout: Duration) -> Result<PgStore> {
-        let client = connect::connect(url, lock_timeout)?;
+        let connector = connect::prepare(url, lock_timeout)?;
+        let client = connector.connect(Instant::now() + lock_timeout)?;
         Ok(PgStore {
-            client: Mutex::new(client),
+            connector,
+            client: Mutex::new(Some(Session::new(client))),
             shown: connect::redact(url),
             lock_timeout,
             server_clock: true,
@@ -140,17 +155,77 @@ impl PgStore {
         }
     }
 
+    /// Runs `f` on the connection (connecting again first if it was lost), once: only for the
+    /// set-up statements of `init` and `open`, run right after connecting.
     fn with_client<T>(
         &self,
         f: impl FnOnce(&mut postgres::Client) -> std::result::Result<T, postgres::Error>,
     ) -> Result<T> {
-        let mut client = self.client.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut client).map_err(|e| self.error(&e))
+        let started = Instant::now();
+        let mut guard = self.client.lock().unwrap_or_else(|p| p.into_inner());
+        let out = f(&mut self
+            .session(&mut guard, started + self.lock_timeout)?
+            .client);
+        out.map_err(|e| {
+            if lost(&e) {
+                *guard = None;
+            }
+            self.ctx(started, true).error(&e)
+        })
     }
 
-    fn error(&self, e: &postgres::Error) -> Error {
-        pg_error(&self.shown, self.lock_timeout, e)
+    /// The connection, made again if there is none or it has closed.
+    fn session<'g>(
+        &self,
+        guard: &'g mut Option<Session>,
+        deadline: Instant,
+    ) -> Result<&'g mut Session> {
+        if guard.as_ref().is_none_or(|s| s.client.is_closed()) {
+            *guard = None;
+            *guard = Some(Session::new(self.connector.connect(deadline)?));
+        }
+        guard
+            .as_mut()
+            .ok_or_else(|| Error::Internal("no connection after connecting".into()))
     }
+
+    fn ctx(&self, started: Instant, writing: bool) -> Ctx<'_> {
+        Ctx {
+            shown: &self.shown,
+            user: self.connector.user(),
+            started,
+            writing,
+        }
+    }
+}
+
+/// Statements prepared on one connection, by their text.
+type Prepared = std::collections::HashMap<String, postgres::Statement>;
+
+/// One connection and what was prepared on it (gone with it).
+struct Session {
+    client: postgres::Client,
+    prepared: Prepared,
+}
+
+impl Session {
+    fn new(client: postgres::Client) -> Self {
+        Session {
+            client,
+            prepared: Prepared::new(),
+        }
+    }
+}
+
+/// What a message about a failed statement needs to say what happened.
+#[derive(Clone, Copy)]
+struct Ctx<'a> {
+    shown: &'a str,
+    /// The role connected as, for "lacks the right" messages.
+    user: &'a str,
+    /// When the transaction began, for how long a wait really was.
+    started: Instant,
+    writing: bool,
 }
 
 /// Whether the server asks for the transaction to be run again.
@@ -161,30 +236,103 @@ fn retryable(e: &postgres::Error) -> bool {
     })
 }
 
-fn pg_error(shown: &str, lock_timeout: Duration, e: &postgres::Error) -> Error {
+/// Whether the connection is gone: closed, an I/O error on its socket, or the server ending
+/// the session (a restart, `pg_terminate_backend`, an idle timeout). Whatever was not
+/// committed on it was rolled back by the server.
+fn lost(e: &postgres::Error) -> bool {
     use postgres::error::SqlState;
-    match e.code() {
-        Some(c) if *c == SqlState::LOCK_NOT_AVAILABLE || *c == SqlState::QUERY_CANCELED => {
-            Error::Busy(format!(
-                "{shown}: the tracker stayed locked by other writers for {:.1}s; try again, or \
-                 raise --lock-timeout",
-                lock_timeout.as_secs_f64()
-            ))
+    if e.is_closed() || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>()) {
+        return true;
+    }
+    e.code().is_some_and(|c| {
+        c.code().starts_with("08")
+            || *c == SqlState::ADMIN_SHUTDOWN
+            || *c == SqlState::CRASH_SHUTDOWN
+            || *c == SqlState::IDLE_SESSION_TIMEOUT
+            || *c == SqlState::IDLE_IN_TRANSACTION_SESSION_TIMEOUT
+    })
+}
+
+/// The server's words for a failure, or the client's when the server said nothing.
+fn reason(e: &postgres::Error) -> String {
+    e.as_db_error()
+        .map(|d| d.message().to_string())
+        .unwrap_or_else(|| e.to_string())
+}
+
+impl Ctx<'_> {
+    fn error(&self, e: &postgres::Error) -> Error {
+        use postgres::error::SqlState;
+        let shown = self.shown;
+        let waited = self.started.elapsed().as_secs_f64();
+        if lost(e) {
+            return Error::Busy(format!(
+                "{shown}: the connection to the database was lost ({}) before anything was \
+                 committed, so nothing was changed; try again",
+                reason(e)
+            ));
         }
-        Some(c) if *c == SqlState::UNDEFINED_TABLE => no_schema(shown),
-        _ => {
-            let reason = e
-                .as_db_error()
-                .map(|d| d.message().to_string())
-                .unwrap_or_else(|| e.to_string());
-            if e.is_closed() {
-                Error::Internal(format!(
-                    "{shown}: the connection to the database was lost: {reason}"
-                ))
-            } else {
-                Error::Internal(format!("{shown}: {reason}"))
-            }
+        match e.code() {
+            Some(c) if *c == SqlState::LOCK_NOT_AVAILABLE && self.writing => Error::Busy(format!(
+                "{shown}: the tracker stayed locked by other writers for {waited:.1}s; try \
+                     again, or raise --lock-timeout"
+            )),
+            Some(c) if *c == SqlState::LOCK_NOT_AVAILABLE => Error::Busy(format!(
+                "{shown}: a read waited {waited:.1}s for a lock on the tracker's tables that \
+                 another session holds (a schema change, VACUUM FULL, LOCK TABLE or the like); \
+                 try again, or raise --lock-timeout"
+            )),
+            Some(c) if *c == SqlState::QUERY_CANCELED => Error::Busy(format!(
+                "{shown}: the database server cancelled the statement after {waited:.1}s ({}): \
+                 its statement_timeout (set for the server, database or role) or an \
+                 administrator's cancel; nothing was changed; try again, or raise \
+                 statement_timeout for this role",
+                reason(e)
+            )),
+            Some(c) if *c == SqlState::UNDEFINED_TABLE => no_schema(shown),
+            Some(c) if *c == SqlState::INSUFFICIENT_PRIVILEGE => self.denied(&reason(e)),
+            _ => Error::Internal(format!("{shown}: {}", reason(e))),
         }
+    }
+
+    /// The role may not do what the command needs: which right is missing, and how to grant it.
+    fn denied(&self, reason: &str) -> Error {
+        let user = self.user;
+        let what = if let Some((_, schema)) = reason.split_once("for schema ") {
+            let schema = schema.split_whitespace().next().unwrap_or("...");
+            format!(
+                "role {user:?} lacks the CREATE right on schema {schema}, which `tracker init` \
+                 needs to create the tracker's tables; grant it (GRANT CREATE ON SCHEMA \
+                 {schema} TO {user}), or run `tracker init` once as a role that has it (the \
+                 schema's owner)"
+            )
+        } else if reason.contains("for table") || reason.contains("for relation") {
+            format!(
+                "role {user:?} lacks a right on the tracker's tables, which every command needs \
+                 to read and write; grant it (GRANT SELECT, INSERT, UPDATE, DELETE ON ALL \
+                 TABLES IN SCHEMA ... TO {user}), or use a role that has them"
+            )
+        } else {
+            format!("role {user:?} lacks a right this command needs; grant it, or use a role that has it")
+        };
+        Error::io(
+            format!("{}: {reason}", self.shown),
+            std::io::Error::new(std::io::ErrorKind::PermissionDenied, what),
+        )
+    }
+
+    /// A connection lost after COMMIT was sent: nobody can tell whether the server committed.
+    fn maybe_committed(&self, e: &postgres::Error) -> Error {
+        Error::io(
+            format!(
+                "{}: the connection to the database was lost after COMMIT was sent, so the \
+                 change may have been committed or not; look (`tracker show`, `tracker log`) \
+                 before repeating it, or repeat it with the same --idempotency-key, which makes \
+                 a repeat safe",
+                self.shown
+            ),
+            std::io::Error::new(std::io::ErrorKind::ConnectionAborted, reason(e)),
+        )
     }
 }
 
@@ -206,64 +354,163 @@ impl Storage for PgStore {
     }
 
     fn read<T>(&self, f: impl FnOnce(&dyn ReadTxn) -> Result<T>) -> Result<T> {
-        let mut client = self.client.lock().unwrap_or_else(|p| p.into_inner());
-        let tx = client
-            .build_transaction()
-            .isolation_level(IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .map_err(|e| self.error(&e))?;
-        let txn = PgTxn::new(tx, self);
-        let out = f(&txn)?;
-        txn.finish()?;
-        Ok(out)
+        let started = Instant::now();
+        let deadline = started + self.lock_timeout;
+        let ctx = self.ctx(started, false);
+        let mut guard = self.client.lock().unwrap_or_else(|p| p.into_inner());
+        let mut f = Some(f);
+        loop {
+            let Session { client, prepared } = self.session(&mut guard, deadline)?;
+            match read_once(client, prepared, self, ctx, &mut f) {
+                // Found gone before the read began (a restart, an idle connection dropped):
+                // connect again and read.
+                ReadStep::NotBegun(e) if lost(&e) && Instant::now() < deadline => {
+                    *guard = None;
+                }
+                ReadStep::NotBegun(e) => return Err(ctx.error(&e)),
+                ReadStep::Ran(out, gone) => {
+                    if gone {
+                        *guard = None;
+                    }
+                    return out;
+                }
+            }
+        }
     }
 
     fn write<T>(&self, mut f: impl FnMut(&mut dyn WriteTxn) -> Result<T>) -> Result<T> {
-        let deadline = Instant::now() + self.lock_timeout;
+        let started = Instant::now();
+        let deadline = started + self.lock_timeout;
+        let ctx = self.ctx(started, true);
         let mut pause = Duration::from_millis(5);
         loop {
-            let mut client = self.client.lock().unwrap_or_else(|p| p.into_inner());
-            let tx = match begin_write(&mut client, self.lock_timeout) {
-                Ok(tx) => tx,
-                Err(e) if retryable(&e) && Instant::now() < deadline => continue,
-                Err(e) => return Err(self.error(&e)),
+            let mut guard = self.client.lock().unwrap_or_else(|p| p.into_inner());
+            let Session { client, prepared } = self.session(&mut guard, deadline)?;
+            let outcome = match begin_write(client) {
+                Ok(tx) => attempt(PgTxn::new(tx, prepared, self, ctx), &mut f),
+                Err(e) if lost(&e) => Attempt::Lost(ctx.error(&e)),
+                Err(e) if retryable(&e) => Attempt::Again(ctx.error(&e)),
+                Err(e) => Attempt::Failed(ctx.error(&e)),
             };
-            let mut txn = PgTxn::new(tx, self);
-            let out = f(&mut txn);
-            let retry = txn.retry.get();
-            match out {
-                Ok(v) => match txn.commit() {
-                    Ok(()) => return Ok(v),
-                    Err(e) if retryable(&e) && Instant::now() < deadline => {}
-                    Err(e) => return Err(self.error(&e)),
-                },
-                Err(e) => {
-                    drop(txn);
-                    if !(retry && Instant::now() < deadline) {
+            match outcome {
+                Attempt::Done(v) => return Ok(v),
+                Attempt::Failed(e) => return Err(e),
+                Attempt::MaybeCommitted(e) => {
+                    *guard = None;
+                    return Err(e);
+                }
+                // Rolled back by the server with the connection: safe to run again on a new one.
+                Attempt::Lost(e) => {
+                    *guard = None;
+                    if Instant::now() >= deadline {
+                        return Err(e);
+                    }
+                    continue;
+                }
+                Attempt::Again(e) => {
+                    if Instant::now() >= deadline {
                         return Err(e);
                     }
                 }
             }
-            drop(client);
+            drop(guard);
             std::thread::sleep(pause);
             pause = (pause * 2).min(Duration::from_millis(200));
         }
     }
 }
 
+/// How one try at a read ended.
+enum ReadStep<T> {
+    /// The transaction could not begin; the closure was not run.
+    NotBegun(postgres::Error),
+    /// The closure ran; whether the connection was found lost.
+    Ran(Result<T>, bool),
+}
+
+/// Begins a read-only snapshot and runs the closure in it (taking it out of `f` only then).
+fn read_once<T, F: FnOnce(&dyn ReadTxn) -> Result<T>>(
+    client: &mut postgres::Client,
+    prepared: &mut Prepared,
+    store: &PgStore,
+    ctx: Ctx<'_>,
+    f: &mut Option<F>,
+) -> ReadStep<T> {
+    let tx = match client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+    {
+        Ok(tx) => tx,
+        Err(e) => return ReadStep::NotBegun(e),
+    };
+    let Some(f) = f.take() else {
+        return ReadStep::Ran(Err(Error::Internal("a read ran twice".into())), false);
+    };
+    let txn = PgTxn::new(tx, prepared, store, ctx);
+    let out = f(&txn);
+    // Lost under the closure, which cannot be run twice: the caller may try again.
+    let lost_under = txn.lost.get();
+    let finished = txn.finish();
+    let gone = lost_under || finished.as_ref().err().is_some_and(lost);
+    let out = match (out, finished) {
+        (Ok(v), Ok(())) => Ok(v),
+        (Err(e), _) => Err(e),
+        (Ok(_), Err(e)) => Err(ctx.error(&e)),
+    };
+    ReadStep::Ran(out, gone)
+}
+
+/// How one run of a write closure ended.
+enum Attempt<T> {
+    Done(T),
+    /// Not committed, and running it again will not help.
+    Failed(Error),
+    /// The server asked for it to be run again (a serialization failure or deadlock).
+    Again(Error),
+    /// The connection was lost before COMMIT was sent: nothing was committed.
+    Lost(Error),
+    /// The connection was lost after COMMIT was sent: it may have committed.
+    MaybeCommitted(Error),
+}
+
+/// Runs the closure in `txn` and commits.
+fn attempt<T>(
+    mut txn: PgTxn<'_>,
+    f: &mut impl FnMut(&mut dyn WriteTxn) -> Result<T>,
+) -> Attempt<T> {
+    let out = f(&mut txn);
+    let (retry, gone, ctx) = (txn.retry.get(), txn.lost.get(), txn.ctx);
+    match out {
+        // The closure went on after a lost statement (a best-effort one): COMMIT is not sent,
+        // and nothing was committed.
+        Ok(_) if gone => Attempt::Lost(Error::Busy(format!(
+            "{}: the connection to the database was lost before the change was committed, so \
+             nothing was changed; try again",
+            ctx.shown
+        ))),
+        Ok(v) => match txn.commit() {
+            Ok(()) => Attempt::Done(v),
+            Err(e) if retryable(&e) => Attempt::Again(ctx.error(&e)),
+            Err(e) if lost(&e) => Attempt::MaybeCommitted(ctx.maybe_committed(&e)),
+            Err(e) => Attempt::Failed(ctx.error(&e)),
+        },
+        Err(e) if gone => Attempt::Lost(e),
+        Err(e) if retry => Attempt::Again(e),
+        Err(e) => Attempt::Failed(e),
+    }
+}
+
 /// Starts a write transaction and takes the write lock: every writer queues on one row, in one
-/// order, for at most `lock_timeout`.
+/// order, for at most the session's `lock_timeout` (set when connecting).
 fn begin_write(
     client: &mut postgres::Client,
-    lock_timeout: Duration,
 ) -> std::result::Result<Transaction<'_>, postgres::Error> {
     let mut tx = client
         .build_transaction()
         .isolation_level(IsolationLevel::ReadCommitted)
         .start()?;
-    let ms = lock_timeout.as_millis().max(1);
-    tx.batch_execute(&format!("SET LOCAL lock_timeout = {ms}"))?;
     tx.execute(
         "SELECT value FROM tracker_meta WHERE key = 'last_seq' FOR UPDATE",
         &[],
@@ -275,21 +522,32 @@ fn begin_write(
 /// so the transaction sits in a `RefCell`; no borrow is held while a caller's callback runs.
 struct PgTxn<'c> {
     tx: RefCell<Option<Transaction<'c>>>,
+    /// The connection's prepared statements, shared by its transactions.
+    prepared: RefCell<&'c mut Prepared>,
+    ctx: Ctx<'c>,
     shown: &'c str,
-    lock_timeout: Duration,
     server_clock: bool,
     /// Set when the server asked for the transaction to be run again.
-    retry: std::cell::Cell<bool>,
+    retry: Cell<bool>,
+    /// Set when the connection was lost under it.
+    lost: Cell<bool>,
 }
 
 impl<'c> PgTxn<'c> {
-    fn new(tx: Transaction<'c>, store: &'c PgStore) -> Self {
+    fn new(
+        tx: Transaction<'c>,
+        prepared: &'c mut Prepared,
+        store: &'c PgStore,
+        ctx: Ctx<'c>,
+    ) -> Self {
         PgTxn {
             tx: RefCell::new(Some(tx)),
+            prepared: RefCell::new(prepared),
+            ctx,
             shown: &store.shown,
-            lock_timeout: store.lock_timeout,
             server_clock: store.server_clock,
-            retry: std::cell::Cell::new(false),
+            retry: Cell::new(false),
+            lost: Cell::new(false),
         }
     }
 
@@ -297,7 +555,10 @@ impl<'c> PgTxn<'c> {
         if retryable(e) {
             self.retry.set(true);
         }
-        pg_error(self.shown, self.lock_timeout, e)
+        if lost(e) {
+            self.lost.set(true);
+        }
+        self.ctx.error(e)
     }
 
     fn with<T>(
@@ -311,16 +572,32 @@ impl<'c> PgTxn<'c> {
         f(tx).map_err(|e| self.err(&e))
     }
 
+    /// `sql` prepared once per connection: a statement costs one round trip, not two (the
+    /// parse, then the run), which is most of an import's time on a server across a network.
+    fn statement(&self, sql: &str) -> Result<postgres::Statement> {
+        if let Some(s) = self.prepared.borrow().get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.with(|tx| tx.prepare(sql))?;
+        self.prepared
+            .borrow_mut()
+            .insert(sql.to_string(), s.clone());
+        Ok(s)
+    }
+
     fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
-        self.with(|tx| tx.query(sql, params))
+        let s = self.statement(sql)?;
+        self.with(|tx| tx.query(&s, params))
     }
 
     fn query_opt(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>> {
-        self.with(|tx| tx.query_opt(sql, params))
+        let s = self.statement(sql)?;
+        self.with(|tx| tx.query_opt(&s, params))
     }
 
     fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<()> {
-        self.with(|tx| tx.execute(sql, params)).map(|_| ())
+        let s = self.statement(sql)?;
+        self.with(|tx| tx.execute(&s, params)).map(|_| ())
     }
 
     /// Every row of a query, a page at a time, each turned into `T` and handed to `f` with no
@@ -332,7 +609,8 @@ impl<'c> PgTxn<'c> {
         row: impl Fn(&Row) -> Result<T>,
         f: Visit<T>,
     ) -> Result<()> {
-        let portal = self.with(|tx| tx.bind(sql, params))?;
+        let s = self.statement(sql)?;
+        let portal = self.with(|tx| tx.bind(&s, params))?;
         loop {
             let rows = self.with(|tx| tx.query_portal(&portal, PAGE))?;
             let done = rows.len() < usize::try_from(PAGE).unwrap_or(usize::MAX);
@@ -380,10 +658,9 @@ impl<'c> PgTxn<'c> {
         }
     }
 
-    fn finish(self) -> Result<()> {
-        let shown = self.shown;
-        let timeout = self.lock_timeout;
-        self.commit().map_err(|e| pg_error(shown, timeout, &e))
+    /// Ends a read: nothing to commit, but the server's answer to COMMIT is still awaited.
+    fn finish(self) -> std::result::Result<(), postgres::Error> {
+        self.commit()
     }
 }
 

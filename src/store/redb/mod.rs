@@ -460,9 +460,12 @@ impl RedbStore {
     /// Creates a new tracker file at `path` (which must not exist yet) and initialises its tables.
     pub fn create(path: &Path, lock_timeout: Duration) -> Result<RedbStore> {
         refuse_network_fs(path)?;
+        // Bad usage, not a conflict over an item (no lease, no version): creating where a file
+        // is (`Backend::init` opens an existing tracker instead).
         let already = || {
-            Error::conflict(format!(
-                "{}: a file is already there; not overwriting it",
+            Error::Invalid(format!(
+                "{}: a file is already there; not overwriting it (open it instead, or choose \
+                 another path)",
                 path.display()
             ))
         };
