@@ -289,9 +289,9 @@ impl<S: Storage> Tracker<S> {
                 pid_ns: None,
             },
         };
-        let tie_here = match (opts.pid, &current, action) {
-            (Some(pid), Some(l), ClaimAction::Renew) => {
-                rules::may_retie(l, pid, self.tie_of(l, now), std::process::id())
+        let tie_here = match (opts.pid, seen, action) {
+            (Some(pid), Some((l, _, tie)), ClaimAction::Renew) => {
+                rules::may_retie(l, pid, tie, std::process::id())
             }
             (pid, _, _) => pid.is_some(),
         };

@@ -155,11 +155,6 @@ pub fn standing(lease: &Lease, state: LeaseState, tie: Tie, who: &Claimant) -> S
     }
 }
 
-/// Whether `who` may act on (renew, release, finish, close) an item whose lease is `lease`.
-pub fn holds(lease: &Lease, state: LeaseState, tie: Tie, who: &Claimant) -> bool {
-    standing(lease, state, tie, who) == Standing::Holder
-}
-
 /// What a claim will do to the item's lease.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ClaimAction {
