@@ -113,8 +113,10 @@ impl<S: Storage> Tracker<S> {
             _ => {}
         }
         t.append_op(&op)?;
+        // A new item has no dependents yet (an import settles those listed before their
+        // blocker existed at its end), so only a change between open and closed moves them.
         let was_open = before.is_some_and(|b| b.status == Status::Open);
-        if was_open != (item.status == Status::Open) {
+        if before.is_some() && was_open != (item.status == Status::Open) {
             for d in t.dependents(id)? {
                 if let Some(dep) = t.item(d)? {
                     let ready = is_ready(t, &dep)?;

@@ -194,6 +194,13 @@ pub trait ReadTxn {
     fn server_time_ms(&self) -> Result<Option<crate::model::WallMs>> {
         Ok(None)
     }
+    /// A hint that the items `ids` are about to be read, one by one: a backend across a network
+    /// fetches them (with their leases and dependents) in one round trip. Changes nothing, and
+    /// reads nothing more than `item` would; a local backend ignores it.
+    fn prefetch(&self, ids: &[Ulid]) -> Result<()> {
+        let _ = ids;
+        Ok(())
+    }
 }
 
 /// Writes, all committed together or not at all.

@@ -19,27 +19,29 @@
 //! after the lock is taken), never from a client's.
 
 pub(crate) mod connect;
+mod known;
+mod pending;
+mod reads;
 mod schema;
 mod tls;
+mod txn;
+mod writes;
 
-use std::cell::{Cell, RefCell};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use postgres::types::ToSql;
-use postgres::{IsolationLevel, Row, Transaction};
-use serde::de::DeserializeOwned;
+use postgres::{IsolationLevel, Transaction};
 use ulid::Ulid;
 
-use super::{
-    Counter, IdempotencyRecord, ReadTxn, Setting, Storage, Visit, WriteTxn, FORMAT_VERSION,
-};
+use super::{Counter, ReadTxn, Storage, WriteTxn, FORMAT_VERSION};
 use crate::error::{Error, Result};
-use crate::model::{Item, Lease, Op, Status, WallMs};
+use known::Known;
 use schema::{as_sql, from_sql};
+use txn::PgTxn;
 
-/// How many rows a scan fetches at a time: flat memory for any table size.
-const PAGE: i32 = 1000;
+/// The channel every committed write notifies, with its last op's sequence number as the
+/// payload: what `log --follow` and `claim --wait` listen on.
+pub const NOTIFY_CHANNEL: &str = "tracker_ops";
 
 /// A tracker in a PostgreSQL database.
 ///
@@ -126,18 +128,18 @@ impl PgStore {
     }
 
     fn check_format(&self) -> Result<()> {
+        // One round trip, no prepare: a missing table is the answer "no tracker here".
         let version = self.with_client(|c| {
-            let exists: bool = c
-                .query_one("SELECT to_regclass('tracker_meta') IS NOT NULL", &[])?
-                .get(0);
-            if !exists {
-                return Ok(None);
-            }
-            let row = c.query_opt(
+            match c.query_typed_opt(
                 "SELECT value FROM tracker_meta WHERE key = 'format_version'",
                 &[],
-            )?;
-            Ok(row.map(|r| from_sql(r.get(0))))
+            ) {
+                Ok(row) => Ok(row.map(|r| from_sql(r.get(0)))),
+                Err(e) if e.code() == Some(&postgres::error::SqlState::UNDEFINED_TABLE) => {
+                    Ok(None)
+                }
+                Err(e) => Err(e),
+            }
         })?;
         match version {
             Some(v) if v == FORMAT_VERSION => Ok(()),
@@ -342,8 +344,6 @@ fn no_schema(shown: &str) -> Error {
     ))
 }
 
-use super::encode_value as encode;
-
 fn id_bytes(id: Ulid) -> Vec<u8> {
     id.0.to_be_bytes().to_vec()
 }
@@ -386,8 +386,9 @@ impl Storage for PgStore {
         loop {
             let mut guard = self.client.lock().unwrap_or_else(|p| p.into_inner());
             let Session { client, prepared } = self.session(&mut guard, deadline)?;
-            let outcome = match begin_write(client) {
-                Ok(tx) => attempt(PgTxn::new(tx, prepared, self, ctx), &mut f),
+            let outcome = match begin_write(client, &self.shown) {
+                Ok((tx, Ok(known))) => attempt(PgTxn::new(tx, prepared, self, ctx, known), &mut f),
+                Ok((_, Err(damage))) => Attempt::Failed(damage),
                 Err(e) if lost(&e) => Attempt::Lost(ctx.error(&e)),
                 Err(e) if retryable(&e) => Attempt::Again(ctx.error(&e)),
                 Err(e) => Attempt::Failed(ctx.error(&e)),
@@ -448,7 +449,7 @@ fn read_once<T, F: FnOnce(&dyn ReadTxn) -> Result<T>>(
     let Some(f) = f.take() else {
         return ReadStep::Ran(Err(Error::Internal("a read ran twice".into())), false);
     };
-    let txn = PgTxn::new(tx, prepared, store, ctx);
+    let txn = PgTxn::new(tx, prepared, store, ctx, Known::default());
     let out = f(&txn);
     // Lost under the closure, which cannot be run twice: the caller may try again.
     let lost_under = txn.lost.get();
@@ -480,7 +481,7 @@ fn attempt<T>(
     mut txn: PgTxn<'_>,
     f: &mut impl FnMut(&mut dyn WriteTxn) -> Result<T>,
 ) -> Attempt<T> {
-    let out = f(&mut txn);
+    let out = f(&mut txn).and_then(|v| txn.send_before_commit().map(|()| v));
     let (retry, gone, ctx) = (txn.retry.get(), txn.lost.get(), txn.ctx);
     match out {
         // The closure went on after a lost statement (a best-effort one): COMMIT is not sent,
@@ -502,576 +503,20 @@ fn attempt<T>(
     }
 }
 
-/// Starts a write transaction and takes the write lock: every writer queues on one row, in one
-/// order, for at most the session's `lock_timeout` (set when connecting).
-fn begin_write(
-    client: &mut postgres::Client,
-) -> std::result::Result<Transaction<'_>, postgres::Error> {
+/// Starts a write transaction, takes the write lock and reads what every write needs
+/// (`txn::lock_and_read`), in two round trips: BEGIN, then the lock.
+fn begin_write<'c>(
+    client: &'c mut postgres::Client,
+    shown: &str,
+) -> std::result::Result<(Transaction<'c>, Result<Known>), postgres::Error> {
     let mut tx = client
         .build_transaction()
         .isolation_level(IsolationLevel::ReadCommitted)
         .start()?;
-    tx.execute(
-        "SELECT value FROM tracker_meta WHERE key = 'last_seq' FOR UPDATE",
-        &[],
-    )?;
-    Ok(tx)
+    let known = txn::lock_and_read(&mut tx, shown)?;
+    Ok((tx, known))
 }
 
-/// One transaction. The client needs `&mut` for every statement while `ReadTxn` hands out `&`,
-/// so the transaction sits in a `RefCell`; no borrow is held while a caller's callback runs.
-struct PgTxn<'c> {
-    tx: RefCell<Option<Transaction<'c>>>,
-    /// The connection's prepared statements, shared by its transactions.
-    prepared: RefCell<&'c mut Prepared>,
-    ctx: Ctx<'c>,
-    shown: &'c str,
-    server_clock: bool,
-    /// Set when the server asked for the transaction to be run again.
-    retry: Cell<bool>,
-    /// Set when the connection was lost under it.
-    lost: Cell<bool>,
-}
-
-impl<'c> PgTxn<'c> {
-    fn new(
-        tx: Transaction<'c>,
-        prepared: &'c mut Prepared,
-        store: &'c PgStore,
-        ctx: Ctx<'c>,
-    ) -> Self {
-        PgTxn {
-            tx: RefCell::new(Some(tx)),
-            prepared: RefCell::new(prepared),
-            ctx,
-            shown: &store.shown,
-            server_clock: store.server_clock,
-            retry: Cell::new(false),
-            lost: Cell::new(false),
-        }
-    }
-
-    fn err(&self, e: &postgres::Error) -> Error {
-        if retryable(e) {
-            self.retry.set(true);
-        }
-        if lost(e) {
-            self.lost.set(true);
-        }
-        self.ctx.error(e)
-    }
-
-    fn with<T>(
-        &self,
-        f: impl FnOnce(&mut Transaction<'c>) -> std::result::Result<T, postgres::Error>,
-    ) -> Result<T> {
-        let mut guard = self.tx.borrow_mut();
-        let tx = guard
-            .as_mut()
-            .ok_or_else(|| Error::Internal("the transaction has ended".into()))?;
-        f(tx).map_err(|e| self.err(&e))
-    }
-
-    /// `sql` prepared once per connection: a statement costs one round trip, not two (the
-    /// parse, then the run), which is most of an import's time on a server across a network.
-    fn statement(&self, sql: &str) -> Result<postgres::Statement> {
-        if let Some(s) = self.prepared.borrow().get(sql) {
-            return Ok(s.clone());
-        }
-        let s = self.with(|tx| tx.prepare(sql))?;
-        self.prepared
-            .borrow_mut()
-            .insert(sql.to_string(), s.clone());
-        Ok(s)
-    }
-
-    fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
-        let s = self.statement(sql)?;
-        self.with(|tx| tx.query(&s, params))
-    }
-
-    fn query_opt(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>> {
-        let s = self.statement(sql)?;
-        self.with(|tx| tx.query_opt(&s, params))
-    }
-
-    fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<()> {
-        let s = self.statement(sql)?;
-        self.with(|tx| tx.execute(&s, params)).map(|_| ())
-    }
-
-    /// Every row of a query, a page at a time, each turned into `T` and handed to `f` with no
-    /// borrow held (so `f` may run further queries).
-    fn visit<T>(
-        &self,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-        row: impl Fn(&Row) -> Result<T>,
-        f: Visit<T>,
-    ) -> Result<()> {
-        let s = self.statement(sql)?;
-        let portal = self.with(|tx| tx.bind(&s, params))?;
-        loop {
-            let rows = self.with(|tx| tx.query_portal(&portal, PAGE))?;
-            let done = rows.len() < usize::try_from(PAGE).unwrap_or(usize::MAX);
-            for r in &rows {
-                if !f(row(r)?)? {
-                    return Ok(());
-                }
-            }
-            if done {
-                return Ok(());
-            }
-        }
-    }
-
-    fn decode<V: DeserializeOwned>(
-        &self,
-        table: &str,
-        key: impl std::fmt::Display,
-        bytes: &[u8],
-    ) -> Result<V> {
-        super::decode_value(table, key, bytes).map_err(|what| {
-            Error::Data(format!(
-                "{}: the tracker data is damaged ({what}); restore it from a backup or an export",
-                self.shown
-            ))
-        })
-    }
-
-    fn ulid(&self, r: &Row, col: usize) -> Result<Ulid> {
-        let b: &[u8] = r.get(col);
-        let arr: [u8; 16] = b.try_into().map_err(|_| {
-            Error::Data(format!(
-                "{}: the tracker data is damaged (an identity of {} bytes)",
-                self.shown,
-                b.len()
-            ))
-        })?;
-        Ok(Ulid(u128::from_be_bytes(arr)))
-    }
-
-    fn commit(mut self) -> std::result::Result<(), postgres::Error> {
-        match self.tx.get_mut().take() {
-            Some(tx) => tx.commit(),
-            None => Ok(()),
-        }
-    }
-
-    /// Ends a read: nothing to commit, but the server's answer to COMMIT is still awaited.
-    fn finish(self) -> std::result::Result<(), postgres::Error> {
-        self.commit()
-    }
-}
-
-impl ReadTxn for PgTxn<'_> {
-    fn format_version(&self) -> Result<Option<u64>> {
-        let row = self.query_opt(
-            "SELECT value FROM tracker_meta WHERE key = 'format_version'",
-            &[],
-        )?;
-        Ok(row.map(|r| from_sql(r.get(0))))
-    }
-
-    fn counter(&self, counter: Counter) -> Result<u64> {
-        let row = self.query_opt(
-            "SELECT value FROM tracker_meta WHERE key = $1",
-            &[&counter.key()],
-        )?;
-        Ok(row.map_or(0, |r| from_sql(r.get(0))))
-    }
-
-    fn setting(&self, setting: Setting) -> Result<Option<u64>> {
-        let row = self.query_opt(
-            "SELECT value FROM tracker_meta WHERE key = $1",
-            &[&setting.key()],
-        )?;
-        Ok(row.map(|r| from_sql(r.get(0))))
-    }
-
-    fn item(&self, id: Ulid) -> Result<Option<Item>> {
-        let row = self.query_opt(
-            "SELECT value FROM tracker_items WHERE id = $1",
-            &[&id_bytes(id)],
-        )?;
-        row.map(|r| self.decode("items", id, r.get(0))).transpose()
-    }
-
-    fn id_by_num(&self, num: u64) -> Result<Option<Ulid>> {
-        let row = self.query_opt(
-            "SELECT id FROM tracker_nums WHERE num = $1",
-            &[&as_sql(num)],
-        )?;
-        row.map(|r| self.ulid(&r, 0)).transpose()
-    }
-
-    fn ids_between(&self, lo: Ulid, hi: Ulid, limit: usize) -> Result<Vec<Ulid>> {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = self.query(
-            "SELECT id FROM tracker_items WHERE id >= $1 AND id <= $2 ORDER BY id LIMIT $3",
-            &[&id_bytes(lo), &id_bytes(hi), &limit],
-        )?;
-        rows.iter().map(|r| self.ulid(r, 0)).collect()
-    }
-
-    fn lease(&self, id: Ulid) -> Result<Option<Lease>> {
-        let row = self.query_opt(
-            "SELECT value FROM tracker_claims WHERE id = $1",
-            &[&id_bytes(id)],
-        )?;
-        row.map(|r| self.decode("claims", id, r.get(0))).transpose()
-    }
-
-    fn leases(&self) -> Result<Vec<(Ulid, Lease)>> {
-        let rows = self.query("SELECT id, value FROM tracker_claims ORDER BY id", &[])?;
-        rows.iter()
-            .map(|r| {
-                let id = self.ulid(r, 0)?;
-                Ok((id, self.decode("claims", id, r.get(1))?))
-            })
-            .collect()
-    }
-
-    fn visit_ready(&self, f: Visit<Ulid>) -> Result<()> {
-        self.visit(
-            "SELECT id FROM tracker_ready ORDER BY priority, num",
-            &[],
-            |r| self.ulid(r, 0),
-            f,
-        )
-    }
-
-    fn visit_status(&self, status: Status, f: Visit<Ulid>) -> Result<()> {
-        let code = i16::from(status.code());
-        self.visit(
-            "SELECT id FROM tracker_by_status WHERE code = $1 ORDER BY num",
-            &[&code],
-            |r| self.ulid(r, 0),
-            f,
-        )
-    }
-
-    fn visit_label(&self, label: &str, f: Visit<Ulid>) -> Result<()> {
-        self.visit(
-            "SELECT id FROM tracker_by_label WHERE label = $1 ORDER BY num",
-            &[&label],
-            |r| self.ulid(r, 0),
-            f,
-        )
-    }
-
-    fn visit_items(&self, f: Visit<Item>) -> Result<()> {
-        self.visit(
-            "SELECT n.num, i.value FROM tracker_nums n LEFT JOIN tracker_items i ON i.id = n.id ORDER BY n.num",
-            &[],
-            |r| {
-                let bytes: Option<&[u8]> = r.get(1);
-                let num: i64 = r.get(0);
-                let bytes = bytes.ok_or_else(|| {
-                    Error::Data(format!(
-                        "{}: the tracker data is damaged (number {} points at a missing item)",
-                        self.shown,
-                        from_sql(num)
-                    ))
-                })?;
-                self.decode("items", from_sql(num), bytes)
-            },
-            f,
-        )
-    }
-
-    fn visit_items_by_id(&self, f: Visit<Item>) -> Result<()> {
-        self.visit(
-            "SELECT id, value FROM tracker_items ORDER BY id",
-            &[],
-            |r| {
-                let id = self.ulid(r, 0)?;
-                self.decode("items", id, r.get(1))
-            },
-            f,
-        )
-    }
-
-    fn visit_nums(&self, f: Visit<(u64, Ulid)>) -> Result<()> {
-        self.visit(
-            "SELECT num, id FROM tracker_nums ORDER BY num",
-            &[],
-            |r| Ok((from_sql(r.get(0)), self.ulid(r, 1)?)),
-            f,
-        )
-    }
-
-    fn visit_status_index(&self, f: Visit<(Status, u64, Ulid)>) -> Result<()> {
-        self.visit(
-            "SELECT code, num, id FROM tracker_by_status ORDER BY code, num",
-            &[],
-            |r| {
-                let code: i16 = r.get(0);
-                let status = u8::try_from(code)
-                    .ok()
-                    .and_then(Status::from_code)
-                    .ok_or_else(|| {
-                        Error::Data(format!(
-                            "{}: the tracker data is damaged (status code {code})",
-                            self.shown
-                        ))
-                    })?;
-                Ok((status, from_sql(r.get(1)), self.ulid(r, 2)?))
-            },
-            f,
-        )
-    }
-
-    fn visit_label_index(&self, f: Visit<(String, u64, Ulid)>) -> Result<()> {
-        // Labels compare by their bytes, as in the redb file.
-        self.visit(
-            "SELECT label, num, id FROM tracker_by_label ORDER BY label COLLATE \"C\", num",
-            &[],
-            |r| Ok((r.get(0), from_sql(r.get(1)), self.ulid(r, 2)?)),
-            f,
-        )
-    }
-
-    fn visit_ready_index(&self, f: Visit<(u8, u64, Ulid)>) -> Result<()> {
-        self.visit(
-            "SELECT priority, num, id FROM tracker_ready ORDER BY priority, num",
-            &[],
-            |r| {
-                let p: i16 = r.get(0);
-                Ok((
-                    u8::try_from(p).unwrap_or(u8::MAX),
-                    from_sql(r.get(1)),
-                    self.ulid(r, 2)?,
-                ))
-            },
-            f,
-        )
-    }
-
-    fn visit_blocks(&self, f: Visit<(Ulid, Ulid)>) -> Result<()> {
-        self.visit(
-            "SELECT blocker, blocked FROM tracker_blocks ORDER BY blocker, blocked",
-            &[],
-            |r| Ok((self.ulid(r, 0)?, self.ulid(r, 1)?)),
-            f,
-        )
-    }
-
-    fn visit_item_ops(&self, f: Visit<(Ulid, u64)>) -> Result<()> {
-        self.visit(
-            "SELECT id, seq FROM tracker_item_ops ORDER BY id, seq",
-            &[],
-            |r| Ok((self.ulid(r, 0)?, from_sql(r.get(1)))),
-            f,
-        )
-    }
-
-    fn visit_idempotency(&self, f: Visit<(String, IdempotencyRecord)>) -> Result<()> {
-        self.visit(
-            "SELECT key, value FROM tracker_idempotency ORDER BY key COLLATE \"C\"",
-            &[],
-            |r| {
-                let key: String = r.get(0);
-                let record: IdempotencyRecord = self.decode("idempotency", &key, r.get(1))?;
-                Ok((key, record))
-            },
-            f,
-        )
-    }
-
-    fn dependents(&self, id: Ulid) -> Result<Vec<Ulid>> {
-        let rows = self.query(
-            "SELECT blocked FROM tracker_blocks WHERE blocker = $1 ORDER BY blocked",
-            &[&id_bytes(id)],
-        )?;
-        rows.iter().map(|r| self.ulid(r, 0)).collect()
-    }
-
-    fn visit_ops(&self, from: u64, f: Visit<Op>) -> Result<()> {
-        self.visit(
-            "SELECT seq, value FROM tracker_ops WHERE seq >= $1 ORDER BY seq",
-            &[&as_sql(from)],
-            |r| self.decode("ops", from_sql(r.get(0)), r.get(1)),
-            f,
-        )
-    }
-
-    fn op_seqs_of(&self, id: Ulid) -> Result<Vec<u64>> {
-        let rows = self.query(
-            "SELECT seq FROM tracker_item_ops WHERE id = $1 ORDER BY seq",
-            &[&id_bytes(id)],
-        )?;
-        Ok(rows.iter().map(|r| from_sql(r.get(0))).collect())
-    }
-
-    fn op(&self, seq: u64) -> Result<Option<Op>> {
-        let row = self.query_opt(
-            "SELECT value FROM tracker_ops WHERE seq = $1",
-            &[&as_sql(seq)],
-        )?;
-        row.map(|r| self.decode("ops", seq, r.get(0))).transpose()
-    }
-
-    fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>> {
-        let row = self.query_opt(
-            "SELECT value FROM tracker_idempotency WHERE key = $1",
-            &[&key],
-        )?;
-        row.map(|r| self.decode("idempotency", key, r.get(0)))
-            .transpose()
-    }
-
-    fn item_count(&self) -> Result<u64> {
-        let row = self.query("SELECT count(*) FROM tracker_items", &[])?;
-        let n: i64 = row.first().map_or(0, |r| r.get(0));
-        Ok(u64::try_from(n).unwrap_or(0))
-    }
-
-    fn server_time_ms(&self) -> Result<Option<WallMs>> {
-        if !self.server_clock {
-            return Ok(None);
-        }
-        let row = self.query(
-            "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint",
-            &[],
-        )?;
-        Ok(row.first().map(|r| r.get(0)))
-    }
-}
-
-impl WriteTxn for PgTxn<'_> {
-    fn set_format_version(&mut self, version: u64) -> Result<()> {
-        self.with(|tx| tx.batch_execute(schema::TABLES))?;
-        self.put_meta("format_version", version)
-    }
-
-    fn set_counter(&mut self, counter: Counter, value: u64) -> Result<()> {
-        self.put_meta(counter.key(), value)
-    }
-
-    fn set_setting(&mut self, setting: Setting, value: u64) -> Result<()> {
-        self.put_meta(setting.key(), value)
-    }
-
-    fn put_item(&mut self, old: Option<&Item>, new: &Item, ready: bool) -> Result<()> {
-        let id = id_bytes(new.id);
-        let num = as_sql(new.num);
-        self.execute(
-            "INSERT INTO tracker_items (id, value) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET value = EXCLUDED.value",
-            &[&id, &encode(new)?],
-        )?;
-        if let Some(o) = old {
-            let onum = as_sql(o.num);
-            self.execute("DELETE FROM tracker_nums WHERE num = $1", &[&onum])?;
-            self.execute(
-                "DELETE FROM tracker_by_status WHERE code = $1 AND num = $2",
-                &[&i16::from(o.status.code()), &onum],
-            )?;
-            self.execute(
-                "DELETE FROM tracker_ready WHERE priority = $1 AND num = $2",
-                &[&i16::from(o.priority), &onum],
-            )?;
-            for l in &o.labels {
-                self.execute(
-                    "DELETE FROM tracker_by_label WHERE label = $1 AND num = $2",
-                    &[l, &onum],
-                )?;
-            }
-            for b in &o.blocked_by {
-                self.execute(
-                    "DELETE FROM tracker_blocks WHERE blocker = $1 AND blocked = $2",
-                    &[&id_bytes(*b), &id],
-                )?;
-            }
-        }
-        self.execute(
-            "INSERT INTO tracker_nums (num, id) VALUES ($1, $2) ON CONFLICT (num) DO UPDATE SET id = EXCLUDED.id",
-            &[&num, &id],
-        )?;
-        self.execute(
-            "INSERT INTO tracker_by_status (code, num, id) VALUES ($1, $2, $3) ON CONFLICT (code, num) DO UPDATE SET id = EXCLUDED.id",
-            &[&i16::from(new.status.code()), &num, &id],
-        )?;
-        if ready {
-            self.execute(
-                "INSERT INTO tracker_ready (priority, num, id) VALUES ($1, $2, $3) ON CONFLICT (priority, num) DO UPDATE SET id = EXCLUDED.id",
-                &[&i16::from(new.priority), &num, &id],
-            )?;
-        }
-        for l in &new.labels {
-            self.execute(
-                "INSERT INTO tracker_by_label (label, num, id) VALUES ($1, $2, $3) ON CONFLICT (label, num) DO UPDATE SET id = EXCLUDED.id",
-                &[l, &num, &id],
-            )?;
-        }
-        for b in &new.blocked_by {
-            self.execute(
-                "INSERT INTO tracker_blocks (blocker, blocked) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                &[&id_bytes(*b), &id],
-            )?;
-        }
-        Ok(())
-    }
-
-    fn put_lease(&mut self, id: Ulid, lease: &Lease) -> Result<()> {
-        self.execute(
-            "INSERT INTO tracker_claims (id, value) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET value = EXCLUDED.value",
-            &[&id_bytes(id), &encode(lease)?],
-        )
-    }
-
-    fn remove_lease(&mut self, id: Ulid) -> Result<()> {
-        self.execute("DELETE FROM tracker_claims WHERE id = $1", &[&id_bytes(id)])
-    }
-
-    fn append_op(&mut self, op: &Op) -> Result<()> {
-        self.execute(
-            "INSERT INTO tracker_ops (seq, value) VALUES ($1, $2) ON CONFLICT (seq) DO UPDATE SET value = EXCLUDED.value",
-            &[&as_sql(op.seq), &encode(op)?],
-        )?;
-        self.index_op(op.item, op.seq)
-    }
-
-    fn index_op(&mut self, item: Ulid, seq: u64) -> Result<()> {
-        self.execute(
-            "INSERT INTO tracker_item_ops (id, seq) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-            &[&id_bytes(item), &as_sql(seq)],
-        )
-    }
-
-    fn put_idempotency(&mut self, key: &str, record: &IdempotencyRecord) -> Result<()> {
-        self.execute(
-            "INSERT INTO tracker_idempotency (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-            &[&key, &encode(record)?],
-        )
-    }
-
-    fn remove_idempotency(&mut self, key: &str) -> Result<()> {
-        self.execute("DELETE FROM tracker_idempotency WHERE key = $1", &[&key])
-    }
-
-    fn clear_derived(&mut self) -> Result<()> {
-        self.with(|tx| {
-            tx.batch_execute(&format!(
-                "DELETE FROM {}",
-                schema::DERIVED.replace(", ", "; DELETE FROM ")
-            ))
-        })
-    }
-}
-
-impl PgTxn<'_> {
-    fn put_meta(&self, key: &str, value: u64) -> Result<()> {
-        self.execute(
-            "INSERT INTO tracker_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-            &[&key, &as_sql(value)],
-        )
-    }
-}
-
-/// A fresh, empty tracker in a schema of its own in the test server named by `TRACKER_TEST_PG`
-/// (a URL). Without it the PostgreSQL tests are skipped with a loud message, except in CI
-/// (`CI` set), where they must run.
 #[cfg(test)]
 pub(crate) fn test_store() -> Option<PgStore> {
     let url = test_schema_url()?;
