@@ -62,10 +62,20 @@ impl Drop for Server {
     }
 }
 
-fn psql(url: &str, sql: &str) {
+fn psql(url: &str, sql: &str) -> String {
     let mut c = Command::new("psql");
-    c.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql, url]);
-    timed(c, &[0]);
+    c.args([
+        "-X",
+        "-q",
+        "-A",
+        "-t",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-c",
+        sql,
+        url,
+    ]);
+    timed(c, &[0]).0.trim().to_string()
 }
 
 fn tracker(db: impl AsRef<OsStr>, args: &[&str]) -> Command {
@@ -417,7 +427,14 @@ fn main() {
             median_ms(file)
         );
     }
-    println!("\nserver: {}", redact(&base));
+    let show = |name: &str| psql(&base, &format!("SHOW {name}"));
+    println!(
+        "\nserver: {}, PostgreSQL {}, fsync {}, synchronous_commit {}",
+        redact(&base),
+        show("server_version"),
+        show("fsync"),
+        show("synchronous_commit")
+    );
 }
 
 /// The URL without a password, for the record.
