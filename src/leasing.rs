@@ -141,6 +141,8 @@ impl<S: Storage> Tracker<S> {
                 humantime::format_duration(wait)
             ))
         })?;
+        // Before the first attempt, so that a write committed after it wakes the first pause.
+        let listening = self.store.listen();
         let mut delay = Duration::from_millis(10);
         let mut seed = u64::from(std::process::id()) ^ self.now().wall_ms.cast_unsigned();
         let mut retries = 0u64;
@@ -189,7 +191,12 @@ impl<S: Storage> Tracker<S> {
             seed ^= seed >> 7;
             seed ^= seed << 17;
             let jitter = 0.5 + (seed % 1000) as f64 / 1000.0;
-            pause(delay.mul_f64(jitter).min(left), stopped);
+            let d = delay.mul_f64(jitter).min(left);
+            if listening {
+                self.pause_for_change(d, stopped);
+            } else {
+                pause(d, stopped);
+            }
             delay = (delay * 2).min(Duration::from_secs(1));
             retries += 1;
         }
@@ -362,6 +369,20 @@ impl<S: Storage> Tracker<S> {
 
 /// Sleeps for `d`, in short steps, returning early once `stopped()` says so: a called-off wait
 /// ends within a step, not after a backoff of up to a second.
+impl<S: Storage> Tracker<S> {
+    /// Like `pause`, but over as soon as a write commits new ops (told by the store).
+    fn pause_for_change(&self, d: Duration, stopped: &dyn Fn() -> bool) {
+        const STEP: Duration = Duration::from_millis(50);
+        let end = Instant::now() + d;
+        while !stopped() {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() || self.store.wait_for_change(left.min(STEP)) {
+                return;
+            }
+        }
+    }
+}
+
 fn pause(d: Duration, stopped: &dyn Fn() -> bool) {
     const STEP: Duration = Duration::from_millis(10);
     let end = Instant::now() + d;

@@ -351,6 +351,18 @@ impl<S: Storage> Tracker<S> {
         )
     }
 
+    /// Starts listening for committed writes (see [`Storage::listen`]); false when the
+    /// backend cannot tell of them.
+    pub fn listen(&self) -> bool {
+        self.store.listen()
+    }
+
+    /// Waits at most `timeout` for a write to commit new ops (see
+    /// [`Storage::wait_for_change`]); true if one did.
+    pub fn wait_for_change(&self, timeout: Duration) -> bool {
+        self.store.wait_for_change(timeout)
+    }
+
     /// The lease length a claim gets when it names none: this tracker's setting, else 15 minutes.
     pub fn default_ttl(&self) -> Result<Duration> {
         let ms = self.store.read(|t| t.setting(Setting::DefaultTtlMs))?;

@@ -105,6 +105,7 @@ impl<S: Storage> Tracker<S> {
         };
         let mut lease = lease_before.clone();
         rules::apply_op_to(&mut item, &mut lease, &op);
+        t.prefetch(&item.blocked_by)?;
         let ready = is_ready(t, &item)?;
         t.put_item(before, &item, ready)?;
         match &lease {
@@ -117,7 +118,18 @@ impl<S: Storage> Tracker<S> {
         // blocker existed at its end), so only a change between open and closed moves them.
         let was_open = before.is_some_and(|b| b.status == Status::Open);
         if before.is_some() && was_open != (item.status == Status::Open) {
-            for d in t.dependents(id)? {
+            let dependents = t.dependents(id)?;
+            // Each dependent and its blockers, fetched together (one round trip each step on a
+            // database), however many there are.
+            t.prefetch(&dependents)?;
+            let mut blockers = Vec::new();
+            for d in &dependents {
+                if let Some(dep) = t.item(*d)? {
+                    blockers.extend(dep.blocked_by);
+                }
+            }
+            t.prefetch(&blockers)?;
+            for d in dependents {
                 if let Some(dep) = t.item(d)? {
                     let ready = is_ready(t, &dep)?;
                     t.put_item(Some(&dep), &dep, ready)?;

@@ -742,9 +742,15 @@ fn log(ctx: &Ctx, a: args::LogArgs) -> Result<i32> {
     let r = a.item.as_deref().map(item_ref).transpose()?;
     let mut since = a.since;
     let mut left = a.limit;
+    // A database that tells of commits is kept open and listened to; a file is reopened for
+    // every poll, so `--follow` never holds it between polls.
+    let mut kept: Option<Tracker> = None;
     loop {
-        // Reopened for every poll, so `--follow` never holds the file between polls.
-        let t = ctx.open(Access::ReadOnly)?;
+        let t = match kept.take() {
+            Some(t) => t,
+            None => ctx.open(Access::ReadOnly)?,
+        };
+        let listening = a.follow && t.listen();
         let now = t.now();
         let mut w = std::io::BufWriter::new(out::Stdout);
         let mut printed = 0usize;
@@ -760,7 +766,6 @@ fn log(ctx: &Ctx, a: args::LogArgs) -> Result<i32> {
             printed += 1;
             Ok(())
         })?;
-        drop(t);
         w.flush().map_err(out::failed)?;
         if let Some(l) = left.as_mut() {
             *l -= printed;
@@ -771,6 +776,13 @@ fn log(ctx: &Ctx, a: args::LogArgs) -> Result<i32> {
         if !a.follow {
             return Ok(0);
         }
-        std::thread::sleep(Duration::from_millis(500));
+        if listening {
+            // Woken by a commit; the timeout only bounds how long a lost notification is missed.
+            t.wait_for_change(Duration::from_secs(10));
+            kept = Some(t);
+        } else {
+            drop(t);
+            std::thread::sleep(Duration::from_millis(500));
+        }
     }
 }

@@ -121,6 +121,20 @@ impl Storage for Backend {
             Backend::Postgres(s) => s.file(),
         }
     }
+
+    fn listen(&self) -> bool {
+        match self {
+            Backend::Redb(s) => s.listen(),
+            Backend::Postgres(s) => s.listen(),
+        }
+    }
+
+    fn wait_for_change(&self, timeout: Duration) -> bool {
+        match self {
+            Backend::Redb(s) => s.wait_for_change(timeout),
+            Backend::Postgres(s) => s.wait_for_change(timeout),
+        }
+    }
 }
 
 #[cfg(test)]

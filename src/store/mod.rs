@@ -31,7 +31,7 @@ pub mod redb;
 #[cfg(test)]
 mod conformance;
 #[cfg(test)]
-mod conformance_methods;
+pub(crate) mod conformance_methods;
 
 /// The format version this library reads and writes (data-format.md), kept in every store. A
 /// store of a newer version is refused, untouched.
@@ -250,6 +250,19 @@ pub trait Storage {
     /// overwrite it).
     fn file(&self) -> Option<&std::path::Path> {
         None
+    }
+    /// Starts listening for committed writes, if the backend can tell of them (PostgreSQL's
+    /// `LISTEN`): a write that commits after this returns wakes the next `wait_for_change`.
+    /// False when it cannot; waiters then poll.
+    fn listen(&self) -> bool {
+        false
+    }
+    /// Waits at most `timeout` for a write to commit new ops; true if one did (or may have).
+    /// A backend that cannot tell just sleeps, and says false. Leases expiring and holders
+    /// dying are never told of: a waiter still wakes at the deadlines it knows of.
+    fn wait_for_change(&self, timeout: std::time::Duration) -> bool {
+        std::thread::sleep(timeout);
+        false
     }
 }
 

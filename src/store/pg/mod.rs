@@ -20,6 +20,7 @@
 
 pub(crate) mod connect;
 mod known;
+mod listen;
 mod pending;
 mod reads;
 mod schema;
@@ -52,8 +53,12 @@ pub const NOTIFY_CHANNEL: &str = "tracker_ops";
 /// may or may not have committed, so it is never run again blindly: it fails saying so.
 pub struct PgStore {
     connector: connect::Connector,
-    /// `None` once the connection is known to be lost; the next transaction connects again.
-    client: Mutex<Option<Session>>,
+    /// Idle connections. A transaction takes one (or connects, when none is idle) and puts it
+    /// back after, unless it was found lost: a process running one command at a time keeps one
+    /// connection; a long-lived handle serving calls at once (the MCP server) keeps a few.
+    pool: Mutex<Vec<Session>>,
+    /// The connection that listens for committed ops, made on the first wait for one.
+    wakeups: listen::Wakeups,
     /// The URL without its password, for messages.
     shown: String,
     lock_timeout: Duration,
@@ -107,7 +112,8 @@ impl PgStore {
         let client = connector.connect(Instant::now() + lock_timeout)?;
         Ok(PgStore {
             connector,
-            client: Mutex::new(Some(Session::new(client))),
+            pool: Mutex::new(vec![Session::new(client)]),
+            wakeups: listen::Wakeups::default(),
             shown: connect::redact(url),
             lock_timeout,
             server_clock: true,
@@ -164,9 +170,9 @@ impl PgStore {
         f: impl FnOnce(&mut postgres::Client) -> std::result::Result<T, postgres::Error>,
     ) -> Result<T> {
         let started = Instant::now();
-        let mut guard = self.client.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.checkout();
         let out = f(&mut self
-            .session(&mut guard, started + self.lock_timeout)?
+            .session(&mut guard.slot, started + self.lock_timeout)?
             .client);
         out.map_err(|e| {
             if lost(&e) {
@@ -174,6 +180,16 @@ impl PgStore {
             }
             self.ctx(started, true).error(&e)
         })
+    }
+
+    /// An idle connection from the pool, or none (then `session` connects); it goes back to
+    /// the pool when the checkout is dropped, if it is still open.
+    fn checkout(&self) -> Checkout<'_> {
+        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        Checkout {
+            store: self,
+            slot: pool.pop(),
+        }
     }
 
     /// The connection, made again if there is none or it has closed.
@@ -191,12 +207,73 @@ impl PgStore {
             .ok_or_else(|| Error::Internal("no connection after connecting".into()))
     }
 
+    /// Whether a write whose connection was lost while it committed did commit: on a new
+    /// connection, take the write lock (so the lost session has ended, one way or the other,
+    /// within the lock timeout) and look for the write's last op, byte for byte.
+    fn committed(&self, seq: u64, value: &[u8], deadline: Instant) -> Result<bool> {
+        let mut client = self.connector.connect(deadline)?;
+        let ctx = self.ctx(Instant::now(), true);
+        let found = (|| {
+            let mut tx = client.transaction()?;
+            tx.execute(
+                "SELECT value FROM tracker_meta WHERE key = 'last_seq' FOR UPDATE",
+                &[],
+            )?;
+            let row = tx.query_typed_opt(
+                "SELECT value FROM tracker_ops WHERE seq = $1",
+                &[(&as_sql(seq), postgres::types::Type::INT8)],
+            )?;
+            tx.rollback()?;
+            Ok(row.is_some_and(|r| r.get::<_, &[u8]>(0) == value))
+        })();
+        let found = found.map_err(|e: postgres::Error| ctx.error(&e))?;
+        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        if pool.len() < POOL_IDLE {
+            pool.push(Session::new(client));
+        }
+        Ok(found)
+    }
+
     fn ctx(&self, started: Instant, writing: bool) -> Ctx<'_> {
         Ctx {
             shown: &self.shown,
             user: self.connector.user(),
             started,
             writing,
+        }
+    }
+}
+
+/// Idle connections kept at most: enough for a server's concurrent calls to find one.
+const POOL_IDLE: usize = 4;
+
+/// A connection taken from the pool for one transaction (`None` until one is made).
+struct Checkout<'a> {
+    store: &'a PgStore,
+    slot: Option<Session>,
+}
+
+impl std::ops::Deref for Checkout<'_> {
+    type Target = Option<Session>;
+    fn deref(&self) -> &Option<Session> {
+        &self.slot
+    }
+}
+
+impl std::ops::DerefMut for Checkout<'_> {
+    fn deref_mut(&mut self) -> &mut Option<Session> {
+        &mut self.slot
+    }
+}
+
+impl Drop for Checkout<'_> {
+    fn drop(&mut self) {
+        let Some(session) = self.slot.take().filter(|s| !s.client.is_closed()) else {
+            return;
+        };
+        let mut pool = self.store.pool.lock().unwrap_or_else(|p| p.into_inner());
+        if pool.len() < POOL_IDLE {
+            pool.push(session);
         }
     }
 }
@@ -353,14 +430,22 @@ impl Storage for PgStore {
         self.server_clock
     }
 
+    fn listen(&self) -> bool {
+        self.wakeups.listen(&self.connector, self.lock_timeout)
+    }
+
+    fn wait_for_change(&self, timeout: Duration) -> bool {
+        self.wakeups.wait(timeout)
+    }
+
     fn read<T>(&self, f: impl FnOnce(&dyn ReadTxn) -> Result<T>) -> Result<T> {
         let started = Instant::now();
         let deadline = started + self.lock_timeout;
         let ctx = self.ctx(started, false);
-        let mut guard = self.client.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.checkout();
         let mut f = Some(f);
         loop {
-            let Session { client, prepared } = self.session(&mut guard, deadline)?;
+            let Session { client, prepared } = self.session(&mut guard.slot, deadline)?;
             match read_once(client, prepared, self, ctx, &mut f) {
                 // Found gone before the read began (a restart, an idle connection dropped):
                 // connect again and read.
@@ -384,8 +469,8 @@ impl Storage for PgStore {
         let ctx = self.ctx(started, true);
         let mut pause = Duration::from_millis(5);
         loop {
-            let mut guard = self.client.lock().unwrap_or_else(|p| p.into_inner());
-            let Session { client, prepared } = self.session(&mut guard, deadline)?;
+            let mut guard = self.checkout();
+            let Session { client, prepared } = self.session(&mut guard.slot, deadline)?;
             let outcome = match begin_write(client, &self.shown) {
                 Ok((tx, Ok(known))) => attempt(PgTxn::new(tx, prepared, self, ctx, known), &mut f),
                 Ok((_, Err(damage))) => Attempt::Failed(damage),
@@ -399,6 +484,16 @@ impl Storage for PgStore {
                 Attempt::MaybeCommitted(e) => {
                     *guard = None;
                     return Err(e);
+                }
+                // The changes went with COMMIT in one batch, so a connection lost during it may
+                // have been lost before the server reached COMMIT, or after: look.
+                Attempt::CommitLost(v, (seq, value), e) => {
+                    *guard = None;
+                    match self.committed(seq, &value, deadline) {
+                        Ok(true) => return Ok(v),
+                        Ok(false) if Instant::now() < deadline => continue,
+                        Ok(false) | Err(_) => return Err(e),
+                    }
                 }
                 // Rolled back by the server with the connection: safe to run again on a new one.
                 Attempt::Lost(e) => {
@@ -474,6 +569,9 @@ enum Attempt<T> {
     Lost(Error),
     /// The connection was lost after COMMIT was sent: it may have committed.
     MaybeCommitted(Error),
+    /// The same, for a write that appended ops: whether it committed can be found out, by its
+    /// last op (sequence, stored value). The closure's result stands if it did.
+    CommitLost(T, (u64, Vec<u8>), Error),
 }
 
 /// Runs the closure in `txn` and commits.
@@ -491,12 +589,18 @@ fn attempt<T>(
              nothing was changed; try again",
             ctx.shown
         ))),
-        Ok(v) => match txn.commit() {
-            Ok(()) => Attempt::Done(v),
-            Err(e) if retryable(&e) => Attempt::Again(ctx.error(&e)),
-            Err(e) if lost(&e) => Attempt::MaybeCommitted(ctx.maybe_committed(&e)),
-            Err(e) => Attempt::Failed(ctx.error(&e)),
-        },
+        Ok(v) => {
+            let last_op = txn.last_op.take();
+            match (txn.commit(), last_op) {
+                (Ok(()), _) => Attempt::Done(v),
+                (Err(e), _) if retryable(&e) => Attempt::Again(ctx.error(&e)),
+                (Err(e), Some(op)) if lost(&e) => {
+                    Attempt::CommitLost(v, op, ctx.maybe_committed(&e))
+                }
+                (Err(e), None) if lost(&e) => Attempt::MaybeCommitted(ctx.maybe_committed(&e)),
+                (Err(e), _) => Attempt::Failed(ctx.error(&e)),
+            }
+        }
         Err(e) if gone => Attempt::Lost(e),
         Err(e) if retry => Attempt::Again(e),
         Err(e) => Attempt::Failed(e),

@@ -30,6 +30,9 @@ pub(super) struct PgTxn<'c> {
     pub(super) server_clock: bool,
     pub(super) known: RefCell<Known>,
     pub(super) pending: RefCell<Pending>,
+    /// The last op appended (sequence, stored value): how to tell whether the write committed
+    /// when its connection is lost while it commits.
+    pub(super) last_op: Option<(u64, Vec<u8>)>,
     /// Set when the server asked for the transaction to be run again.
     pub(super) retry: Cell<bool>,
     /// Set when the connection was lost under it.
@@ -52,6 +55,7 @@ impl<'c> PgTxn<'c> {
             server_clock: store.server_clock,
             known: RefCell::new(known),
             pending: RefCell::new(Pending::default()),
+            last_op: None,
             retry: Cell::new(false),
             lost: Cell::new(false),
         }

@@ -106,8 +106,9 @@ impl WriteTxn for PgTxn<'_> {
         let value = encode(op)?;
         let p = self.pending.get_mut();
         p.row(value.len());
-        p.ops.insert(op.seq, value);
+        p.ops.insert(op.seq, value.clone());
         p.last_seq = Some(op.seq);
+        self.last_op = Some((op.seq, value));
         self.known.get_mut().ops.insert(op.seq, Some(op.clone()));
         self.index_op(op.item, op.seq)
     }
