@@ -264,6 +264,12 @@ impl<S: Storage> Tracker<S> {
         &self.store
     }
 
+    /// Now on this host's clock, never asking the backend: for what only shows time in words
+    /// and decides nothing.
+    pub fn local_now(&self) -> Now {
+        self.clock.now()
+    }
+
     /// Now, for display: the backend's shared clock if it has one, else this host's.
     pub fn now(&self) -> Now {
         if !self.store.has_shared_clock() {

@@ -247,7 +247,13 @@ fn emit(ctx: &Ctx, t: &Tracker, v: &ItemView, verb: &str) -> Result<i32> {
     let printed = if ctx.json {
         out::json(&ItemJson::from(v))
     } else {
-        out::text(&format!("{}\n", render::changed(v, verb, &t.now())))
+        // Only a claim is shown against the clock: a database's costs a round trip.
+        let now = if v.claim.is_some() {
+            t.now()
+        } else {
+            t.local_now()
+        };
+        out::text(&format!("{}\n", render::changed(v, verb, &now)))
     };
     out::after_change(&format!("{verb} #{}", v.item.num), printed)?;
     Ok(0)
