@@ -275,9 +275,15 @@ impl<S: Storage> Tracker<S> {
         if !self.store.has_shared_clock() {
             return self.clock.now();
         }
-        self.store
-            .read(|t| self.now_in(t))
-            .unwrap_or_else(|_| self.clock.now())
+        let local = self.clock.now();
+        match self.store.server_time_ms() {
+            Ok(Some(wall_ms)) => Now {
+                wall_ms,
+                mono_ms: None,
+                boot_id: local.boot_id,
+            },
+            _ => local,
+        }
     }
 
     /// Now, inside a transaction: the backend's shared clock if it has one (a database server's;
@@ -371,7 +377,7 @@ impl<S: Storage> Tracker<S> {
 
     /// The lease length a claim gets when it names none: this tracker's setting, else 15 minutes.
     pub fn default_ttl(&self) -> Result<Duration> {
-        let ms = self.store.read(|t| t.setting(Setting::DefaultTtlMs))?;
+        let ms = self.store.setting(Setting::DefaultTtlMs)?;
         Ok(ms.map(Duration::from_millis).unwrap_or(DEFAULT_TTL))
     }
 

@@ -122,6 +122,20 @@ impl Storage for Backend {
         }
     }
 
+    fn setting(&self, setting: super::Setting) -> Result<Option<u64>> {
+        match self {
+            Backend::Redb(s) => Storage::setting(&**s, setting),
+            Backend::Postgres(s) => Storage::setting(&**s, setting),
+        }
+    }
+
+    fn server_time_ms(&self) -> Result<Option<crate::model::WallMs>> {
+        match self {
+            Backend::Redb(s) => Storage::server_time_ms(&**s),
+            Backend::Postgres(s) => Storage::server_time_ms(&**s),
+        }
+    }
+
     fn listen(&self) -> bool {
         match self {
             Backend::Redb(s) => s.listen(),

@@ -251,6 +251,15 @@ pub trait Storage {
     fn file(&self) -> Option<&std::path::Path> {
         None
     }
+    /// A tracker-wide setting, read on its own (see `ReadTxn::setting`): a backend across a
+    /// network answers it in one round trip, with no transaction around it.
+    fn setting(&self, setting: Setting) -> Result<Option<u64>> {
+        self.read(|t| t.setting(setting))
+    }
+    /// The backend's shared clock read on its own (see `ReadTxn::server_time_ms`).
+    fn server_time_ms(&self) -> Result<Option<crate::model::WallMs>> {
+        self.read(|t| t.server_time_ms())
+    }
     /// Starts listening for committed writes, if the backend can tell of them (PostgreSQL's
     /// `LISTEN`): a write that commits after this returns wakes the next `wait_for_change`.
     /// False when it cannot; waiters then poll.

@@ -390,6 +390,7 @@ impl Connector {
                 std::thread::Builder::new()
                     .name("tracker-pg-connect".into())
                     .spawn(move || {
+                        resolve_here(&mut config);
                         let connected = match tls {
                             Some(tls) => config.connect(tls),
                             None => config.connect(postgres::NoTls),
@@ -410,6 +411,27 @@ impl Connector {
             // The thread died without an answer (it cannot panic, but be safe): try afresh.
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => None,
         }
+    }
+}
+
+/// Resolves a single host name on this thread, so that `tokio-postgres` does not start a
+/// thread of its own to do it (and the process then wait for that thread as it exits): a few
+/// milliseconds of every command on a busy machine. Anything else is left to the crate.
+fn resolve_here(config: &mut postgres::Config) {
+    use std::net::ToSocketAddrs;
+    let [postgres::config::Host::Tcp(host)] = config.get_hosts() else {
+        return;
+    };
+    if !config.get_hostaddrs().is_empty() || host.parse::<std::net::IpAddr>().is_ok() {
+        return;
+    }
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    if let Some(addr) = (host.as_str(), port)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+    {
+        config.hostaddr(addr.ip());
     }
 }
 

@@ -430,6 +430,30 @@ impl Storage for PgStore {
         self.server_clock
     }
 
+    fn setting(&self, setting: super::Setting) -> Result<Option<u64>> {
+        let key = setting.key();
+        self.with_client(|c| {
+            let row = c.query_typed_opt(
+                "SELECT value FROM tracker_meta WHERE key = $1",
+                &[(&key, postgres::types::Type::TEXT)],
+            )?;
+            Ok(row.map(|r| from_sql(r.get(0))))
+        })
+    }
+
+    fn server_time_ms(&self) -> Result<Option<crate::model::WallMs>> {
+        if !self.server_clock {
+            return Ok(None);
+        }
+        self.with_client(|c| {
+            let row = c.query_typed_one(
+                "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint",
+                &[],
+            )?;
+            Ok(Some(row.get(0)))
+        })
+    }
+
     fn listen(&self) -> bool {
         self.wakeups.listen(&self.connector, self.lock_timeout)
     }
