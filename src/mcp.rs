@@ -22,7 +22,7 @@ use rmcp::{
 };
 use serde_json::Value;
 use tracker::command::{
-    claim, dep, done, list, log, new_item, release, renew, show, status, update,
+    self, claim, dep, done, list, log, new_item, release, renew, show, status, update,
 };
 use tracker::json::{ItemJson, OpJson, ShowJson, StatusJson};
 use tracker::{Actor, Backend, Error, ItemView, Result};
@@ -328,8 +328,7 @@ fn to_json(v: &impl serde::Serialize) -> Result<Value> {
 
 #[tool_router]
 impl Server {
-    #[tool(input_schema = input::<new_item::Args>(), name = "new", description = "Create a work item. Returns the item (id, num, title, status, version, ...). \
-        Use idempotency_key when you may retry, so a repeat creates nothing.", output_schema = schema::<ItemJson>())]
+    #[tool(input_schema = input::<new_item::Args>(), name = "new", description = command::tool_description("new"), output_schema = schema::<ItemJson>())]
     async fn new_item(
         &self,
         ctx: RequestContext<RoleServer>,
@@ -341,8 +340,7 @@ impl Server {
         .await
     }
 
-    #[tool(input_schema = input::<show::Args>(), description = "Show one item with its live claim (holder, token, expiry), its blockers \
-        (blocked_by) and the items it blocks (blocks).", output_schema = schema::<ShowJson>())]
+    #[tool(input_schema = input::<show::Args>(), description = command::tool_description("show"), output_schema = schema::<ShowJson>())]
     async fn show(
         &self,
         ctx: RequestContext<RoleServer>,
@@ -354,8 +352,7 @@ impl Server {
         .await
     }
 
-    #[tool(input_schema = input::<list::Args>(), description = "List items as {\"items\": [...]}: open ones by default; ready=true gives \
-        the claimable queue, best priority first, then oldest.", output_schema = schema::<ItemsJson>())]
+    #[tool(input_schema = input::<list::Args>(), description = command::tool_description("list"), output_schema = schema::<ItemsJson>())]
     async fn list(
         &self,
         ctx: RequestContext<RoleServer>,
@@ -369,9 +366,7 @@ impl Server {
         .await
     }
 
-    #[tool(input_schema = input::<update::Args>(), description = "Change an item's fields (title, body, priority, labels, status). Give \
-        if_version to refuse if anyone changed it since you read it; closing an item you hold \
-        needs your token.", output_schema = schema::<ItemJson>())]
+    #[tool(input_schema = input::<update::Args>(), description = command::tool_description("update"), output_schema = schema::<ItemJson>())]
     async fn update(
         &self,
         ctx: RequestContext<RoleServer>,
@@ -383,8 +378,7 @@ impl Server {
         .await
     }
 
-    #[tool(input_schema = input::<claim::Args>(), description = "Take a lease on one item. Returns the item with claim.token: pass it to \
-        renew, release and done. Fails with code 3 (conflict) while another live holder has it.", output_schema = schema::<ItemJson>())]
+    #[tool(input_schema = input::<claim::Args>(), description = command::tool_description("claim"), output_schema = schema::<ItemJson>())]
     async fn claim(
         &self,
         ctx: RequestContext<RoleServer>,
@@ -396,8 +390,7 @@ impl Server {
         .await
     }
 
-    #[tool(input_schema = input::<claim::NextArgs>(), description = "Atomically claim the best ready item (open, unblocked, unclaimed; best \
-        priority, then oldest). Returns it with claim.token. Code 4 (not_found) when nothing is ready.", output_schema = schema::<ItemJson>())]
+    #[tool(input_schema = input::<claim::NextArgs>(), description = command::tool_description("claim_next"), output_schema = schema::<ItemJson>())]
     async fn claim_next(
         &self,
         ctx: RequestContext<RoleServer>,
@@ -412,7 +405,7 @@ impl Server {
         .await
     }
 
-    #[tool(input_schema = input::<renew::Args>(), description = "Extend your lease (a heartbeat): renew well within the TTL while you work.", output_schema = schema::<ItemJson>())]
+    #[tool(input_schema = input::<renew::Args>(), description = command::tool_description("renew"), output_schema = schema::<ItemJson>())]
     async fn renew(
         &self,
         ctx: RequestContext<RoleServer>,
@@ -424,7 +417,7 @@ impl Server {
         .await
     }
 
-    #[tool(input_schema = input::<release::Args>(), description = "Give your lease back without finishing the item, so others can take it.", output_schema = schema::<ItemJson>())]
+    #[tool(input_schema = input::<release::Args>(), description = command::tool_description("release"), output_schema = schema::<ItemJson>())]
     async fn release(
         &self,
         ctx: RequestContext<RoleServer>,
@@ -436,8 +429,7 @@ impl Server {
         .await
     }
 
-    #[tool(input_schema = input::<done::Args>(), description = "Mark an item done and drop its lease. Pass your token; refused (code 3) \
-        if another holder has a live lease, unless force.", output_schema = schema::<ItemJson>())]
+    #[tool(input_schema = input::<done::Args>(), description = command::tool_description("done"), output_schema = schema::<ItemJson>())]
     async fn done(
         &self,
         ctx: RequestContext<RoleServer>,
@@ -449,7 +441,7 @@ impl Server {
         .await
     }
 
-    #[tool(input_schema = input::<dep::Args>(), description = "Make an item wait for another (blocker). A cycle is refused (code 3).", output_schema = schema::<ItemJson>())]
+    #[tool(input_schema = input::<dep::Args>(), description = command::tool_description("dep_add"), output_schema = schema::<ItemJson>())]
     async fn dep_add(
         &self,
         ctx: RequestContext<RoleServer>,
@@ -461,7 +453,7 @@ impl Server {
         .await
     }
 
-    #[tool(input_schema = input::<dep::Args>(), description = "Stop an item waiting for another.", output_schema = schema::<ItemJson>())]
+    #[tool(input_schema = input::<dep::Args>(), description = command::tool_description("dep_rm"), output_schema = schema::<ItemJson>())]
     async fn dep_rm(
         &self,
         ctx: RequestContext<RoleServer>,
@@ -473,8 +465,7 @@ impl Server {
         .await
     }
 
-    #[tool(input_schema = input::<log::Args>(), description = "The ops log as {\"ops\": [...]}, oldest first: who changed what, when. \
-        Use since (a sequence number) to read only what is new.", output_schema = schema::<OpsJson<'static>>())]
+    #[tool(input_schema = input::<log::Args>(), description = command::tool_description("log"), output_schema = schema::<OpsJson<'static>>())]
     async fn log(
         &self,
         ctx: RequestContext<RoleServer>,
@@ -488,10 +479,7 @@ impl Server {
         .await
     }
 
-    #[tool(input_schema = input::<status::Args>(), description = "The board: counts by state (open, ready, claimed, blocked, done, \
-        cancelled), live claims with heartbeat ages, stale claims, and metrics: lease events \
-        overall and per holder (over the last `since`, e.g. \"24h\"), refused claims, and time \
-        from new to first claim and from claim to done.", output_schema = schema::<StatusJson>())]
+    #[tool(input_schema = input::<status::Args>(), description = command::tool_description("status"), output_schema = schema::<StatusJson>())]
     async fn status(
         &self,
         ctx: RequestContext<RoleServer>,
@@ -516,5 +504,34 @@ impl ServerHandler for Server {
              errors whose structured content is {\"error\": {\"kind\", \"code\", \"message\"}}: \
              conflict (3) means someone else holds the item or it changed; not_found (4); busy (5).",
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The tools this server lists are the MCP tools of the table of commands, named and
+    /// described as it says.
+    #[test]
+    fn the_tool_list_is_the_table_of_commands() {
+        let mut listed: Vec<(String, String)> = Server::tool_router()
+            .list_all()
+            .into_iter()
+            .map(|t| {
+                (
+                    t.name.to_string(),
+                    t.description.unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        let mut table: Vec<(String, String)> = command::COMMANDS
+            .iter()
+            .flat_map(|c| c.transports.mcp)
+            .map(|t| (t.name.to_string(), t.description.to_string()))
+            .collect();
+        listed.sort();
+        table.sort();
+        assert_eq!(listed, table);
     }
 }

@@ -19,6 +19,10 @@
 //!
 //! Messages that name a field name it the transport's way ([`Spelling`]): `--wait` on the
 //! command line, `wait` in JSON.
+//!
+//! [`COMMANDS`] is the table of every command: its name, what it is for, and which transports
+//! offer it. The command line's help and man pages and the MCP tool list take their names and
+//! summaries from it.
 
 pub mod claim;
 pub mod config;
@@ -31,9 +35,12 @@ pub mod release;
 pub mod renew;
 pub mod show;
 pub mod status;
+mod table;
 pub mod update;
 
 use std::time::Duration;
+
+pub use table::{find, summary, tool_description, Command, Tool, Transports, COMMANDS};
 
 use crate::durations::{self, Use};
 use crate::error::{Error, Result};
