@@ -59,6 +59,8 @@ mod export;
 pub mod host;
 pub mod import;
 pub mod json;
+#[cfg(test)]
+mod layering;
 mod leasing;
 pub mod metrics;
 pub mod model;

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use tracker::command::{self, claim, done, release, renew};
-use tracker::{Access, Error, Guard, ItemRef, ItemView, Result};
+use tracker::{Access, Error, ItemRef, ItemView, Result};
 
 use super::args::{LeaseTarget, RunArgs};
 use super::{lower, Ctx};
@@ -104,10 +104,6 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<i32> {
         return Err(e);
     }
 
-    let guard = Guard {
-        token: Some(token),
-        ..Guard::default()
-    };
     let every = ttl / 3;
     let mut next_renewal = Instant::now() + every;
     let status = loop {
@@ -122,12 +118,7 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<i32> {
             signal_group(group, sig);
         }
         if Instant::now() >= next_renewal {
-            let r = renew::Request {
-                item: item.clone(),
-                ttl: Some(ttl),
-                guard: guard.clone(),
-            };
-            match ctx.open(Access::ReadWrite).and_then(|t| renew::exec(&t, r)) {
+            match renew_lease(ctx, &item, ttl, token) {
                 Ok(_) => next_renewal = Instant::now() + every,
                 Err(e @ Error::Conflict { .. }) => {
                     stop(&mut child, group);
@@ -168,7 +159,17 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<i32> {
     Ok(code)
 }
 
-fn finish(ctx: &Ctx, item: &ItemRef, token: u64, success: bool) -> Result<tracker::ItemView> {
+/// One renewal of the lease `run` works under, for `ttl` from now.
+fn renew_lease(ctx: &Ctx, item: &ItemRef, ttl: Duration, token: u64) -> Result<ItemView> {
+    let r = renew::Request {
+        item: item.clone(),
+        ttl: Some(ttl),
+        guard: command::guard(None, Some(token), None),
+    };
+    renew::exec(&ctx.open(Access::ReadWrite)?, r)
+}
+
+fn finish(ctx: &Ctx, item: &ItemRef, token: u64, success: bool) -> Result<ItemView> {
     let t = ctx.open(Access::ReadWrite)?;
     let (item, guard) = (item.clone(), command::guard(None, Some(token), None));
     if success {

@@ -144,7 +144,12 @@ pub fn priority(spelling: Spelling, field: &str, p: Option<u8>) -> Result<Option
 ///
 /// [`Error::Invalid`] naming the field.
 pub fn status_value(spelling: Spelling, field: &str, s: &str) -> Result<Status> {
-    Status::named(s, &spelling.name(field))
+    Status::parse(s).ok_or_else(|| {
+        Error::bad_field(
+            &spelling.name(field),
+            format!("{s:?}: use open, done or cancelled"),
+        )
+    })
 }
 
 /// A status filter given for `field`: a status, or `all` (`None`).
@@ -153,7 +158,15 @@ pub fn status_value(spelling: Spelling, field: &str, s: &str) -> Result<Status> 
 ///
 /// [`Error::Invalid`] naming the field.
 pub fn status_filter(spelling: Spelling, field: &str, s: &str) -> Result<Option<Status>> {
-    Status::filter(s, &spelling.name(field))
+    match s {
+        "all" => Ok(None),
+        s => Status::parse(s).map(Some).ok_or_else(|| {
+            Error::bad_field(
+                &spelling.name(field),
+                format!("{s:?}: use open, done, cancelled or all"),
+            )
+        }),
+    }
 }
 
 /// The length of a new lease: `given` (`--ttl`, `ttl`), else `$TRACKER_TTL`, else the tracker's
@@ -191,5 +204,29 @@ mod tests {
             assert_eq!(Spelling::Flags.name(json), flag);
             assert_eq!(Spelling::Json.name(json), json);
         }
+    }
+
+    /// A bad status is worded by the one refusal template, as every other bad value is (it was
+    /// `--status "bogus": ...`, without the colon after the field's name).
+    #[test]
+    fn a_bad_status_is_refused_with_the_field_template() {
+        let e = status_value(Spelling::Flags, "status", "bogus").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            r#"--status: "bogus": use open, done or cancelled"#
+        );
+        let e = status_filter(Spelling::Json, "status", "nope").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            r#"status: "nope": use open, done, cancelled or all"#
+        );
+        assert_eq!(
+            status_filter(Spelling::Json, "status", "all").unwrap(),
+            None
+        );
+        assert_eq!(
+            status_value(Spelling::Json, "status", "done").unwrap(),
+            Status::Done
+        );
     }
 }
