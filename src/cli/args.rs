@@ -473,6 +473,44 @@ mod tests {
         assert_eq!(clap_tree, table);
     }
 
+    /// Where an MCP tool's argument and the command line's flag of the same name both say what
+    /// they default to, they say the same. (They did not: `status`'s `since` said "the whole
+    /// log", and `claim`'s `ttl` left out `$TRACKER_TTL`, which MCP claims go by too.)
+    #[test]
+    fn an_argument_defaults_to_the_same_on_both_transports() {
+        fn default(help: &str) -> Option<String> {
+            let at = help.find("(default: ")?;
+            let rest = &help[at..];
+            Some(rest[..=rest.find(')')?].to_string())
+        }
+        use tracker::command::{claim, renew, status};
+        let schemas = [
+            ("claim", schemars::schema_for!(claim::Args)),
+            ("claim", schemars::schema_for!(claim::NextArgs)),
+            ("renew", schemars::schema_for!(renew::Args)),
+            ("status", schemars::schema_for!(status::Args)),
+        ];
+        let mut root = Cli::command();
+        root.build();
+        let mut compared = 0;
+        for (command, schema) in schemas {
+            let cmd = root.find_subcommand(command).unwrap();
+            let properties = schema.as_value()["properties"].as_object().unwrap().clone();
+            for (name, p) in properties {
+                let mcp = p["description"].as_str().and_then(default);
+                let flag = cmd.get_arguments().find(|a| a.get_id() == name.as_str());
+                let cli = flag
+                    .and_then(|a| a.get_help())
+                    .and_then(|h| default(&h.to_string()));
+                if let (Some(mcp), Some(cli)) = (mcp, cli) {
+                    assert_eq!(mcp, cli, "{command} {name}");
+                    compared += 1;
+                }
+            }
+        }
+        assert_eq!(compared, 4, "claim ttl twice, renew ttl, status since");
+    }
+
     /// docs/man holds one page per command, as `tracker man COMMAND` prints it (regenerate with
     /// `UPDATE_DOCS=1 cargo test --release --bin tracker`).
     #[test]

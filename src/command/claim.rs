@@ -69,7 +69,7 @@ impl Request {
 pub struct Args {
     /// The item: its number ("42" or "#42") or a unique ULID prefix.
     item: String,
-    /// Lease length like "15m" or "2h" (default: the tracker's default TTL).
+    /// Lease length like "15m" or "2h" (default: $TRACKER_TTL, else the tracker's default-ttl, else 15m).
     ttl: Option<String>,
     /// Take the item from a holder whose process is provably gone.
     steal_stale: Option<bool>,
@@ -109,7 +109,7 @@ impl Args {
 pub struct NextArgs {
     /// Only items with this label.
     label: Option<String>,
-    /// Lease length like "15m" (default: the tracker's default TTL).
+    /// Lease length like "15m" (default: $TRACKER_TTL, else the tracker's default-ttl, else 15m).
     ttl: Option<String>,
     /// Keep retrying for this long (like "30s") while nothing is ready.
     wait: Option<String>,

@@ -13,6 +13,9 @@
 //! - `exec(&Tracker, Request)`, which returns the command's response (an item, a list, a
 //!   report) for the transport to render.
 //!
+//! The doc comment of an `Args` field is the description of the argument in the tool's input
+//! schema, kept on one line (schemars keeps line breaks).
+//!
 //! The `Args` types keep the names the MCP server gave them before they moved here
 //! (`#[serde(rename)]`): the name is the title of a tool's input schema and appears in
 //! messages about arguments that do not fit it.

@@ -36,7 +36,7 @@ pub struct Response {
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename = "StatusArgs")]
 pub struct Args {
-    /// Count lease events of this last stretch only, like "24h" (default: the whole log).
+    /// Count lease events of this last stretch only, like "24h" (default: the latest 10,000 ops).
     since: Option<String>,
 }
 
