@@ -7,7 +7,8 @@
 use std::path::Path;
 
 use tracker::command::{
-    self, claim, dep, done, list, log, new_item, release, renew, show, status, update, Spelling,
+    self, claim, dep, done, import, list, log, new_item, release, renew, show, status, update,
+    Spelling,
 };
 use tracker::{Error, ListQuery, NewItem, Patch, Result};
 
@@ -141,6 +142,16 @@ pub fn log(a: &args::LogArgs) -> Result<log::Request> {
         since: a.since,
         limit: a.limit,
     })
+}
+
+pub fn import(a: &args::ImportArgs) -> import::Request {
+    use tracker::import::Prefer;
+    let prefer = match a.prefer {
+        None => Prefer::Neither,
+        Some(args::PreferSide::Ours) => Prefer::Ours,
+        Some(args::PreferSide::Theirs) => Prefer::Theirs,
+    };
+    import::Request { prefer }
 }
 
 pub fn status(a: &args::StatusArgs) -> status::Request {

@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches};
 use tracker::command::{
-    self, claim, dep, done, list, log, new_item, release, renew, show, status, update,
+    self, claim, dep, done, export, import, list, log, new_item, rebuild, release, renew, show,
+    status, update, verify,
 };
 use tracker::json::{self, ItemJson, OpJson};
 use tracker::{Access, Actor, Backend, Error, ItemView, Result, Target};
@@ -284,15 +285,16 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
         Command::Run(a) => run::run(ctx, a),
         Command::Log(a) => log(ctx, a),
         Command::Export(a) => {
+            let r = export::Request {
+                jsonl: a.jsonl,
+                output: a.output,
+            };
             let t = ctx.open(Access::ReadOnly)?;
             let bar = progress::bar("exporting");
             let mut tick = |n: u64, total: u64| progress::set(&bar, n, total);
-            let n = match &a.output {
-                Some(path) => t.export_to_path(path, a.jsonl, &mut tick)?,
-                None => t.export(&mut out::Stdout, a.jsonl, &mut tick)?,
-            };
+            let n = export::exec(&t, &r, &mut out::Stdout, &mut tick)?;
             progress::finish(bar);
-            if let Some(path) = &a.output {
+            if let Some(path) = &r.output {
                 eprintln!("exported {n} items to {}", path.display());
             }
             Ok(0)
@@ -476,7 +478,7 @@ fn dep(ctx: &Ctx, d: DepCommand) -> Result<i32> {
 fn verify(ctx: &Ctx) -> Result<i32> {
     let t = ctx.open(Access::ReadOnly)?;
     let spinner = progress::spinner("replaying the ops log");
-    let r = t.verify();
+    let r = verify::exec(&t, verify::Request);
     progress::finish(spinner);
     let r = r?;
     if ctx.json {
@@ -491,13 +493,9 @@ fn verify(ctx: &Ctx) -> Result<i32> {
     } else {
         say(&render::verify(&r))?;
     }
-    if r.problems.is_empty() {
-        Ok(0)
-    } else {
-        Err(Error::Data(format!(
-            "verify found a mismatch: {}",
-            r.problems[0]
-        )))
+    match verify::mismatch(&r) {
+        None => Ok(0),
+        Some(e) => Err(e),
     }
 }
 
@@ -505,7 +503,7 @@ fn verify(ctx: &Ctx) -> Result<i32> {
 fn rebuild(ctx: &Ctx) -> Result<i32> {
     let t = ctx.open(Access::ReadWrite)?;
     let spinner = progress::spinner("rebuilding from the ops log");
-    let r = t.rebuild();
+    let r = rebuild::exec(&t, rebuild::Request);
     progress::finish(spinner);
     let r = r?;
     let printed = if ctx.json {
@@ -552,12 +550,7 @@ pub(crate) fn man_page(path: &[String]) -> Result<String> {
 }
 
 fn import(ctx: &Ctx, a: args::ImportArgs) -> Result<i32> {
-    use tracker::import::Prefer;
-    let prefer = match a.prefer {
-        None => Prefer::Neither,
-        Some(args::PreferSide::Ours) => Prefer::Ours,
-        Some(args::PreferSide::Theirs) => Prefer::Theirs,
-    };
+    let request = lower::import(&a);
     let name = a.file.display().to_string();
     // A file either way, so the write can read it again if it must run again.
     let mut input: std::fs::File = if a.file.as_os_str() == "-" {
@@ -581,7 +574,7 @@ fn import(ctx: &Ctx, a: args::ImportArgs) -> Result<i32> {
     };
     let t = ctx.open(Access::ReadWrite)?;
     let spinner = progress::spinner("importing");
-    let r = t.import_seekable(&mut input, prefer);
+    let r = import::exec(&t, request, &mut input);
     progress::finish(spinner);
     let r = r?;
     let printed = if ctx.json {

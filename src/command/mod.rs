@@ -1,4 +1,6 @@
-//! The command layer: one file per command, under every transport. The command line
+//! The command layer: one file per command, under every transport (`init`, `edit`, `run`,
+//! `completions`, `man` and `mcp` are the command line's own: a file, an editor, a process
+//! group or the command line itself is what they work on). The command line
 //! (`src/cli`), the MCP server (`src/mcp.rs`) and the coming HTTP server parse what they were
 //! sent and render what comes back; everything between is here, so the same input gets the same
 //! answer on every one of them. Each command file defines:
@@ -31,15 +33,19 @@ pub mod claim;
 pub mod config;
 pub mod dep;
 pub mod done;
+pub mod export;
+pub mod import;
 pub mod list;
 pub mod log;
 pub mod new_item;
+pub mod rebuild;
 pub mod release;
 pub mod renew;
 pub mod show;
 pub mod status;
 mod table;
 pub mod update;
+pub mod verify;
 
 use std::time::Duration;
 
