@@ -8,8 +8,8 @@ use serde_json::json;
 use crate::clock::{format_duration_short, Now};
 use crate::conflict::describe_other_lease;
 use crate::error::{Error, Result};
-use crate::model::{Change, Item, ItemView, Lease, OpKind};
-use crate::rules::{self, ClaimAction, LeaseState, Standing};
+use crate::model::{Item, ItemView, Lease, OpKind};
+use crate::rules::{self, ClaimAction, LeaseState, Standing, Taker, TieTo};
 use crate::store::{Counter, ReadTxn, Storage, WriteTxn};
 use crate::tracker::{ClaimOptions, Guard, ItemRef, Tracker};
 use crate::txn::{fingerprint, next};
@@ -219,14 +219,7 @@ impl<S: Storage> Tracker<S> {
                 )));
             }
             let lease = self.own_lease(t, item, guard.token, now, "renew")?;
-            let mut new = lease.clone();
-            new.renewed_at = now.wall_ms;
-            let ttl = ttl.unwrap_or(Duration::from_millis(lease.ttl_ms));
-            self.set_deadline(&mut new, ttl, now);
-            let changes = vec![Change::LeaseSet {
-                old: Some(lease.clone()),
-                new,
-            }];
+            let changes = rules::renew_changes(&lease, ttl, now);
             self.commit(t, now, OpKind::Renew, Some(item), Some(lease), changes)
         })
     }
@@ -238,7 +231,7 @@ impl<S: Storage> Tracker<S> {
                 return Ok(());
             }
             let lease = self.own_lease(t, item, guard.token, now, "release")?;
-            let changes = vec![Change::LeaseCleared { old: lease.clone() }];
+            let changes = rules::release_changes(&lease);
             self.commit(t, now, OpKind::Release, Some(item), Some(lease), changes)
         })
     }
@@ -275,50 +268,26 @@ impl<S: Storage> Tracker<S> {
                 "--pid {pid}: no such process on this host"
             )));
         }
-        let mut lease = match (&current, action) {
-            (Some(l), ClaimAction::Renew) => Lease {
-                renewed_at: now.wall_ms,
-                ..l.clone()
-            },
-            _ => Lease {
-                holder: self.actor().name.clone(),
-                token,
-                acquired_at: now.wall_ms,
-                renewed_at: now.wall_ms,
-                expires_at: 0,
-                ttl_ms: 0,
-                host: self.host().to_string(),
-                pid: None,
-                pid_start: None,
-                boot_id: None,
-                deadline_mono_ms: None,
-                pgid: None,
-                pid_ns: None,
-            },
-        };
         let tie_here = match (opts.pid, seen, action) {
             (Some(pid), Some((l, _, tie)), ClaimAction::Renew) => {
                 rules::may_retie(l, pid, tie, std::process::id())
             }
             (pid, _, _) => pid.is_some(),
         };
-        if tie_here {
-            lease.pid = opts.pid;
-            lease.pid_start = pid_start;
-            lease.pgid = opts.pgid;
-            lease.pid_ns = self.pid_ns();
-        }
-        self.set_deadline(&mut lease, ttl, now);
-        let changes = vec![Change::LeaseSet {
-            old: current.clone(),
-            new: lease,
-        }];
+        let tie = opts.pid.filter(|_| tie_here).map(|pid| TieTo {
+            pid,
+            pid_start,
+            pgid: opts.pgid,
+            pid_ns: self.pid_ns(),
+        });
+        let taker = Taker {
+            holder: &self.actor().name,
+            host: self.host(),
+            token,
+        };
+        let changes = rules::claim_changes(current.as_ref(), action, &taker, tie, ttl, now);
         self.commit(t, now, kind, Some(item), current, changes)?;
         Ok(())
-    }
-
-    fn set_deadline(&self, lease: &mut Lease, ttl: Duration, now: &Now) {
-        rules::set_deadline(lease, ttl, now);
     }
 
     /// The lease on `item` if the caller holds it (see [`rules::standing`]).

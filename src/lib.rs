@@ -22,11 +22,14 @@
 //! # Ok::<(), tracker::Error>(())
 //! ```
 //!
-//! Layering: `cli` -> `Tracker` (this API) -> `rules` (pure) and `store` (the storage seam) ->
-//! `model` (plain data).
+//! Layering: transports (the `tracker` binary's command line and MCP server) -> [`command`] (one
+//! request type and `exec` per command) -> `Tracker` (this API) -> `rules` (pure) and `store`
+//! (the storage seam) -> `model` (plain data). README.md's "Architecture" section draws it.
 //!
 //! What an embedding program uses:
 //!
+//! - [`command`], the commands as the transports run them: a validated request each, and its
+//!   `exec`;
 //! - [`Tracker`], one call per command, with its options ([`ItemRef`], [`Guard`],
 //!   [`ClaimOptions`], [`ListQuery`]) and results ([`ItemView`], [`ItemDetail`],
 //!   [`board::Board`], [`metrics::Metrics`], [`audit::VerifyReport`], [`import::ImportReport`]);
@@ -45,6 +48,7 @@
 pub mod audit;
 pub mod board;
 pub mod clock;
+pub mod command;
 mod conflict;
 pub mod durations;
 pub mod error;
@@ -55,6 +59,8 @@ mod export;
 pub mod host;
 pub mod import;
 pub mod json;
+#[cfg(test)]
+mod layering;
 mod leasing;
 pub mod metrics;
 pub mod model;

@@ -33,7 +33,7 @@ fn main() {
             *m = Some((message, place));
         }
     }));
-    let code = match catch_unwind(AssertUnwindSafe(cli::main)) {
+    let code = match catch_unwind(AssertUnwindSafe(|| cli::main(mcp::serve))) {
         Ok(code) => code,
         Err(_) => {
             let (message, place) = PANIC

@@ -20,25 +20,26 @@ use rmcp::service::RequestContext;
 use rmcp::{
     schemars, tool, tool_handler, tool_router, Peer, RoleServer, ServerHandler, ServiceExt,
 };
-use serde::Deserialize;
 use serde_json::Value;
-use tracker::durations::{self, Use};
-use tracker::json::{ItemJson, OpJson, ShowJson, StatusJson};
-use tracker::{
-    Access, Actor, ClaimOptions, Error, Guard, ItemView, ListQuery, NewItem, Patch, Result, Status,
+use tracker::command::{
+    self, claim, dep, done, list, log, new_item, release, renew, show, status, update,
 };
+use tracker::json::{ItemJson, OpJson, ShowJson, StatusJson};
+use tracker::{Actor, Backend, Error, ItemView, Result};
 
-use crate::cli::{guard, item_ref, Ctx, Tracker};
+/// The library's tracker over the backend `tracker mcp` was started on.
+type Tracker = tracker::Tracker<Backend>;
 
-/// Serves MCP on stdio until the client closes the connection.
+/// Serves MCP on stdio over `backend` until the client closes the connection, acting as `named`
+/// (`--as`/`TRACKER_AS`) if given, else as the client's name. The command line opens the
+/// backend and hands it over through main.rs, so this transport and that one import nothing of
+/// each other.
 ///
 /// Calls run side by side: each tool call's work runs on a thread of its own while the runtime
 /// goes on reading, so a claim that waits delays no other call (nor `ping`). A waiting claim
 /// stops retrying when its request is cancelled or the input closes; the server then waits only
 /// for calls already running, and claims nothing once its client has gone.
-pub fn serve(ctx: &Ctx) -> Result<i32> {
-    // Opened now, so a missing or refused tracker is reported before the handshake.
-    let backend = tracker::Backend::open(&ctx.target()?, Access::ReadWrite, ctx.lock_timeout)?;
+pub fn serve(backend: Backend, named: Option<Actor>) -> Result<i32> {
     // A client that stops reading makes writes fail (and the writer stop) instead of killing
     // the process halfway through a call.
     // SAFETY: setting a signal's disposition to SIG_IGN has no preconditions.
@@ -47,7 +48,7 @@ pub fn serve(ctx: &Ctx) -> Result<i32> {
     let server = Server {
         backend: Arc::new(Mutex::new(Some(backend))),
         tracker: Arc::new(OnceLock::new()),
-        named: ctx.actor.clone(),
+        named,
         closing: closing.clone(),
         running: Arc::new(AtomicUsize::new(0)),
         turns: Arc::new(Turns::default()),
@@ -265,31 +266,13 @@ fn item(v: &ItemView) -> Result<Value> {
     to_json(&ItemJson::from(v))
 }
 
-/// A duration argument, parsed as the command line parses the flag of the same name (same ranges,
-/// same messages, naming the argument as MCP spells it).
-fn duration(field: &str, s: Option<&str>, what: Use) -> Result<Option<Duration>> {
-    s.map(|s| durations::parse_field(field, s, what))
-        .transpose()
-}
-
-/// A priority argument, checked here as the command line checks `--priority` (same range,
-/// same message, naming the argument as MCP spells it).
-fn priority(p: Option<u8>) -> Result<Option<u8>> {
-    p.map(|p| tracker::rules::validate_priority(p).map_err(|r| Error::bad_field("priority", r)))
-        .transpose()
-}
-
-/// The lease options of a claim through this server: tied to this process.
-fn claim_options(t: &Tracker, ttl: Option<&str>, g: Guard) -> Result<ClaimOptions> {
-    let given = duration("ttl", ttl, Use::Ttl)?;
-    // As on the command line: ttl, else $TRACKER_TTL, else the tracker's default-ttl.
-    let ttl = crate::cli::ttl_for(t, given)?;
-    Ok(ClaimOptions {
-        ttl,
+/// A claim through this server: its lease is tied to this process, so it ends as soon as the
+/// server (the agent's session) is gone.
+fn tied(r: claim::Request) -> claim::Request {
+    claim::Request {
         pid: Some(std::process::id()),
-        guard: g,
-        ..ClaimOptions::default()
-    })
+        ..r
+    }
 }
 
 /// A tool's arguments, from the JSON object the client sent. Unknown and missing fields are
@@ -343,290 +326,71 @@ fn to_json(v: &impl serde::Serialize) -> Result<Value> {
     serde_json::to_value(v).map_err(|e| Error::Internal(e.to_string()))
 }
 
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-struct NewArgs {
-    /// One line saying what is to be done.
-    title: String,
-    /// Details, any length up to 1 MiB.
-    body: Option<String>,
-    /// 0 (highest) to 4; 2 if not given.
-    priority: Option<u8>,
-    /// Labels to put on the item.
-    labels: Option<Vec<String>>,
-    /// Items this one waits for ("42", "#42" or a ULID prefix).
-    blocked_by: Option<Vec<String>>,
-    /// A repeat with the same key returns the first item and creates nothing.
-    idempotency_key: Option<String>,
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-struct ItemArgs {
-    /// The item: its number ("42" or "#42") or a unique ULID prefix.
-    item: String,
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-struct ListArgs {
-    /// open (the default), done, cancelled or all.
-    status: Option<String>,
-    /// Only items ready to be claimed: open, not blocked, no live claim; best first.
-    ready: Option<bool>,
-    /// Only items with a live claim.
-    claimed: Option<bool>,
-    /// Only items with this label.
-    label: Option<String>,
-    /// Only items claimed by this holder.
-    holder: Option<String>,
-    /// At most this many items.
-    limit: Option<usize>,
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-struct UpdateArgs {
-    /// The item: its number ("42" or "#42") or a unique ULID prefix.
-    item: String,
-    title: Option<String>,
-    body: Option<String>,
-    /// 0 (highest) to 4.
-    priority: Option<u8>,
-    /// open, done or cancelled; closing also ends the lease.
-    status: Option<String>,
-    add_labels: Option<Vec<String>>,
-    remove_labels: Option<Vec<String>>,
-    /// Refuse (conflict, code 3) unless the item is at this version.
-    if_version: Option<u64>,
-    /// The fencing token of your lease, if you hold one.
-    token: Option<u64>,
-    idempotency_key: Option<String>,
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-struct ClaimArgs {
-    /// The item: its number ("42" or "#42") or a unique ULID prefix.
-    item: String,
-    /// Lease length like "15m" or "2h" (default: the tracker's default TTL).
-    ttl: Option<String>,
-    /// Take the item from a holder whose process is provably gone.
-    steal_stale: Option<bool>,
-    /// Take the item from a live holder (recorded as an eviction).
-    force: Option<bool>,
-    /// Keep retrying for this long (like "30s") while another holder has it.
-    wait: Option<String>,
-    if_version: Option<u64>,
-    token: Option<u64>,
-    idempotency_key: Option<String>,
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-struct ClaimNextArgs {
-    /// Only items with this label.
-    label: Option<String>,
-    /// Lease length like "15m" (default: the tracker's default TTL).
-    ttl: Option<String>,
-    /// Keep retrying for this long (like "30s") while nothing is ready.
-    wait: Option<String>,
-    idempotency_key: Option<String>,
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-struct LeaseArgs {
-    /// The item: its number ("42" or "#42") or a unique ULID prefix.
-    item: String,
-    /// The fencing token your claim returned.
-    token: Option<u64>,
-    if_version: Option<u64>,
-    idempotency_key: Option<String>,
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-struct RenewArgs {
-    /// The item: its number ("42" or "#42") or a unique ULID prefix.
-    item: String,
-    /// New lease length from now, like "15m" (default: the lease's own TTL).
-    ttl: Option<String>,
-    /// The fencing token your claim returned.
-    token: Option<u64>,
-    if_version: Option<u64>,
-    idempotency_key: Option<String>,
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-struct DoneArgs {
-    /// The item: its number ("42" or "#42") or a unique ULID prefix.
-    item: String,
-    /// The fencing token your claim returned.
-    token: Option<u64>,
-    if_version: Option<u64>,
-    /// Finish it even though another holder has a live lease.
-    force: Option<bool>,
-    idempotency_key: Option<String>,
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-struct DepArgs {
-    /// The item that waits.
-    item: String,
-    /// The item it waits for.
-    blocker: String,
-    token: Option<u64>,
-    if_version: Option<u64>,
-    idempotency_key: Option<String>,
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-struct LogArgs {
-    /// Only this item's ops.
-    item: Option<String>,
-    /// Only ops with this sequence number or later.
-    since: Option<u64>,
-    /// At most this many ops.
-    limit: Option<usize>,
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-struct StatusArgs {
-    /// Count lease events of this last stretch only, like "24h" (default: the whole log).
-    since: Option<String>,
-}
-
 #[tool_router]
 impl Server {
-    #[tool(input_schema = input::<NewArgs>(), name = "new", description = "Create a work item. Returns the item (id, num, title, status, version, ...). \
-        Use idempotency_key when you may retry, so a repeat creates nothing.", output_schema = schema::<ItemJson>())]
+    #[tool(input_schema = input::<new_item::Args>(), name = "new", description = command::tool_description("new"), output_schema = schema::<ItemJson>())]
     async fn new_item(
         &self,
         ctx: RequestContext<RoleServer>,
         Parameters(raw): Parameters<JsonObject>,
     ) -> CallToolResult {
-        self.call(ctx, Work::Writes, raw, |t, a: NewArgs, _| {
-            let blockers = a
-                .blocked_by
-                .unwrap_or_default()
-                .iter()
-                .map(|b| item_ref(b))
-                .collect::<Result<Vec<_>>>()?;
-            let new = NewItem {
-                title: a.title,
-                body: a.body.unwrap_or_default(),
-                priority: priority(a.priority)?,
-                labels: a.labels.unwrap_or_default(),
-            };
-            item(&t.new_item(new, &blockers, &guard(None, None, a.idempotency_key))?)
+        self.call(ctx, Work::Writes, raw, |t, a: new_item::Args, _| {
+            item(&new_item::exec(t, a.lower()?)?)
         })
         .await
     }
 
-    #[tool(input_schema = input::<ItemArgs>(), description = "Show one item with its live claim (holder, token, expiry), its blockers \
-        (blocked_by) and the items it blocks (blocks).", output_schema = schema::<ShowJson>())]
+    #[tool(input_schema = input::<show::Args>(), description = command::tool_description("show"), output_schema = schema::<ShowJson>())]
     async fn show(
         &self,
         ctx: RequestContext<RoleServer>,
         Parameters(raw): Parameters<JsonObject>,
     ) -> CallToolResult {
-        self.call(ctx, Work::Reads, raw, |t, a: ItemArgs, _| {
-            to_json(&ShowJson::from(&t.show(&item_ref(&a.item)?)?))
+        self.call(ctx, Work::Reads, raw, |t, a: show::Args, _| {
+            to_json(&ShowJson::from(&show::exec(t, a.lower()?)?))
         })
         .await
     }
 
-    #[tool(input_schema = input::<ListArgs>(), description = "List items as {\"items\": [...]}: open ones by default; ready=true gives \
-        the claimable queue, best priority first, then oldest.", output_schema = schema::<ItemsJson>())]
+    #[tool(input_schema = input::<list::Args>(), description = command::tool_description("list"), output_schema = schema::<ItemsJson>())]
     async fn list(
         &self,
         ctx: RequestContext<RoleServer>,
         Parameters(raw): Parameters<JsonObject>,
     ) -> CallToolResult {
-        self.call(ctx, Work::Reads, raw, |t, a: ListArgs, _| {
-            let ready = a.ready.unwrap_or(false);
-            let status = Status::filter(a.status.as_deref().unwrap_or("open"), "status")?;
-            let q = ListQuery {
-                status,
-                ready,
-                claimed: a.claimed.unwrap_or(false),
-                label: a.label,
-                holder: a.holder,
-                limit: a.limit,
-            };
-            let items = t.list(&q)?.iter().map(ItemJson::from).collect();
+        self.call(ctx, Work::Reads, raw, |t, a: list::Args, _| {
+            let items = list::exec(t, &a.lower()?)?;
+            let items = items.iter().map(ItemJson::from).collect();
             to_json(&ItemsJson { items })
         })
         .await
     }
 
-    #[tool(input_schema = input::<UpdateArgs>(), description = "Change an item's fields (title, body, priority, labels, status). Give \
-        if_version to refuse if anyone changed it since you read it; closing an item you hold \
-        needs your token.", output_schema = schema::<ItemJson>())]
+    #[tool(input_schema = input::<update::Args>(), description = command::tool_description("update"), output_schema = schema::<ItemJson>())]
     async fn update(
         &self,
         ctx: RequestContext<RoleServer>,
         Parameters(raw): Parameters<JsonObject>,
     ) -> CallToolResult {
-        self.call(ctx, Work::Writes, raw, |t, a: UpdateArgs, _| {
-            let status = a
-                .status
-                .as_deref()
-                .map(|s| Status::named(s, "status"))
-                .transpose()?;
-            let patch = Patch {
-                title: a.title,
-                body: a.body,
-                priority: priority(a.priority)?,
-                status,
-                add_labels: a.add_labels.unwrap_or_default(),
-                remove_labels: a.remove_labels.unwrap_or_default(),
-            };
-            if patch == Patch::default() {
-                return Err(Error::nothing_to_update(&[
-                    "title",
-                    "body",
-                    "priority",
-                    "status",
-                    "add_labels",
-                    "remove_labels",
-                ]));
-            }
-            let g = guard(a.if_version, a.token, a.idempotency_key);
-            item(&t.update(&item_ref(&a.item)?, patch, &g)?)
+        self.call(ctx, Work::Writes, raw, |t, a: update::Args, _| {
+            item(&update::exec(t, a.lower()?)?)
         })
         .await
     }
 
-    #[tool(input_schema = input::<ClaimArgs>(), description = "Take a lease on one item. Returns the item with claim.token: pass it to \
-        renew, release and done. Fails with code 3 (conflict) while another live holder has it.", output_schema = schema::<ItemJson>())]
+    #[tool(input_schema = input::<claim::Args>(), description = command::tool_description("claim"), output_schema = schema::<ItemJson>())]
     async fn claim(
         &self,
         ctx: RequestContext<RoleServer>,
         Parameters(raw): Parameters<JsonObject>,
     ) -> CallToolResult {
-        self.call(ctx, Work::claim(&raw), raw, |t, a: ClaimArgs, stopped| {
-            let g = guard(a.if_version, a.token, a.idempotency_key);
-            let mut opts = claim_options(t, a.ttl.as_deref(), g)?;
-            opts.steal_stale = a.steal_stale.unwrap_or(false);
-            opts.force = a.force.unwrap_or(false);
-            let r = item_ref(&a.item)?;
-            let v = match duration("wait", a.wait.as_deref(), Use::Wait)? {
-                Some(w) => t.claim_waiting_unless(Some(&r), None, &opts, w, stopped)?,
-                None => t.claim(&r, &opts)?,
-            };
-            item(&v)
+        self.call(ctx, Work::claim(&raw), raw, |t, a: claim::Args, stopped| {
+            item(&claim::exec(t, tied(a.lower()?), stopped)?)
         })
         .await
     }
 
-    #[tool(input_schema = input::<ClaimNextArgs>(), description = "Atomically claim the best ready item (open, unblocked, unclaimed; best \
-        priority, then oldest). Returns it with claim.token. Code 4 (not_found) when nothing is ready.", output_schema = schema::<ItemJson>())]
+    #[tool(input_schema = input::<claim::NextArgs>(), description = command::tool_description("claim_next"), output_schema = schema::<ItemJson>())]
     async fn claim_next(
         &self,
         ctx: RequestContext<RoleServer>,
@@ -636,117 +400,94 @@ impl Server {
             ctx,
             Work::claim(&raw),
             raw,
-            |t, a: ClaimNextArgs, stopped| {
-                let opts =
-                    claim_options(t, a.ttl.as_deref(), guard(None, None, a.idempotency_key))?;
-                let v = match duration("wait", a.wait.as_deref(), Use::Wait)? {
-                    Some(w) => {
-                        t.claim_waiting_unless(None, a.label.as_deref(), &opts, w, stopped)?
-                    }
-                    None => t.claim_next(a.label.as_deref(), &opts)?,
-                };
-                item(&v)
-            },
+            |t, a: claim::NextArgs, stopped| item(&claim::exec(t, tied(a.lower()?), stopped)?),
         )
         .await
     }
 
-    #[tool(input_schema = input::<RenewArgs>(), description = "Extend your lease (a heartbeat): renew well within the TTL while you work.", output_schema = schema::<ItemJson>())]
+    #[tool(input_schema = input::<renew::Args>(), description = command::tool_description("renew"), output_schema = schema::<ItemJson>())]
     async fn renew(
         &self,
         ctx: RequestContext<RoleServer>,
         Parameters(raw): Parameters<JsonObject>,
     ) -> CallToolResult {
-        self.call(ctx, Work::Writes, raw, |t, a: RenewArgs, _| {
-            let ttl = duration("ttl", a.ttl.as_deref(), Use::Ttl)?;
-            let g = guard(a.if_version, a.token, a.idempotency_key);
-            item(&t.renew(&item_ref(&a.item)?, ttl, &g)?)
+        self.call(ctx, Work::Writes, raw, |t, a: renew::Args, _| {
+            item(&renew::exec(t, a.lower()?)?)
         })
         .await
     }
 
-    #[tool(input_schema = input::<LeaseArgs>(), description = "Give your lease back without finishing the item, so others can take it.", output_schema = schema::<ItemJson>())]
+    #[tool(input_schema = input::<release::Args>(), description = command::tool_description("release"), output_schema = schema::<ItemJson>())]
     async fn release(
         &self,
         ctx: RequestContext<RoleServer>,
         Parameters(raw): Parameters<JsonObject>,
     ) -> CallToolResult {
-        self.call(ctx, Work::Writes, raw, |t, a: LeaseArgs, _| {
-            let g = guard(a.if_version, a.token, a.idempotency_key);
-            item(&t.release(&item_ref(&a.item)?, &g)?)
+        self.call(ctx, Work::Writes, raw, |t, a: release::Args, _| {
+            item(&release::exec(t, a.lower()?)?)
         })
         .await
     }
 
-    #[tool(input_schema = input::<DoneArgs>(), description = "Mark an item done and drop its lease. Pass your token; refused (code 3) \
-        if another holder has a live lease, unless force.", output_schema = schema::<ItemJson>())]
+    #[tool(input_schema = input::<done::Args>(), description = command::tool_description("done"), output_schema = schema::<ItemJson>())]
     async fn done(
         &self,
         ctx: RequestContext<RoleServer>,
         Parameters(raw): Parameters<JsonObject>,
     ) -> CallToolResult {
-        self.call(ctx, Work::Writes, raw, |t, a: DoneArgs, _| {
-            let g = guard(a.if_version, a.token, a.idempotency_key);
-            item(&t.done(&item_ref(&a.item)?, &g, a.force.unwrap_or(false))?)
+        self.call(ctx, Work::Writes, raw, |t, a: done::Args, _| {
+            item(&done::exec(t, a.lower()?)?)
         })
         .await
     }
 
-    #[tool(input_schema = input::<DepArgs>(), description = "Make an item wait for another (blocker). A cycle is refused (code 3).", output_schema = schema::<ItemJson>())]
+    #[tool(input_schema = input::<dep::Args>(), description = command::tool_description("dep_add"), output_schema = schema::<ItemJson>())]
     async fn dep_add(
         &self,
         ctx: RequestContext<RoleServer>,
         Parameters(raw): Parameters<JsonObject>,
     ) -> CallToolResult {
-        self.call(ctx, Work::Writes, raw, |t, a: DepArgs, _| {
-            let g = guard(a.if_version, a.token, a.idempotency_key);
-            item(&t.dep_add(&item_ref(&a.item)?, &item_ref(&a.blocker)?, &g)?)
+        self.call(ctx, Work::Writes, raw, |t, a: dep::Args, _| {
+            item(&dep::exec(t, a.lower(dep::Edit::Add)?)?)
         })
         .await
     }
 
-    #[tool(input_schema = input::<DepArgs>(), description = "Stop an item waiting for another.", output_schema = schema::<ItemJson>())]
+    #[tool(input_schema = input::<dep::Args>(), description = command::tool_description("dep_rm"), output_schema = schema::<ItemJson>())]
     async fn dep_rm(
         &self,
         ctx: RequestContext<RoleServer>,
         Parameters(raw): Parameters<JsonObject>,
     ) -> CallToolResult {
-        self.call(ctx, Work::Writes, raw, |t, a: DepArgs, _| {
-            let g = guard(a.if_version, a.token, a.idempotency_key);
-            item(&t.dep_remove(&item_ref(&a.item)?, &item_ref(&a.blocker)?, &g)?)
+        self.call(ctx, Work::Writes, raw, |t, a: dep::Args, _| {
+            item(&dep::exec(t, a.lower(dep::Edit::Remove)?)?)
         })
         .await
     }
 
-    #[tool(input_schema = input::<LogArgs>(), description = "The ops log as {\"ops\": [...]}, oldest first: who changed what, when. \
-        Use since (a sequence number) to read only what is new.", output_schema = schema::<OpsJson<'static>>())]
+    #[tool(input_schema = input::<log::Args>(), description = command::tool_description("log"), output_schema = schema::<OpsJson<'static>>())]
     async fn log(
         &self,
         ctx: RequestContext<RoleServer>,
         Parameters(raw): Parameters<JsonObject>,
     ) -> CallToolResult {
-        self.call(ctx, Work::Reads, raw, |t, a: LogArgs, _| {
-            let r = a.item.as_deref().map(item_ref).transpose()?;
-            let ops = t.log(r.as_ref(), a.since.unwrap_or(0), a.limit)?;
+        self.call(ctx, Work::Reads, raw, |t, a: log::Args, _| {
+            let ops = log::exec(t, &a.lower()?)?;
             let ops = ops.iter().map(|(op, num)| OpJson::new(op, *num)).collect();
             to_json(&OpsJson { ops })
         })
         .await
     }
 
-    #[tool(input_schema = input::<StatusArgs>(), description = "The board: counts by state (open, ready, claimed, blocked, done, \
-        cancelled), live claims with heartbeat ages, stale claims, and metrics: lease events \
-        overall and per holder (over the last `since`, e.g. \"24h\"), refused claims, and time \
-        from new to first claim and from claim to done.", output_schema = schema::<StatusJson>())]
+    #[tool(input_schema = input::<status::Args>(), description = command::tool_description("status"), output_schema = schema::<StatusJson>())]
     async fn status(
         &self,
         ctx: RequestContext<RoleServer>,
         Parameters(raw): Parameters<JsonObject>,
     ) -> CallToolResult {
-        self.call(ctx, Work::Reads, raw, |t, a: StatusArgs, _| {
-            let window = duration("since", a.since.as_deref(), Use::Window)?;
-            let (b, m) = (t.board()?, t.metrics_over(window)?);
-            to_json(&StatusJson::new(&b, m, &t.now()))
+        self.call(ctx, Work::Reads, raw, |t, a: status::Args, _| {
+            let s = status::exec(t, a.lower()?)?;
+            to_json(&StatusJson::new(&s.board, s.metrics, &s.now))
         })
         .await
     }
@@ -763,5 +504,34 @@ impl ServerHandler for Server {
              errors whose structured content is {\"error\": {\"kind\", \"code\", \"message\"}}: \
              conflict (3) means someone else holds the item or it changed; not_found (4); busy (5).",
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The tools this server lists are the MCP tools of the table of commands, named and
+    /// described as it says.
+    #[test]
+    fn the_tool_list_is_the_table_of_commands() {
+        let mut listed: Vec<(String, String)> = Server::tool_router()
+            .list_all()
+            .into_iter()
+            .map(|t| {
+                (
+                    t.name.to_string(),
+                    t.description.unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        let mut table: Vec<(String, String)> = command::COMMANDS
+            .iter()
+            .flat_map(|c| c.transports.mcp)
+            .map(|t| (t.name.to_string(), t.description.to_string()))
+            .collect();
+        listed.sort();
+        table.sort();
+        assert_eq!(listed, table);
     }
 }

@@ -58,24 +58,6 @@ impl Status {
     pub fn parse(s: &str) -> Option<Status> {
         Status::ALL.into_iter().find(|st| st.as_str() == s)
     }
-
-    /// The status a person or program gave as `what` (a flag or argument, named in the message):
-    /// open, done or cancelled, else bad input.
-    pub fn named(s: &str, what: &str) -> crate::Result<Status> {
-        Status::parse(s).ok_or_else(|| {
-            crate::Error::Invalid(format!("{what} {s:?}: use open, done or cancelled"))
-        })
-    }
-
-    /// A status filter given as `what`: a status, or `all` for every status (`None`).
-    pub fn filter(s: &str, what: &str) -> crate::Result<Option<Status>> {
-        match s {
-            "all" => Ok(None),
-            s => Status::parse(s).map(Some).ok_or_else(|| {
-                crate::Error::Invalid(format!("{what} {s:?}: use open, done, cancelled or all"))
-            }),
-        }
-    }
 }
 
 /// A unit of work. `version` starts at 1 and grows by exactly one with every op on the item.

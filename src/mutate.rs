@@ -93,13 +93,12 @@ impl<S: Storage> Tracker<S> {
         self.change_item("update", r, guard, args, |t, item, now| {
             let lease = t.lease(item.id)?;
             self.check_token(t, item, lease.as_ref(), guard.token, now)?;
-            let mut changes = rules::patch_changes(item, &patch);
+            let changes = rules::update_changes(item, lease.as_ref(), &patch);
             rules::check_labels_after(item, &changes).map_err(Error::Invalid)?;
             let closing = patch.status.is_some_and(|s| s != Status::Open);
             if let (true, Some(l)) = (closing, &lease) {
                 let verb = "close it";
                 self.refuse_if_held_by_other(t, item, l, guard.token, now, verb)?;
-                changes.push(Change::LeaseCleared { old: l.clone() });
             }
             if !changes.is_empty() {
                 self.commit(t, now, OpKind::Update, Some(item), lease, changes)?;
@@ -114,20 +113,11 @@ impl<S: Storage> Tracker<S> {
         self.change_item("done", r, guard, json!({"force": force}), |t, item, now| {
             let lease = t.lease(item.id)?;
             self.check_token(t, item, lease.as_ref(), guard.token, now)?;
-            let mut changes = Vec::new();
             if let (Some(l), false) = (&lease, force) {
                 let verb = "finish it (or pass --force)";
                 self.refuse_if_held_by_other(t, item, l, guard.token, now, verb)?;
             }
-            if item.status != Status::Done {
-                changes.push(Change::Status {
-                    old: item.status,
-                    new: Status::Done,
-                });
-            }
-            if let Some(l) = &lease {
-                changes.push(Change::LeaseCleared { old: l.clone() });
-            }
+            let changes = rules::done_changes(item, lease.as_ref());
             if !changes.is_empty() {
                 self.commit(t, now, OpKind::Done, Some(item), lease, changes)?;
             }

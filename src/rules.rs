@@ -1,5 +1,7 @@
 //! Domain rules as plain functions over plain data: lease state, who may claim, readiness,
 //! version checks, and `apply`, which replays one op onto a state. No database, no real clock.
+//! The changes each command makes are built in `changes` (re-exported here: `update_changes`,
+//! `done_changes`, `claim_changes`, ...).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -8,6 +10,12 @@ use ulid::Ulid;
 
 use crate::clock::Now;
 use crate::model::{Change, Item, Lease, Op, Patch, Status, MAX_PRIORITY};
+
+mod changes;
+pub use changes::{
+    claim_changes, closing_ends_lease, done_changes, release_changes, renew_changes,
+    update_changes, Taker, TieTo,
+};
 
 /// How a lease stands at a given moment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

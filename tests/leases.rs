@@ -116,6 +116,18 @@ fn a_run_killed_with_sigkill_frees_its_item_at_once() {
         Duration::from_secs(10),
         || child_pid().is_some(),
     );
+    // And only once `run` has tied its lease to the command's group (a renewal, logged after
+    // the command started): killed before that, the lease names a group not yet known, which
+    // counts as alive until the first short lease runs out (a race this test lost under load).
+    wait_until(
+        "the lease to be tied to the command",
+        Duration::from_secs(10),
+        || {
+            json_lines(&env.run(&["--json", "log"]).stdout)
+                .last()
+                .is_some_and(|op| op["op"] == "renew")
+        },
+    );
     assert_eq!(env.json(&["show", "1"])["claim"]["holder"], "runner");
     run.kill().unwrap();
     run.wait().unwrap();

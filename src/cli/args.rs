@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use tracker::command::summary;
 
 pub const EXIT_CODES: &str = "\
 Exit codes:
@@ -46,50 +47,52 @@ pub enum ColorWhen {
     Never,
 }
 
+// Each command's summary (its --help line and man page NAME) is the table of commands'
+// (`tracker::command::COMMANDS`), which the MCP tool list is built from too.
+//
 // Deferred: clap builds a command's arguments only when that command runs (or help, completions
 // and man pages need them), instead of every command's on every start.
 #[derive(Subcommand, Debug)]
 #[command(defer = true)]
 pub enum Command {
-    /// Create a tracker file (.tracker/tracker.redb here, or --db PATH; in a linked git worktree,
-    /// the main worktree's)
+    #[command(about = summary("init"))]
     Init {
         /// Lease length for claims that name none (default 15m)
         #[arg(long, value_name = "DUR", value_parser = parse_ttl)]
         default_ttl: Option<Duration>,
     },
-    /// Show or change this tracker's settings
+    #[command(about = summary("config"))]
     #[command(subcommand)]
     Config(ConfigCommand),
-    /// Create an item
+    #[command(about = summary("new"))]
     New(NewArgs),
-    /// Show one item, its claim, blockers and latest ops
+    #[command(about = summary("show"))]
     Show {
         /// The item: 42, #42, a ULID or a unique ULID prefix
         item: String,
     },
-    /// List items (open ones unless --status says otherwise)
+    #[command(about = summary("list"))]
     List(ListArgs),
-    /// Change an item's fields
+    #[command(about = summary("update"))]
     Update(UpdateArgs),
-    /// Edit an item in $VISUAL/$EDITOR; saved only if nobody changed it meanwhile
+    #[command(about = summary("edit"))]
     Edit {
         /// The item: 42, #42, a ULID or a unique ULID prefix
         item: String,
     },
-    /// Take a lease on an item, or on the best ready one with --next
+    #[command(about = summary("claim"))]
     Claim(ClaimArgs),
-    /// Extend your lease
+    #[command(about = summary("renew"))]
     #[command(visible_alias = "heartbeat")]
     Renew(RenewArgs),
-    /// Give your lease back
+    #[command(about = summary("release"))]
     Release(TokenArgs),
-    /// Mark an item done and drop its lease
+    #[command(about = summary("done"))]
     Done(DoneArgs),
-    /// Add or remove dependencies
+    #[command(about = summary("dep"))]
     #[command(subcommand)]
     Dep(DepCommand),
-    /// Claim an item, run a command while renewing the lease, then mark done (exit 0) or release
+    #[command(about = summary("run"))]
     #[command(
         after_help = "The command gets TRACKER_ITEM (the ULID), TRACKER_NUM (the number) and \
 TRACKER_TOKEN (the fencing token) in its environment. It runs in a process group of its own; the \
@@ -99,28 +102,26 @@ group is stopped (SIGTERM, then SIGKILL after 5s) and `run` exits 3. Otherwise `
 the command's own exit code (128+N if a signal N ended it): done on 0, released otherwise."
     )]
     Run(RunArgs),
-    /// The ops log, oldest first
+    #[command(about = summary("log"))]
     Log(LogArgs),
-    /// Write a consistent JSON snapshot of the whole tracker
+    #[command(about = summary("export"))]
     Export(ExportArgs),
-    /// Merge an export into this tracker by ULID: all of it, or nothing
+    #[command(about = summary("import"))]
     Import(ImportArgs),
-    /// Replay the ops log and check every invariant
+    #[command(about = summary("verify"))]
     Verify,
-    /// Recompute the tables and indexes from the ops log
+    #[command(about = summary("rebuild"))]
     Rebuild,
-    /// A board: counts by state, live claims with heartbeat ages, stale claims, and what
-    /// coordination cost (lease events, refusals, time to first claim and to done)
+    #[command(about = summary("status"))]
     Status(StatusArgs),
-    /// Print a shell completion script
+    #[command(about = summary("completions"))]
     Completions {
         /// The shell to complete for
         shell: clap_complete::Shell,
     },
-    /// Serve the Model Context Protocol on stdin/stdout, for agents (register `tracker mcp`
-    /// with your MCP client; `--as NAME` names the agent, else the client's name)
+    #[command(about = summary("mcp"))]
     Mcp,
-    /// Print a man page (roff): `tracker man > tracker.1`, `tracker man claim > tracker-claim.1`
+    #[command(about = summary("man"))]
     Man {
         /// The command to print the page of, like `claim` or `dep add` (default: tracker's own
         /// page, which lists every command)
@@ -316,7 +317,7 @@ pub struct DoneArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum ConfigCommand {
-    /// Print the default lease length, or set it to DUR
+    #[command(about = summary("config default-ttl"))]
     DefaultTtl {
         /// The new default lease length, like 30m (omit to print the current one)
         #[arg(value_parser = parse_ttl)]
@@ -326,9 +327,9 @@ pub enum ConfigCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum DepCommand {
-    /// ITEM waits for BLOCKER
+    #[command(about = summary("dep add"))]
     Add(DepArgs),
-    /// ITEM no longer waits for BLOCKER
+    #[command(about = summary("dep rm"))]
     #[command(visible_alias = "remove")]
     Rm(DepArgs),
 }
@@ -437,23 +438,77 @@ mod tests {
         assert!(missing.is_empty(), "no --help text for: {missing:#?}");
     }
 
-    /// Every command path below `tracker`, like `["dep", "add"]`; `[]` is tracker itself.
-    fn command_paths() -> Vec<Vec<String>> {
-        fn walk(cmd: &clap::Command, path: Vec<String>, out: &mut Vec<Vec<String>>) {
-            for sub in cmd.get_subcommands() {
-                let mut p = path.clone();
-                p.push(sub.get_name().to_string());
-                walk(sub, p, out);
+    /// Every command path of the table of commands, like `["dep", "add"]`, and `[]` for tracker
+    /// itself: what the docs checks walk.
+    fn table_paths() -> Vec<Vec<String>> {
+        let commands = tracker::command::COMMANDS
+            .iter()
+            .filter(|c| c.transports.cli);
+        let paths = commands.map(|c| c.name.split(' ').map(str::to_string).collect());
+        std::iter::once(Vec::new()).chain(paths).collect()
+    }
+
+    /// The table of commands (`tracker::command::COMMANDS`) names every command clap parses,
+    /// in the order `--help` lists them, and nothing else; each command's summary is its
+    /// row's.
+    #[test]
+    fn the_table_of_commands_is_the_command_line() {
+        fn walk(cmd: &clap::Command, path: &str, out: &mut Vec<(String, String)>) {
+            for sub in cmd.get_subcommands().filter(|c| c.get_name() != "help") {
+                let name = format!("{path}{}", sub.get_name());
+                let about = sub.get_about().map(ToString::to_string).unwrap_or_default();
+                out.push((name.clone(), about));
+                walk(sub, &format!("{name} "), out);
             }
-            out.push(path);
         }
-        let mut out = Vec::new();
+        let mut clap_tree = Vec::new();
         let mut root = Cli::command();
         root.build();
-        walk(&root, Vec::new(), &mut out);
-        out.retain(|p| !p.iter().any(|c| c == "help"));
-        out.sort();
-        out
+        walk(&root, "", &mut clap_tree);
+        let table: Vec<(String, String)> = tracker::command::COMMANDS
+            .iter()
+            .filter(|c| c.transports.cli)
+            .map(|c| (c.name.to_string(), c.summary.to_string()))
+            .collect();
+        assert_eq!(clap_tree, table);
+    }
+
+    /// Where an MCP tool's argument and the command line's flag of the same name both say what
+    /// they default to, they say the same. (They did not: `status`'s `since` said "the whole
+    /// log", and `claim`'s `ttl` left out `$TRACKER_TTL`, which MCP claims go by too.)
+    #[test]
+    fn an_argument_defaults_to_the_same_on_both_transports() {
+        fn default(help: &str) -> Option<String> {
+            let at = help.find("(default: ")?;
+            let rest = &help[at..];
+            Some(rest[..=rest.find(')')?].to_string())
+        }
+        use tracker::command::{claim, renew, status};
+        let schemas = [
+            ("claim", schemars::schema_for!(claim::Args)),
+            ("claim", schemars::schema_for!(claim::NextArgs)),
+            ("renew", schemars::schema_for!(renew::Args)),
+            ("status", schemars::schema_for!(status::Args)),
+        ];
+        let mut root = Cli::command();
+        root.build();
+        let mut compared = 0;
+        for (command, schema) in schemas {
+            let cmd = root.find_subcommand(command).unwrap();
+            let properties = schema.as_value()["properties"].as_object().unwrap().clone();
+            for (name, p) in properties {
+                let mcp = p["description"].as_str().and_then(default);
+                let flag = cmd.get_arguments().find(|a| a.get_id() == name.as_str());
+                let cli = flag
+                    .and_then(|a| a.get_help())
+                    .and_then(|h| default(&h.to_string()));
+                if let (Some(mcp), Some(cli)) = (mcp, cli) {
+                    assert_eq!(mcp, cli, "{command} {name}");
+                    compared += 1;
+                }
+            }
+        }
+        assert_eq!(compared, 4, "claim ttl twice, renew ttl, status since");
     }
 
     /// docs/man holds one page per command, as `tracker man COMMAND` prints it (regenerate with
@@ -462,7 +517,7 @@ mod tests {
     fn the_shipped_man_pages_are_the_ones_the_binary_prints() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/man");
         let mut expected = std::collections::BTreeSet::new();
-        for path in command_paths() {
+        for path in table_paths() {
             let name = std::iter::once("tracker".to_string())
                 .chain(path.iter().cloned())
                 .collect::<Vec<_>>()
@@ -499,7 +554,7 @@ mod tests {
         let mut missing = Vec::new();
         let mut root = Cli::command();
         root.build();
-        for path in command_paths() {
+        for path in table_paths() {
             if path.is_empty() {
                 continue;
             }

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use tempfile::TempPath;
 
+use tracker::command::update;
 use tracker::{Access, Error, Guard, ItemRef, ItemView, Patch, Result};
 
 use super::Ctx;
@@ -47,7 +48,16 @@ pub fn edit(ctx: &Ctx, r: &ItemRef) -> Result<i32> {
         if_version: Some(before.item.version),
         ..Guard::default()
     };
-    match ctx.open(Access::ReadWrite).and_then(|t| t.update(r, patch, &guard)) {
+    // Not `update::Request::new`: an edit that changes nothing is saved as it is, no refusal.
+    let request = update::Request {
+        item: r.clone(),
+        patch,
+        guard,
+    };
+    match ctx
+        .open(Access::ReadWrite)
+        .and_then(|t| update::exec(&t, request))
+    {
         Ok(v) => {
             drop(draft);
             let t = ctx.open(Access::ReadOnly)?;

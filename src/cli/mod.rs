@@ -1,27 +1,34 @@
-//! The command line: parse arguments, call the library, render. No business logic here.
+//! The command line: parse arguments, lower them into the command layer's requests
+//! (`tracker::command`, see `lower`), run them, render. No business logic here.
 
 mod args;
 mod columns;
 mod edit;
 mod locate;
+mod lower;
 mod out;
 mod progress;
 mod render;
 mod run;
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches};
-use tracker::json::{self, ItemJson, OpJson};
-use tracker::{
-    Access, Actor, Backend, ClaimOptions, Error, Guard, ItemRef, ItemView, ListQuery, NewItem,
-    Patch, Result, Status, Target,
+use tracker::command::{
+    self, claim, dep, done, export, import, list, log, new_item, rebuild, release, renew, show,
+    status, update, verify,
 };
+use tracker::json::{self, ItemJson, OpJson};
+use tracker::{Access, Actor, Backend, Error, ItemView, Result, Target};
 
-use args::{Cli, Command, ConfigCommand, DepCommand, GuardArgs};
+use args::{Cli, Command, ConfigCommand, DepCommand};
 use render::Style;
+
+/// Another transport this command line can hand the tracker to: `tracker mcp` runs the MCP
+/// server, which main.rs passes in, so neither transport imports the other.
+pub type Serve = fn(Backend, Option<Actor>) -> Result<i32>;
 
 /// The library's tracker over whichever backend the command line names.
 pub type Tracker = tracker::Tracker<Backend>;
@@ -34,6 +41,8 @@ pub struct Ctx {
     pub actor: Option<Actor>,
     pub lock_timeout: Duration,
     pub style: Style,
+    /// The MCP server, for `tracker mcp`.
+    pub mcp: Serve,
 }
 
 impl Ctx {
@@ -104,8 +113,9 @@ fn warn_once(warning: Option<String>) {
     }
 }
 
-/// Parses the command line and runs it; returns the process exit code.
-pub fn main() -> i32 {
+/// Parses the command line and runs it; returns the process exit code. `mcp` serves
+/// `tracker mcp`.
+pub fn main(mcp: Serve) -> i32 {
     // Parsing builds clap's whole command tree. The process ends right after the command, so
     // the tree and the matches are left to the OS rather than freed node by node (a sixth of
     // clap's cost at start-up).
@@ -143,6 +153,7 @@ pub fn main() -> i32 {
         actor,
         lock_timeout: cli.lock_timeout,
         style: Style::detect(cli.color),
+        mcp,
     };
     match dispatch(&ctx, cli.command) {
         Ok(code) => code,
@@ -219,29 +230,6 @@ fn report(ctx: &Ctx, e: &Error) -> i32 {
     e.exit_code()
 }
 
-/// A change's preconditions: built here for the command line's flags and the MCP server's
-/// arguments of the same names.
-pub(crate) fn guard(
-    if_version: Option<u64>,
-    token: Option<u64>,
-    idempotency_key: Option<String>,
-) -> Guard {
-    Guard {
-        if_version,
-        token,
-        idempotency_key,
-    }
-}
-
-fn flags_guard(g: GuardArgs) -> Guard {
-    guard(g.if_version, g.token, g.idempotency_key)
-}
-
-/// An item reference, for both transports.
-pub(crate) fn item_ref(s: &str) -> Result<ItemRef> {
-    ItemRef::parse(s)
-}
-
 /// Prints the item a command changed: JSON, or one line in words.
 fn emit(ctx: &Ctx, t: &Tracker, v: &ItemView, verb: &str) -> Result<i32> {
     let printed = if ctx.json {
@@ -270,9 +258,9 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
         Command::Config(ConfigCommand::DefaultTtl { ttl }) => config_default_ttl(ctx, ttl),
         Command::New(a) => new_item(ctx, a),
         Command::Show { item } => {
-            let r = item_ref(&item)?;
+            let r = lower::show(&item)?;
             let t = ctx.open(Access::ReadOnly)?;
-            let d = t.show(&r)?;
+            let d = show::exec(&t, r)?;
             if ctx.json {
                 out::json(&json::ShowJson::from(&d))?;
             } else {
@@ -282,39 +270,37 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
         }
         Command::List(a) => list(ctx, a),
         Command::Update(a) => update(ctx, a),
-        Command::Edit { item } => edit::edit(ctx, &item_ref(&item)?),
+        Command::Edit { item } => edit::edit(ctx, &command::item_ref(&item)?),
         Command::Claim(a) => claim(ctx, a),
         Command::Renew(a) => {
-            let r = item_ref(&a.item)?;
+            let r = lower::renew(a)?;
             let t = ctx.open(Access::ReadWrite)?;
-            let v = t.renew(&r, a.ttl, &flags_guard(a.guard))?;
-            emit(ctx, &t, &v, "renewed")
+            emit(ctx, &t, &renew::exec(&t, r)?, "renewed")
         }
         Command::Release(a) => {
-            let r = item_ref(&a.item)?;
+            let r = lower::release(a)?;
             let t = ctx.open(Access::ReadWrite)?;
-            let v = t.release(&r, &flags_guard(a.guard))?;
-            emit(ctx, &t, &v, "released")
+            emit(ctx, &t, &release::exec(&t, r)?, "released")
         }
         Command::Done(a) => {
-            let r = item_ref(&a.item)?;
+            let r = lower::done(a)?;
             let t = ctx.open(Access::ReadWrite)?;
-            let v = t.done(&r, &flags_guard(a.guard), a.force)?;
-            emit(ctx, &t, &v, "done")
+            emit(ctx, &t, &done::exec(&t, r)?, "done")
         }
         Command::Dep(d) => dep(ctx, d),
         Command::Run(a) => run::run(ctx, a),
         Command::Log(a) => log(ctx, a),
         Command::Export(a) => {
+            let r = export::Request {
+                jsonl: a.jsonl,
+                output: a.output,
+            };
             let t = ctx.open(Access::ReadOnly)?;
             let bar = progress::bar("exporting");
             let mut tick = |n: u64, total: u64| progress::set(&bar, n, total);
-            let n = match &a.output {
-                Some(path) => t.export_to_path(path, a.jsonl, &mut tick)?,
-                None => t.export(&mut out::Stdout, a.jsonl, &mut tick)?,
-            };
+            let n = export::exec(&t, &r, &mut out::Stdout, &mut tick)?;
             progress::finish(bar);
-            if let Some(path) = &a.output {
+            if let Some(path) = &r.output {
                 eprintln!("exported {n} items to {}", path.display());
             }
             Ok(0)
@@ -322,17 +308,19 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
         Command::Import(a) => import(ctx, a),
         Command::Verify => verify(ctx),
         Command::Rebuild => rebuild(ctx),
-        Command::Mcp => crate::mcp::serve(ctx),
+        Command::Mcp => {
+            // Opened now, so a missing or refused tracker is reported before the handshake.
+            let backend = Backend::open(&ctx.target()?, Access::ReadWrite, ctx.lock_timeout)?;
+            (ctx.mcp)(backend, ctx.actor.clone())
+        }
         Command::Status(a) => {
             let t = ctx.open(Access::ReadOnly)?;
-            let b = t.board()?;
-            let m = t.metrics_over(a.since)?;
-            let now = t.now();
+            let s = status::exec(&t, lower::status(&a))?;
             if ctx.json {
-                out::json(&json::StatusJson::new(&b, m, &now))?;
+                out::json(&json::StatusJson::new(&s.board, s.metrics, &s.now))?;
             } else {
-                let mut text = render::board(&b, &now, &ctx.style);
-                text.push_str(&render::metrics(&m, &ctx.style));
+                let mut text = render::board(&s.board, &s.now, &ctx.style);
+                text.push_str(&render::metrics(&s.metrics, &ctx.style));
                 out::text(&text)?;
             }
             Ok(0)
@@ -395,17 +383,10 @@ fn init(ctx: &Ctx, default_ttl: Option<Duration>) -> Result<i32> {
 
 /// `config default-ttl`: shows or sets the tracker's default lease length.
 fn config_default_ttl(ctx: &Ctx, ttl: Option<Duration>) -> Result<i32> {
-    let access = if ttl.is_some() {
-        Access::ReadWrite
-    } else {
-        Access::ReadOnly
-    };
-    let t = ctx.open(access)?;
-    if let Some(ttl) = ttl {
-        t.set_default_ttl(ttl)?;
-    }
-    let changed = ttl.is_some();
-    let ttl = t.default_ttl()?;
+    let r = command::config::Request { set: ttl };
+    let t = ctx.open(r.access())?;
+    let changed = r.set.is_some();
+    let ttl = command::config::exec(&t, r)?;
     let printed = if ctx.json {
         out::json(&json::ConfigJson {
             default_ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
@@ -423,48 +404,22 @@ fn config_default_ttl(ctx: &Ctx, ttl: Option<Duration>) -> Result<i32> {
 
 /// `new`.
 fn new_item(ctx: &Ctx, a: args::NewArgs) -> Result<i32> {
+    let r = lower::new_item(a)?;
     let t = ctx.open(Access::ReadWrite)?;
-    let blockers = a
-        .blocked_by
-        .iter()
-        .map(|b| item_ref(b))
-        .collect::<Result<Vec<_>>>()?;
-    let body = match &a.body_file {
-        Some(path) => read_body(path)?,
-        None => a.body,
-    };
-    let new = NewItem {
-        title: a.title,
-        body,
-        priority: a.priority,
-        labels: a.labels,
-    };
-    let g = Guard {
-        idempotency_key: a.idempotency_key,
-        ..Guard::default()
-    };
-    let v = t.new_item(new, &blockers, &g)?;
+    let v = new_item::exec(&t, r)?;
     emit(ctx, &t, &v, "created")
 }
 
 /// `list`.
 fn list(ctx: &Ctx, a: args::ListArgs) -> Result<i32> {
-    let status = Status::filter(&a.status, "--status")?;
+    let q = lower::list(&a)?;
     let t = ctx.open(Access::ReadOnly)?;
-    let q = ListQuery {
-        status,
-        ready: a.ready,
-        claimed: a.claimed,
-        label: a.label,
-        holder: a.holder,
-        limit: a.limit,
-    };
     if ctx.json {
         // Streamed: a JSON array of any length in flat memory.
         let mut w = std::io::BufWriter::new(out::Stdout);
         let mut first = true;
         w.write_all(b"[").map_err(out::failed)?;
-        t.list_each(&q, &mut |v| {
+        list::each(&t, &q, &mut |v| {
             if !std::mem::take(&mut first) {
                 w.write_all(b",").map_err(out::failed)?;
             }
@@ -478,7 +433,7 @@ fn list(ctx: &Ctx, a: args::ListArgs) -> Result<i32> {
         w.write_all(b"]\n").map_err(out::failed)?;
         w.flush().map_err(out::failed)?;
     } else {
-        let items = t.list(&q)?;
+        let items = list::exec(&t, &q)?;
         out::text(&render::list(&items, &t.now(), &ctx.style, a.wide))?;
     }
     Ok(0)
@@ -486,82 +441,34 @@ fn list(ctx: &Ctx, a: args::ListArgs) -> Result<i32> {
 
 /// `update`.
 fn update(ctx: &Ctx, a: args::UpdateArgs) -> Result<i32> {
-    let r = item_ref(&a.item)?;
-    let status = a
-        .status
-        .as_deref()
-        .map(|s| Status::named(s, "--status"))
-        .transpose()?;
-    let body = match &a.body_file {
-        Some(path) => Some(read_body(path)?),
-        None => a.body,
-    };
-    let patch = Patch {
-        title: a.title,
-        body,
-        priority: a.priority,
-        status,
-        add_labels: a.add_labels,
-        remove_labels: a.remove_labels,
-    };
-    if patch == Patch::default() {
-        return Err(Error::nothing_to_update(&[
-            "--title",
-            "--body",
-            "--priority",
-            "--status",
-            "--add-label",
-            "--remove-label",
-        ]));
-    }
+    let r = lower::update(a)?;
     let t = ctx.open(Access::ReadWrite)?;
-    let v = t.update(&r, patch, &flags_guard(a.guard))?;
+    let v = update::exec(&t, r)?;
     emit(ctx, &t, &v, "updated")
 }
 
 /// `claim`: one item, or the best ready one with `--next`.
 fn claim(ctx: &Ctx, a: args::ClaimArgs) -> Result<i32> {
-    let r = a.target.item.as_deref().map(item_ref).transpose()?;
+    let r = lower::claim(a)?;
     let t = ctx.open(Access::ReadWrite)?;
-    let opts = ClaimOptions {
-        ttl: ttl_for(&t, a.target.ttl)?,
-        steal_stale: a.steal_stale,
-        force: a.force,
-        pid: a.pid,
-        pgid: None,
-        guard: flags_guard(a.guard),
-    };
-    let v = match (a.wait, &r) {
-        (Some(w), _) => t.claim_waiting(r.as_ref(), a.target.label.as_deref(), &opts, w)?,
-        (None, Some(r)) => t.claim(r, &opts)?,
-        (None, None) => t.claim_next(a.target.label.as_deref(), &opts)?,
-    };
+    let v = claim::exec(&t, r, &|| false)?;
     emit(ctx, &t, &v, "claimed")
 }
 
 /// `dep add` and `dep rm`.
 fn dep(ctx: &Ctx, d: DepCommand) -> Result<i32> {
-    let (a, add) = match d {
-        DepCommand::Add(a) => (a, true),
-        DepCommand::Rm(a) => (a, false),
-    };
-    let (r, b) = (item_ref(&a.item)?, item_ref(&a.blocker)?);
+    let r = lower::dep(d)?;
+    let (edit, b) = (r.edit, r.blocker.clone());
     let t = ctx.open(Access::ReadWrite)?;
-    let g = flags_guard(a.guard);
-    let v = if add {
-        t.dep_add(&r, &b, &g)?
-    } else {
-        t.dep_remove(&r, &b, &g)?
-    };
+    let v = dep::exec(&t, r)?;
     if ctx.json {
         return emit(ctx, &t, &v, "");
     }
     // Named by number: the blocker as the user will see it in `show` and `list`.
     let blocker = t.get(&b)?.item.num;
-    let how = if add {
-        "now waits for"
-    } else {
-        "no longer waits for"
+    let how = match edit {
+        dep::Edit::Add => "now waits for",
+        dep::Edit::Remove => "no longer waits for",
     };
     let line = format!(
         "#{} (v{}) {how} #{blocker}: {}",
@@ -577,7 +484,7 @@ fn dep(ctx: &Ctx, d: DepCommand) -> Result<i32> {
 fn verify(ctx: &Ctx) -> Result<i32> {
     let t = ctx.open(Access::ReadOnly)?;
     let spinner = progress::spinner("replaying the ops log");
-    let r = t.verify();
+    let r = verify::exec(&t, verify::Request);
     progress::finish(spinner);
     let r = r?;
     if ctx.json {
@@ -592,13 +499,9 @@ fn verify(ctx: &Ctx) -> Result<i32> {
     } else {
         say(&render::verify(&r))?;
     }
-    if r.problems.is_empty() {
-        Ok(0)
-    } else {
-        Err(Error::Data(format!(
-            "verify found a mismatch: {}",
-            r.problems[0]
-        )))
+    match verify::mismatch(&r) {
+        None => Ok(0),
+        Some(e) => Err(e),
     }
 }
 
@@ -606,7 +509,7 @@ fn verify(ctx: &Ctx) -> Result<i32> {
 fn rebuild(ctx: &Ctx) -> Result<i32> {
     let t = ctx.open(Access::ReadWrite)?;
     let spinner = progress::spinner("rebuilding from the ops log");
-    let r = t.rebuild();
+    let r = rebuild::exec(&t, rebuild::Request);
     progress::finish(spinner);
     let r = r?;
     let printed = if ctx.json {
@@ -653,12 +556,7 @@ pub(crate) fn man_page(path: &[String]) -> Result<String> {
 }
 
 fn import(ctx: &Ctx, a: args::ImportArgs) -> Result<i32> {
-    use tracker::import::Prefer;
-    let prefer = match a.prefer {
-        None => Prefer::Neither,
-        Some(args::PreferSide::Ours) => Prefer::Ours,
-        Some(args::PreferSide::Theirs) => Prefer::Theirs,
-    };
+    let request = lower::import(&a);
     let name = a.file.display().to_string();
     // A file either way, so the write can read it again if it must run again.
     let mut input: std::fs::File = if a.file.as_os_str() == "-" {
@@ -682,7 +580,7 @@ fn import(ctx: &Ctx, a: args::ImportArgs) -> Result<i32> {
     };
     let t = ctx.open(Access::ReadWrite)?;
     let spinner = progress::spinner("importing");
-    let r = t.import_seekable(&mut input, prefer);
+    let r = import::exec(&t, request, &mut input);
     progress::finish(spinner);
     let r = r?;
     let printed = if ctx.json {
@@ -716,38 +614,8 @@ impl<R: std::io::Read, W: std::io::Write> std::io::Read for Tee<R, W> {
     }
 }
 
-/// A body from a file, or from standard input for `-`.
-fn read_body(path: &Path) -> Result<String> {
-    let bytes = if path.as_os_str() == "-" {
-        let mut b = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin(), &mut b)
-            .map_err(|e| Error::io("cannot read the body from standard input", e))?;
-        b
-    } else {
-        std::fs::read(path)
-            .map_err(|e| Error::io(format!("{}: cannot read the body", path.display()), e))?
-    };
-    String::from_utf8(bytes)
-        .map_err(|_| Error::Invalid(format!("{}: the body is not UTF-8 text", path.display())))
-}
-
-/// The lease length: --ttl, else $TRACKER_TTL, else the tracker's default-ttl (15m unless set).
-pub(crate) fn ttl_for(t: &Tracker, given: Option<Duration>) -> Result<Duration> {
-    if let Some(ttl) = given {
-        return Ok(ttl);
-    }
-    match std::env::var("TRACKER_TTL") {
-        Ok(v) if !v.trim().is_empty() => {
-            args::parse_ttl(&v).map_err(|e| Error::Invalid(format!("TRACKER_TTL: {e}")))
-        }
-        _ => t.default_ttl(),
-    }
-}
-
 fn log(ctx: &Ctx, a: args::LogArgs) -> Result<i32> {
-    let r = a.item.as_deref().map(item_ref).transpose()?;
-    let mut since = a.since;
-    let mut left = a.limit;
+    let mut r = lower::log(&a)?;
     // A database that tells of commits is kept open and listened to; a file is reopened for
     // every poll, so `--follow` never holds it between polls.
     let mut kept: Option<Tracker> = None;
@@ -760,7 +628,8 @@ fn log(ctx: &Ctx, a: args::LogArgs) -> Result<i32> {
         let now = t.now();
         let mut w = std::io::BufWriter::new(out::Stdout);
         let mut printed = 0usize;
-        t.log_each(r.as_ref(), since, left, &mut |op, num| {
+        let mut since = r.since;
+        log::each(&t, &r, &mut |op, num| {
             let line = if ctx.json {
                 serde_json::to_string(&OpJson::new(&op, num))
                     .map_err(|e| Error::Internal(e.to_string()))?
@@ -773,7 +642,8 @@ fn log(ctx: &Ctx, a: args::LogArgs) -> Result<i32> {
             Ok(())
         })?;
         w.flush().map_err(out::failed)?;
-        if let Some(l) = left.as_mut() {
+        r.since = since;
+        if let Some(l) = r.limit.as_mut() {
             *l -= printed;
             if *l == 0 {
                 return Ok(0);

@@ -8,10 +8,11 @@ use std::process::{Child, Command as Process, ExitStatus};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
-use tracker::{Access, ClaimOptions, Error, Guard, ItemRef, ItemView, Result};
+use tracker::command::{self, claim, done, release, renew};
+use tracker::{Access, Error, ItemRef, ItemView, Result};
 
 use super::args::{LeaseTarget, RunArgs};
-use super::{item_ref, ttl_for, Ctx};
+use super::{lower, Ctx};
 
 /// The last SIGINT/SIGTERM received, to pass on to the child.
 static PENDING_SIGNAL: AtomicI32 = AtomicI32::new(0);
@@ -28,25 +29,22 @@ const FIRST_LEASE_MARGIN: Duration = Duration::from_secs(10);
 /// The claim `run` works under, and its TTL; the tracker is closed again before the command
 /// starts.
 fn claim(ctx: &Ctx, target: &LeaseTarget) -> Result<(ItemView, Duration)> {
+    let which = lower::which(target)?;
     let t = ctx.open(Access::ReadWrite)?;
-    let ttl = ttl_for(&t, target.ttl)?;
+    let ttl = command::lease_ttl(&t, target.ttl)?;
     // Tied to this process at once, so no other process (under any name) can claim it
     // between this claim and the command's start. The command's group is not known yet:
     // group 0 stands for it, and counts as alive, so a `run` killed in between cannot free
     // the item while the command may already be running. That first lease is short (the
     // lock wait of the tie that follows, plus a margin), so a `run` killed before its
     // command started keeps the item for seconds, not for its TTL.
-    let opts = ClaimOptions {
-        ttl: ttl.min(ctx.lock_timeout.saturating_add(FIRST_LEASE_MARGIN)),
+    let r = claim::Request {
+        ttl: Some(ttl.min(ctx.lock_timeout.saturating_add(FIRST_LEASE_MARGIN))),
         pid: Some(std::process::id()),
         pgid: Some(tracker::GROUP_NOT_YET_KNOWN),
-        ..ClaimOptions::default()
+        ..claim::Request::of(which)
     };
-    let view = match target.item.as_deref().map(item_ref).transpose()? {
-        Some(r) => t.claim(&r, &opts)?,
-        None => t.claim_next(target.label.as_deref(), &opts)?,
-    };
-    Ok((view, ttl))
+    Ok((claim::exec(&t, r, &|| false)?, ttl))
 }
 
 /// SIGINT and SIGTERM are remembered, to be passed on to the command's group.
@@ -106,10 +104,6 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<i32> {
         return Err(e);
     }
 
-    let guard = Guard {
-        token: Some(token),
-        ..Guard::default()
-    };
     let every = ttl / 3;
     let mut next_renewal = Instant::now() + every;
     let status = loop {
@@ -124,10 +118,7 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<i32> {
             signal_group(group, sig);
         }
         if Instant::now() >= next_renewal {
-            match ctx
-                .open(Access::ReadWrite)
-                .and_then(|t| t.renew(&item, Some(ttl), &guard))
-            {
+            match renew_lease(ctx, &item, ttl, token) {
                 Ok(_) => next_renewal = Instant::now() + every,
                 Err(e @ Error::Conflict { .. }) => {
                     stop(&mut child, group);
@@ -168,32 +159,38 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<i32> {
     Ok(code)
 }
 
-fn finish(ctx: &Ctx, item: &ItemRef, token: u64, success: bool) -> Result<tracker::ItemView> {
-    let t = ctx.open(Access::ReadWrite)?;
-    let g = Guard {
-        token: Some(token),
-        ..Guard::default()
+/// One renewal of the lease `run` works under, for `ttl` from now.
+fn renew_lease(ctx: &Ctx, item: &ItemRef, ttl: Duration, token: u64) -> Result<ItemView> {
+    let r = renew::Request {
+        item: item.clone(),
+        ttl: Some(ttl),
+        guard: command::guard(None, Some(token), None),
     };
+    renew::exec(&ctx.open(Access::ReadWrite)?, r)
+}
+
+fn finish(ctx: &Ctx, item: &ItemRef, token: u64, success: bool) -> Result<ItemView> {
+    let t = ctx.open(Access::ReadWrite)?;
+    let (item, guard) = (item.clone(), command::guard(None, Some(token), None));
     if success {
-        t.done(item, &g, false)
+        let force = false;
+        done::exec(&t, done::Request { item, force, guard })
     } else {
-        t.release(item, &g)
+        release::exec(&t, release::Request { item, guard })
     }
 }
 
 /// Ties the lease to this process and to the command's process group (a renewal, same token).
 fn tie_lease(ctx: &Ctx, item: &ItemRef, token: u64, ttl: Duration, group: u32) -> Result<()> {
-    let opts = ClaimOptions {
-        ttl,
+    let r = claim::Request {
+        ttl: Some(ttl),
         pid: Some(std::process::id()),
         pgid: Some(group),
-        guard: Guard {
-            token: Some(token),
-            ..Guard::default()
-        },
-        ..ClaimOptions::default()
+        guard: command::guard(None, Some(token), None),
+        ..claim::Request::of(claim::Which::Item(item.clone()))
     };
-    ctx.open(Access::ReadWrite)?.claim(item, &opts).map(|_| ())
+    let t = ctx.open(Access::ReadWrite)?;
+    claim::exec(&t, r, &|| false).map(|_| ())
 }
 
 /// The command leads a process group of its own, so that it and everything it starts can be

@@ -1,0 +1,241 @@
+//! The command layer: one file per command, under every transport (`init`, `edit`, `run`,
+//! `completions`, `man` and `mcp` are the command line's own: a file, an editor, a process
+//! group or the command line itself is what they work on). The command line
+//! (`src/cli`), the MCP server (`src/mcp.rs`) and the coming HTTP server parse what they were
+//! sent and render what comes back; everything between is here, so the same input gets the same
+//! answer on every one of them. Each command file defines:
+//!
+//! - `Request`: what the command means, validated once (durations in their range, item
+//!   references parsed, priorities in 0..=4, statuses known, guards gathered);
+//! - `Args`, for the commands an agent can call: the JSON arguments as they arrive (an MCP
+//!   tool's arguments, an HTTP body), with the JSON Schema the MCP tool list shows, and
+//!   `Args::lower` into the `Request`. The command line lowers its clap arguments into the same
+//!   `Request` with the same functions of this module ([`item_ref`], [`guard`], [`status`], ...);
+//!   its durations and priorities are checked by clap with the library's own parsers;
+//! - `exec(&Tracker, Request)`, which returns the command's response (an item, a list, a
+//!   report) for the transport to render.
+//!
+//! The doc comment of an `Args` field is the description of the argument in the tool's input
+//! schema, kept on one line (schemars keeps line breaks).
+//!
+//! The `Args` types keep the names the MCP server gave them before they moved here
+//! (`#[serde(rename)]`): the name is the title of a tool's input schema and appears in
+//! messages about arguments that do not fit it.
+//!
+//! Messages that name a field name it the transport's way ([`Spelling`]): `--wait` on the
+//! command line, `wait` in JSON.
+//!
+//! [`COMMANDS`] is the table of every command: its name, what it is for, and which transports
+//! offer it. The command line's help and man pages and the MCP tool list take their names and
+//! summaries from it.
+
+pub mod claim;
+pub mod config;
+pub mod dep;
+pub mod done;
+pub mod export;
+pub mod import;
+pub mod list;
+pub mod log;
+pub mod new_item;
+pub mod rebuild;
+pub mod release;
+pub mod renew;
+pub mod show;
+pub mod status;
+mod table;
+pub mod update;
+pub mod verify;
+
+use std::time::Duration;
+
+pub use table::{find, summary, tool_description, Command, Tool, Transports, COMMANDS};
+
+use crate::durations::{self, Use};
+use crate::error::{Error, Result};
+use crate::model::Status;
+use crate::store::Storage;
+use crate::tracker::{Guard, ItemRef, Tracker};
+
+/// How a transport spells the name of a field in a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Spelling {
+    /// As a command-line flag: `--if-version`, `--add-label`.
+    Flags,
+    /// As a JSON argument (MCP, HTTP): `if_version`, `add_labels`.
+    Json,
+}
+
+impl Spelling {
+    /// `field`, the JSON name of a field (`add_labels`), spelled this way (`--add-label`).
+    pub fn name(self, field: &str) -> String {
+        // The flags that take one value and are repeated, where the JSON field is a list.
+        const REPEATED: &[(&str, &str)] = &[
+            ("labels", "--label"),
+            ("add_labels", "--add-label"),
+            ("remove_labels", "--remove-label"),
+        ];
+        match self {
+            Spelling::Json => field.to_string(),
+            Spelling::Flags => match REPEATED.iter().find(|(json, _)| *json == field) {
+                Some((_, flag)) => (*flag).to_string(),
+                None => format!("--{}", field.replace('_', "-")),
+            },
+        }
+    }
+}
+
+/// An item reference (`42`, `#42`, a ULID or a unique ULID prefix), the one parse every
+/// transport uses. The message quotes the value and names no field: it reads the same on all.
+///
+/// # Errors
+///
+/// [`Error::Invalid`] for anything that is not a reference ([`ItemRef::parse`]).
+pub fn item_ref(s: &str) -> Result<ItemRef> {
+    ItemRef::parse(s)
+}
+
+/// Several item references (`--blocked-by`, `blocked_by`), each as [`item_ref`].
+///
+/// # Errors
+///
+/// The first reference that is refused.
+pub fn item_refs(refs: &[String]) -> Result<Vec<ItemRef>> {
+    refs.iter().map(|r| item_ref(r)).collect()
+}
+
+/// A change's preconditions (`--if-version`, `--token`, `--idempotency-key` and the JSON
+/// arguments of the same names), the one place they are gathered.
+pub fn guard(
+    if_version: Option<u64>,
+    token: Option<u64>,
+    idempotency_key: Option<String>,
+) -> Guard {
+    Guard {
+        if_version,
+        token,
+        idempotency_key,
+    }
+}
+
+/// A duration given as text for `field`, in the range of `what`, refused with the field named
+/// the transport's way. (The command line checks its duration flags while parsing, with the
+/// same [`durations::parse`].)
+///
+/// # Errors
+///
+/// [`Error::Invalid`] naming the field.
+pub fn duration(
+    spelling: Spelling,
+    field: &str,
+    s: Option<&str>,
+    what: Use,
+) -> Result<Option<Duration>> {
+    s.map(|s| durations::parse_field(&spelling.name(field), s, what))
+        .transpose()
+}
+
+/// A priority given for `field`: 0 (highest) to 4.
+///
+/// # Errors
+///
+/// [`Error::Invalid`] naming the field.
+pub fn priority(spelling: Spelling, field: &str, p: Option<u8>) -> Result<Option<u8>> {
+    p.map(|p| {
+        crate::rules::validate_priority(p).map_err(|r| Error::bad_field(&spelling.name(field), r))
+    })
+    .transpose()
+}
+
+/// A status given for `field`: open, done or cancelled.
+///
+/// # Errors
+///
+/// [`Error::Invalid`] naming the field.
+pub fn status_value(spelling: Spelling, field: &str, s: &str) -> Result<Status> {
+    Status::parse(s).ok_or_else(|| {
+        Error::bad_field(
+            &spelling.name(field),
+            format!("{s:?}: use open, done or cancelled"),
+        )
+    })
+}
+
+/// A status filter given for `field`: a status, or `all` (`None`).
+///
+/// # Errors
+///
+/// [`Error::Invalid`] naming the field.
+pub fn status_filter(spelling: Spelling, field: &str, s: &str) -> Result<Option<Status>> {
+    match s {
+        "all" => Ok(None),
+        s => Status::parse(s).map(Some).ok_or_else(|| {
+            Error::bad_field(
+                &spelling.name(field),
+                format!("{s:?}: use open, done, cancelled or all"),
+            )
+        }),
+    }
+}
+
+/// The length of a new lease: `given` (`--ttl`, `ttl`), else `$TRACKER_TTL`, else the tracker's
+/// default-ttl (15m unless set). The same on every transport: a server's environment sets the
+/// default of the claims made through it.
+///
+/// # Errors
+///
+/// [`Error::Invalid`] for a `TRACKER_TTL` that is not a lease length; the store's errors.
+pub fn lease_ttl<S: Storage>(t: &Tracker<S>, given: Option<Duration>) -> Result<Duration> {
+    if let Some(ttl) = given {
+        return Ok(ttl);
+    }
+    match std::env::var("TRACKER_TTL") {
+        Ok(v) if !v.trim().is_empty() => durations::parse_field("TRACKER_TTL", &v, Use::Ttl),
+        _ => t.default_ttl(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_are_spelled_as_each_transport_names_them() {
+        for (json, flag) in [
+            ("wait", "--wait"),
+            ("if_version", "--if-version"),
+            ("idempotency_key", "--idempotency-key"),
+            ("add_labels", "--add-label"),
+            ("remove_labels", "--remove-label"),
+            ("labels", "--label"),
+            ("blocked_by", "--blocked-by"),
+        ] {
+            assert_eq!(Spelling::Flags.name(json), flag);
+            assert_eq!(Spelling::Json.name(json), json);
+        }
+    }
+
+    /// A bad status is worded by the one refusal template, as every other bad value is (it was
+    /// `--status "bogus": ...`, without the colon after the field's name).
+    #[test]
+    fn a_bad_status_is_refused_with_the_field_template() {
+        let e = status_value(Spelling::Flags, "status", "bogus").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            r#"--status: "bogus": use open, done or cancelled"#
+        );
+        let e = status_filter(Spelling::Json, "status", "nope").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            r#"status: "nope": use open, done, cancelled or all"#
+        );
+        assert_eq!(
+            status_filter(Spelling::Json, "status", "all").unwrap(),
+            None
+        );
+        assert_eq!(
+            status_value(Spelling::Json, "status", "done").unwrap(),
+            Status::Done
+        );
+    }
+}

@@ -1,0 +1,106 @@
+//! `update`: change an item's fields.
+
+use serde::Deserialize;
+
+use super::{guard, item_ref, priority, status_value, Spelling};
+use crate::error::{Error, Result};
+use crate::model::{ItemView, Patch};
+use crate::store::Storage;
+use crate::tracker::{Guard, ItemRef, Tracker};
+
+/// A change of fields, validated.
+#[derive(Clone, Debug)]
+pub struct Request {
+    /// The item.
+    pub item: ItemRef,
+    /// What changes. [`Request::new`] refuses an empty one; `edit` may send one (nothing is
+    /// written then).
+    pub patch: Patch,
+    /// Preconditions.
+    pub guard: Guard,
+}
+
+/// The fields an update can change, by their JSON names, in the order messages list them.
+pub const FIELDS: [&str; 6] = [
+    "title",
+    "body",
+    "priority",
+    "status",
+    "add_labels",
+    "remove_labels",
+];
+
+impl Request {
+    /// The update of `item` by `patch`, refused when the patch changes nothing, naming the
+    /// fields that would the transport's way.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`]: nothing to update.
+    pub fn new(spelling: Spelling, item: ItemRef, patch: Patch, guard: Guard) -> Result<Request> {
+        if patch == Patch::default() {
+            let names = FIELDS.map(|f| spelling.name(f));
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            return Err(Error::nothing_to_update(&names));
+        }
+        Ok(Request { item, patch, guard })
+    }
+}
+
+/// The JSON arguments of `update`.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename = "UpdateArgs")]
+pub struct Args {
+    /// The item: its number ("42" or "#42") or a unique ULID prefix.
+    item: String,
+    title: Option<String>,
+    body: Option<String>,
+    /// 0 (highest) to 4.
+    priority: Option<u8>,
+    /// open, done or cancelled; closing also ends the lease.
+    status: Option<String>,
+    add_labels: Option<Vec<String>>,
+    remove_labels: Option<Vec<String>>,
+    /// Refuse (conflict, code 3) unless the item is at this version.
+    if_version: Option<u64>,
+    /// The fencing token of your lease, if you hold one.
+    token: Option<u64>,
+    idempotency_key: Option<String>,
+}
+
+impl Args {
+    /// The request these arguments make.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] for a priority out of range, an unknown status, an item that is not a
+    /// reference, or nothing to update.
+    pub fn lower(self) -> Result<Request> {
+        let priority = priority(Spelling::Json, "priority", self.priority)?;
+        let item = item_ref(&self.item)?;
+        let status = self
+            .status
+            .as_deref()
+            .map(|s| status_value(Spelling::Json, "status", s))
+            .transpose()?;
+        let patch = Patch {
+            title: self.title,
+            body: self.body,
+            priority,
+            status,
+            add_labels: self.add_labels.unwrap_or_default(),
+            remove_labels: self.remove_labels.unwrap_or_default(),
+        };
+        let g = guard(self.if_version, self.token, self.idempotency_key);
+        Request::new(Spelling::Json, item, patch, g)
+    }
+}
+
+/// Makes the change.
+///
+/// # Errors
+///
+/// As [`Tracker::update`].
+pub fn exec<S: Storage>(t: &Tracker<S>, r: Request) -> Result<ItemView> {
+    t.update(&r.item, r.patch, &r.guard)
+}
