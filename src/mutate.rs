@@ -9,7 +9,7 @@ use ulid::Ulid;
 
 use crate::error::{Error, Result};
 use crate::model::{Change, Item, ItemView, NewItem, OpKind, Patch, Status, DEFAULT_PRIORITY};
-use crate::rules::{self, Tie};
+use crate::rules::{self, DepRefusal, Tie};
 use crate::store::{Counter, ReadTxn, Storage};
 use crate::tracker::{resolve, Guard, ItemRef, Tracker};
 use crate::txn::{fingerprint, next};
@@ -162,34 +162,29 @@ impl<S: Storage> Tracker<S> {
                 let verb = "change what it waits for";
                 self.refuse_if_held_by_other(t, item, l, guard.token, now, verb)?;
             }
-            let present = item.blocked_by.contains(&b);
-            let change = match (add, present) {
-                (true, true) => return Ok(()),
-                (false, false) => {
-                    return Err(Error::NotFound(format!(
-                        "#{} is not blocked by #{}",
-                        item.num, blocker_item.num
-                    )))
-                }
-                (true, false) => {
-                    if b == item.id {
-                        return Err(Error::conflict(format!(
-                            "#{} cannot block itself",
-                            item.num
-                        )));
+            let waits = || depends_on(t, b, item.id);
+            let changes = rules::dep_changes(item, b, add, waits)?.map_err(|why| {
+                let (i, blocker) = (item.num, blocker_item.num);
+                match why {
+                    DepRefusal::NotBlocked => {
+                        Error::NotFound(format!("#{i} is not blocked by #{blocker}"))
                     }
-                    if depends_on(t, b, item.id)? {
-                        return Err(Error::conflict(format!(
-                            "#{} already waits (directly or not) for #{}; making #{} wait for #{} would be a cycle",
-                            blocker_item.num, item.num, item.num, blocker_item.num
-                        )));
-                    }
-                    Change::BlockerAdded { blocker: b }
+                    DepRefusal::SelfBlock => Error::conflict(format!("#{i} cannot block itself")),
+                    DepRefusal::Cycle => Error::conflict(format!(
+                        "#{blocker} already waits (directly or not) for #{i}; making #{i} wait \
+                         for #{blocker} would be a cycle"
+                    )),
                 }
-                (false, true) => Change::BlockerRemoved { blocker: b },
+            })?;
+            if changes.is_empty() {
+                return Ok(());
+            }
+            let kind = if add {
+                OpKind::DepAdd
+            } else {
+                OpKind::DepRemove
             };
-            let kind = if add { OpKind::DepAdd } else { OpKind::DepRemove };
-            self.commit(t, now, kind, Some(item), lease, vec![change])
+            self.commit(t, now, kind, Some(item), lease, changes)
         })
     }
 }

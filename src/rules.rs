@@ -13,8 +13,8 @@ use crate::model::{Change, Item, Lease, Op, Patch, Status, MAX_PRIORITY};
 
 mod changes;
 pub use changes::{
-    claim_changes, closing_ends_lease, done_changes, release_changes, renew_changes,
-    update_changes, Taker, TieTo,
+    claim_changes, closing_ends_lease, dep_changes, done_changes, release_changes, renew_changes,
+    update_changes, DepRefusal, Taker, TieTo,
 };
 
 /// How a lease stands at a given moment.

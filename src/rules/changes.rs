@@ -1,13 +1,16 @@
 //! The changes each command makes, as data (TaskChampion's operations): pure functions from the
-//! item, its lease and what was asked to the [`Change`]s its op records. The lease and token
-//! rules they carry each have one home here: closing an item ends its lease, a renewal keeps
-//! the token and the tie, a new acquisition records who took it where.
+//! item, its lease and what was asked to the [`Change`]s its op records (`dep_changes` is
+//! handed the one graph walk it may need). The lease and token rules they carry each have one
+//! home here: closing an item ends its lease, a renewal keeps the token and the tie, a new
+//! acquisition records who took it where; and an item never waits for itself or round a cycle.
 //!
 //! The checks that come first (who may act: [`standing`](super::standing),
 //! [`decide_claim`](super::decide_claim)) and the reads they need stay with the caller; these
 //! functions are handed the verdict.
 
 use std::time::Duration;
+
+use ulid::Ulid;
 
 use crate::clock::Now;
 use crate::model::{Change, Item, Lease, Patch, Status};
@@ -134,6 +137,41 @@ pub fn claim_changes(
         old: current.cloned(),
         new: lease,
     }]
+}
+
+/// Why a change of dependencies is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DepRefusal {
+    /// An item cannot wait for itself.
+    SelfBlock,
+    /// The blocker already waits, directly or not, for the item.
+    Cycle,
+    /// `dep rm` of a blocker the item does not wait for.
+    NotBlocked,
+}
+
+/// `dep add` (`add`) or `dep rm` of `blocker` on `item`: the change, none when the item already
+/// waits for it, or why it is refused. `blocker_waits_for_item` walks the graph (the caller's
+/// store) and is asked only about a new dependency on another item; its error is passed on.
+///
+/// # Errors
+///
+/// The outer error is `blocker_waits_for_item`'s; the inner one the refusal.
+pub fn dep_changes<E>(
+    item: &Item,
+    blocker: Ulid,
+    add: bool,
+    blocker_waits_for_item: impl FnOnce() -> Result<bool, E>,
+) -> Result<Result<Vec<Change>, DepRefusal>, E> {
+    let present = item.blocked_by.contains(&blocker);
+    Ok(match (add, present) {
+        (true, true) => Ok(Vec::new()),
+        (false, false) => Err(DepRefusal::NotBlocked),
+        (false, true) => Ok(vec![Change::BlockerRemoved { blocker }]),
+        (true, false) if blocker == item.id => Err(DepRefusal::SelfBlock),
+        (true, false) if blocker_waits_for_item()? => Err(DepRefusal::Cycle),
+        (true, false) => Ok(vec![Change::BlockerAdded { blocker }]),
+    })
 }
 
 #[cfg(test)]
@@ -303,6 +341,39 @@ mod tests {
         assert_eq!(
             (l.pid, l.pid_start, l.pgid, l.pid_ns),
             (Some(7), Some(1), Some(8), Some(2))
+        );
+    }
+
+    #[test]
+    fn a_dependency_is_added_once_never_on_itself_nor_round_a_cycle() {
+        let mut i = item(Status::Open);
+        i.id = ulid::Ulid::from_parts(1, 1);
+        let b = ulid::Ulid::from_parts(2, 2);
+        let never =
+            || -> Result<bool, ()> { panic!("the graph is walked only for a new dependency") };
+        let no_cycle = || Ok::<bool, ()>(false);
+        assert_eq!(
+            dep_changes(&i, b, true, no_cycle),
+            Ok(Ok(vec![Change::BlockerAdded { blocker: b }]))
+        );
+        assert_eq!(
+            dep_changes(&i, i.id, true, never),
+            Ok(Err(DepRefusal::SelfBlock))
+        );
+        assert_eq!(
+            dep_changes(&i, b, true, || Ok::<bool, ()>(true)),
+            Ok(Err(DepRefusal::Cycle))
+        );
+        assert_eq!(dep_changes(&i, b, true, || Err::<bool, ()>(())), Err(()));
+        assert_eq!(
+            dep_changes(&i, b, false, never),
+            Ok(Err(DepRefusal::NotBlocked))
+        );
+        i.blocked_by.push(b);
+        assert_eq!(dep_changes(&i, b, true, never), Ok(Ok(Vec::new())));
+        assert_eq!(
+            dep_changes(&i, b, false, never),
+            Ok(Ok(vec![Change::BlockerRemoved { blocker: b }]))
         );
     }
 }
