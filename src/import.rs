@@ -148,6 +148,7 @@ impl<S: Storage> Tracker<S> {
                 touched: Vec::new(),
                 max_claim_token: 0,
                 batch: Vec::new(),
+                batch_bytes: 0,
             };
             let header = read_export(&mut *input, &mut |index, json| merge.item(index, json))?;
             merge.finish(&header)
@@ -333,11 +334,16 @@ struct Merge<'a, S: Storage> {
     max_claim_token: u64,
     /// Items read from the file and not yet merged (at most `BATCH`).
     batch: Vec<Item>,
+    /// The bytes of their titles and bodies.
+    batch_bytes: usize,
 }
 
 /// Items settled together: their rows (with their blockers') are fetched in one round trip
 /// first, which is most of an import's time on a database across a network.
 const BATCH: usize = 500;
+
+/// ... or fewer, when their bodies are large: memory stays flat in the size of the bodies.
+const BATCH_BYTES: usize = 4 << 20;
 
 impl<S: Storage> Merge<'_, S> {
     /// Checks one item of the file against the file (as it is read, so errors name the first
@@ -362,8 +368,9 @@ impl<S: Storage> Merge<'_, S> {
             self.with_blockers.push((id, blocker_nums));
         }
         self.max_claim_token = self.max_claim_token.max(claim_token.unwrap_or(0));
+        self.batch_bytes += item.body.len() + item.title.len();
         self.batch.push(item);
-        if self.batch.len() >= BATCH {
+        if self.batch.len() >= BATCH || self.batch_bytes >= BATCH_BYTES {
             self.merge_batch()?;
         }
         Ok(())
@@ -372,6 +379,7 @@ impl<S: Storage> Merge<'_, S> {
     /// Merges the queued items into the tracker.
     fn merge_batch(&mut self) -> Result<()> {
         let batch = std::mem::take(&mut self.batch);
+        self.batch_bytes = 0;
         let ids: Vec<Ulid> = batch
             .iter()
             .flat_map(|i| std::iter::once(i.id).chain(i.blocked_by.iter().copied()))
@@ -432,17 +440,12 @@ impl<S: Storage> Merge<'_, S> {
             ..theirs
         };
         let lease = self.t.lease(local.id)?;
-        let mut changes = Vec::new();
-        if let (Some(l), true) = (&lease, new.status != Status::Open) {
-            changes.push(Change::LeaseCleared { old: l.clone() });
-        }
-        changes.insert(
-            0,
-            Change::Replaced {
-                old: Box::new(local.clone()),
-                new: Box::new(new),
-            },
-        );
+        let ends_lease = rules::closing_ends_lease(lease.as_ref(), new.status);
+        let mut changes = vec![Change::Replaced {
+            old: Box::new(local.clone()),
+            new: Box::new(new),
+        }];
+        changes.extend(ends_lease);
         self.tracker.commit(
             self.t,
             self.now,

@@ -17,6 +17,9 @@ use crate::model::{Item, Lease, Op};
 /// write that touches every item.
 const MAX_ROWS: usize = 50_000;
 
+/// The same for the bytes of the items known (large bodies), roughly.
+const MAX_BYTES: usize = 16 << 20;
+
 /// Rows known, by table. `None` means known to be absent.
 #[derive(Default)]
 pub(super) struct Known {
@@ -32,6 +35,8 @@ pub(super) struct Known {
     /// The items that list the key item among their blockers (complete sets only).
     pub dependents: HashMap<Ulid, BTreeSet<Ulid>>,
     pub idempotency: HashMap<String, Option<crate::store::IdempotencyRecord>>,
+    /// The stored size of the items recorded since the cache was last emptied.
+    pub item_bytes: usize,
 }
 
 impl Known {
@@ -47,7 +52,7 @@ impl Known {
     /// Called right after every pending change was sent, when the database holds everything
     /// this cache does: empties it if it has grown large (meta and the clock stay).
     pub fn forget_if_large(&mut self) {
-        if self.rows() > MAX_ROWS {
+        if self.rows() > MAX_ROWS || self.item_bytes > MAX_BYTES {
             *self = Known {
                 meta: std::mem::take(&mut self.meta),
                 meta_complete: self.meta_complete,
@@ -57,8 +62,14 @@ impl Known {
         }
     }
 
+    /// Records the stored size of an item just learned or written.
+    pub fn count_item(&mut self, bytes: usize) {
+        self.item_bytes = self.item_bytes.saturating_add(bytes);
+    }
+
     /// Empties what describes the derived tables (after `clear_derived`).
     pub fn forget_derived(&mut self) {
+        self.item_bytes = 0;
         self.items.clear();
         self.leases.clear();
         self.nums.clear();

@@ -18,7 +18,9 @@ use super::NOTIFY_CHANNEL;
 /// The listening connection and the count of notifications seen through it.
 #[derive(Default)]
 pub(super) struct Wakeups {
-    listener: Mutex<Option<postgres::Client>>,
+    /// The connection, and the start of the payloads meant for this tracker (its schema's
+    /// name and a space: one database may hold several trackers, one channel serves them all).
+    listener: Mutex<Option<(postgres::Client, String)>>,
     seen: Mutex<u64>,
     heard: Condvar,
 }
@@ -30,20 +32,21 @@ impl Wakeups {
         let Ok(mut listener) = self.listener.lock() else {
             return false;
         };
-        if listener.as_ref().is_some_and(|c| !c.is_closed()) {
+        if listener.as_ref().is_some_and(|(c, _)| !c.is_closed()) {
             return true;
         }
         *listener = None;
         let Ok(mut client) = connector.connect(Instant::now() + timeout) else {
             return false;
         };
-        if client
+        let schema = client
             .batch_execute(&format!("LISTEN {NOTIFY_CHANNEL}"))
-            .is_err()
-        {
+            .and_then(|()| client.query_one("SELECT current_schema()::text", &[]));
+        let Ok(row) = schema else {
             return false;
-        }
-        *listener = Some(client);
+        };
+        let prefix = format!("{} ", row.get::<_, Option<String>>(0).unwrap_or_default());
+        *listener = Some((client, prefix));
         true
     }
 
@@ -53,26 +56,12 @@ impl Wakeups {
         let before = *self.seen.lock().unwrap_or_else(|p| p.into_inner());
         match self.listener.try_lock() {
             Ok(mut listener) => {
-                let Some(client) = listener.as_mut() else {
+                let Some((client, prefix)) = listener.as_mut() else {
                     drop(listener);
                     std::thread::sleep(timeout);
                     return false;
                 };
-                // Some(true): heard one; Some(false): the timeout passed; None: connection lost.
-                let outcome = {
-                    let mut notes = client.notifications();
-                    let first = notes.timeout_iter(timeout).next();
-                    match first {
-                        Ok(Some(_)) => {
-                            // One wake for every notification already queued.
-                            let mut queued = notes.iter();
-                            while let Ok(Some(_)) = queued.next() {}
-                            Some(true)
-                        }
-                        Ok(None) => Some(false),
-                        Err(_) => None,
-                    }
-                };
+                let outcome = hear(client, prefix, timeout);
                 let heard = outcome == Some(true);
                 if outcome.is_none() {
                     *listener = None;
@@ -96,6 +85,32 @@ impl Wakeups {
     }
 }
 
+/// Waits at most `timeout` for a notification whose payload starts with `prefix` (another
+/// tracker's are passed over), then takes every one already queued. Some(true): heard one;
+/// Some(false): the timeout passed; None: the connection was lost.
+fn hear(client: &mut postgres::Client, prefix: &str, timeout: Duration) -> Option<bool> {
+    let deadline = Instant::now() + timeout;
+    let mut notes = client.notifications();
+    let mut heard = false;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        // Once one is heard, only what is already queued is taken.
+        let next = if heard {
+            notes.iter().next()
+        } else {
+            notes.timeout_iter(left).next()
+        };
+        match next {
+            Ok(Some(n)) => heard |= n.payload().starts_with(prefix),
+            Ok(None) => return Some(heard),
+            Err(_) => return None,
+        }
+        if !heard && left.is_zero() {
+            return Some(false);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -106,7 +121,8 @@ mod tests {
     use crate::store::{Counter, Storage};
 
     /// A listener on one handle is woken by an op another handle commits, and by nothing else:
-    /// not by a write without ops, not by a write rolled back.
+    /// not by a write without ops, a write rolled back, or an op of another tracker (schema) in
+    /// the same database.
     #[test]
     fn a_committed_op_wakes_a_listener_and_nothing_else_does() {
         let Some(url) = test_schema_url() else { return };
@@ -114,18 +130,40 @@ mod tests {
         let (writer, _) = PgStore::init(&url, timeout).unwrap();
         let (watcher, _) = PgStore::init(&url, timeout).unwrap();
         assert!(watcher.listen());
-        assert!(!watcher.wait_for_change(Duration::from_millis(200)), "woken by nothing");
+        assert!(
+            !watcher.wait_for_change(Duration::from_millis(200)),
+            "woken by nothing"
+        );
         writer
             .write(|t| t.set_counter(Counter::WaitRetries, 1))
             .unwrap();
-        assert!(!watcher.wait_for_change(Duration::from_millis(200)), "a write without ops");
+        assert!(
+            !watcher.wait_for_change(Duration::from_millis(200)),
+            "a write without ops"
+        );
         let one = item(1, Status::Open, 2, &[], &[]);
+        // Another tracker in the same database, on the same channel.
+        let other_url = test_schema_url().unwrap();
+        let (other, _) = PgStore::init(&other_url, timeout).unwrap();
+        other
+            .write(|t| {
+                t.put_item(None, &one, true)?;
+                t.append_op(&op(1, &one))
+            })
+            .unwrap();
+        assert!(
+            !watcher.wait_for_change(Duration::from_millis(300)),
+            "an op of another tracker"
+        );
         let refused = writer.write(|t| {
             t.append_op(&op(1, &one))?;
             Err::<(), _>(crate::Error::Invalid("rolled back".into()))
         });
         assert!(refused.is_err());
-        assert!(!watcher.wait_for_change(Duration::from_millis(200)), "a rolled-back op");
+        assert!(
+            !watcher.wait_for_change(Duration::from_millis(200)),
+            "a rolled-back op"
+        );
         writer
             .write(|t| {
                 t.put_item(None, &one, true)?;
@@ -133,7 +171,13 @@ mod tests {
             })
             .unwrap();
         // Generous: only a broken notification waits this long.
-        assert!(watcher.wait_for_change(Duration::from_secs(30)), "a committed op");
-        assert!(!watcher.wait_for_change(Duration::from_millis(200)), "woken once per op");
+        assert!(
+            watcher.wait_for_change(Duration::from_secs(30)),
+            "a committed op"
+        );
+        assert!(
+            !watcher.wait_for_change(Duration::from_millis(200)),
+            "woken once per op"
+        );
     }
 }

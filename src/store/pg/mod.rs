@@ -141,9 +141,7 @@ impl PgStore {
                 &[],
             ) {
                 Ok(row) => Ok(row.map(|r| from_sql(r.get(0)))),
-                Err(e) if e.code() == Some(&postgres::error::SqlState::UNDEFINED_TABLE) => {
-                    Ok(None)
-                }
+                Err(e) if e.code() == Some(&postgres::error::SqlState::UNDEFINED_TABLE) => Ok(None),
                 Err(e) => Err(e),
             }
         })?;
@@ -167,19 +165,27 @@ impl PgStore {
     /// set-up statements of `init` and `open`, run right after connecting.
     fn with_client<T>(
         &self,
-        f: impl FnOnce(&mut postgres::Client) -> std::result::Result<T, postgres::Error>,
+        mut f: impl FnMut(&mut postgres::Client) -> std::result::Result<T, postgres::Error>,
     ) -> Result<T> {
         let started = Instant::now();
+        let deadline = started + self.lock_timeout;
         let mut guard = self.checkout();
-        let out = f(&mut self
-            .session(&mut guard.slot, started + self.lock_timeout)?
-            .client);
-        out.map_err(|e| {
-            if lost(&e) {
-                *guard = None;
+        loop {
+            let out = f(&mut self.session(&mut guard.slot, deadline)?.client);
+            match out {
+                Ok(v) => return Ok(v),
+                // These statements are safe to run again (reads, and init's set-up, which does
+                // nothing the second time): a connection lost under them (a restart, a
+                // terminated session) is made again and they are run again, within the timeout.
+                Err(e) if lost(&e) && Instant::now() < deadline => *guard = None,
+                Err(e) => {
+                    if lost(&e) {
+                        *guard = None;
+                    }
+                    return Err(self.ctx(started, true).error(&e));
+                }
             }
-            self.ctx(started, true).error(&e)
-        })
+        }
     }
 
     /// An idle connection from the pool, or none (then `session` connects); it goes back to
@@ -205,6 +211,20 @@ impl PgStore {
         guard
             .as_mut()
             .ok_or_else(|| Error::Internal("no connection after connecting".into()))
+    }
+
+    /// `committed`, tried again while the check itself loses its connection, until `deadline`;
+    /// `None` if it could not be made.
+    fn committed_within(&self, seq: u64, value: &[u8], deadline: Instant) -> Option<bool> {
+        loop {
+            match self.committed(seq, value, deadline) {
+                Ok(found) => return Some(found),
+                Err(Error::Busy(_)) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(_) => return None,
+            }
+        }
     }
 
     /// Whether a write whose connection was lost while it committed did commit: on a new
@@ -513,10 +533,10 @@ impl Storage for PgStore {
                 // have been lost before the server reached COMMIT, or after: look.
                 Attempt::CommitLost(v, (seq, value), e) => {
                     *guard = None;
-                    match self.committed(seq, &value, deadline) {
-                        Ok(true) => return Ok(v),
-                        Ok(false) if Instant::now() < deadline => continue,
-                        Ok(false) | Err(_) => return Err(e),
+                    match self.committed_within(seq, &value, deadline) {
+                        Some(true) => return Ok(v),
+                        Some(false) if Instant::now() < deadline => continue,
+                        Some(false) | None => return Err(e),
                     }
                 }
                 // Rolled back by the server with the connection: safe to run again on a new one.

@@ -61,7 +61,7 @@ impl Pending {
 
     /// Whether the batch is better sent as bulk statements (`take_bulk`) than as text.
     pub fn is_bulk(&self) -> bool {
-        self.rows >= 1000
+        self.rows >= 1000 || self.bytes >= 1 << 20
     }
 
     /// Counts one row written, of `bytes` bytes.
@@ -106,9 +106,19 @@ impl Pending {
             .collect();
         delete_in(&mut sql, "tracker_blocks", "(blocker, blocked)", &unblocked);
         insert_new(&mut sql, "tracker_blocks (blocker, blocked)", &blocks);
-        net(&mut sql, "tracker_idempotency", ["key", "value"], &p.idempotency);
+        net(
+            &mut sql,
+            "tracker_idempotency",
+            ["key", "value"],
+            &p.idempotency,
+        );
         if let Some(seq) = p.last_seq {
-            let _ = writeln!(sql, "NOTIFY {}, '{seq}';", super::NOTIFY_CHANNEL);
+            // The payload names the schema: one database may hold several trackers.
+            let _ = writeln!(
+                sql,
+                "SELECT pg_notify('{}', current_schema() || ' {seq}');",
+                super::NOTIFY_CHANNEL
+            );
         }
         sql
     }
@@ -122,180 +132,237 @@ impl Pending {
     /// batch (an import), where the server's parsing of a text batch would cost more than the
     /// round trip per statement saves. Taking them leaves the batch empty.
     pub fn take_bulk(&mut self) -> Vec<BulkStatement> {
-        let p = std::mem::take(self);
-        let mut out: Vec<BulkStatement> = Vec::new();
-        let mut push = |sql: &'static str, params: Vec<(Box<dyn ToSql + Sync>, Type)>, n: usize| {
-            if n > 0 {
-                let (values, types) = params.into_iter().unzip();
-                out.push((sql, values, types));
-            }
-        };
+        let mut p = std::mem::take(self);
+        let mut bulk = Bulk::default();
         let (keys, values): (Vec<String>, Vec<i64>) =
             p.meta.iter().map(|(k, v)| (k.clone(), as_sql(*v))).unzip();
-        push(
+        bulk.add(
             "INSERT INTO tracker_meta (key, value) SELECT * FROM unnest($1::text[], $2::int8[]) \
              ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-            vec![(Box::new(keys), Type::TEXT_ARRAY), (Box::new(values), Type::INT8_ARRAY)],
+            vec![
+                (Box::new(keys), Type::TEXT_ARRAY),
+                (Box::new(values), Type::INT8_ARRAY),
+            ],
             p.meta.len(),
         );
-        let (gone, put) = split(&p.items, |id| id_bytes(*id), Clone::clone);
-        push(
-            "DELETE FROM tracker_items WHERE id = ANY($1::bytea[])",
-            vec![(Box::new(gone.clone()), Type::BYTEA_ARRAY)],
-            gone.len(),
-        );
-        let n = put.0.len();
-        push(
-            "INSERT INTO tracker_items (id, value) SELECT * FROM unnest($1::bytea[], $2::bytea[]) \
-             ON CONFLICT (id) DO UPDATE SET value = EXCLUDED.value",
-            vec![(Box::new(put.0), Type::BYTEA_ARRAY), (Box::new(put.1), Type::BYTEA_ARRAY)],
-            n,
-        );
+        // The two tables keyed by an item's identity that hold a value.
+        for (rows, gone_sql, put_sql) in [
+            (
+                &p.items,
+                "DELETE FROM tracker_items WHERE id = ANY($1::bytea[])",
+                "INSERT INTO tracker_items (id, value) SELECT * FROM unnest($1::bytea[], $2::bytea[]) \
+                 ON CONFLICT (id) DO UPDATE SET value = EXCLUDED.value",
+            ),
+            (
+                &p.claims,
+                "DELETE FROM tracker_claims WHERE id = ANY($1::bytea[])",
+                "INSERT INTO tracker_claims (id, value) SELECT * FROM unnest($1::bytea[], $2::bytea[]) \
+                 ON CONFLICT (id) DO UPDATE SET value = EXCLUDED.value",
+            ),
+        ] {
+            let (gone, put) = split(rows, |id| id_bytes(*id), Clone::clone);
+            let n = gone.len();
+            bulk.add(gone_sql, vec![(Box::new(gone), Type::BYTEA_ARRAY)], n);
+            let n = put.0.len();
+            bulk.add(
+                put_sql,
+                vec![(Box::new(put.0), Type::BYTEA_ARRAY), (Box::new(put.1), Type::BYTEA_ARRAY)],
+                n,
+            );
+        }
         let (gone, put) = split(&p.nums, |n| as_sql(*n), |id| id_bytes(*id));
-        push(
+        bulk.add(
             "DELETE FROM tracker_nums WHERE num = ANY($1::int8[])",
             vec![(Box::new(gone.clone()), Type::INT8_ARRAY)],
             gone.len(),
         );
         let n = put.0.len();
-        push(
+        bulk.add(
             "INSERT INTO tracker_nums (num, id) SELECT * FROM unnest($1::int8[], $2::bytea[]) \
              ON CONFLICT (num) DO UPDATE SET id = EXCLUDED.id",
-            vec![(Box::new(put.0), Type::INT8_ARRAY), (Box::new(put.1), Type::BYTEA_ARRAY)],
+            vec![
+                (Box::new(put.0), Type::INT8_ARRAY),
+                (Box::new(put.1), Type::BYTEA_ARRAY),
+            ],
             n,
         );
-        let (gone, put) = split(&p.claims, |id| id_bytes(*id), Clone::clone);
-        push(
-            "DELETE FROM tracker_claims WHERE id = ANY($1::bytea[])",
-            vec![(Box::new(gone.clone()), Type::BYTEA_ARRAY)],
-            gone.len(),
-        );
-        let n = put.0.len();
-        push(
-            "INSERT INTO tracker_claims (id, value) SELECT * FROM unnest($1::bytea[], $2::bytea[]) \
-             ON CONFLICT (id) DO UPDATE SET value = EXCLUDED.value",
-            vec![(Box::new(put.0), Type::BYTEA_ARRAY), (Box::new(put.1), Type::BYTEA_ARRAY)],
-            n,
-        );
-        let (seqs, values): (Vec<i64>, Vec<Vec<u8>>) =
-            p.ops.into_iter().map(|(s, v)| (as_sql(s), v)).unzip();
+        let (seqs, values): (Vec<i64>, Vec<Vec<u8>>) = std::mem::take(&mut p.ops)
+            .into_iter()
+            .map(|(s, v)| (as_sql(s), v))
+            .unzip();
         let n = seqs.len();
-        push(
+        bulk.add(
             "INSERT INTO tracker_ops (seq, value) SELECT * FROM unnest($1::int8[], $2::bytea[]) \
              ON CONFLICT (seq) DO UPDATE SET value = EXCLUDED.value",
-            vec![(Box::new(seqs), Type::INT8_ARRAY), (Box::new(values), Type::BYTEA_ARRAY)],
+            vec![
+                (Box::new(seqs), Type::INT8_ARRAY),
+                (Box::new(values), Type::BYTEA_ARRAY),
+            ],
             n,
         );
-        let (ids, seqs): (Vec<Vec<u8>>, Vec<i64>) =
-            p.item_ops.iter().map(|(id, s)| (id_bytes(*id), as_sql(*s))).unzip();
+        let (ids, seqs): (Vec<Vec<u8>>, Vec<i64>) = p
+            .item_ops
+            .iter()
+            .map(|(id, s)| (id_bytes(*id), as_sql(*s)))
+            .unzip();
         let n = ids.len();
-        push(
+        bulk.add(
             "INSERT INTO tracker_item_ops (id, seq) SELECT * FROM unnest($1::bytea[], $2::int8[]) \
              ON CONFLICT DO NOTHING",
-            vec![(Box::new(ids), Type::BYTEA_ARRAY), (Box::new(seqs), Type::INT8_ARRAY)],
+            vec![
+                (Box::new(ids), Type::BYTEA_ARRAY),
+                (Box::new(seqs), Type::INT8_ARRAY),
+            ],
             n,
         );
-        for (rows, gone_sql, put_sql) in [
-            (
-                &p.ready,
-                "DELETE FROM tracker_ready WHERE (priority, num) IN \
+        indexes(&p, &mut bulk);
+        idempotency_and_notify(&p, &mut bulk);
+        bulk.0
+    }
+}
+
+/// The idempotency keys' share of `take_bulk`, and the notification of new ops.
+fn idempotency_and_notify(p: &Pending, bulk: &mut Bulk) {
+    let (gone, put) = split(&p.idempotency, Clone::clone, Clone::clone);
+    let n = gone.len();
+    bulk.add(
+        "DELETE FROM tracker_idempotency WHERE key = ANY($1::text[])",
+        vec![(Box::new(gone), Type::TEXT_ARRAY)],
+        n,
+    );
+    let n = put.0.len();
+    bulk.add(
+        "INSERT INTO tracker_idempotency (key, value) \
+             SELECT * FROM unnest($1::text[], $2::bytea[]) \
+             ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+        vec![
+            (Box::new(put.0), Type::TEXT_ARRAY),
+            (Box::new(put.1), Type::BYTEA_ARRAY),
+        ],
+        n,
+    );
+    if let Some(seq) = p.last_seq {
+        bulk.add(
+            "SELECT pg_notify($1, current_schema() || ' ' || $2)",
+            vec![
+                (Box::new(super::NOTIFY_CHANNEL), Type::TEXT),
+                (Box::new(seq.to_string()), Type::TEXT),
+            ],
+            1,
+        );
+    }
+}
+
+/// The index tables' share of `take_bulk`.
+fn indexes(p: &Pending, bulk: &mut Bulk) {
+    for (rows, gone_sql, put_sql) in [
+        (
+            &p.ready,
+            "DELETE FROM tracker_ready WHERE (priority, num) IN \
                  (SELECT * FROM unnest($1::int2[], $2::int8[]))",
-                "INSERT INTO tracker_ready (priority, num, id) \
+            "INSERT INTO tracker_ready (priority, num, id) \
                  SELECT * FROM unnest($1::int2[], $2::int8[], $3::bytea[]) \
                  ON CONFLICT (priority, num) DO UPDATE SET id = EXCLUDED.id",
-            ),
-            (
-                &p.by_status,
-                "DELETE FROM tracker_by_status WHERE (code, num) IN \
+        ),
+        (
+            &p.by_status,
+            "DELETE FROM tracker_by_status WHERE (code, num) IN \
                  (SELECT * FROM unnest($1::int2[], $2::int8[]))",
-                "INSERT INTO tracker_by_status (code, num, id) \
+            "INSERT INTO tracker_by_status (code, num, id) \
                  SELECT * FROM unnest($1::int2[], $2::int8[], $3::bytea[]) \
                  ON CONFLICT (code, num) DO UPDATE SET id = EXCLUDED.id",
-            ),
-        ] {
-            let (gone, put) = split(rows, |k| *k, |id| id_bytes(*id));
-            let (a, b): (Vec<i16>, Vec<i64>) = gone.iter().map(|(a, n)| (*a, as_sql(*n))).unzip();
-            let n = a.len();
-            push(gone_sql, vec![(Box::new(a), Type::INT2_ARRAY), (Box::new(b), Type::INT8_ARRAY)], n);
-            let (a, b): (Vec<i16>, Vec<i64>) = put.0.iter().map(|(a, n)| (*a, as_sql(*n))).unzip();
-            let n = a.len();
-            push(
-                put_sql,
-                vec![
-                    (Box::new(a), Type::INT2_ARRAY),
-                    (Box::new(b), Type::INT8_ARRAY),
-                    (Box::new(put.1), Type::BYTEA_ARRAY),
-                ],
-                n,
-            );
-        }
-        let (gone, put) = split(&p.by_label, Clone::clone, |id| id_bytes(*id));
-        let (l, b): (Vec<String>, Vec<i64>) = gone.into_iter().map(|(l, n)| (l, as_sql(n))).unzip();
-        let n = l.len();
-        push(
-            "DELETE FROM tracker_by_label WHERE (label, num) IN \
-             (SELECT * FROM unnest($1::text[], $2::int8[]))",
-            vec![(Box::new(l), Type::TEXT_ARRAY), (Box::new(b), Type::INT8_ARRAY)],
+        ),
+    ] {
+        let (gone, put) = split(rows, |k| *k, |id| id_bytes(*id));
+        let (a, b): (Vec<i16>, Vec<i64>) = gone.iter().map(|(a, n)| (*a, as_sql(*n))).unzip();
+        let n = a.len();
+        bulk.add(
+            gone_sql,
+            vec![
+                (Box::new(a), Type::INT2_ARRAY),
+                (Box::new(b), Type::INT8_ARRAY),
+            ],
             n,
         );
-        let (l, b): (Vec<String>, Vec<i64>) = put.0.into_iter().map(|(l, n)| (l, as_sql(n))).unzip();
-        let n = l.len();
-        push(
-            "INSERT INTO tracker_by_label (label, num, id) \
-             SELECT * FROM unnest($1::text[], $2::int8[], $3::bytea[]) \
-             ON CONFLICT (label, num) DO UPDATE SET id = EXCLUDED.id",
+        let (a, b): (Vec<i16>, Vec<i64>) = put.0.iter().map(|(a, n)| (*a, as_sql(*n))).unzip();
+        let n = a.len();
+        bulk.add(
+            put_sql,
             vec![
-                (Box::new(l), Type::TEXT_ARRAY),
+                (Box::new(a), Type::INT2_ARRAY),
                 (Box::new(b), Type::INT8_ARRAY),
                 (Box::new(put.1), Type::BYTEA_ARRAY),
             ],
             n,
         );
-        let (gone, put) = split(&p.blocks, |k| *k, |_| ());
-        let (a, b): (Vec<Vec<u8>>, Vec<Vec<u8>>) =
-            gone.iter().map(|(a, b)| (id_bytes(*a), id_bytes(*b))).unzip();
-        let n = a.len();
-        push(
-            "DELETE FROM tracker_blocks WHERE (blocker, blocked) IN \
+    }
+    let (gone, put) = split(&p.by_label, Clone::clone, |id| id_bytes(*id));
+    let (l, b): (Vec<String>, Vec<i64>) = gone.into_iter().map(|(l, n)| (l, as_sql(n))).unzip();
+    let n = l.len();
+    bulk.add(
+        "DELETE FROM tracker_by_label WHERE (label, num) IN \
+             (SELECT * FROM unnest($1::text[], $2::int8[]))",
+        vec![
+            (Box::new(l), Type::TEXT_ARRAY),
+            (Box::new(b), Type::INT8_ARRAY),
+        ],
+        n,
+    );
+    let (l, b): (Vec<String>, Vec<i64>) = put.0.into_iter().map(|(l, n)| (l, as_sql(n))).unzip();
+    let n = l.len();
+    bulk.add(
+        "INSERT INTO tracker_by_label (label, num, id) \
+             SELECT * FROM unnest($1::text[], $2::int8[], $3::bytea[]) \
+             ON CONFLICT (label, num) DO UPDATE SET id = EXCLUDED.id",
+        vec![
+            (Box::new(l), Type::TEXT_ARRAY),
+            (Box::new(b), Type::INT8_ARRAY),
+            (Box::new(put.1), Type::BYTEA_ARRAY),
+        ],
+        n,
+    );
+    let (gone, put) = split(&p.blocks, |k| *k, |_| ());
+    let (a, b): (Vec<Vec<u8>>, Vec<Vec<u8>>) = gone
+        .iter()
+        .map(|(a, b)| (id_bytes(*a), id_bytes(*b)))
+        .unzip();
+    let n = a.len();
+    bulk.add(
+        "DELETE FROM tracker_blocks WHERE (blocker, blocked) IN \
              (SELECT * FROM unnest($1::bytea[], $2::bytea[]))",
-            vec![(Box::new(a), Type::BYTEA_ARRAY), (Box::new(b), Type::BYTEA_ARRAY)],
-            n,
-        );
-        let (a, b): (Vec<Vec<u8>>, Vec<Vec<u8>>) =
-            put.0.iter().map(|(a, b)| (id_bytes(*a), id_bytes(*b))).unzip();
-        let n = a.len();
-        push(
-            "INSERT INTO tracker_blocks (blocker, blocked) \
+        vec![
+            (Box::new(a), Type::BYTEA_ARRAY),
+            (Box::new(b), Type::BYTEA_ARRAY),
+        ],
+        n,
+    );
+    let (a, b): (Vec<Vec<u8>>, Vec<Vec<u8>>) = put
+        .0
+        .iter()
+        .map(|(a, b)| (id_bytes(*a), id_bytes(*b)))
+        .unzip();
+    let n = a.len();
+    bulk.add(
+        "INSERT INTO tracker_blocks (blocker, blocked) \
              SELECT * FROM unnest($1::bytea[], $2::bytea[]) ON CONFLICT DO NOTHING",
-            vec![(Box::new(a), Type::BYTEA_ARRAY), (Box::new(b), Type::BYTEA_ARRAY)],
-            n,
-        );
-        let (gone, put) = split(&p.idempotency, Clone::clone, Clone::clone);
-        let n = gone.len();
-        push(
-            "DELETE FROM tracker_idempotency WHERE key = ANY($1::text[])",
-            vec![(Box::new(gone), Type::TEXT_ARRAY)],
-            n,
-        );
-        let n = put.0.len();
-        push(
-            "INSERT INTO tracker_idempotency (key, value) \
-             SELECT * FROM unnest($1::text[], $2::bytea[]) \
-             ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-            vec![(Box::new(put.0), Type::TEXT_ARRAY), (Box::new(put.1), Type::BYTEA_ARRAY)],
-            n,
-        );
-        if let Some(seq) = p.last_seq {
-            push(
-                "SELECT pg_notify($1, $2)",
-                vec![
-                    (Box::new(super::NOTIFY_CHANNEL), Type::TEXT),
-                    (Box::new(seq.to_string()), Type::TEXT),
-                ],
-                1,
-            );
+        vec![
+            (Box::new(a), Type::BYTEA_ARRAY),
+            (Box::new(b), Type::BYTEA_ARRAY),
+        ],
+        n,
+    );
+}
+
+/// Statements of a bulk send, each added only when it has rows.
+#[derive(Default)]
+struct Bulk(Vec<BulkStatement>);
+
+impl Bulk {
+    fn add(&mut self, sql: &'static str, params: Vec<(Box<dyn ToSql + Sync>, Type)>, n: usize) {
+        if n > 0 {
+            let (values, types) = params.into_iter().unzip();
+            self.0.push((sql, values, types));
         }
-        out
     }
 }
 
@@ -381,7 +448,12 @@ fn net<K: Sql, V: Sql>(sql: &mut String, table: &str, [key, value]: [&str; 2], r
 }
 
 /// The deletes and upserts of an index keyed by two columns that holds an item's identity.
-fn pairs<A: Sql, B: Sql>(sql: &mut String, table: &str, [a, b]: [&str; 2], rows: &Net<(A, B), Ulid>) {
+fn pairs<A: Sql, B: Sql>(
+    sql: &mut String,
+    table: &str,
+    [a, b]: [&str; 2],
+    rows: &Net<(A, B), Ulid>,
+) {
     let gone: Vec<String> = rows
         .iter()
         .filter(|(_, v)| v.is_none())
@@ -403,7 +475,11 @@ fn pairs<A: Sql, B: Sql>(sql: &mut String, table: &str, [a, b]: [&str; 2], rows:
 
 fn delete_in(sql: &mut String, table: &str, key: &str, keys: &[String]) {
     for chunk in keys.chunks(ROWS_PER_STATEMENT) {
-        let _ = writeln!(sql, "DELETE FROM {table} WHERE {key} IN ({});", chunk.join(", "));
+        let _ = writeln!(
+            sql,
+            "DELETE FROM {table} WHERE {key} IN ({});",
+            chunk.join(", ")
+        );
     }
 }
 
@@ -443,13 +519,19 @@ mod tests {
         let mut p = Pending::default();
         let evil = "x'); DROP TABLE tracker_items; --\\'\u{0}";
         p.by_label.insert((evil.to_string(), 1), Some(Ulid(7)));
-        p.idempotency.insert(evil.to_string(), Some(evil.as_bytes().to_vec()));
+        p.idempotency
+            .insert(evil.to_string(), Some(evil.as_bytes().to_vec()));
         p.meta.insert("last_num".into(), 3);
         p.row(1);
         let sql = p.take_sql();
         assert!(!sql.contains("DROP"), "{sql}");
         assert!(!sql.contains('\\'), "{sql}");
-        assert!(sql.contains(&"DROP".bytes().map(|b| format!("{b:02x}")).collect::<String>()));
+        assert!(sql.contains(
+            &"DROP"
+                .bytes()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        ));
         assert!(p.is_empty());
     }
 
@@ -461,7 +543,10 @@ mod tests {
         p.row(1);
         p.row(0);
         let sql = p.take_sql();
-        assert!(sql.starts_with("DELETE FROM tracker_items WHERE id IN ("), "{sql}");
+        assert!(
+            sql.starts_with("DELETE FROM tracker_items WHERE id IN ("),
+            "{sql}"
+        );
         assert!(!sql.contains("INSERT"), "{sql}");
     }
 }

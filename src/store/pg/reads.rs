@@ -9,9 +9,9 @@ use postgres::types::Type;
 use postgres::Row;
 use ulid::Ulid;
 
+use super::id_bytes;
 use super::schema::{as_sql, from_sql};
 use super::txn::PgTxn;
-use super::id_bytes;
 use crate::error::{Error, Result};
 use crate::model::{Item, Lease, Op, Status, WallMs};
 use crate::store::{Counter, IdempotencyRecord, ReadTxn, Setting, Visit};
@@ -75,21 +75,20 @@ impl PgTxn<'_> {
     /// `at`: item, lease, dependents), keeping whatever the transaction already knew (which
     /// may include its own unsent changes).
     fn learn(&self, id: Ulid, r: &Row, at: usize) -> Result<Option<Item>> {
-        let item: Option<Item> = r
-            .get::<_, Option<&[u8]>>(at)
-            .map(|b| self.decode("items", id, b))
-            .transpose()?;
+        let bytes: Option<&[u8]> = r.get(at);
+        let item: Option<Item> = bytes.map(|b| self.decode("items", id, b)).transpose()?;
         let lease: Option<Lease> = r
             .get::<_, Option<&[u8]>>(at + 1)
             .map(|b| self.decode("claims", id, b))
             .transpose()?;
         let mut known = self.known.borrow_mut();
+        known.count_item(bytes.map_or(0, <[u8]>::len));
         let item = known.items.entry(id).or_insert(item).clone();
         if item.is_some() {
             known.leases.entry(id).or_insert(lease);
         }
         // Known even for an item not yet made: an import may list it as a blocker first.
-        if !known.dependents.contains_key(&id) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = known.dependents.entry(id) {
             let mut set = BTreeSet::new();
             for b in r.get::<_, Vec<&[u8]>>(at + 2) {
                 set.insert(self.ulid_of(b)?);
@@ -103,7 +102,7 @@ impl PgTxn<'_> {
                     set.remove(blocked);
                 }
             }
-            known.dependents.insert(id, set);
+            slot.insert(set);
         }
         Ok(item)
     }
@@ -140,9 +139,7 @@ impl ReadTxn for PgTxn<'_> {
         let keys: Vec<Vec<u8>> = {
             let known = self.known.borrow();
             ids.iter()
-                .filter(|id| {
-                    !known.items.contains_key(id) || !known.dependents.contains_key(id)
-                })
+                .filter(|id| !known.items.contains_key(id) || !known.dependents.contains_key(id))
                 .map(|id| id_bytes(*id))
                 .collect()
         };
@@ -218,7 +215,11 @@ impl ReadTxn for PgTxn<'_> {
         loop {
             let rows = self.query(
                 READY_PAGE,
-                &[(&priority, Type::INT2), (&num, Type::INT8), (&page, Type::INT8)],
+                &[
+                    (&priority, Type::INT2),
+                    (&num, Type::INT8),
+                    (&page, Type::INT8),
+                ],
             )?;
             let full = i64::try_from(rows.len()).unwrap_or(i64::MAX) == page;
             for r in &rows {
