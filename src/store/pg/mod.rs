@@ -141,7 +141,9 @@ impl PgStore {
                 &[],
             ) {
                 Ok(row) => Ok(row.map(|r| from_sql(r.get(0)))),
-                Err(e) if e.code() == Some(&postgres::error::SqlState::UNDEFINED_TABLE) => Ok(None),
+                Err(e) if e.code() == Some(&postgres::error::SqlState::UNDEFINED_TABLE) => {
+                    Ok(None)
+                }
                 Err(e) => Err(e),
             }
         })?;
