@@ -1,11 +1,11 @@
 //! Agents and scripts as first-class users: failures as data with `--json`, and the MCP server
 //! driven by a real MCP client that nobody here wrote (the official Python SDK).
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 
-use common::{text, Env};
+use crate::common::{text, Env};
 use serde_json::Value;
 
 /// With `--json`, every failure is one JSON object on stderr, and stdout stays empty.
@@ -31,7 +31,7 @@ fn with_json_every_failure_is_one_error_object_on_stderr_and_nothing_on_stdout()
         (
             "data",
             6,
-            Command::new(common::bin())
+            common::tracker()
                 .args(["--json", "--db", not_a_tracker.to_str().unwrap(), "list"])
                 .stdin(Stdio::null())
                 .output()
@@ -110,12 +110,11 @@ fn an_agent_works_through_tracker_mcp_with_the_official_python_sdk() {
     }
     for env in Env::each() {
         eprintln!("backend: {}", env.backend);
-        let out = Command::new("python3")
+        let out = common::command("python3")
             .arg(client_script())
             .arg(common::bin())
             .arg(&env.db)
             .arg("work")
-            .env_remove("TRACKER_AS")
             .env("TRACKER_TTL", "7m")
             .stdin(Stdio::null())
             .output()
@@ -223,12 +222,11 @@ fn two_agents_and_a_cli_worker_drain_a_queue_together() {
         }
         let mut agents: Vec<_> = (0..2)
             .map(|_| {
-                Command::new("python3")
+                common::command("python3")
                     .arg(client_script())
                     .arg(common::bin())
                     .arg(&env.db)
                     .arg("drain")
-                    .env_remove("TRACKER_AS")
                     .stdin(Stdio::null())
                     .stdout(Stdio::piped())
                     .stderr(Stdio::piped())
@@ -299,12 +297,11 @@ fn an_agent_that_dies_frees_its_items_at_once() {
     }
     let env = Env::new();
     env.json(&["new", "held by an agent"]);
-    let mut agent = Command::new("python3")
+    let mut agent = common::command("python3")
         .arg(client_script())
         .arg(common::bin())
         .arg(&env.db)
         .arg("hold")
-        .env_remove("TRACKER_AS")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -410,7 +407,7 @@ fn a_waiting_claim_through_the_python_sdk_stalls_no_other_call_and_cancels_clean
     for env in Env::each() {
         eprintln!("backend: {}", env.backend);
         env.json(&["new", "held by the agent"]);
-        let out = Command::new("python3")
+        let out = common::command("python3")
             .arg(client_script())
             .arg(common::bin())
             .arg(&env.db)

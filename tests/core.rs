@@ -1,10 +1,10 @@
 //! Issue 2: the core commands, run as separate processes against a temp file.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 
-use common::{json_lines, Env};
+use crate::common::{json_lines, Env};
 
 #[test]
 fn life_of_an_item_new_claim_done() {
@@ -175,10 +175,9 @@ fn ambiguous_prefix_is_refused() {
 #[test]
 fn no_tracker_file_exits_4_and_suggests_init() {
     let env = Env::empty();
-    let out = std::process::Command::new(common::bin())
+    let out = common::tracker()
         .args(["list"])
         .current_dir(env.dir.path())
-        .env_remove("TRACKER_DB")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(4));
@@ -208,7 +207,7 @@ fn files_that_are_not_trackers_are_refused_and_never_written() {
             None
         };
         for args in [&["list"][..], &["new", "x"][..]] {
-            let out = std::process::Command::new(common::bin())
+            let out = common::tracker()
                 .arg("--db")
                 .arg(p)
                 .args(args)
@@ -258,7 +257,7 @@ fn init_again_changes_nothing_and_never_overwrites_a_foreign_file() {
     // A file that is not a tracker is refused, and left exactly as it was.
     let notes = env.path("notes.txt");
     std::fs::write(&notes, "mine\n").unwrap();
-    let out = std::process::Command::new(common::bin())
+    let out = common::tracker()
         .arg("--db")
         .arg(&notes)
         .arg("init")
@@ -272,24 +271,22 @@ fn init_again_changes_nothing_and_never_overwrites_a_foreign_file() {
 fn the_file_is_found_in_a_parent_directory_like_git() {
     let env = Env::empty();
     let root = env.dir.path();
-    let out = std::process::Command::new(common::bin())
+    let out = common::tracker()
         .arg("init")
         .current_dir(root)
-        .env_remove("TRACKER_DB")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0));
     assert!(root.join(".tracker/tracker.redb").exists());
     let sub = root.join("a/b");
     std::fs::create_dir_all(&sub).unwrap();
-    let out = std::process::Command::new(common::bin())
+    let out = common::tracker()
         .args(["--json", "new", "from below"])
         .current_dir(&sub)
-        .env_remove("TRACKER_DB")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", common::text(&out.stderr));
-    let out = std::process::Command::new(common::bin())
+    let out = common::tracker()
         .args(["--json", "list"])
         .env("TRACKER_DB", root.join(".tracker/tracker.redb"))
         .output()

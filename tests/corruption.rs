@@ -15,16 +15,16 @@
 //! from writing anything more, not only report the damage.
 //!
 //! Damage is seeded by a small deterministic PRNG, so a failing seed reproduces with
-//! `CORRUPTION_SEEDS=<seed> cargo test --release --test corruption`. Seeds that once failed are
-//! kept in `REGRESSIONS` and run every time.
+//! `CORRUPTION_SEEDS=<seed> cargo test --release --test integration corruption::`. Seeds that
+//! once failed are kept in `REGRESSIONS` and run every time.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{text, Env};
+use crate::common::{text, Env};
 
 /// Seeds that once broke a promise above; each runs on every test run.
 /// 35..1322 wrote to the file when `new` or `claim` met damage (redb's open had set its recovery
@@ -96,15 +96,13 @@ struct Ran {
 
 /// Runs one command on `db` with a deadline: a hang is killed and reported.
 fn run(db: &Path, args: &[&str]) -> Result<Ran, String> {
-    let mut child = Command::new(common::bin())
+    let mut child = common::tracker()
         .arg("--db")
         .arg(db)
         .arg("--lock-timeout")
         .arg("2s")
         .args(args)
-        .env("NO_COLOR", "1")
         .env("TRACKER_AS", "campaign")
-        .env_remove("TRACKER_DB")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -1,9 +1,9 @@
 //! Hostile use of the command line: absurd arguments, hostile names and titles, planted
 //! symlinks, broken standard output, and processes that refuse to die.
 
-mod common;
+use crate::common;
 
-use common::{text, Env};
+use crate::common::{text, Env};
 
 /// Every duration the command line takes, at values that would overflow a deadline.
 #[test]
@@ -29,7 +29,7 @@ fn huge_durations_are_refused_at_parse_time_with_exit_2() {
                 "{args:?}: the message names the value: {err}"
             );
         }
-        let out = std::process::Command::new(common::bin())
+        let out = common::tracker()
             .args(["--db", env.path("other.redb").to_str().unwrap()])
             .args(["init", "--default-ttl", huge])
             .output()
@@ -99,7 +99,6 @@ fn edit_drafts_are_private_files_that_never_follow_a_planted_link() {
         .cmd(&["edit", "1"])
         .env("TMPDIR", &tmp)
         .env("EDITOR", &editor)
-        .env_remove("VISUAL")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -486,7 +485,7 @@ fn a_holder_in_another_pid_namespace_is_not_judged_by_our_pids() {
         db = env.db.display(),
         ready = ready.display()
     );
-    let mut inner = std::process::Command::new("unshare")
+    let mut inner = common::command("unshare")
         .args(["--pid", "--fork", "--mount-proc", "sh", "-c", &script])
         .spawn()
         .unwrap();

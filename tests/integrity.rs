@@ -1,13 +1,13 @@
 //! The integrity issue's defects, one test (or more) each, run against the built binary. Each
 //! test names the promise it proves; the numbers in comments are the issue's.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{json_lines, text, Env};
+use crate::common::{json_lines, text, Env};
 use serde_json::{json, Value};
 
 /// A tracker with three items: #2 blocked by #1, labels, a body, one closed.

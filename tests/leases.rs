@@ -1,12 +1,12 @@
 //! Issue 3: leases that hold, across real processes.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{json_lines, text, Env};
+use crate::common::{json_lines, text, Env};
 use tracker::{Actor, ClaimOptions, FakeClock, Guard, ItemRef, NewItem, Tracker};
 
 fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {

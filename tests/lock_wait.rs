@@ -1,11 +1,11 @@
 //! A lock wait that timed out is over: nothing is left behind to take the write lock later.
 //! (A file of its own: it counts this process's threads, which other tests would disturb.)
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use common::{text, Env};
+use crate::common::{text, Env};
 use tracker::store::{Storage, WriteTxn};
 
 /// redb's `WRITER_BYTE`: held by a multi-writer write transaction from its start to its end.

@@ -1,10 +1,8 @@
 //! Issue 5: the ops log, verify/rebuild, export and import.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{json_lines, text, Env};
+use crate::common::{json_lines, text, Env};
 
 fn populated() -> Env {
     populate(Env::new())

@@ -3,14 +3,12 @@
 //! labels are refused as on the command line, and idempotency keys survive a restart.
 //! Every read has a deadline, so a missing answer fails the test instead of hanging it.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{text, Env};
+use crate::common::{text, Env};
 use serde_json::{json, Value};
 
 /// Longer than any answer takes; reaching it means there was no answer.

@@ -3,13 +3,13 @@
 //! to that process, its descendants, or its token; whatever `list --ready` shows, every claim
 //! takes.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{text, Env};
+use crate::common::{text, Env};
 use serde_json::{json, Value};
 
 /// A process that lives until killed (or dropped): the "other process" a lease is tied to.
@@ -188,7 +188,7 @@ fn a_run_under_a_shell_that_holds_the_item_becomes_its_only_worker() {
             a = a.display(),
             b = b.display()
         );
-        let out = Command::new("sh")
+        let out = common::command("sh")
             .args(["-c", &script])
             .stdin(Stdio::null())
             .output()
@@ -229,7 +229,7 @@ fn a_holder_hidden_by_hidepid_is_still_alive() {
             bin = common::bin(),
             db = env.db.display()
         );
-        let out = Command::new("unshare")
+        let out = common::command("unshare")
             .args(["--mount", "--propagation", "private", "sh", "-c", &script])
             .stdin(Stdio::null())
             .output()
@@ -263,7 +263,7 @@ fn the_process_a_lease_is_tied_to_and_its_children_act_on_it_by_name() {
             bin = common::bin(),
             db = env.db.display()
         );
-        let out = Command::new("sh")
+        let out = common::command("sh")
             .args(["-c", &script])
             .stdin(Stdio::null())
             .output()

@@ -2,12 +2,12 @@
 //! file and never shown, TLS with sslmode=require and verify-full, and a URL never taken as a
 //! path. Needs the test server of `.ci/postgres.sh` (password auth for one role, TLS on).
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
-use common::text;
+use crate::common::text;
 
 const PASSWORD: &str = "pw-s3cret";
 
@@ -30,21 +30,12 @@ fn server() -> Option<(String, String)> {
 }
 
 fn tracker(url: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut c = Command::new(common::bin());
+    let mut c = common::tracker();
     c.arg("--db")
         .arg(url)
         .arg("--lock-timeout")
         .arg("3s")
         .args(args);
-    for var in [
-        "PGPASSWORD",
-        "PGPASSFILE",
-        "PGSSLMODE",
-        "PGSSLROOTCERT",
-        "TRACKER_DB",
-    ] {
-        c.env_remove(var);
-    }
     for (k, v) in env {
         c.env(k, v);
     }
@@ -154,7 +145,7 @@ fn tls_works_with_sslmode_require_verify_ca_and_verify_full() {
 #[test]
 fn a_postgres_url_is_never_taken_as_a_path() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(common::bin())
+    let out = common::tracker()
         .args([
             "--db",
             "postgres://nobody@127.0.0.1:1/none",

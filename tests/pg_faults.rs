@@ -2,14 +2,13 @@
 //! connections and never answers, one that is stopped. Each test that disturbs a server runs
 //! one of its own (`common/pg_server.rs`), so the shared test server is left alone.
 
-mod common;
-#[path = "common/pg_server.rs"]
-mod pg_server;
+use crate::common;
+use crate::common::pg_server;
 
 use std::process::Command;
 use std::time::Duration;
 
-use common::{run_bounded, text};
+use crate::common::{run_bounded, text};
 use pg_server::Server;
 use serde_json::Value;
 use tracker::store::pg::PgStore;
@@ -19,13 +18,8 @@ use tracker::{Actor, ClaimOptions, Guard, ItemRef, ListQuery, NewItem, Tracker};
 const HUNG: Duration = Duration::from_secs(40);
 
 fn tracker_cmd(db: &str, args: &[&str]) -> Command {
-    let mut c = Command::new(common::bin());
-    c.arg("--db")
-        .arg(db)
-        .args(args)
-        .env_remove("TRACKER_DB")
-        .env_remove("TRACKER_AS")
-        .env_remove("PGSSLMODE");
+    let mut c = common::tracker();
+    c.arg("--db").arg(db).args(args);
     c
 }
 
@@ -103,7 +97,7 @@ fn an_mcp_server_keeps_working_after_the_database_server_restarts() {
     let url = server.url();
     let init = tracker_cmd(&url, &["init"]).output().unwrap();
     assert_eq!(init.status.code(), Some(0), "{}", all_text(&init));
-    let mut client = Command::new("python3");
+    let mut client = common::command("python3");
     client
         .arg(format!(
             "{}/tests/mcp/client.py",
@@ -113,8 +107,7 @@ fn an_mcp_server_keeps_working_after_the_database_server_restarts() {
         .arg(&url)
         .arg("restart")
         .env("TRACKER_TEST_RESTART", server.restart_command())
-        .env("TRACKER_AS", "agent")
-        .env_remove("TRACKER_DB");
+        .env("TRACKER_AS", "agent");
     let out = run_bounded(client, HUNG);
     assert!(out.status.success(), "client failed: {}", all_text(&out));
     let steps: std::collections::BTreeMap<String, Value> = text(&out.stdout)

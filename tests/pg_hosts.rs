@@ -3,17 +3,17 @@
 //! changes nothing about who holds what, since the database server's clock decides.
 //! Runs when a test server is there (`TRACKER_TEST_PG`; always in CI).
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{text, Env};
+use crate::common::{text, Env};
 use serde_json::Value;
 
 /// `tracker ARGS` run as if on host `host`: a new UTS namespace with that hostname.
 fn on_host(env: &Env, host: &str, args: &[&str]) -> Command {
-    let mut c = Command::new("unshare");
+    let mut c = common::command("unshare");
     c.arg("--uts")
         .arg("sh")
         .arg("-c")
@@ -22,8 +22,6 @@ fn on_host(env: &Env, host: &str, args: &[&str]) -> Command {
         .arg("--db")
         .arg(&env.db)
         .args(args)
-        .env_remove("TRACKER_AS")
-        .env_remove("TRACKER_DB")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -32,14 +30,13 @@ fn on_host(env: &Env, host: &str, args: &[&str]) -> Command {
 
 /// `tracker ARGS` with the wall clock shifted by `offset` (libfaketime, e.g. "+5h").
 fn skewed(env: &Env, offset: &str, args: &[&str]) -> Output {
-    Command::new("faketime")
+    common::command("faketime")
         .arg("-f")
         .arg(offset)
         .arg(common::bin())
         .arg("--db")
         .arg(&env.db)
         .args(args)
-        .env_remove("TRACKER_AS")
         .stdin(Stdio::null())
         .output()
         .unwrap()
@@ -77,7 +74,7 @@ fn clients_on_four_hosts_race_for_the_same_items_and_each_is_claimed_once() {
     let workers: Vec<_> = hosts
         .iter()
         .map(|h| {
-            let mut c = Command::new("unshare");
+            let mut c = common::command("unshare");
             c.arg("--uts")
                 .arg("sh")
                 .arg("-c")

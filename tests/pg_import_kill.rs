@@ -5,7 +5,6 @@
 //! how fast the import is). Each time the tracker must hold no item or all of them and pass
 //! `verify`; then one import runs to completion. Skipped without `TRACKER_TEST_PG` outside CI.
 
-mod common;
 #[path = "../benches/common/mod.rs"]
 mod seed;
 
@@ -14,7 +13,7 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{text, Env};
+use crate::common::{text, Env};
 
 const ITEMS: u64 = 50_000;
 /// Far beyond any import of ITEMS on a working server (3 min 40 s on a loaded machine on the

@@ -5,12 +5,12 @@
 //! the rights it needs is told which one. Runs on the shared test server (`TRACKER_TEST_PG`);
 //! the faults live in each test's own schema (triggers), so no other test sees them.
 
-mod common;
+use crate::common;
 
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{run_bounded, text, Env};
+use crate::common::{run_bounded, text, Env};
 use serde_json::Value;
 
 const HUNG: Duration = Duration::from_secs(40);
@@ -161,7 +161,7 @@ fn every_write_command_is_run_again_after_a_serialization_failure() {
         let before = ops(&mut c);
         arm(&mut c, "fail_once");
         let mut cmd = env.cmd(&refs);
-        cmd.env("EDITOR", &editor).env_remove("VISUAL");
+        cmd.env("EDITOR", &editor);
         if args[0] == "import" && args[1] == "-" {
             cmd.stdin(std::fs::File::open(&stdin_file).unwrap());
         }
@@ -272,11 +272,10 @@ fn a_read_cut_off_by_a_statement_timeout_says_so_not_that_writers_held_the_lock(
         .to_str()
         .unwrap()
         .replace("options=", "options=-cstatement_timeout%3D300%20");
-    let mut list = std::process::Command::new(common::bin());
+    let mut list = common::tracker();
     list.arg("--db")
         .arg(&url)
-        .args(["--lock-timeout", "10s", "list"])
-        .env_remove("TRACKER_DB");
+        .args(["--lock-timeout", "10s", "list"]);
     let out = run_bounded(list, HUNG);
     let said = text(&out.stderr);
     assert_eq!(out.status.code(), Some(5), "{said}");
@@ -307,12 +306,12 @@ fn a_role_without_create_rights_is_told_which_right_it_lacks() {
         return;
     };
     for json in [true, false] {
-        let mut c = std::process::Command::new(common::bin());
+        let mut c = common::tracker();
         c.arg("--db").arg(&url);
         if json {
             c.arg("--json");
         }
-        c.arg("init").env_remove("TRACKER_DB");
+        c.arg("init");
         let out = run_bounded(c, HUNG);
         let said = text(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{said}");

@@ -1,8 +1,6 @@
 //! The README's quick start works as written, from nothing to a claimed and done item.
 
-mod common;
-
-use std::process::Command;
+use crate::common;
 
 #[test]
 fn the_readme_quick_start_runs_from_nothing_to_a_done_item() {
@@ -24,7 +22,7 @@ fn the_readme_quick_start_runs_from_nothing_to_a_done_item() {
     );
     let bin_dir = std::path::Path::new(common::bin()).parent().unwrap();
     let home = tempfile::tempdir().unwrap();
-    let out = Command::new("bash")
+    let out = common::command("bash")
         .arg("-c")
         .arg(&rest)
         .current_dir(home.path())
@@ -32,8 +30,6 @@ fn the_readme_quick_start_runs_from_nothing_to_a_done_item() {
             "PATH",
             format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap()),
         )
-        .env_remove("TRACKER_DB")
-        .env_remove("TRACKER_AS")
         .output()
         .unwrap();
     let stdout = common::text(&out.stdout);

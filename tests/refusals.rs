@@ -1,23 +1,21 @@
 //! What the tracker refuses, it leaves alone: foreign and newer files, special files, its own
 //! file as an export target; and a bug is reported as a bug, not as damage.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{text, Env};
+use crate::common::{text, Env};
 
 fn tracker_on(db: &std::path::Path, args: &[&str]) -> Command {
-    let mut c = Command::new(common::bin());
+    let mut c = common::tracker();
     c.arg("--db")
         .arg(db)
         .arg("--lock-timeout")
         .arg("2s")
-        .args(args)
-        .env("NO_COLOR", "1")
-        .env_remove("TRACKER_DB");
+        .args(args);
     c
 }
 

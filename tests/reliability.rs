@@ -1,13 +1,13 @@
 //! Issue 6: what was acknowledged is kept, and what is refused changes nothing: crashes, a full
 //! disk, permissions, damaged and foreign files, newer formats, hostile input.
 
-mod common;
+use crate::common;
 
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{text, Env};
+use crate::common::{text, Env};
 
 /// A cheap deterministic sequence, so failures reproduce.
 struct Lcg(u64);
@@ -263,8 +263,8 @@ fn damaged_copies_never_panic_or_hang() {
             &["list", "--status", "all"][..],
             &["new", "x"][..],
         ] {
-            let mut c = Command::new(common::bin());
-            c.arg("--db").arg(&copy).args(args).env("NO_COLOR", "1");
+            let mut c = common::tracker();
+            c.arg("--db").arg(&copy).args(args);
             let out = common::run_bounded(c, Duration::from_secs(20));
             let code = out.status.code();
             let err = text(&out.stderr);

@@ -1,12 +1,10 @@
 //! The JSON Schemas in docs/schemas are the ones the types give (regenerate with
-//! `UPDATE_SCHEMAS=1 cargo test --release --test schemas`), and real outputs of every command
-//! that prints JSON validate against them, on every backend.
-
-mod common;
+//! `UPDATE_SCHEMAS=1 cargo test --release --test integration schemas::`), and real outputs of
+//! every command that prints JSON validate against them, on every backend.
 
 use std::collections::BTreeSet;
 
-use common::{json_lines, text, Env};
+use crate::common::{json_lines, text, Env};
 use serde_json::Value;
 
 fn shipped(name: &str) -> Value {
@@ -27,7 +25,7 @@ fn the_shipped_schemas_are_the_ones_the_types_give() {
         assert_eq!(
             shipped(name),
             schema,
-            "docs/schemas/{name}.json is out of date: UPDATE_SCHEMAS=1 cargo test --release --test schemas"
+            "docs/schemas/{name}.json is out of date: UPDATE_SCHEMAS=1 cargo test --release --test integration schemas::"
         );
         names.insert(format!("{name}.json"));
     }

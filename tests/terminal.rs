@@ -1,12 +1,12 @@
 //! Issue 8: human output in a real pseudo-terminal (tmux at 80 columns) fits the width and has
 //! colour; the same commands through a pipe print no escape codes at all.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{text, Env};
+use crate::common::{text, Env};
 
 /// Terminal columns a captured line takes: colour escapes take none, CJK characters two.
 fn visible_width(line: &str) -> usize {
@@ -178,7 +178,7 @@ fn through_a_pipe_there_are_no_escape_codes() {
         &["--json", "list"][..],
     ] {
         // No NO_COLOR here: a pipe alone must be enough.
-        let out = Command::new(common::bin())
+        let out = common::tracker()
             .arg("--db")
             .arg(&env.db)
             .args(args)
@@ -192,10 +192,11 @@ fn through_a_pipe_there_are_no_escape_codes() {
         );
     }
     // --color always forces them, for people who page through `less -R`.
-    let out = Command::new(common::bin())
+    let out = common::tracker()
         .arg("--db")
         .arg(&env.db)
         .args(["--color", "always", "list"])
+        .env_remove("NO_COLOR")
         .output()
         .unwrap();
     assert!(out.stdout.contains(&0x1b));

@@ -3,12 +3,12 @@
 //! everyone else, nor let a process inside take an item someone outside holds, nor have their
 //! live `run` taken for gone because its start time reads differently outside.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{text, Env};
+use crate::common::{text, Env};
 
 /// Two hours, as the example: longer than the one-hour leases these tests take.
 const SHIFT_SECS: &str = "7200";
@@ -30,17 +30,13 @@ fn can_unshare_time(test: &str) -> bool {
 
 /// `tracker ARGS` in a new time namespace whose CLOCK_BOOTTIME runs two hours ahead.
 fn shifted(env: &Env, args: &[&str]) -> Command {
-    let mut c = Command::new("unshare");
+    let mut c = common::command("unshare");
     c.args(["--time", "--boottime", SHIFT_SECS])
         .arg(common::bin())
         .arg("--db")
         .arg(&env.db)
         .args(args)
         .current_dir(env.dir.path())
-        .env_remove("TRACKER_AS")
-        .env_remove("TRACKER_DB")
-        .env_remove("TRACKER_TTL")
-        .env("NO_COLOR", "1")
         .stdin(Stdio::null());
     c
 }
@@ -150,11 +146,9 @@ fn a_live_holder_in_a_shifted_time_namespace_is_not_taken_for_gone() {
             ready = ready.display()
         );
         // The tracker by environment: a PostgreSQL URL has characters a shell would act on.
-        let mut inner = Command::new("unshare")
+        let mut inner = common::command("unshare")
             .args(["--time", "--boottime", SHIFT_SECS, "sh", "-c", &script])
             .env("TRACKER_DB", &env.db)
-            .env_remove("TRACKER_AS")
-            .env_remove("TRACKER_TTL")
             .stdin(Stdio::null())
             .spawn()
             .unwrap();

@@ -2,12 +2,12 @@
 //! in `git worktree add` checkouts; a tracker of their own there would silently end
 //! coordination. Real `git` commands in temp directories.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use common::text;
+use crate::common::text;
 use serde_json::Value;
 
 /// Whether `git` is installed; the tests skip loudly without it.
@@ -47,14 +47,8 @@ fn git(dir: &Path, args: &[&str]) -> String {
 
 /// The command `tracker ARGS` in `dir`, finding the tracker itself (no --db, no TRACKER_DB).
 fn tracker_cmd(dir: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(common::bin());
-    cmd.args(args)
-        .current_dir(dir)
-        .env_remove("TRACKER_DB")
-        .env_remove("TRACKER_AS")
-        .env_remove("TRACKER_TTL")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null());
+    let mut cmd = common::tracker();
+    cmd.args(args).current_dir(dir).stdin(Stdio::null());
     cmd
 }
 

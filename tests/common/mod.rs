@@ -1,6 +1,8 @@
 //! Test harness: runs the built `tracker` binary as separate processes against a temp file.
 #![allow(dead_code)]
 
+pub mod pg_server;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
@@ -14,6 +16,53 @@ pub struct Env {
 
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_tracker")
+}
+
+/// What the tracker reads from its environment that the shell running the tests may have set
+/// (its own variables, libpq's, the editor's, `NO_COLOR`): no test inherits any of them; a test
+/// sets the ones it means. `TRACKER_ALLOW_NETWORK_FS` is inherited, for a temp dir on NFS.
+pub const INHERITED: &[&str] = &[
+    "TRACKER_AS",
+    "TRACKER_DB",
+    "TRACKER_TTL",
+    "TRACKER_TOKEN",
+    "TRACKER_ITEM",
+    "TRACKER_NUM",
+    "PGHOST",
+    "PGPORT",
+    "PGUSER",
+    "PGDATABASE",
+    "PGPASSWORD",
+    "PGPASSFILE",
+    "PGSSLMODE",
+    "PGSSLROOTCERT",
+    "EDITOR",
+    "VISUAL",
+    "NO_COLOR",
+];
+
+/// The one way a test starts the tracker, directly (`program` is [`bin`]) or under a program
+/// that runs it (`unshare`, `faketime`, `sh`, the Python MCP client): none of [`INHERITED`],
+/// `NO_COLOR=1`, stdin from /dev/null. The caller adds what it means on top.
+pub fn command(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut c = Command::new(program);
+    for var in INHERITED {
+        c.env_remove(var);
+    }
+    c.env("NO_COLOR", "1").stdin(Stdio::null());
+    c
+}
+
+/// `tracker` (the binary under test), as [`command`] builds it.
+pub fn tracker() -> Command {
+    command(bin())
+}
+
+/// `tracker --db DB ARGS`, as [`command`] builds it.
+pub fn tracker_on(db: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Command {
+    let mut c = tracker();
+    c.arg("--db").arg(db).args(args);
+    c
 }
 
 impl Env {
@@ -59,16 +108,8 @@ impl Env {
     }
 
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(bin());
-        c.arg("--db")
-            .arg(&self.db)
-            .args(args)
-            .current_dir(self.dir.path())
-            .env_remove("TRACKER_AS")
-            .env_remove("TRACKER_DB")
-            .env_remove("TRACKER_TTL")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null());
+        let mut c = tracker_on(&self.db, args);
+        c.current_dir(self.dir.path());
         c
     }
 
