@@ -522,6 +522,7 @@ impl Server {
                 body: a.body.unwrap_or_default(),
                 priority: priority(a.priority)?,
                 labels: a.labels.unwrap_or_default(),
+                ..NewItem::default()
             };
             item(&t.new_item(new, &blockers, &guard(None, None, a.idempotency_key))?)
         })
@@ -586,6 +587,7 @@ impl Server {
                 status,
                 add_labels: a.add_labels.unwrap_or_default(),
                 remove_labels: a.remove_labels.unwrap_or_default(),
+                ..Patch::default()
             };
             if patch == Patch::default() {
                 return Err(Error::nothing_to_update(&[

@@ -511,11 +511,13 @@ impl<S: Storage> Tracker<S> {
         lease: Option<Lease>,
     ) -> Result<ItemView> {
         let (blocked_by_nums, blocked) = self.blockers_of(t, &item)?;
+        let parent_num = parent_num(t, &item)?;
         Ok(ItemView {
             item,
             claim: lease,
             blocked_by_nums,
             blocked,
+            parent_num,
         })
     }
 
@@ -549,12 +551,37 @@ impl<S: Storage> Tracker<S> {
     ) -> Result<ItemView> {
         let claim = lease.filter(|l| self.lease_state(l, now) == LeaseState::Live);
         let (blocked_by_nums, blocked) = self.blockers_of(t, &item)?;
+        let parent_num = parent_num(t, &item)?;
         Ok(ItemView {
             item,
             claim,
             blocked_by_nums,
             blocked,
+            parent_num,
         })
+    }
+}
+
+/// The comments on item `id`, oldest first, read from its ops (a comment is an op of its own).
+pub(crate) fn comments_of(t: &dyn ReadTxn, id: Ulid) -> Result<Vec<crate::model::Comment>> {
+    let mut out = Vec::new();
+    for seq in t.op_seqs_of(id)? {
+        if let Some(op) = t.op(seq)? {
+            for c in op.changes {
+                if let crate::model::Change::Commented { comment } = c {
+                    out.push(comment);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The number of `item`'s parent, if it has one.
+fn parent_num(t: &dyn ReadTxn, item: &Item) -> Result<Option<u64>> {
+    match item.parent {
+        Some(p) => Ok(t.item(p)?.map(|p| p.num)),
+        None => Ok(None),
     }
 }
 

@@ -239,7 +239,11 @@ fn a_connection_lost_while_committing_is_checked_and_the_write_is_made_exactly_o
     args.extend(key);
     let out = run_bounded(env.cmd(&args), HUNG);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert_eq!(runs(&mut c, "cut_at_commit"), 2, "checked, then run again once");
+    assert_eq!(
+        runs(&mut c, "cut_at_commit"),
+        2,
+        "checked, then run again once"
+    );
     assert_eq!(ops(&mut c), 1);
     // A repeat with the same key is still harmless.
     let again = run_bounded(env.cmd(&args), HUNG);

@@ -109,6 +109,15 @@ the command's own exit code (128+N if a signal N ended it): done on 0, released 
     Verify,
     /// Recompute the tables and indexes from the ops log
     Rebuild,
+    /// Migrate a tracker of an older format to this one, in one transaction, nothing lost
+    #[command(
+        long_about = "Migrate a tracker of an older format (file or PostgreSQL schema) to this \
+tracker's format, in one transaction, nothing lost. Until then this tracker reads it as it is and \
+refuses every change (exit 6). Afterwards older trackers refuse it (exit 6), so everyone sharing \
+it needs this version. On PostgreSQL the role needs the right to create tables in the schema. \
+Upgrading a tracker already of this format changes nothing."
+    )]
+    Upgrade,
     /// A board: counts by state, live claims with heartbeat ages, stale claims, and what
     /// coordination cost (lease events, refusals, time to first claim and to done)
     Status(StatusArgs),

@@ -316,6 +316,7 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
         Command::Import(a) => import(ctx, a),
         Command::Verify => verify(ctx),
         Command::Rebuild => rebuild(ctx),
+        Command::Upgrade => upgrade(ctx),
         Command::Mcp => crate::mcp::serve(ctx),
         Command::Status(a) => {
             let t = ctx.open(Access::ReadOnly)?;
@@ -432,6 +433,7 @@ fn new_item(ctx: &Ctx, a: args::NewArgs) -> Result<i32> {
         body,
         priority: a.priority,
         labels: a.labels,
+        ..NewItem::default()
     };
     let g = Guard {
         idempotency_key: a.idempotency_key,
@@ -497,6 +499,7 @@ fn update(ctx: &Ctx, a: args::UpdateArgs) -> Result<i32> {
         status,
         add_labels: a.add_labels,
         remove_labels: a.remove_labels,
+        ..Patch::default()
     };
     if patch == Patch::default() {
         return Err(Error::nothing_to_update(&[
@@ -616,6 +619,26 @@ fn rebuild(ctx: &Ctx) -> Result<i32> {
         ))
     };
     out::after_change("rebuilt the tables", printed)?;
+    Ok(0)
+}
+
+fn upgrade(ctx: &Ctx) -> Result<i32> {
+    let t = ctx.open(Access::ReadWrite)?;
+    let to = tracker::store::FORMAT_VERSION;
+    let from = t.upgrade()?;
+    let printed = if ctx.json {
+        out::json(&json::UpgradeJson {
+            upgraded: from.is_some(),
+            from: from.unwrap_or(to),
+            to,
+        })
+    } else {
+        match from {
+            Some(v) => say(&format!("upgraded from format {v} to format {to}")),
+            None => say(&format!("already of format {to}; nothing to do")),
+        }
+    };
+    out::after_change("upgraded the tracker", printed)?;
     Ok(0)
 }
 

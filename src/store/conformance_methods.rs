@@ -8,7 +8,13 @@ use crate::error::Error;
 use crate::model::{Change, Item, Lease, Op, OpKind, Status};
 use crate::store::{Counter, IdempotencyRecord, Setting, Storage};
 
-pub(crate) fn item(n: u64, status: Status, priority: u8, labels: &[&str], blocked_by: &[Ulid]) -> Item {
+pub(crate) fn item(
+    n: u64,
+    status: Status,
+    priority: u8,
+    labels: &[&str],
+    blocked_by: &[Ulid],
+) -> Item {
     Item {
         id: Ulid::from_parts(1_700_000_000_000 + n, u128::from(n)),
         num: n,

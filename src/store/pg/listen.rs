@@ -114,18 +114,27 @@ mod tests {
         let (writer, _) = PgStore::init(&url, timeout).unwrap();
         let (watcher, _) = PgStore::init(&url, timeout).unwrap();
         assert!(watcher.listen());
-        assert!(!watcher.wait_for_change(Duration::from_millis(200)), "woken by nothing");
+        assert!(
+            !watcher.wait_for_change(Duration::from_millis(200)),
+            "woken by nothing"
+        );
         writer
             .write(|t| t.set_counter(Counter::WaitRetries, 1))
             .unwrap();
-        assert!(!watcher.wait_for_change(Duration::from_millis(200)), "a write without ops");
+        assert!(
+            !watcher.wait_for_change(Duration::from_millis(200)),
+            "a write without ops"
+        );
         let one = item(1, Status::Open, 2, &[], &[]);
         let refused = writer.write(|t| {
             t.append_op(&op(1, &one))?;
             Err::<(), _>(crate::Error::Invalid("rolled back".into()))
         });
         assert!(refused.is_err());
-        assert!(!watcher.wait_for_change(Duration::from_millis(200)), "a rolled-back op");
+        assert!(
+            !watcher.wait_for_change(Duration::from_millis(200)),
+            "a rolled-back op"
+        );
         writer
             .write(|t| {
                 t.put_item(None, &one, true)?;
@@ -133,7 +142,13 @@ mod tests {
             })
             .unwrap();
         // Generous: only a broken notification waits this long.
-        assert!(watcher.wait_for_change(Duration::from_secs(30)), "a committed op");
-        assert!(!watcher.wait_for_change(Duration::from_millis(200)), "woken once per op");
+        assert!(
+            watcher.wait_for_change(Duration::from_secs(30)),
+            "a committed op"
+        );
+        assert!(
+            !watcher.wait_for_change(Duration::from_millis(200)),
+            "woken once per op"
+        );
     }
 }

@@ -106,7 +106,12 @@ impl Pending {
             .collect();
         delete_in(&mut sql, "tracker_blocks", "(blocker, blocked)", &unblocked);
         insert_new(&mut sql, "tracker_blocks (blocker, blocked)", &blocks);
-        net(&mut sql, "tracker_idempotency", ["key", "value"], &p.idempotency);
+        net(
+            &mut sql,
+            "tracker_idempotency",
+            ["key", "value"],
+            &p.idempotency,
+        );
         if let Some(seq) = p.last_seq {
             let _ = writeln!(sql, "NOTIFY {}, '{seq}';", super::NOTIFY_CHANNEL);
         }
@@ -135,7 +140,10 @@ impl Pending {
         push(
             "INSERT INTO tracker_meta (key, value) SELECT * FROM unnest($1::text[], $2::int8[]) \
              ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-            vec![(Box::new(keys), Type::TEXT_ARRAY), (Box::new(values), Type::INT8_ARRAY)],
+            vec![
+                (Box::new(keys), Type::TEXT_ARRAY),
+                (Box::new(values), Type::INT8_ARRAY),
+            ],
             p.meta.len(),
         );
         let (gone, put) = split(&p.items, |id| id_bytes(*id), Clone::clone);
@@ -148,7 +156,10 @@ impl Pending {
         push(
             "INSERT INTO tracker_items (id, value) SELECT * FROM unnest($1::bytea[], $2::bytea[]) \
              ON CONFLICT (id) DO UPDATE SET value = EXCLUDED.value",
-            vec![(Box::new(put.0), Type::BYTEA_ARRAY), (Box::new(put.1), Type::BYTEA_ARRAY)],
+            vec![
+                (Box::new(put.0), Type::BYTEA_ARRAY),
+                (Box::new(put.1), Type::BYTEA_ARRAY),
+            ],
             n,
         );
         let (gone, put) = split(&p.nums, |n| as_sql(*n), |id| id_bytes(*id));
@@ -161,7 +172,10 @@ impl Pending {
         push(
             "INSERT INTO tracker_nums (num, id) SELECT * FROM unnest($1::int8[], $2::bytea[]) \
              ON CONFLICT (num) DO UPDATE SET id = EXCLUDED.id",
-            vec![(Box::new(put.0), Type::INT8_ARRAY), (Box::new(put.1), Type::BYTEA_ARRAY)],
+            vec![
+                (Box::new(put.0), Type::INT8_ARRAY),
+                (Box::new(put.1), Type::BYTEA_ARRAY),
+            ],
             n,
         );
         let (gone, put) = split(&p.claims, |id| id_bytes(*id), Clone::clone);
@@ -183,16 +197,25 @@ impl Pending {
         push(
             "INSERT INTO tracker_ops (seq, value) SELECT * FROM unnest($1::int8[], $2::bytea[]) \
              ON CONFLICT (seq) DO UPDATE SET value = EXCLUDED.value",
-            vec![(Box::new(seqs), Type::INT8_ARRAY), (Box::new(values), Type::BYTEA_ARRAY)],
+            vec![
+                (Box::new(seqs), Type::INT8_ARRAY),
+                (Box::new(values), Type::BYTEA_ARRAY),
+            ],
             n,
         );
-        let (ids, seqs): (Vec<Vec<u8>>, Vec<i64>) =
-            p.item_ops.iter().map(|(id, s)| (id_bytes(*id), as_sql(*s))).unzip();
+        let (ids, seqs): (Vec<Vec<u8>>, Vec<i64>) = p
+            .item_ops
+            .iter()
+            .map(|(id, s)| (id_bytes(*id), as_sql(*s)))
+            .unzip();
         let n = ids.len();
         push(
             "INSERT INTO tracker_item_ops (id, seq) SELECT * FROM unnest($1::bytea[], $2::int8[]) \
              ON CONFLICT DO NOTHING",
-            vec![(Box::new(ids), Type::BYTEA_ARRAY), (Box::new(seqs), Type::INT8_ARRAY)],
+            vec![
+                (Box::new(ids), Type::BYTEA_ARRAY),
+                (Box::new(seqs), Type::INT8_ARRAY),
+            ],
             n,
         );
         for (rows, gone_sql, put_sql) in [
@@ -216,7 +239,14 @@ impl Pending {
             let (gone, put) = split(rows, |k| *k, |id| id_bytes(*id));
             let (a, b): (Vec<i16>, Vec<i64>) = gone.iter().map(|(a, n)| (*a, as_sql(*n))).unzip();
             let n = a.len();
-            push(gone_sql, vec![(Box::new(a), Type::INT2_ARRAY), (Box::new(b), Type::INT8_ARRAY)], n);
+            push(
+                gone_sql,
+                vec![
+                    (Box::new(a), Type::INT2_ARRAY),
+                    (Box::new(b), Type::INT8_ARRAY),
+                ],
+                n,
+            );
             let (a, b): (Vec<i16>, Vec<i64>) = put.0.iter().map(|(a, n)| (*a, as_sql(*n))).unzip();
             let n = a.len();
             push(
@@ -235,10 +265,14 @@ impl Pending {
         push(
             "DELETE FROM tracker_by_label WHERE (label, num) IN \
              (SELECT * FROM unnest($1::text[], $2::int8[]))",
-            vec![(Box::new(l), Type::TEXT_ARRAY), (Box::new(b), Type::INT8_ARRAY)],
+            vec![
+                (Box::new(l), Type::TEXT_ARRAY),
+                (Box::new(b), Type::INT8_ARRAY),
+            ],
             n,
         );
-        let (l, b): (Vec<String>, Vec<i64>) = put.0.into_iter().map(|(l, n)| (l, as_sql(n))).unzip();
+        let (l, b): (Vec<String>, Vec<i64>) =
+            put.0.into_iter().map(|(l, n)| (l, as_sql(n))).unzip();
         let n = l.len();
         push(
             "INSERT INTO tracker_by_label (label, num, id) \
@@ -252,22 +286,33 @@ impl Pending {
             n,
         );
         let (gone, put) = split(&p.blocks, |k| *k, |_| ());
-        let (a, b): (Vec<Vec<u8>>, Vec<Vec<u8>>) =
-            gone.iter().map(|(a, b)| (id_bytes(*a), id_bytes(*b))).unzip();
+        let (a, b): (Vec<Vec<u8>>, Vec<Vec<u8>>) = gone
+            .iter()
+            .map(|(a, b)| (id_bytes(*a), id_bytes(*b)))
+            .unzip();
         let n = a.len();
         push(
             "DELETE FROM tracker_blocks WHERE (blocker, blocked) IN \
              (SELECT * FROM unnest($1::bytea[], $2::bytea[]))",
-            vec![(Box::new(a), Type::BYTEA_ARRAY), (Box::new(b), Type::BYTEA_ARRAY)],
+            vec![
+                (Box::new(a), Type::BYTEA_ARRAY),
+                (Box::new(b), Type::BYTEA_ARRAY),
+            ],
             n,
         );
-        let (a, b): (Vec<Vec<u8>>, Vec<Vec<u8>>) =
-            put.0.iter().map(|(a, b)| (id_bytes(*a), id_bytes(*b))).unzip();
+        let (a, b): (Vec<Vec<u8>>, Vec<Vec<u8>>) = put
+            .0
+            .iter()
+            .map(|(a, b)| (id_bytes(*a), id_bytes(*b)))
+            .unzip();
         let n = a.len();
         push(
             "INSERT INTO tracker_blocks (blocker, blocked) \
              SELECT * FROM unnest($1::bytea[], $2::bytea[]) ON CONFLICT DO NOTHING",
-            vec![(Box::new(a), Type::BYTEA_ARRAY), (Box::new(b), Type::BYTEA_ARRAY)],
+            vec![
+                (Box::new(a), Type::BYTEA_ARRAY),
+                (Box::new(b), Type::BYTEA_ARRAY),
+            ],
             n,
         );
         let (gone, put) = split(&p.idempotency, Clone::clone, Clone::clone);
@@ -282,7 +327,10 @@ impl Pending {
             "INSERT INTO tracker_idempotency (key, value) \
              SELECT * FROM unnest($1::text[], $2::bytea[]) \
              ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-            vec![(Box::new(put.0), Type::TEXT_ARRAY), (Box::new(put.1), Type::BYTEA_ARRAY)],
+            vec![
+                (Box::new(put.0), Type::TEXT_ARRAY),
+                (Box::new(put.1), Type::BYTEA_ARRAY),
+            ],
             n,
         );
         if let Some(seq) = p.last_seq {
@@ -381,7 +429,12 @@ fn net<K: Sql, V: Sql>(sql: &mut String, table: &str, [key, value]: [&str; 2], r
 }
 
 /// The deletes and upserts of an index keyed by two columns that holds an item's identity.
-fn pairs<A: Sql, B: Sql>(sql: &mut String, table: &str, [a, b]: [&str; 2], rows: &Net<(A, B), Ulid>) {
+fn pairs<A: Sql, B: Sql>(
+    sql: &mut String,
+    table: &str,
+    [a, b]: [&str; 2],
+    rows: &Net<(A, B), Ulid>,
+) {
     let gone: Vec<String> = rows
         .iter()
         .filter(|(_, v)| v.is_none())
@@ -403,7 +456,11 @@ fn pairs<A: Sql, B: Sql>(sql: &mut String, table: &str, [a, b]: [&str; 2], rows:
 
 fn delete_in(sql: &mut String, table: &str, key: &str, keys: &[String]) {
     for chunk in keys.chunks(ROWS_PER_STATEMENT) {
-        let _ = writeln!(sql, "DELETE FROM {table} WHERE {key} IN ({});", chunk.join(", "));
+        let _ = writeln!(
+            sql,
+            "DELETE FROM {table} WHERE {key} IN ({});",
+            chunk.join(", ")
+        );
     }
 }
 
@@ -443,13 +500,19 @@ mod tests {
         let mut p = Pending::default();
         let evil = "x'); DROP TABLE tracker_items; --\\'\u{0}";
         p.by_label.insert((evil.to_string(), 1), Some(Ulid(7)));
-        p.idempotency.insert(evil.to_string(), Some(evil.as_bytes().to_vec()));
+        p.idempotency
+            .insert(evil.to_string(), Some(evil.as_bytes().to_vec()));
         p.meta.insert("last_num".into(), 3);
         p.row(1);
         let sql = p.take_sql();
         assert!(!sql.contains("DROP"), "{sql}");
         assert!(!sql.contains('\\'), "{sql}");
-        assert!(sql.contains(&"DROP".bytes().map(|b| format!("{b:02x}")).collect::<String>()));
+        assert!(sql.contains(
+            &"DROP"
+                .bytes()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        ));
         assert!(p.is_empty());
     }
 
@@ -461,7 +524,10 @@ mod tests {
         p.row(1);
         p.row(0);
         let sql = p.take_sql();
-        assert!(sql.starts_with("DELETE FROM tracker_items WHERE id IN ("), "{sql}");
+        assert!(
+            sql.starts_with("DELETE FROM tracker_items WHERE id IN ("),
+            "{sql}"
+        );
         assert!(!sql.contains("INSERT"), "{sql}");
     }
 }

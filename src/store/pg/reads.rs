@@ -9,9 +9,9 @@ use postgres::types::Type;
 use postgres::Row;
 use ulid::Ulid;
 
+use super::id_bytes;
 use super::schema::{as_sql, from_sql};
 use super::txn::PgTxn;
-use super::id_bytes;
 use crate::error::{Error, Result};
 use crate::model::{Item, Lease, Op, Status, WallMs};
 use crate::store::{Counter, IdempotencyRecord, ReadTxn, Setting, Visit};
@@ -140,9 +140,7 @@ impl ReadTxn for PgTxn<'_> {
         let keys: Vec<Vec<u8>> = {
             let known = self.known.borrow();
             ids.iter()
-                .filter(|id| {
-                    !known.items.contains_key(id) || !known.dependents.contains_key(id)
-                })
+                .filter(|id| !known.items.contains_key(id) || !known.dependents.contains_key(id))
                 .map(|id| id_bytes(*id))
                 .collect()
         };
@@ -218,7 +216,11 @@ impl ReadTxn for PgTxn<'_> {
         loop {
             let rows = self.query(
                 READY_PAGE,
-                &[(&priority, Type::INT2), (&num, Type::INT8), (&page, Type::INT8)],
+                &[
+                    (&priority, Type::INT2),
+                    (&num, Type::INT8),
+                    (&page, Type::INT8),
+                ],
             )?;
             let full = i64::try_from(rows.len()).unwrap_or(i64::MAX) == page;
             for r in &rows {

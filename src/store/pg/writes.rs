@@ -36,7 +36,8 @@ impl WriteTxn for PgTxn<'_> {
             let unchanged = old == Some(new);
             if let Some(o) = old.filter(|_| !unchanged) {
                 p.nums.insert(o.num, None);
-                p.by_status.insert((i16::from(o.status.code()), o.num), None);
+                p.by_status
+                    .insert((i16::from(o.status.code()), o.num), None);
                 p.ready.insert((i16::from(o.priority), o.num), None);
                 for l in &o.labels {
                     p.by_label.insert((l.clone(), o.num), None);
@@ -51,7 +52,8 @@ impl WriteTxn for PgTxn<'_> {
                 p.row(0);
             } else {
                 p.nums.insert(num, Some(id));
-                p.by_status.insert((i16::from(new.status.code()), num), Some(id));
+                p.by_status
+                    .insert((i16::from(new.status.code()), num), Some(id));
                 if ready {
                     p.ready.insert((i16::from(new.priority), num), Some(id));
                 }
@@ -136,7 +138,10 @@ impl WriteTxn for PgTxn<'_> {
         let p = self.pending.get_mut();
         p.row(0);
         p.idempotency.insert(key.to_string(), None);
-        self.known.get_mut().idempotency.insert(key.to_string(), None);
+        self.known
+            .get_mut()
+            .idempotency
+            .insert(key.to_string(), None);
         self.send_if_large()
     }
 
