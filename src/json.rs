@@ -173,6 +173,8 @@ pub struct ShowJson {
     pub item: ItemJson,
     /// Numbers of the items waiting for this one.
     pub blocks: Vec<u64>,
+    /// Its comments, oldest first.
+    pub comments: Vec<CommentJson>,
 }
 
 impl From<&crate::ItemDetail> for ShowJson {
@@ -180,6 +182,7 @@ impl From<&crate::ItemDetail> for ShowJson {
         ShowJson {
             item: ItemJson::from(&d.view),
             blocks: d.blocks.iter().map(|(n, _)| *n).collect(),
+            comments: d.comments.iter().map(CommentJson::from).collect(),
         }
     }
 }

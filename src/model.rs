@@ -476,6 +476,8 @@ pub struct NewItem {
     pub labels: Vec<String>,
     /// Its type; `task` unless given.
     pub item_type: ItemType,
+    /// The item it is part of, if any.
+    pub parent: Option<crate::tracker::ItemRef>,
 }
 
 /// An item together with its live lease, as commands return it.

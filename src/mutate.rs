@@ -46,12 +46,16 @@ impl<S: Storage> Tracker<S> {
                     blockers.push(b);
                 }
             }
+            let parent = new.parent.as_ref().map(|r| resolve(t, r)).transpose()?;
             let mut args = json!({"title": title, "body": new.body, "priority": priority,
                 "labels": labels,
                 "blocked_by": blockers.iter().map(Ulid::to_string).collect::<Vec<_>>()});
             // Only when not the default, so a key used before format 2 repeats as it was.
             if item_type != ItemType::Task {
                 args["type"] = item_type.as_str().into();
+            }
+            if let Some(p) = parent {
+                args["parent"] = p.to_string().into();
             }
             let fp = fingerprint("new", args);
             self.idempotent(t, guard, &fp, &now, false, |t| {
@@ -69,7 +73,7 @@ impl<S: Storage> Tracker<S> {
                     created_at: now.wall_ms,
                     updated_at: now.wall_ms,
                     item_type,
-                    parent: None,
+                    parent,
                     close_reason: None,
                 };
                 let id = item.id;

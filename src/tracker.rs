@@ -152,6 +152,8 @@ pub struct ItemDetail {
     pub lease: Option<(Lease, LeaseState)>,
     /// The item's last five ops, oldest first.
     pub recent_ops: Vec<Op>,
+    /// Its comments, oldest first (format 2).
+    pub comments: Vec<crate::model::Comment>,
 }
 
 type AliveProbe = Arc<dyn Fn(u32, Option<u64>) -> bool + Send + Sync>;
@@ -408,11 +410,13 @@ impl<S: Storage> Tracker<S> {
                     recent_ops.push(op);
                 }
             }
+            let comments = comments_of(t, id)?;
             Ok(ItemDetail {
                 view,
                 blocks,
                 lease,
                 recent_ops,
+                comments,
             })
         })
     }

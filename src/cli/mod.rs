@@ -293,7 +293,7 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
         Command::Done(a) => {
             let r = item_ref(&a.item)?;
             let t = ctx.open(Access::ReadWrite)?;
-            let v = t.done(&r, &flags_guard(a.guard), a.force)?;
+            let v = t.done_with_reason(&r, &flags_guard(a.guard), a.force, a.reason.as_deref())?;
             emit(ctx, &t, &v, "done")
         }
         Command::Dep(d) => dep(ctx, d),
@@ -317,6 +317,20 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
         Command::Verify => verify(ctx),
         Command::Rebuild => rebuild(ctx),
         Command::Upgrade => upgrade(ctx),
+        Command::Comment(a) => {
+            let r = item_ref(&a.item)?;
+            let text = match &a.body_file {
+                Some(path) => read_body(path)?,
+                None => a.text.unwrap_or_default(),
+            };
+            let t = ctx.open(Access::ReadWrite)?;
+            let g = Guard {
+                idempotency_key: a.idempotency_key,
+                ..Guard::default()
+            };
+            let v = t.comment(&r, &text, &g)?;
+            emit(ctx, &t, &v, "commented on")
+        }
         Command::Mcp => crate::mcp::serve(ctx),
         Command::Status(a) => {
             let t = ctx.open(Access::ReadOnly)?;
@@ -433,7 +447,11 @@ fn new_item(ctx: &Ctx, a: args::NewArgs) -> Result<i32> {
         body,
         priority: a.priority,
         labels: a.labels,
-        ..NewItem::default()
+        item_type: match &a.item_type {
+            Some(ty) => tracker::ItemType::named(ty, "--type")?,
+            None => tracker::ItemType::Task,
+        },
+        parent: a.parent.as_deref().map(item_ref).transpose()?,
     };
     let g = Guard {
         idempotency_key: a.idempotency_key,
@@ -499,7 +517,17 @@ fn update(ctx: &Ctx, a: args::UpdateArgs) -> Result<i32> {
         status,
         add_labels: a.add_labels,
         remove_labels: a.remove_labels,
-        ..Patch::default()
+        item_type: a
+            .item_type
+            .as_deref()
+            .map(|ty| tracker::ItemType::named(ty, "--type"))
+            .transpose()?,
+        parent: match (&a.parent, a.no_parent) {
+            (Some(p), _) => Some(Some(item_ref(p)?)),
+            (None, true) => Some(None),
+            (None, false) => None,
+        },
+        close_reason: a.reason,
     };
     if patch == Patch::default() {
         return Err(Error::nothing_to_update(&[
