@@ -31,12 +31,15 @@ use ulid::Ulid;
 use crate::clock::{parse_rfc3339, Now};
 use crate::error::{Error, Result};
 use crate::json::{ItemJson, EXPORT_FORMAT};
-use crate::model::{Change, Comment, Item, ItemType, OpKind, Status};
+use crate::model::{Change, Comment, Item, OpKind, Status};
 use crate::mutate::depends_on;
 use crate::rules;
 use crate::store::{Counter, Storage, WriteTxn, FORMAT_VERSION};
 use crate::tracker::Tracker;
 use crate::txn::{is_ready, next};
+
+mod structure;
+use structure::parse_structure;
 
 /// The largest version an imported item may carry: room for it to keep growing, and exact in
 /// every JSON reader (2^53).
@@ -303,54 +306,6 @@ fn parse_item(j: ItemJson, index: u64) -> Result<Incoming> {
         claim_token,
         comments,
     })
-}
-
-type Structure = (ItemType, Option<Ulid>, Option<String>, Vec<Comment>);
-
-/// The format-2 fields of an exported item (absent in format 1: a task, no parent, no reason,
-/// no comments).
-fn parse_structure(j: &ItemJson, id: Ulid) -> std::result::Result<Structure, String> {
-    let item_type = ItemType::named(&j.item_type, "type").map_err(|e| e.to_string())?;
-    let parent = match &j.parent_id {
-        Some(p) => {
-            let p =
-                Ulid::from_string(p).map_err(|e| format!("parent {p:?} is not a ULID ({e})"))?;
-            if p == id {
-                return Err("it is its own parent".into());
-            }
-            Some(p)
-        }
-        None => None,
-    };
-    let close_reason = match &j.close_reason {
-        Some(r) => Some(rules::validate_reason(r)?),
-        None => None,
-    };
-    let mut comments: Vec<Comment> = Vec::new();
-    for c in j.comments.iter().flatten() {
-        let cid = Ulid::from_string(&c.id)
-            .map_err(|e| format!("comment {:?} is not a ULID ({e})", c.id))?;
-        let at = parse_rfc3339(&c.at)
-            .ok_or_else(|| format!("comment {cid}: time {:?} is not RFC 3339", c.at))?;
-        let text = rules::validate_comment(&c.text).map_err(|e| format!("comment {cid}: {e}"))?;
-        if comments.iter().any(|x| x.id == cid) {
-            return Err(format!("comment {cid} appears twice"));
-        }
-        comments.push(Comment {
-            id: cid,
-            author: c.author.clone(),
-            at,
-            text,
-        });
-    }
-    if comments.len() > crate::model::MAX_COMMENTS_PER_ITEM {
-        return Err(format!(
-            "{} comments, more than the {} an item may carry",
-            comments.len(),
-            crate::model::MAX_COMMENTS_PER_ITEM
-        ));
-    }
-    Ok((item_type, parent, close_reason, comments))
 }
 
 /// The fields in which two copies of an item differ.
@@ -822,51 +777,6 @@ impl<'de> Visitor<'de> for ItemsSeed<'_, '_> {
             if let Err(e) = (self.on_item)(self.header.items, item) {
                 *self.failure = Some(e);
                 return Err(A::Error::custom("refused"));
-            }
-        }
-        Ok(())
-    }
-}
-
-impl<S: Storage> Merge<'_, S> {
-    /// Parents must exist (in the file or here) and never loop; comments not here yet are
-    /// appended, each by one op, keeping their identity, author and time.
-    fn settle_structure(&mut self) -> Result<()> {
-        for (id, comments) in std::mem::take(&mut self.structured) {
-            let Some(item) = self.t.item(id)? else {
-                continue;
-            };
-            if let Some(p) = item.parent {
-                if self.t.item(p)?.is_none() {
-                    return Err(invalid(format!(
-                        "item {id} is part of {p}, which is neither in the file nor here"
-                    )));
-                }
-                if crate::mutate::parent_loops(&*self.t, id, p)? {
-                    return Err(invalid(format!(
-                        "item {id}'s parent {p} is part of it (a cycle)"
-                    )));
-                }
-            }
-            let have: HashSet<Ulid> = crate::tracker::comments_of(&*self.t, id)?
-                .into_iter()
-                .map(|c| c.id)
-                .collect();
-            let new: Vec<Change> = comments
-                .into_iter()
-                .filter(|c| !have.contains(&c.id))
-                .map(|comment| Change::Commented { comment })
-                .collect();
-            if have.len() + new.len() > crate::model::MAX_COMMENTS_PER_ITEM {
-                return Err(invalid(format!(
-                    "item {id} would carry more than {} comments",
-                    crate::model::MAX_COMMENTS_PER_ITEM
-                )));
-            }
-            if !new.is_empty() {
-                let lease = self.t.lease(id)?;
-                self.tracker
-                    .commit(self.t, self.now, OpKind::Comment, Some(&item), lease, new)?;
             }
         }
         Ok(())

@@ -339,6 +339,10 @@ struct OpsJson<'a> {
     ops: Vec<OpJson<'a>>,
 }
 
+fn tracker_type(s: &str) -> Result<tracker::ItemType> {
+    tracker::ItemType::named(s, "type")
+}
+
 fn to_json(v: &impl serde::Serialize) -> Result<Value> {
     serde_json::to_value(v).map_err(|e| Error::Internal(e.to_string()))
 }
@@ -357,6 +361,22 @@ struct NewArgs {
     /// Items this one waits for ("42", "#42" or a ULID prefix).
     blocked_by: Option<Vec<String>>,
     /// A repeat with the same key returns the first item and creates nothing.
+    idempotency_key: Option<String>,
+    /// task (the default), bug, feature, chore or epic.
+    #[serde(rename = "type")]
+    item_type: Option<String>,
+    /// The item this one is part of ("42", "#42" or a ULID prefix).
+    parent: Option<String>,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct CommentArgs {
+    /// The item: its number ("42" or "#42") or a unique ULID prefix.
+    item: String,
+    /// The comment (at most 64 KiB).
+    text: String,
+    /// A repeat with the same key returns the first result and adds nothing.
     idempotency_key: Option<String>,
 }
 
@@ -402,6 +422,15 @@ struct UpdateArgs {
     /// The fencing token of your lease, if you hold one.
     token: Option<u64>,
     idempotency_key: Option<String>,
+    /// task, bug, feature, chore or epic.
+    #[serde(rename = "type")]
+    item_type: Option<String>,
+    /// Make it part of this item (a parent chain never loops: code 3).
+    parent: Option<String>,
+    /// Make it part of no item.
+    no_parent: Option<bool>,
+    /// With a closing status: why it closed.
+    reason: Option<String>,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -469,6 +498,8 @@ struct DoneArgs {
     /// Finish it even though another holder has a live lease.
     force: Option<bool>,
     idempotency_key: Option<String>,
+    /// Why it is done (its close_reason).
+    reason: Option<String>,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -522,7 +553,11 @@ impl Server {
                 body: a.body.unwrap_or_default(),
                 priority: priority(a.priority)?,
                 labels: a.labels.unwrap_or_default(),
-                ..NewItem::default()
+                item_type: match &a.item_type {
+                    Some(ty) => tracker_type(ty)?,
+                    None => tracker::ItemType::Task,
+                },
+                parent: a.parent.as_deref().map(item_ref).transpose()?,
             };
             item(&t.new_item(new, &blockers, &guard(None, None, a.idempotency_key))?)
         })
@@ -587,7 +622,16 @@ impl Server {
                 status,
                 add_labels: a.add_labels.unwrap_or_default(),
                 remove_labels: a.remove_labels.unwrap_or_default(),
-                ..Patch::default()
+                item_type: a.item_type.as_deref().map(tracker_type).transpose()?,
+                parent: match (&a.parent, a.no_parent.unwrap_or(false)) {
+                    (Some(_), true) => {
+                        return Err(Error::Invalid("give parent or no_parent, not both".into()))
+                    }
+                    (Some(p), false) => Some(Some(item_ref(p)?)),
+                    (None, true) => Some(None),
+                    (None, false) => None,
+                },
+                close_reason: a.reason,
             };
             if patch == Patch::default() {
                 return Err(Error::nothing_to_update(&[
@@ -597,6 +641,9 @@ impl Server {
                     "status",
                     "add_labels",
                     "remove_labels",
+                    "type",
+                    "parent",
+                    "no_parent",
                 ]));
             }
             let g = guard(a.if_version, a.token, a.idempotency_key);
@@ -689,7 +736,22 @@ impl Server {
     ) -> CallToolResult {
         self.call(ctx, Work::Writes, raw, |t, a: DoneArgs, _| {
             let g = guard(a.if_version, a.token, a.idempotency_key);
-            item(&t.done(&item_ref(&a.item)?, &g, a.force.unwrap_or(false))?)
+            let force = a.force.unwrap_or(false);
+            item(&t.done_with_reason(&item_ref(&a.item)?, &g, force, a.reason.as_deref())?)
+        })
+        .await
+    }
+
+    #[tool(input_schema = input::<CommentArgs>(), description = "Append a comment to an item: a note for the next agent or a person \
+        (author = you). It changes no field, so the item's version stays and nobody's if_version breaks.", output_schema = schema::<ItemJson>())]
+    async fn comment(
+        &self,
+        ctx: RequestContext<RoleServer>,
+        Parameters(raw): Parameters<JsonObject>,
+    ) -> CallToolResult {
+        self.call(ctx, Work::Writes, raw, |t, a: CommentArgs, _| {
+            let g = guard(None, None, a.idempotency_key);
+            item(&t.comment(&item_ref(&a.item)?, &a.text, &g)?)
         })
         .await
     }

@@ -328,7 +328,7 @@ fn parent_change(t: &dyn ReadTxn, item: &Item, to: Option<&ItemRef>) -> Result<O
         }
         None => None,
     };
-    Ok((new != item.parent).then(|| Change::Parent {
+    Ok((new != item.parent).then_some(Change::Parent {
         old: item.parent,
         new,
     }))

@@ -317,20 +317,7 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
         Command::Verify => verify(ctx),
         Command::Rebuild => rebuild(ctx),
         Command::Upgrade => upgrade(ctx),
-        Command::Comment(a) => {
-            let r = item_ref(&a.item)?;
-            let text = match &a.body_file {
-                Some(path) => read_body(path)?,
-                None => a.text.unwrap_or_default(),
-            };
-            let t = ctx.open(Access::ReadWrite)?;
-            let g = Guard {
-                idempotency_key: a.idempotency_key,
-                ..Guard::default()
-            };
-            let v = t.comment(&r, &text, &g)?;
-            emit(ctx, &t, &v, "commented on")
-        }
+        Command::Comment(a) => comment(ctx, a),
         Command::Mcp => crate::mcp::serve(ctx),
         Command::Status(a) => {
             let t = ctx.open(Access::ReadOnly)?;
@@ -648,6 +635,21 @@ fn rebuild(ctx: &Ctx) -> Result<i32> {
     };
     out::after_change("rebuilt the tables", printed)?;
     Ok(0)
+}
+
+fn comment(ctx: &Ctx, a: args::CommentArgs) -> Result<i32> {
+    let r = item_ref(&a.item)?;
+    let text = match &a.body_file {
+        Some(path) => read_body(path)?,
+        None => a.text.unwrap_or_default(),
+    };
+    let t = ctx.open(Access::ReadWrite)?;
+    let g = Guard {
+        idempotency_key: a.idempotency_key,
+        ..Guard::default()
+    };
+    let v = t.comment(&r, &text, &g)?;
+    emit(ctx, &t, &v, "commented on")
 }
 
 fn upgrade(ctx: &Ctx) -> Result<i32> {

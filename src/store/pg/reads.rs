@@ -89,7 +89,7 @@ impl PgTxn<'_> {
             known.leases.entry(id).or_insert(lease);
         }
         // Known even for an item not yet made: an import may list it as a blocker first.
-        if !known.dependents.contains_key(&id) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = known.dependents.entry(id) {
             let mut set = BTreeSet::new();
             for b in r.get::<_, Vec<&[u8]>>(at + 2) {
                 set.insert(self.ulid_of(b)?);
@@ -103,7 +103,7 @@ impl PgTxn<'_> {
                     set.remove(blocked);
                 }
             }
-            known.dependents.insert(id, set);
+            slot.insert(set);
         }
         Ok(item)
     }

@@ -282,7 +282,7 @@ fn known_from(messages: &[SimpleQueryMessage], shown: &str) -> std::result::Resu
 }
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())
