@@ -402,6 +402,11 @@ struct ListArgs {
     holder: Option<String>,
     /// At most this many items.
     limit: Option<usize>,
+    /// Only items of this type: task, bug, feature, chore or epic.
+    #[serde(rename = "type")]
+    item_type: Option<String>,
+    /// Only items whose title or body contains this text (ignoring case).
+    search: Option<String>,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -594,6 +599,8 @@ impl Server {
                 label: a.label,
                 holder: a.holder,
                 limit: a.limit,
+                item_type: a.item_type.as_deref().map(tracker_type).transpose()?,
+                search: a.search,
             };
             let items = t.list(&q)?.iter().map(ItemJson::from).collect();
             to_json(&ItemsJson { items })

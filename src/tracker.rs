@@ -139,6 +139,11 @@ pub struct ListQuery {
     pub holder: Option<String>,
     /// At most this many items (all of them for `None`).
     pub limit: Option<usize>,
+    /// Only items of this type (format 2).
+    pub item_type: Option<crate::model::ItemType>,
+    /// Only items whose title or body contains this text, ignoring case (format 2; comments
+    /// are not searched yet).
+    pub search: Option<String>,
 }
 
 /// `show`: the item, what it blocks, and its latest ops.
@@ -455,6 +460,7 @@ impl<S: Storage> Tracker<S> {
         self.store.read(|t| {
             let now = self.now_in(t)?;
             let mut kept = 0usize;
+            let search = q.search.as_ref().map(|s| s.to_lowercase());
             if limit == 0 {
                 return Ok(());
             }
@@ -467,7 +473,12 @@ impl<S: Storage> Tracker<S> {
                     && q.label.as_ref().is_none_or(|l| v.item.labels.contains(l))
                     && q.holder
                         .as_ref()
-                        .is_none_or(|h| v.claim.as_ref().is_some_and(|c| &c.holder == h));
+                        .is_none_or(|h| v.claim.as_ref().is_some_and(|c| &c.holder == h))
+                    && q.item_type.is_none_or(|ty| v.item.item_type == ty)
+                    && search.as_ref().is_none_or(|s| {
+                        v.item.title.to_lowercase().contains(s)
+                            || v.item.body.to_lowercase().contains(s)
+                    });
                 if keep {
                     kept += 1;
                     f(v)?;

@@ -645,11 +645,13 @@ fn the_same_bad_input_gets_the_same_refusal_from_the_cli_and_mcp() {
     let cli: Value = serde_json::from_str(err.trim()).unwrap();
     assert_eq!(
         cli["error"]["message"],
-        "nothing to update: give --title, --body, --priority, --status, --add-label or --remove-label"
+        "nothing to update: give --title, --body, --priority, --status, --add-label, --remove-label, \
+         --type, --parent or --no-parent"
     );
     assert_eq!(
         mcp["message"],
-        "nothing to update: give title, body, priority, status, add_labels or remove_labels"
+        "nothing to update: give title, body, priority, status, add_labels, remove_labels, type, \
+         parent or no_parent"
     );
     assert_eq!(env.json(&["show", "1"])["version"], 1, "nothing changed");
     s.close_and_wait();

@@ -125,3 +125,36 @@ fn export_and_import_carry_structure_and_merge_comments_once() {
         assert_eq!(code, 0, "{b}: {err}");
     }
 }
+
+#[test]
+fn list_by_type_and_by_text() {
+    for env in Env::each() {
+        let b = env.backend;
+        env.json(&["new", "Crash on START", "--type", "bug"]);
+        env.json(&[
+            "new",
+            "Docs",
+            "--body",
+            "explain the start-up",
+            "--type",
+            "chore",
+        ]);
+        env.json(&["new", "Unrelated", "--type", "bug"]);
+        let nums = |args: &[&str]| -> Vec<u64> {
+            env.json(args)
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["num"].as_u64().unwrap())
+                .collect()
+        };
+        assert_eq!(nums(&["list", "--type", "bug"]), [1, 3], "{b}");
+        assert_eq!(nums(&["list", "--search", "start"]), [1, 2], "{b}");
+        assert_eq!(
+            nums(&["list", "--search", "START", "--type", "chore"]),
+            [2],
+            "{b}"
+        );
+        assert_eq!(env.code(&["list", "--type", "story"]).0, 2, "{b}");
+    }
+}

@@ -217,6 +217,12 @@ pub struct ListArgs {
     /// Do not cut titles to the terminal width
     #[arg(long)]
     pub wide: bool,
+    /// Only items of this type: task, bug, feature, chore or epic
+    #[arg(long = "type", value_name = "TYPE")]
+    pub item_type: Option<String>,
+    /// Only items whose title or body contains TEXT (ignoring case)
+    #[arg(long, value_name = "TEXT")]
+    pub search: Option<String>,
 }
 
 #[derive(Args, Debug, Default)]

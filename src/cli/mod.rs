@@ -459,6 +459,12 @@ fn list(ctx: &Ctx, a: args::ListArgs) -> Result<i32> {
         label: a.label,
         holder: a.holder,
         limit: a.limit,
+        item_type: a
+            .item_type
+            .as_deref()
+            .map(|ty| tracker::ItemType::named(ty, "--type"))
+            .transpose()?,
+        search: a.search,
     };
     if ctx.json {
         // Streamed: a JSON array of any length in flat memory.
@@ -524,6 +530,9 @@ fn update(ctx: &Ctx, a: args::UpdateArgs) -> Result<i32> {
             "--status",
             "--add-label",
             "--remove-label",
+            "--type",
+            "--parent",
+            "--no-parent",
         ]));
     }
     let t = ctx.open(Access::ReadWrite)?;
