@@ -133,6 +133,21 @@ impl<S: Storage> Tracker<S> {
     ///
     /// [`Error::Data`] when the log itself does not replay (nothing is changed).
     pub fn rebuild(&self) -> Result<VerifyReport> {
+        self.rebuild_tables()
+    }
+
+    /// Migrates a tracker of an older format (file or database) to this one, in one write
+    /// transaction, nothing lost (`tracker upgrade`): the version it had, or `None` when it was
+    /// already of this format. Older binaries refuse it afterwards.
+    ///
+    /// # Errors
+    ///
+    /// As any write; on PostgreSQL, a role without the right to create tables in the schema.
+    pub fn upgrade(&self) -> Result<Option<u64>> {
+        self.store.upgrade()
+    }
+
+    fn rebuild_tables(&self) -> Result<VerifyReport> {
         self.store.write(|t| {
             let Replay { state, op_index } = replay(t).map_err(|p| {
                 Error::Data(format!(

@@ -10,59 +10,13 @@ use ulid::Ulid;
 use crate::clock::{Clock, Now, SystemClock};
 use crate::error::{Error, Result};
 use crate::host::Actor;
+use crate::model::ulid_prefix_range;
 use crate::model::{Item, ItemView, Lease, Op, Status};
 use crate::rules::{self, LeaseState, Standing, Tie};
 use crate::store::redb::{Access, RedbStore};
-use crate::store::{ulid_prefix_range, ReadTxn, Setting, Storage};
+use crate::store::{ReadTxn, Setting, Storage};
 
-/// How an item is named on the command line: `42`, `#42`, a ULID, or a unique ULID prefix.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ItemRef {
-    /// The item's number in this tracker (`42` or `#42`).
-    Num(u64),
-    /// The start of its ULID, uppercase: the whole 26 characters, or any prefix that only one
-    /// item's ULID starts with.
-    Prefix(String),
-}
-
-impl ItemRef {
-    /// Reads `42`, `#42`, a ULID or a ULID prefix (any case; surrounding blanks ignored). Only
-    /// the form is checked here: whether such an item exists, and whether a prefix is unique, is
-    /// decided when the reference is used.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Invalid`] for anything else, or a number too large for a `u64`.
-    pub fn parse(s: &str) -> Result<ItemRef> {
-        let t = s.trim();
-        let digits = t.strip_prefix('#').unwrap_or(t);
-        if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
-            return digits
-                .parse()
-                .map(ItemRef::Num)
-                .map_err(|_| Error::Invalid(format!("item number {t:?} is too large")));
-        }
-        if t.is_empty()
-            || t.len() > 26
-            || !t.bytes().all(|b| b.is_ascii_alphanumeric())
-            || ulid_prefix_range(t).is_none()
-        {
-            return Err(Error::Invalid(format!(
-                "{s:?} is not an item: give a number (42 or #42), a ULID, or a ULID prefix"
-            )));
-        }
-        Ok(ItemRef::Prefix(t.to_ascii_uppercase()))
-    }
-}
-
-impl std::fmt::Display for ItemRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ItemRef::Num(n) => write!(f, "#{n}"),
-            ItemRef::Prefix(p) => f.write_str(p),
-        }
-    }
-}
+pub use crate::model::ItemRef;
 
 /// Preconditions a caller can put on a change. The default has none: the change is made
 /// whatever the item's version, and a lease is then recognised by holder name alone.
@@ -139,6 +93,11 @@ pub struct ListQuery {
     pub holder: Option<String>,
     /// At most this many items (all of them for `None`).
     pub limit: Option<usize>,
+    /// Only items of this type (format 2).
+    pub item_type: Option<crate::model::ItemType>,
+    /// Only items whose title or body contains this text, ignoring case (format 2; comments
+    /// are not searched yet).
+    pub search: Option<String>,
 }
 
 /// `show`: the item, what it blocks, and its latest ops.
@@ -152,6 +111,8 @@ pub struct ItemDetail {
     pub lease: Option<(Lease, LeaseState)>,
     /// The item's last five ops, oldest first.
     pub recent_ops: Vec<Op>,
+    /// Its comments, oldest first (format 2).
+    pub comments: Vec<crate::model::Comment>,
 }
 
 type AliveProbe = Arc<dyn Fn(u32, Option<u64>) -> bool + Send + Sync>;
@@ -420,11 +381,13 @@ impl<S: Storage> Tracker<S> {
                     recent_ops.push(op);
                 }
             }
+            let comments = comments_of(t, id)?;
             Ok(ItemDetail {
                 view,
                 blocks,
                 lease,
                 recent_ops,
+                comments,
             })
         })
     }
@@ -463,6 +426,7 @@ impl<S: Storage> Tracker<S> {
         self.store.read(|t| {
             let now = self.now_in(t)?;
             let mut kept = 0usize;
+            let search = q.search.as_ref().map(|s| s.to_lowercase());
             if limit == 0 {
                 return Ok(());
             }
@@ -475,7 +439,12 @@ impl<S: Storage> Tracker<S> {
                     && q.label.as_ref().is_none_or(|l| v.item.labels.contains(l))
                     && q.holder
                         .as_ref()
-                        .is_none_or(|h| v.claim.as_ref().is_some_and(|c| &c.holder == h));
+                        .is_none_or(|h| v.claim.as_ref().is_some_and(|c| &c.holder == h))
+                    && q.item_type.is_none_or(|ty| v.item.item_type == ty)
+                    && search.as_ref().is_none_or(|s| {
+                        v.item.title.to_lowercase().contains(s)
+                            || v.item.body.to_lowercase().contains(s)
+                    });
                 if keep {
                     kept += 1;
                     f(v)?;
@@ -523,11 +492,13 @@ impl<S: Storage> Tracker<S> {
         lease: Option<Lease>,
     ) -> Result<ItemView> {
         let (blocked_by_nums, blocked) = self.blockers_of(t, &item)?;
+        let parent_num = parent_num(t, &item)?;
         Ok(ItemView {
             item,
             claim: lease,
             blocked_by_nums,
             blocked,
+            parent_num,
         })
     }
 
@@ -561,12 +532,37 @@ impl<S: Storage> Tracker<S> {
     ) -> Result<ItemView> {
         let claim = lease.filter(|l| self.lease_state(l, now) == LeaseState::Live);
         let (blocked_by_nums, blocked) = self.blockers_of(t, &item)?;
+        let parent_num = parent_num(t, &item)?;
         Ok(ItemView {
             item,
             claim,
             blocked_by_nums,
             blocked,
+            parent_num,
         })
+    }
+}
+
+/// The comments on item `id`, oldest first, read from its ops (a comment is an op of its own).
+pub(crate) fn comments_of(t: &dyn ReadTxn, id: Ulid) -> Result<Vec<crate::model::Comment>> {
+    let mut out = Vec::new();
+    for seq in t.op_seqs_of(id)? {
+        if let Some(op) = t.op(seq)? {
+            for c in op.changes {
+                if let crate::model::Change::Commented { comment } = c {
+                    out.push(comment);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The number of `item`'s parent, if it has one.
+fn parent_num(t: &dyn ReadTxn, item: &Item) -> Result<Option<u64>> {
+    match item.parent {
+        Some(p) => Ok(t.item(p)?.map(|p| p.num)),
+        None => Ok(None),
     }
 }
 

@@ -80,7 +80,9 @@ impl<S: Storage> Tracker<S> {
                 ))
             }
         };
-        let version_after = version_before.checked_add(1).ok_or_else(|| {
+        // A comment changes no field of the item: its op keeps the version.
+        let step = u64::from(!changes.iter().all(Change::is_comment));
+        let version_after = version_before.checked_add(step).ok_or_else(|| {
             Error::Invalid(format!(
                 "#{} is at version {version_before}, the largest there is; it cannot change again",
                 item.num
@@ -103,6 +105,9 @@ impl<S: Storage> Tracker<S> {
             version_after,
             changes,
         };
+        if step == 0 {
+            return t.append_op(&op);
+        }
         let mut lease = lease_before.clone();
         rules::apply_op_to(&mut item, &mut lease, &op);
         t.prefetch(&item.blocked_by)?;

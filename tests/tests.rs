@@ -30,8 +30,10 @@ mod readme;
 mod refusals;
 mod reliability;
 mod schemas;
+mod structure;
 mod terminal;
 mod time_namespaces;
+mod upgrade;
 mod worktrees;
 
 /// A file in `tests/` without its `mod` line above would never be compiled or run.

@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches};
 use tracker::command::{
-    self, claim, dep, done, export, import, list, log, new_item, rebuild, release, renew, show,
-    status, update, verify,
+    self, claim, comment, dep, done, export, import, list, log, new_item, rebuild, release, renew,
+    show, status, update, upgrade, verify,
 };
 use tracker::json::{self, ItemJson, OpJson};
 use tracker::{Access, Actor, Backend, Error, ItemView, Result, Target};
@@ -308,6 +308,12 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
         Command::Import(a) => import(ctx, a),
         Command::Verify => verify(ctx),
         Command::Rebuild => rebuild(ctx),
+        Command::Upgrade => upgrade(ctx),
+        Command::Comment(a) => {
+            let r = lower::comment(a)?;
+            let t = ctx.open(Access::ReadWrite)?;
+            emit(ctx, &t, &comment::exec(&t, r)?, "commented on")
+        }
         Command::Mcp => {
             // Opened now, so a missing or refused tracker is reported before the handshake.
             let backend = Backend::open(&ctx.target()?, Access::ReadWrite, ctx.lock_timeout)?;
@@ -525,6 +531,28 @@ fn rebuild(ctx: &Ctx) -> Result<i32> {
         ))
     };
     out::after_change("rebuilt the tables", printed)?;
+    Ok(0)
+}
+
+/// `upgrade`: migrate an older format to this binary's.
+fn upgrade(ctx: &Ctx) -> Result<i32> {
+    let t = ctx.open(Access::ReadWrite)?;
+    let u = upgrade::exec(&t, upgrade::Request)?;
+    let printed = if ctx.json {
+        out::json(&json::UpgradeJson {
+            upgraded: u.upgraded(),
+            from: u.from,
+            to: u.to,
+        })
+    } else if u.upgraded() {
+        say(&format!(
+            "upgraded from format {} to format {}",
+            u.from, u.to
+        ))
+    } else {
+        say(&format!("already of format {}; nothing to do", u.to))
+    };
+    out::after_change("upgraded the tracker", printed)?;
     Ok(0)
 }
 

@@ -316,6 +316,7 @@ pub fn show(d: &ItemDetail, now: &Now, style: &Style) -> String {
         state_word(&d.view)
     );
     let _ = writeln!(s, "  priority: P{}", i.priority);
+    show_structure(&mut s, d);
     if !i.labels.is_empty() {
         let labels: Vec<String> = i.labels.iter().map(|l| safe(l, false)).collect();
         let _ = writeln!(s, "  labels:   {}", labels.join(", "));
@@ -362,6 +363,7 @@ pub fn show(d: &ItemDetail, now: &Now, style: &Style) -> String {
     if !i.body.is_empty() {
         let _ = writeln!(s, "\n{}\n", safe(&i.body, true).trim_end());
     }
+    show_comments(&mut s, d, now);
     if !d.recent_ops.is_empty() {
         let _ = writeln!(s, "  recent ops:");
         for op in &d.recent_ops {
@@ -377,6 +379,39 @@ pub fn show(d: &ItemDetail, now: &Now, style: &Style) -> String {
         }
     }
     s
+}
+
+/// `show`'s format-2 lines: type (unless a task), parent, close reason.
+fn show_structure(s: &mut String, d: &ItemDetail) {
+    let i = &d.view.item;
+    if i.item_type != tracker::ItemType::Task {
+        let _ = writeln!(s, "  type:     {}", i.item_type.as_str());
+    }
+    if let Some(n) = d.view.parent_num {
+        let _ = writeln!(s, "  part of:  #{n}");
+    }
+    if let Some(r) = &i.close_reason {
+        let _ = writeln!(s, "  reason:   {}", safe(r, false));
+    }
+}
+
+/// `show`'s comments, oldest first, each with its author and age.
+fn show_comments(s: &mut String, d: &ItemDetail, now: &Now) {
+    if d.comments.is_empty() {
+        return;
+    }
+    let _ = writeln!(s, "  comments:");
+    for c in &d.comments {
+        let _ = writeln!(
+            s,
+            "    {} ago, {}:",
+            format_duration_short(now.wall_ms - c.at),
+            safe(&c.author, false)
+        );
+        for line in safe(&c.text, true).lines() {
+            let _ = writeln!(s, "      {line}");
+        }
+    }
 }
 
 pub fn log_line(op: &Op, num: Option<u64>, now: &Now) -> String {
@@ -511,6 +546,9 @@ mod tests {
             version: 3,
             created_at: T0,
             updated_at: T0 + 540_000,
+            item_type: tracker::ItemType::Task,
+            parent: None,
+            close_reason: None,
         }
     }
 
@@ -538,6 +576,7 @@ mod tests {
             claim,
             blocked_by_nums: if blocked { vec![1] } else { vec![] },
             blocked,
+            parent_num: None,
         }
     }
 
@@ -639,6 +678,7 @@ NUM  PRI  STATE              AGE  TITLE
             view: view(i.clone(), Some(lease("ana@box/pts/3")), false),
             blocks: vec![(5, Ulid(5))],
             lease: Some((lease("ana@box/pts/3"), LeaseState::Live)),
+            comments: vec![],
             recent_ops: vec![Op {
                 seq: 9,
                 at: T0 + 360_000,

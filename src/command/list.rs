@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use super::{status_filter, Spelling};
+use super::{item_type, status_filter, Spelling};
 use crate::error::Result;
 use crate::model::ItemView;
 use crate::store::Storage;
@@ -27,6 +27,11 @@ pub struct Args {
     holder: Option<String>,
     /// At most this many items.
     limit: Option<usize>,
+    /// Only items of this type: task, bug, feature, chore or epic.
+    #[serde(rename = "type")]
+    item_type: Option<String>,
+    /// Only items whose title or body contains this text (ignoring case).
+    search: Option<String>,
 }
 
 impl Args {
@@ -34,8 +39,13 @@ impl Args {
     ///
     /// # Errors
     ///
-    /// [`Error::Invalid`](crate::Error::Invalid) for an unknown status.
+    /// [`Error::Invalid`](crate::Error::Invalid) for an unknown status or type.
     pub fn lower(self) -> Result<Request> {
+        let item_type = self
+            .item_type
+            .as_deref()
+            .map(|ty| item_type(Spelling::Json, "type", ty))
+            .transpose()?;
         request(
             Spelling::Json,
             self.status.as_deref().unwrap_or("open"),
@@ -46,6 +56,8 @@ impl Args {
                 holder: self.holder,
                 limit: self.limit,
                 status: None,
+                item_type,
+                search: self.search,
             },
         )
     }

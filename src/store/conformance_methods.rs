@@ -27,6 +27,9 @@ pub(crate) fn item(
         version: 1,
         created_at: 1,
         updated_at: 1,
+        item_type: crate::model::ItemType::Task,
+        parent: None,
+        close_reason: None,
     }
 }
 

@@ -177,8 +177,12 @@ impl<T: OpenTables> ReadTxn for Txn<'_, T> {
             .get(FORMAT_KEY)
             .map_err(|e| self.se(e))?
             .map(|g| g.value());
+        // Closed first: a write transaction cannot open a table twice at once.
+        drop(meta);
         // A version alone does not make a tracker: every table of this format must be there.
-        if v == Some(crate::store::FORMAT_VERSION) {
+        if v.is_some_and(|v| {
+            (crate::store::OLDEST_FORMAT_VERSION..=crate::store::FORMAT_VERSION).contains(&v)
+        }) {
             self.check_tables_exist()?;
         }
         Ok(v)
