@@ -149,6 +149,21 @@ pub struct IdempotencyRecord {
     /// The item's lease as the first call left it (a claim's fencing token lives here).
     #[serde(default)]
     pub lease_after: Option<Lease>,
+    /// Every item a plan (`new --plan`) made, in plan order (empty for other commands; `item`
+    /// is the first of them).
+    #[serde(default)]
+    pub created: Vec<PlannedItem>,
+}
+
+/// One item a plan made: the entry's key, and the item's number and identity.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedItem {
+    /// The key the plan gave the entry.
+    pub key: String,
+    /// The item's number.
+    pub num: u64,
+    /// The item's identity.
+    pub id: Ulid,
 }
 
 /// Encodes a stored value, as every backend stores it: MessagePack, positional (an array in
