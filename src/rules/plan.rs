@@ -486,7 +486,7 @@ mod tests {
             .unwrap_err()
             .contains("priority 9"));
         e.priority = None;
-        e.labels = vec!["bad label\n".into()];
+        e.labels = vec!["a,b".into()];
         assert!(check(&[e], &no_items).is_err());
     }
 }
