@@ -47,7 +47,15 @@ fn timed(db: &str, args: &[&str]) -> Duration {
 
 fn psql(url: &str, sql: &str) {
     let ok = Command::new("psql")
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql, url])
+        .args([
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            "SET client_min_messages = warning",
+        ])
+        .args(["-c", sql, url])
         .stdout(Stdio::null())
         .status()
         .expect("psql")

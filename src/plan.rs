@@ -45,8 +45,9 @@ impl<S: Storage> Tracker<S> {
                     .unwrap_or_else(|| Err("not resolved".into()))
             })
             .map_err(Error::Invalid)?;
-            let fp = fingerprint(&checked);
             let key = guard.idempotency_key.as_deref();
+            // Only a keyed plan needs its digest.
+            let fp = key.map(|_| fingerprint(&checked)).unwrap_or_default();
             if let Some(key) = key {
                 if let Some(rec) = self.recall(t, key, &fp, &now)? {
                     return Ok(rec.created);
