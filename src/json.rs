@@ -175,14 +175,42 @@ pub struct ShowJson {
     pub blocks: Vec<u64>,
     /// Its comments, oldest first.
     pub comments: Vec<CommentJson>,
+    /// Numbers of its children (the items whose parent it is), lowest first.
+    pub children: Vec<u64>,
+    /// How far its children are.
+    pub progress: ProgressJson,
+    /// Whether it can be claimed now: open, waiting for no open blocker or child, unclaimed.
+    pub ready: bool,
+    /// Why it is not ready, in words (empty when it is).
+    pub not_ready: Vec<String>,
+}
+
+/// `show`'s count of an item's children by how they ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct ProgressJson {
+    /// Children done.
+    pub done: usize,
+    /// Children cancelled.
+    pub cancelled: usize,
+    /// Children in all.
+    pub total: usize,
 }
 
 impl From<&crate::ItemDetail> for ShowJson {
     fn from(d: &crate::ItemDetail) -> Self {
+        let (done, cancelled, total) = d.progress();
         ShowJson {
             item: ItemJson::from(&d.view),
             blocks: d.blocks.iter().map(|(n, _)| *n).collect(),
             comments: d.comments.iter().map(CommentJson::from).collect(),
+            children: d.children.iter().map(|c| c.0).collect(),
+            progress: ProgressJson {
+                done,
+                cancelled,
+                total,
+            },
+            ready: d.ready(),
+            not_ready: d.not_ready.clone(),
         }
     }
 }

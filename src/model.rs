@@ -468,6 +468,8 @@ pub struct ItemView {
     pub blocked: bool,
     /// The number of its parent, if it has one (format 2).
     pub parent_num: Option<u64>,
+    /// Whether it is open and any of its children still is: it waits for them (format 2).
+    pub waits_for_children: bool,
 }
 
 /// The priority of an item created without one.

@@ -47,6 +47,19 @@ impl<S: Storage> Tracker<S> {
                 }
             }
             let parent = new.parent.as_ref().map(|r| resolve(t, r)).transpose()?;
+            if let Some(p) = parent {
+                // The parent will wait for the new item, which waits for its blockers.
+                for b in &blockers {
+                    if *b == p || depends_on(t, *b, p)? {
+                        let (bn, pn) = (num_of(t, *b)?, num_of(t, p)?);
+                        return Err(Error::conflict(format!(
+                            "a new part of #{pn} cannot wait for #{bn}: #{bn} waits for #{pn}, \
+                             which would wait for the new item (a cycle of dependencies and \
+                             children)"
+                        )));
+                    }
+                }
+            }
             let mut args = json!({"title": title, "body": new.body, "priority": priority,
                 "labels": labels,
                 "blocked_by": blockers.iter().map(Ulid::to_string).collect::<Vec<_>>()});
@@ -85,8 +98,19 @@ impl<S: Storage> Tracker<S> {
     }
 
     /// Changes fields. A status other than open also ends any lease, and like `done` it is
-    /// refused while another holder has a live lease.
+    /// refused while another holder has a live lease, or while the item has open children.
     pub fn update(&self, r: &ItemRef, patch: Patch, guard: &Guard) -> Result<ItemView> {
+        self.update_with(r, patch, guard, false)
+    }
+
+    /// `update`; with `force`, a closing status closes an item with open children too.
+    pub fn update_with(
+        &self,
+        r: &ItemRef,
+        patch: Patch,
+        guard: &Guard,
+        force: bool,
+    ) -> Result<ItemView> {
         let mut patch = patch;
         if let Some(t) = &patch.title {
             patch.title = Some(rules::validate_title(t).map_err(Error::Invalid)?);
@@ -122,6 +146,9 @@ impl<S: Storage> Tracker<S> {
         if let Some(p) = &patch.parent {
             args["parent"] = p.as_ref().map(|r| format!("{r:?}")).into();
         }
+        if force {
+            args["force"] = true.into();
+        }
         self.change_item("update", r, guard, args, |t, item, now| {
             let lease = t.lease(item.id)?;
             self.check_token(t, item, lease.as_ref(), guard.token, now)?;
@@ -134,6 +161,9 @@ impl<S: Storage> Tracker<S> {
             if let (true, Some(l)) = (closing, &lease) {
                 let verb = "close it";
                 self.refuse_if_held_by_other(t, item, l, guard.token, now, verb)?;
+            }
+            if closing && item.status == Status::Open && !force {
+                refuse_if_open_children(t, item)?;
             }
             if !changes.is_empty() {
                 self.commit(t, now, OpKind::Update, Some(item), lease, changes)?;
@@ -170,6 +200,9 @@ impl<S: Storage> Tracker<S> {
             if let (Some(l), false) = (&lease, force) {
                 let verb = "finish it (or pass --force)";
                 self.refuse_if_held_by_other(t, item, l, guard.token, now, verb)?;
+            }
+            if item.status == Status::Open && !force {
+                refuse_if_open_children(t, item)?;
             }
             let changes = rules::done_changes(item, lease.as_ref(), reason.as_ref());
             if !changes.is_empty() {
@@ -273,7 +306,38 @@ impl<S: Storage> Tracker<S> {
     }
 }
 
-/// Whether `from` waits, directly or through others, for `target`.
+/// An item waits for its open children: closing it before them is a conflict that names them.
+fn refuse_if_open_children(t: &dyn ReadTxn, item: &Item) -> Result<()> {
+    let open = crate::tracker::open_children(t, item.id)?;
+    if open.is_empty() {
+        return Ok(());
+    }
+    const SHOWN: usize = 10;
+    let mut named: Vec<String> = open
+        .iter()
+        .take(SHOWN)
+        .map(|c| format!("#{}", c.num))
+        .collect();
+    if open.len() > SHOWN {
+        named.push(format!("and {} more", open.len() - SHOWN));
+    }
+    Err(Error::conflict(format!(
+        "#{} has {} open {}: {}; close {} first, or pass --force to close it anyway",
+        item.num,
+        open.len(),
+        if open.len() == 1 { "child" } else { "children" },
+        named.join(", "),
+        if open.len() == 1 { "it" } else { "them" },
+    )))
+}
+
+/// The number of the item `id`, or 0 for none (only in messages).
+fn num_of(t: &dyn ReadTxn, id: Ulid) -> Result<u64> {
+    Ok(t.item(id)?.map_or(0, |i| i.num))
+}
+
+/// Whether `from` waits, directly or through others, for `target`: an item waits for its
+/// blockers and for its children.
 pub(crate) fn depends_on(t: &dyn ReadTxn, from: Ulid, target: Ulid) -> Result<bool> {
     let mut seen = std::collections::HashSet::new();
     let mut stack = vec![from];
@@ -286,6 +350,7 @@ pub(crate) fn depends_on(t: &dyn ReadTxn, from: Ulid, target: Ulid) -> Result<bo
         }
         if let Some(i) = t.item(id)? {
             stack.extend(i.blocked_by.iter().copied());
+            stack.extend(t.children(id)?);
         }
     }
     Ok(false)
@@ -300,6 +365,15 @@ fn parent_change(t: &dyn ReadTxn, item: &Item, to: Option<&ItemRef>) -> Result<O
             if p == item.id || parent_loops(t, item.id, p)? {
                 return Err(Error::conflict(format!(
                     "#{} cannot be part of itself: the parent chain would loop (a cycle)",
+                    item.num
+                )));
+            }
+            // The parent will wait for it: refused if it already waits for the parent.
+            if depends_on(t, item.id, p)? {
+                let num = t.item(p)?.map_or(0, |p| p.num);
+                return Err(Error::conflict(format!(
+                    "#{} cannot be part of #{num}: it waits for #{num}, which would then wait \
+                     for it (a cycle of dependencies and children)",
                     item.num
                 )));
             }

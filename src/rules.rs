@@ -9,7 +9,7 @@ use std::time::Duration;
 use ulid::Ulid;
 
 use crate::clock::Now;
-use crate::model::{Change, Item, Lease, Op, Patch, Status, MAX_PRIORITY};
+use crate::model::{Change, Item, ItemView, Lease, Op, Patch, Status, MAX_PRIORITY};
 
 mod changes;
 pub mod plan;
@@ -240,7 +240,54 @@ pub fn may_retie(current: &Lease, pid: u32, tie: Tie, claimant_pid: u32) -> bool
     }
 }
 
-/// A ready item is open, is not waiting on an open item, and has no live lease (checked apart).
+/// A ready item is open, waits for no open item (a blocker, or one of its own children:
+/// `has_open_child`), and has no live lease (checked apart).
+pub fn is_ready(
+    item: &Item,
+    blocker_status: impl Fn(&Ulid) -> Option<Status>,
+    has_open_child: bool,
+) -> bool {
+    !has_open_child && is_unblocked_open(item, blocker_status)
+}
+
+/// Why the item of `view` cannot be claimed now, in words, given the numbers of its open
+/// blockers and its children (number, identity, status): not open, waiting for open blockers
+/// or open children, or claimed. Empty when it is ready.
+pub fn why_not_ready(
+    view: &ItemView,
+    open_blockers: &[u64],
+    children: &[(u64, Ulid, Status)],
+) -> Vec<String> {
+    let item = &view.item;
+    let mut why = Vec::new();
+    if item.status != Status::Open {
+        why.push(format!("it is {}", item.status.as_str()));
+        return why;
+    }
+    if !open_blockers.is_empty() {
+        let nums: Vec<String> = open_blockers.iter().map(|n| format!("#{n}")).collect();
+        why.push(format!("it waits for {}, still open", nums.join(", ")));
+    }
+    let open: Vec<String> = children
+        .iter()
+        .filter(|c| c.2 == Status::Open)
+        .map(|c| format!("#{}", c.0))
+        .collect();
+    if !open.is_empty() {
+        why.push(format!(
+            "{} of its children {} open: {}",
+            open.len(),
+            if open.len() == 1 { "is" } else { "are" },
+            open.join(", ")
+        ));
+    }
+    if let Some(l) = &view.claim {
+        why.push(format!("{} holds it", l.holder));
+    }
+    why
+}
+
+/// Open, and not waiting on an open blocker (children aside: [`is_ready`]).
 pub fn is_unblocked_open(item: &Item, blocker_status: impl Fn(&Ulid) -> Option<Status>) -> bool {
     item.status == Status::Open
         && item

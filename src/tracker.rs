@@ -1,6 +1,7 @@
 //! The `Tracker` API: every command is one call, and every call that changes something is one
 //! write transaction in which the check, the change and the op are made together.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -95,9 +96,10 @@ pub struct ListQuery {
     pub limit: Option<usize>,
     /// Only items of this type (format 2).
     pub item_type: Option<crate::model::ItemType>,
-    /// Only items whose title or body contains this text, ignoring case (format 2; comments
-    /// are not searched yet).
+    /// Only items whose title, body or comments contain this text, ignoring case (format 2).
     pub search: Option<String>,
+    /// Only the children of this item (format 2).
+    pub parent: Option<ItemRef>,
 }
 
 /// `show`: the item, what it blocks, and its latest ops.
@@ -113,6 +115,27 @@ pub struct ItemDetail {
     pub recent_ops: Vec<Op>,
     /// Its comments, oldest first (format 2).
     pub comments: Vec<crate::model::Comment>,
+    /// Its children: (number, identity, status), by number.
+    pub children: Vec<(u64, Ulid, Status)>,
+    /// Why it cannot be claimed now, in words (empty when it is ready).
+    pub not_ready: Vec<String>,
+}
+
+impl ItemDetail {
+    /// Whether it is ready: open, waiting for nothing open, and not claimed.
+    pub fn ready(&self) -> bool {
+        self.not_ready.is_empty()
+    }
+
+    /// How many of its children are done, cancelled, and in all.
+    pub fn progress(&self) -> (usize, usize, usize) {
+        let count = |s: Status| self.children.iter().filter(|c| c.2 == s).count();
+        (
+            count(Status::Done),
+            count(Status::Cancelled),
+            self.children.len(),
+        )
+    }
 }
 
 type AliveProbe = Arc<dyn Fn(u32, Option<u64>) -> bool + Send + Sync>;
@@ -382,12 +405,30 @@ impl<S: Storage> Tracker<S> {
                 }
             }
             let comments = comments_of(t, id)?;
+            let ids = t.children(id)?;
+            t.prefetch(&ids)?;
+            let mut children = Vec::with_capacity(ids.len());
+            for c in ids {
+                if let Some(i) = t.item(c)? {
+                    children.push((i.num, c, i.status));
+                }
+            }
+            children.sort();
+            let mut open_blockers = Vec::new();
+            for b in &view.item.blocked_by {
+                if let Some(i) = t.item(*b)?.filter(|i| i.status == Status::Open) {
+                    open_blockers.push(i.num);
+                }
+            }
+            let not_ready = rules::why_not_ready(&view, &open_blockers, &children);
             Ok(ItemDetail {
                 view,
                 blocks,
                 lease,
                 recent_ops,
                 comments,
+                children,
+                not_ready,
             })
         })
     }
@@ -430,21 +471,33 @@ impl<S: Storage> Tracker<S> {
             if limit == 0 {
                 return Ok(());
             }
+            // Comments live in the log: the items with a matching one, found in one pass.
+            let commented = match &search {
+                Some(s) => items_with_comment_containing(t, s)?,
+                None => HashSet::new(),
+            };
+            let parent = q.parent.as_ref().map(|p| resolve(t, p)).transpose()?;
             let mut consider = |item: Item| -> Result<bool> {
+                // The item's own fields first: most items are passed over without more reads.
+                let fits = (q.ready || q.status.is_none_or(|s| item.status == s))
+                    && q.label.as_ref().is_none_or(|l| item.labels.contains(l))
+                    && q.item_type.is_none_or(|ty| item.item_type == ty)
+                    && parent.is_none_or(|p| item.parent == Some(p))
+                    && search.as_ref().is_none_or(|s| {
+                        contains_ignoring_case(&item.title, s)
+                            || contains_ignoring_case(&item.body, s)
+                            || commented.contains(&item.id)
+                    });
+                if !fits {
+                    return Ok(true);
+                }
                 let lease = t.lease(item.id)?;
                 let v = self.view_of(t, item, lease, &now)?;
-                let keep = (q.ready || q.status.is_none_or(|s| v.item.status == s))
-                    && (!q.ready || v.claim.is_none())
+                let keep = (!q.ready || v.claim.is_none())
                     && (!q.claimed || v.claim.is_some())
-                    && q.label.as_ref().is_none_or(|l| v.item.labels.contains(l))
                     && q.holder
                         .as_ref()
-                        .is_none_or(|h| v.claim.as_ref().is_some_and(|c| &c.holder == h))
-                    && q.item_type.is_none_or(|ty| v.item.item_type == ty)
-                    && search.as_ref().is_none_or(|s| {
-                        v.item.title.to_lowercase().contains(s)
-                            || v.item.body.to_lowercase().contains(s)
-                    });
+                        .is_none_or(|h| v.claim.as_ref().is_some_and(|c| &c.holder == h));
                 if keep {
                     kept += 1;
                     f(v)?;
@@ -459,6 +512,19 @@ impl<S: Storage> Tracker<S> {
             };
             if q.ready {
                 t.visit_ready(&mut by_id)?;
+            } else if let Some(p) = parent {
+                let ids = t.children(p)?;
+                t.prefetch(&ids)?;
+                let mut children = Vec::with_capacity(ids.len());
+                for id in ids {
+                    children.extend(t.item(id)?);
+                }
+                children.sort_by_key(|c| c.num);
+                for c in children {
+                    if !consider(c)? {
+                        break;
+                    }
+                }
             } else if q.claimed || q.holder.is_some() {
                 let mut ids: Vec<(u64, Ulid)> = Vec::new();
                 for (id, _) in t.leases()? {
@@ -493,12 +559,14 @@ impl<S: Storage> Tracker<S> {
     ) -> Result<ItemView> {
         let (blocked_by_nums, blocked) = self.blockers_of(t, &item)?;
         let parent_num = parent_num(t, &item)?;
+        let waits_for_children = waits_for_children(t, &item)?;
         Ok(ItemView {
             item,
             claim: lease,
             blocked_by_nums,
             blocked,
             parent_num,
+            waits_for_children,
         })
     }
 
@@ -533,14 +601,69 @@ impl<S: Storage> Tracker<S> {
         let claim = lease.filter(|l| self.lease_state(l, now) == LeaseState::Live);
         let (blocked_by_nums, blocked) = self.blockers_of(t, &item)?;
         let parent_num = parent_num(t, &item)?;
+        let waits_for_children = waits_for_children(t, &item)?;
         Ok(ItemView {
             item,
             claim,
             blocked_by_nums,
             blocked,
             parent_num,
+            waits_for_children,
         })
     }
+}
+
+/// Whether `text` contains `lower` (already lowercase), ignoring case.
+fn contains_ignoring_case(text: &str, lower: &str) -> bool {
+    // Most text is ASCII: compared without lowercasing a copy of it.
+    if text.is_ascii() && lower.is_ascii() {
+        let (t, l) = (text.as_bytes(), lower.as_bytes());
+        return l.is_empty() || t.windows(l.len()).any(|w| w.eq_ignore_ascii_case(l));
+    }
+    text.to_lowercase().contains(lower)
+}
+
+/// The items with a comment containing `lower` (lowercase), ignoring case: one pass over the
+/// log, keeping only the identities that match.
+fn items_with_comment_containing(t: &dyn ReadTxn, lower: &str) -> Result<HashSet<Ulid>> {
+    let mut found = HashSet::new();
+    t.visit_ops(1, &mut |op| {
+        if op.kind == crate::model::OpKind::Comment {
+            for c in &op.changes {
+                if let crate::model::Change::Commented { comment } = c {
+                    if contains_ignoring_case(&comment.text, lower) {
+                        found.insert(op.item);
+                    }
+                }
+            }
+        }
+        Ok(true)
+    })?;
+    Ok(found)
+}
+
+/// The children of `id` that are open, by identity: what it waits for besides its blockers.
+pub(crate) fn open_children(t: &dyn ReadTxn, id: Ulid) -> Result<Vec<Item>> {
+    let children = t.children(id)?;
+    if children.is_empty() {
+        return Ok(Vec::new());
+    }
+    t.prefetch(&children)?;
+    let mut open = Vec::new();
+    for c in children {
+        if let Some(child) = t.item(c)?.filter(|c| c.status == Status::Open) {
+            open.push(child);
+        }
+    }
+    Ok(open)
+}
+
+/// Whether `item` is open with an open child (only an open item waits).
+fn waits_for_children(t: &dyn ReadTxn, item: &Item) -> Result<bool> {
+    if item.status != Status::Open {
+        return Ok(false);
+    }
+    Ok(!open_children(t, item.id)?.is_empty())
 }
 
 /// The comments on item `id`, oldest first, read from its ops (a comment is an op of its own).

@@ -10,6 +10,7 @@ mod common;
 // The areas: one line each, `mod <area>;` for tests/<area>.rs, in alphabetical order.
 mod agents;
 mod cas;
+mod children;
 mod core;
 mod corruption;
 mod decode_props;

@@ -231,9 +231,15 @@ pub struct ListArgs {
     /// Only items of this type: task, bug, feature, chore or epic
     #[arg(long = "type", value_name = "TYPE")]
     pub item_type: Option<String>,
-    /// Only items whose title or body contains TEXT (ignoring case)
+    /// Only items whose title, body or comments contain TEXT (ignoring case)
     #[arg(long, value_name = "TEXT")]
     pub search: Option<String>,
+    /// Only the children of ITEM (the items that are part of it)
+    #[arg(long, value_name = "ITEM")]
+    pub parent: Option<String>,
+    /// Show children indented under their parents
+    #[arg(long)]
+    pub tree: bool,
 }
 
 #[derive(Args, Debug, Default)]
@@ -286,6 +292,9 @@ pub struct UpdateArgs {
     /// With --status done or cancelled: why it closed (its close_reason)
     #[arg(long, value_name = "TEXT")]
     pub reason: Option<String>,
+    /// With --status done or cancelled: close it even while it has open children
+    #[arg(long)]
+    pub force: bool,
     #[command(flatten)]
     pub guard: GuardArgs,
 }

@@ -84,6 +84,7 @@ pub fn list(a: &args::ListArgs) -> Result<list::Request> {
             .map(|ty| command::item_type(Spelling::Flags, "type", ty))
             .transpose()?,
         search: a.search.clone(),
+        parent: a.parent.as_deref().map(command::item_ref).transpose()?,
     };
     list::request(Spelling::Flags, &a.status, q)
 }
@@ -114,7 +115,9 @@ pub fn update(a: args::UpdateArgs) -> Result<update::Request> {
         parent: update::parent_change(Spelling::Flags, a.parent.as_deref(), a.no_parent)?,
         close_reason: a.reason,
     };
-    update::Request::new(Spelling::Flags, item, patch, guard(a.guard))
+    let mut r = update::Request::new(Spelling::Flags, item, patch, guard(a.guard))?;
+    r.force = a.force;
+    Ok(r)
 }
 
 /// Which item `claim` and `run` lease.

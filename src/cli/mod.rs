@@ -446,7 +446,16 @@ fn new_plan(ctx: &Ctx, path: &std::path::Path, key: Option<String>) -> Result<i3
 fn list(ctx: &Ctx, a: args::ListArgs) -> Result<i32> {
     let q = lower::list(&a)?;
     let t = ctx.open(Access::ReadOnly)?;
-    if ctx.json {
+    if a.tree {
+        let rows = list::tree(list::exec(&t, &q)?);
+        if ctx.json {
+            let items: Vec<ItemJson> = rows.iter().map(|(_, v)| ItemJson::from(v)).collect();
+            out::json(&items)?;
+        } else {
+            let (depths, items): (Vec<usize>, Vec<_>) = rows.into_iter().unzip();
+            out::text(&render::list(&items, &depths, &t.now(), &ctx.style, a.wide))?;
+        }
+    } else if ctx.json {
         // Streamed: a JSON array of any length in flat memory.
         let mut w = std::io::BufWriter::new(out::Stdout);
         let mut first = true;
@@ -466,7 +475,7 @@ fn list(ctx: &Ctx, a: args::ListArgs) -> Result<i32> {
         w.flush().map_err(out::failed)?;
     } else {
         let items = list::exec(&t, &q)?;
-        out::text(&render::list(&items, &t.now(), &ctx.style, a.wide))?;
+        out::text(&render::list(&items, &[], &t.now(), &ctx.style, a.wide))?;
     }
     Ok(0)
 }

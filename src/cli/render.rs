@@ -199,13 +199,14 @@ pub fn state_word(v: &ItemView) -> String {
         (_, Status::Done) => "done".into(),
         (_, Status::Cancelled) => "cancelled".into(),
         (Some(c), _) => format!("claimed by {}", safe(&c.holder, false)),
-        (None, _) if v.blocked => "blocked".into(),
+        (None, _) if v.blocked || v.waits_for_children => "blocked".into(),
         (None, _) => "ready".into(),
     }
 }
 
-/// `list` as aligned columns; titles are cut to the terminal width unless `wide`.
-pub fn list(items: &[ItemView], now: &Now, style: &Style, wide: bool) -> String {
+/// `list` as aligned columns; titles are cut to the terminal width unless `wide`, and indented
+/// by `depths` (`list --tree`; empty for none).
+pub fn list(items: &[ItemView], depths: &[usize], now: &Now, style: &Style, wide: bool) -> String {
     let rows: Vec<[String; 4]> = items
         .iter()
         .map(|v| {
@@ -255,8 +256,11 @@ pub fn list(items: &[ItemView], now: &Now, style: &Style, wide: bool) -> String 
         ..*style
     };
     let _ = writeln!(out, "{}", fit(&style.bold(&header), &line_style));
-    for (v, r) in items.iter().zip(&rows) {
-        let title = safe(&v.item.title, false);
+    for (i, (v, r)) in items.iter().zip(&rows).enumerate() {
+        let title = match depths.get(i).copied().unwrap_or(0) {
+            0 => safe(&v.item.title, false),
+            d => format!("{}└ {}", "  ".repeat(d - 1), safe(&v.item.title, false)),
+        };
         let title = match title_room {
             Some(room) => cut(&title, room),
             None => title,
@@ -407,6 +411,28 @@ fn show_structure(s: &mut String, d: &ItemDetail) {
     }
     if let Some(r) = &i.close_reason {
         let _ = writeln!(s, "  reason:   {}", safe(r, false));
+    }
+    if !d.children.is_empty() {
+        let (done, cancelled, total) = d.progress();
+        let nums: Vec<String> = d.children.iter().map(|c| format!("#{}", c.0)).collect();
+        let _ = writeln!(
+            s,
+            "  children: {} ({done} of {total} done{})",
+            nums.join(", "),
+            if cancelled > 0 {
+                format!(", {cancelled} cancelled")
+            } else {
+                String::new()
+            }
+        );
+    }
+    if d.view.item.status == tracker::Status::Open {
+        let ready = if d.ready() {
+            "yes".to_string()
+        } else {
+            format!("no: {}", safe(&d.not_ready.join("; "), false))
+        };
+        let _ = writeln!(s, "  ready:    {ready}");
     }
 }
 
@@ -592,6 +618,7 @@ mod tests {
             blocked_by_nums: if blocked { vec![1] } else { vec![] },
             blocked,
             parent_num: None,
+            waits_for_children: false,
         }
     }
 
@@ -612,7 +639,7 @@ mod tests {
             view(item(3, "Ship it", Status::Open, 0), None, true),
             view(item(4, "Old work", Status::Done, 3), None, false),
         ];
-        let out = list(&items, &now(), &PLAIN_80, false);
+        let out = list(&items, &[], &now(), &PLAIN_80, false);
         let expected = "\
 NUM  PRI  STATE                     AGE  TITLE
 #1   P1   ready                     1m   Set up the database schema
@@ -635,7 +662,7 @@ NUM  PRI  STATE                     AGE  TITLE
                 color: false,
                 width: Some(w),
             };
-            for line in list(&items, &now(), &style, false).lines() {
+            for line in list(&items, &[], &now(), &style, false).lines() {
                 assert!(width(line) <= w, "{} > {w}: {line}", width(line));
             }
         }
@@ -653,7 +680,7 @@ NUM  PRI  STATE                     AGE  TITLE
             ),
             view(item(2, "Ship it", Status::Open, 0), None, false),
         ];
-        let out = list(&items, &now(), &PLAIN_80, false);
+        let out = list(&items, &[], &now(), &PLAIN_80, false);
         let expected = "\
 NUM  PRI  STATE              AGE  TITLE
 #1   P1   claimed by 用户甲  1m   数据库迁移把旧记录搬到新表数据库迁移把旧记录…
@@ -694,6 +721,8 @@ NUM  PRI  STATE              AGE  TITLE
             blocks: vec![(5, Ulid(5))],
             lease: Some((lease("ana@box/pts/3"), LeaseState::Live)),
             comments: vec![],
+            children: vec![(7, Ulid(7), Status::Done), (8, Ulid(8), Status::Open)],
+            not_ready: vec!["ana@box/pts/3 holds it".into()],
             recent_ops: vec![Op {
                 seq: 9,
                 at: T0 + 360_000,
@@ -711,6 +740,11 @@ NUM  PRI  STATE              AGE  TITLE
         let out = show(&detail, &now(), &PLAIN_80);
         assert!(out.contains("claimed by ana@box/pts/3 (host box, pid 4242) 4m ago, renewed 20s ago, expires in 11m, token 17"), "{out}");
         assert!(out.contains("blocks:   #5"), "{out}");
+        assert!(out.contains("children: #7, #8 (1 of 2 done)"), "{out}");
+        assert!(
+            out.contains("ready:    no: ana@box/pts/3 holds it"),
+            "{out}"
+        );
         assert!(out.contains("labels:   db"), "{out}");
         assert!(out.contains("Details here.\nSecond line."), "{out}");
         assert!(out.contains("claim: lease ana@box/pts/3 token 17"), "{out}");

@@ -18,6 +18,8 @@ pub struct Request {
     pub patch: Patch,
     /// Preconditions.
     pub guard: Guard,
+    /// Close it (a closing status) even while it has open children.
+    pub force: bool,
 }
 
 /// The fields an update can change, by their JSON names, in the order messages list them.
@@ -46,7 +48,12 @@ impl Request {
             let names: Vec<&str> = names.iter().map(String::as_str).collect();
             return Err(Error::nothing_to_update(&names));
         }
-        Ok(Request { item, patch, guard })
+        Ok(Request {
+            item,
+            patch,
+            guard,
+            force: false,
+        })
     }
 }
 
@@ -78,6 +85,8 @@ pub struct Args {
     no_parent: Option<bool>,
     /// With a closing status: why it closed.
     reason: Option<String>,
+    /// With a closing status: close it even while it has open children.
+    force: Option<bool>,
 }
 
 impl Args {
@@ -115,7 +124,9 @@ impl Args {
             close_reason: self.reason,
         };
         let g = guard(self.if_version, self.token, self.idempotency_key);
-        Request::new(Spelling::Json, item, patch, g)
+        let mut r = Request::new(Spelling::Json, item, patch, g)?;
+        r.force = self.force.unwrap_or(false);
+        Ok(r)
     }
 }
 
@@ -146,7 +157,7 @@ pub fn parent_change(
 ///
 /// # Errors
 ///
-/// As [`Tracker::update`].
+/// As [`Tracker::update_with`].
 pub fn exec<S: Storage>(t: &Tracker<S>, r: Request) -> Result<ItemView> {
-    t.update(&r.item, r.patch, &r.guard)
+    t.update_with(&r.item, r.patch, &r.guard, r.force)
 }

@@ -232,6 +232,11 @@ pub trait ReadTxn {
     fn visit_idempotency(&self, f: Visit<(String, IdempotencyRecord)>) -> Result<()>;
     /// Items that list `id` in their `blocked_by`.
     fn dependents(&self, id: Ulid) -> Result<Vec<Ulid>>;
+    /// The parent index as stored: (parent, child), by parent then child (format 2; a store of
+    /// format 1 has no parents and visits nothing).
+    fn visit_children(&self, f: Visit<(Ulid, Ulid)>) -> Result<()>;
+    /// Items whose `parent` is `id`, by identity (creation order).
+    fn children(&self, id: Ulid) -> Result<Vec<Ulid>>;
     /// Ops with `seq >= from`, oldest first.
     fn visit_ops(&self, from: u64, f: Visit<Op>) -> Result<()>;
     /// Sequence numbers of the ops on `id`, oldest first.
@@ -248,9 +253,15 @@ pub trait ReadTxn {
     fn server_time_ms(&self) -> Result<Option<crate::model::WallMs>> {
         Ok(None)
     }
+    /// A hint that `id` was just made with a fresh identity, so no item names it as its parent:
+    /// a backend that fetches children over the network need not ask. (A file answers from its
+    /// own pages and ignores it.)
+    fn childless(&self, id: Ulid) {
+        let _ = id;
+    }
     /// A hint that the items `ids` are about to be read, one by one: a backend across a network
-    /// fetches them (with their leases and dependents) in one round trip. Changes nothing, and
-    /// reads nothing more than `item` would; a local backend ignores it.
+    /// fetches them (with their leases, dependents and children) in one round trip. Changes
+    /// nothing, and reads nothing more than `item` would; a local backend ignores it.
     fn prefetch(&self, ids: &[Ulid]) -> Result<()> {
         let _ = ids;
         Ok(())

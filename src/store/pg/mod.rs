@@ -67,6 +67,9 @@ pub struct PgStore {
     server_clock: bool,
     /// Set while `upgrade` runs: its write may change a schema of an older format.
     upgrading: std::sync::atomic::AtomicBool,
+    /// The schema's format version as last seen (opening it, or a write's meta rows): a schema
+    /// of format 1 has no `tracker_children`, so reads do not ask for it there.
+    format: std::sync::atomic::AtomicU64,
 }
 
 impl PgStore {
@@ -120,6 +123,7 @@ impl PgStore {
             lock_timeout,
             server_clock: true,
             upgrading: std::sync::atomic::AtomicBool::new(false),
+            format: std::sync::atomic::AtomicU64::new(FORMAT_VERSION),
         })
     }
 
@@ -148,6 +152,9 @@ impl PgStore {
                 Err(e) => Err(e),
             }
         })?;
+        if let Some(v) = version {
+            self.saw_format(v);
+        }
         match version {
             Some(v) if (super::OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&v) => Ok(()),
             Some(v) if v > FORMAT_VERSION => Err(Error::Data(format!(
@@ -162,6 +169,17 @@ impl PgStore {
             ))),
             None => Err(no_schema(&self.shown)),
         }
+    }
+
+    /// Records the format version a read of the schema found (it only ever grows).
+    pub(super) fn saw_format(&self, version: u64) {
+        self.format
+            .store(version, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The schema's format version as last seen.
+    pub(super) fn format(&self) -> u64 {
+        self.format.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Runs `f` on the connection (connecting again first if it was lost), once: only for the
@@ -454,6 +472,9 @@ impl Storage for PgStore {
         self.upgrading.store(true, SeqCst);
         let out = self.write(super::upgrade_in);
         self.upgrading.store(false, SeqCst);
+        if out.is_ok() {
+            self.saw_format(FORMAT_VERSION);
+        }
         out
     }
 
