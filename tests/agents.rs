@@ -139,6 +139,7 @@ fn an_agent_works_through_tracker_mcp_with_the_official_python_sdk() {
                 "list",
                 "log",
                 "new",
+                "plan",
                 "release",
                 "renew",
                 "show",

@@ -386,7 +386,7 @@ impl CountingProxy {
 }
 
 /// On PostgreSQL a plan of 10,000 items is one transaction whose rows are sent in bulk: a few
-/// dozen round trips (76 when written; 8,056 without the prefetch of each chunk), not one per
+/// hundred round trips (111 when written; 8,056 without the prefetch of each chunk), not one per
 /// item.
 #[test]
 fn a_plan_of_ten_thousand_items_takes_few_round_trips_on_postgres() {

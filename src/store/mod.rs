@@ -253,9 +253,9 @@ pub trait ReadTxn {
     fn server_time_ms(&self) -> Result<Option<crate::model::WallMs>> {
         Ok(None)
     }
-    /// A hint that `id` was just made with a fresh identity, so no item names it as its parent:
-    /// a backend that fetches children over the network need not ask. (A file answers from its
-    /// own pages and ignores it.)
+    /// A hint that `id` was just made with a fresh identity, so no item names it as its parent
+    /// or among its blockers: a backend that fetches children and dependents over the network
+    /// need not ask. (A file answers from its own pages and ignores it.)
     fn childless(&self, id: Ulid) {
         let _ = id;
     }
