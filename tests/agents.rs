@@ -441,3 +441,94 @@ fn a_waiting_claim_through_the_python_sdk_stalls_no_other_call_and_cancels_clean
         );
     }
 }
+
+/// A planner builds a tree through the official Python SDK (`plan`, then `comment`), and two
+/// agents drain it side by side (`claim_next` + `done`): every item is done once, and each epic
+/// closes only after its children, since an item with open children is never handed out.
+#[test]
+fn two_agents_drain_a_planned_tree_each_epic_after_its_children() {
+    if !python_sdk() {
+        return;
+    }
+    for env in Env::each() {
+        let b = env.backend;
+        let client = |scenario: &str, who: &str| {
+            let mut c = common::command("python3");
+            c.arg(client_script())
+                .arg(common::bin())
+                .arg(&env.db)
+                .arg(scenario)
+                .env("TRACKER_AS", who)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            c
+        };
+        let s = steps(&client("plan", "planner").output().unwrap());
+        assert_eq!(s["plan"]["is_error"], false, "{b}: {}", s["plan"]);
+        let created = s["plan"]["structured"]["created"]
+            .as_array()
+            .unwrap()
+            .clone();
+        assert_eq!(created.len(), 6, "{b}");
+        assert_eq!(
+            s["again"]["structured"], s["plan"]["structured"],
+            "{b}: a repeat"
+        );
+        assert_eq!(s["comment"]["is_error"], false, "{b}: {}", s["comment"]);
+        let agents: Vec<_> = ["ana", "bo"]
+            .iter()
+            .map(|who| client("drain", who).spawn().unwrap())
+            .collect();
+        let mut drained = Vec::new();
+        for a in agents {
+            let s = steps(&a.wait_with_output().unwrap());
+            assert_eq!(
+                s["stopped"]["structured"]["error"]["code"], 4,
+                "{b}: {}",
+                s["stopped"]
+            );
+            drained.extend(
+                s["drained"]["nums"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|n| n.as_u64().unwrap()),
+            );
+        }
+        drained.sort_unstable();
+        let mut nums: Vec<u64> = created.iter().map(|c| c["num"].as_u64().unwrap()).collect();
+        nums.sort_unstable();
+        assert_eq!(drained, nums, "{b}: every item done once");
+        // When each item was done, from the log: an epic after every one of its children.
+        let log = common::json_lines(&env.run(&["--json", "log"]).stdout);
+        let done_at = |num: u64| {
+            log.iter()
+                .find(|o| o["op"] == "done" && o["num"] == num)
+                .unwrap_or_else(|| panic!("{b}: #{num} has no done op: {log:?}"))["seq"]
+                .as_u64()
+                .unwrap()
+        };
+        let num = |key: &str| {
+            created.iter().find(|c| c["key"] == key).unwrap()["num"]
+                .as_u64()
+                .unwrap()
+        };
+        for (epic, parts) in [("e1", ["a", "b"]), ("e2", ["c", "d"])] {
+            for part in parts {
+                assert!(
+                    done_at(num(part)) < done_at(num(epic)),
+                    "{b}: {part} before {epic}"
+                );
+            }
+        }
+        assert!(
+            done_at(num("a")) < done_at(num("b")),
+            "{b}: a blocker first"
+        );
+        let shown = env.json(&["show", &num("a").to_string()]);
+        assert_eq!(shown["comments"][0]["author"], "planner", "{b}: {shown}");
+        let (code, err) = env.code(&["verify"]);
+        assert_eq!(code, 0, "{b}: {err}");
+    }
+}

@@ -83,6 +83,21 @@ async def main(bin_path, db, scenario):
                         break
                     done.append(item["num"])
                 emit(step="drained", nums=done)
+            elif scenario == "plan":
+                # A planner writes a tree in one call and leaves a note for whoever takes a part.
+                items = [
+                    {"key": "e1", "title": "First epic", "type": "epic"},
+                    {"key": "a", "title": "Part a", "parent": "e1"},
+                    {"key": "b", "title": "Part b", "parent": "e1", "blocked_by": ["a"]},
+                    {"key": "e2", "title": "Second epic", "type": "epic", "blocked_by": ["e1"]},
+                    {"key": "c", "title": "Part c", "parent": "e2"},
+                    {"key": "d", "title": "Part d", "parent": "e2"},
+                ]
+                made = await call(session, "plan", {"items": items, "idempotency_key": "tree"})
+                emit(step="plan", **made)
+                emit(step="again", **await call(session, "plan", {"items": items, "idempotency_key": "tree"}))
+                a = next(c for c in made["structured"]["created"] if c["key"] == "a")
+                emit(step="comment", **await call(session, "comment", {"item": str(a["num"]), "text": "start with the parser"}))
             elif scenario == "concurrent":
                 # A claim that waits must hold up no other call, and a cancelled one claims
                 # nothing: the wait runs as a task while other calls are made beside it.
