@@ -8,7 +8,8 @@
 //! Each run makes a fresh tracker (a file, or a schema of its own, dropped at the end). The
 //! plan holds the same items as the import's export (benches/common: titles, priorities,
 //! labels); a second plan gives them structure (every tenth an epic, its nine parts each
-//! blocked by the one before), which an import of plain items has no counterpart for.
+//! blocked by the one before), and a third puts them all under one epic: an import of plain
+//! items has no counterpart for either.
 //! `BENCH_PLAN_ITEMS` items (10000), `BENCH_PLAN_ROUNDS` runs of each, the median kept (3).
 
 use std::io::Write;
@@ -151,10 +152,12 @@ fn main() {
     let export = write("items.jsonl", common::write_seed);
     let plan = write("plan.json", write_plan);
     let tree = write("tree.json", write_structured_plan);
+    let epic = write("epic.json", write_one_epic_plan);
     let files = [
         ("import", export.as_path()),
         ("plan", plan.as_path()),
         ("tree", tree.as_path()),
+        ("epic", epic.as_path()),
     ];
     let mut rows = vec![("file", measure(&Backend::File(dir.path()), &files, rounds))];
     match std::env::var("TRACKER_BENCH_PG")
@@ -164,16 +167,17 @@ fn main() {
         Some(base) => rows.push(("PostgreSQL", measure(&Backend::Pg(&base), &files, rounds))),
         None => eprintln!("PostgreSQL skipped: set TRACKER_BENCH_PG=postgres://... to include it"),
     }
-    println!("\n| backend | `import` of {n} items | `new --plan` of the same {n} | ratio | plan as a tree (epics, parts, chains) | goal: plan ≤ 2x import |");
-    println!("|---|---|---|---|---|---|");
+    println!("\n| backend | `import` of {n} items | `new --plan` of the same {n} | ratio | plan as a tree (epics, parts, chains) | one epic, {} parts | goal: plan ≤ 2x import |", n - 1);
+    println!("|---|---|---|---|---|---|---|");
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     for (backend, t) in rows {
         let ratio = ms(t[1]) / ms(t[0]);
         println!(
-            "| {backend} | {:.0} ms | {:.0} ms | {ratio:.2}x | {:.0} ms | {} |",
+            "| {backend} | {:.0} ms | {:.0} ms | {ratio:.2}x | {:.0} ms | {:.0} ms | {} |",
             ms(t[0]),
             ms(t[1]),
             ms(t[2]),
+            ms(t[3]),
             if ratio <= 2.0 { "met" } else { "not met" }
         );
     }
@@ -187,6 +191,21 @@ pub fn write_plan(w: &mut impl Write, n: u64) -> std::io::Result<()> {
     for i in 1..=n {
         let sep = if i == n { "" } else { "," };
         writeln!(w, "{{\"key\":\"k{i}\",\"title\":\"item number {i} of the big backlog\",\"priority\":{},\"labels\":[\"l{}\"]}}{sep}", i % 5, i % 10)?;
+    }
+    writeln!(w, "]}}")
+}
+
+/// The same `n` items under one epic (the first): a parent with `n - 1` children.
+pub fn write_one_epic_plan(w: &mut impl Write, n: u64) -> std::io::Result<()> {
+    writeln!(w, "{{\"items\": [")?;
+    for i in 1..=n {
+        let sep = if i == n { "" } else { "," };
+        let structure = if i == 1 {
+            "\"type\":\"epic\"".to_string()
+        } else {
+            "\"parent\":\"k1\"".to_string()
+        };
+        writeln!(w, "{{\"key\":\"k{i}\",\"title\":\"item number {i} of the big backlog\",\"priority\":{},\"labels\":[\"l{}\"],{structure}}}{sep}", i % 5, i % 10)?;
     }
     writeln!(w, "]}}")
 }
