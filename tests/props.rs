@@ -1,4 +1,4 @@
-//! Property tests over random sequences of library calls from several holders, with a fake clock
+//! Property tests over random sequences of library calls (plans among them) from several holders, with a fake clock
 //! and simulated process deaths, on the redb file and on the in-memory store.
 //!
 //! After every step: at most one live lease per item, fencing tokens strictly increasing, a stale
@@ -16,8 +16,8 @@ use tracker::import::Prefer;
 use tracker::store::mem::MemStore;
 use tracker::store::Storage;
 use tracker::{
-    Actor, ClaimOptions, Error, FakeClock, Guard, ItemRef, ItemView, ListQuery, NewItem, Patch,
-    RedbStore, Status, Tracker,
+    Actor, ClaimOptions, Error, FakeClock, Guard, ItemRef, ItemType, ItemView, ListQuery, NewItem,
+    Patch, PlanEntry, PlanRef, RedbStore, Status, Tracker,
 };
 
 const HOLDERS: [&str; 3] = ["ana", "bob", "cy"];
@@ -40,6 +40,10 @@ enum TokenChoice {
 enum Step {
     New {
         priority: u8,
+    },
+    /// A plan: each entry's parent and blockers (even: an entry's key, odd: an existing item).
+    Plan {
+        entries: Vec<(Option<u16>, Vec<u16>)>,
     },
     Claim {
         item: usize,
@@ -124,6 +128,8 @@ fn step() -> impl Strategy<Value = Step> {
     let w = 0..WORKERS;
     prop_oneof![
         3 => (0..5u8).prop_map(|priority| Step::New { priority }),
+        1 => prop::collection::vec((any::<Option<u16>>(), prop::collection::vec(any::<u16>(), 0..3)), 1..6)
+            .prop_map(|entries| Step::Plan { entries }),
         3 => (i.clone(), w.clone(), 1..120u64, any::<bool>())
             .prop_map(|(item, who, ttl_s, with_pid)| Step::Claim { item, who, ttl_s, with_pid }),
         2 => w.clone().prop_map(|who| Step::ClaimNext { who }),
@@ -236,6 +242,47 @@ fn run_steps<S: Storage>(world: World<S>, clock: &FakeClock, dead: &AtomicBool, 
                     .unwrap();
                 seen.items.push(v.item.num);
                 check_change(&mut seen, 0, &v);
+            }
+            Step::Plan { entries } => {
+                let n = entries.len();
+                let target = |r: u16| match pick(usize::from(r / 2)) {
+                    Some(num) if r % 2 == 1 => PlanRef::Item(ItemRef::Num(num)),
+                    _ => PlanRef::Key(format!("k{}", usize::from(r / 2) % n)),
+                };
+                let plan: Vec<PlanEntry> = entries
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (parent, blockers))| PlanEntry {
+                        key: format!("k{i}"),
+                        title: format!("planned {i}"),
+                        body: String::new(),
+                        priority: None,
+                        labels: Vec::new(),
+                        item_type: ItemType::Task,
+                        parent: parent.map(target),
+                        blocked_by: blockers.iter().map(|b| target(*b)).collect(),
+                    })
+                    .collect();
+                let before = t0.last_seq().unwrap();
+                match t0.plan(&plan, &Guard::default()) {
+                    Ok(made) => {
+                        assert_eq!(made.len(), n);
+                        assert_eq!(t0.last_seq().unwrap(), before + n as u64, "one op per item");
+                        for m in made {
+                            seen.items.push(m.num);
+                            seen.versions.insert(m.num, 1);
+                            seen.changes += 1;
+                        }
+                    }
+                    Err(Error::Invalid(why)) => {
+                        assert_eq!(
+                            t0.last_seq().unwrap(),
+                            before,
+                            "a refused plan made something: {why}"
+                        );
+                    }
+                    Err(e) => panic!("plan {plan:?}: {e}"),
+                }
             }
             Step::Claim {
                 item,
