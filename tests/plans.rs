@@ -132,6 +132,7 @@ fn every_bad_plan_exits_2_naming_the_entry_and_makes_nothing() {
     for env in Env::each() {
         let b = env.backend;
         env.json(&["new", "Already here"]);
+        env.json(&["new", "Waits for #1", "--blocked-by", "1"]);
         let ok = json!({"key": "ok", "title": "Fine"});
         let cases: Vec<(Value, &str)> = vec![
             (json!({"items": []}), "no items"),
@@ -206,6 +207,11 @@ fn every_bad_plan_exits_2_naming_the_entry_and_makes_nothing() {
             // A part of #1 blocked by #1: #1 would wait for it and it for #1.
             (
                 json!({"items": [{"key": "a", "title": "A", "parent": "#1", "blocked_by": ["1"]}]}),
+                "cycle",
+            ),
+            // A part of #1 blocked by #2, which waits for #1: #1 waits for it, it for #2.
+            (
+                json!({"items": [{"key": "a", "title": "A", "parent": "#1", "blocked_by": ["#2"]}]}),
                 "cycle",
             ),
             (json!({"items": [ok], "extra": 1}), "unknown field `extra`"),
