@@ -22,9 +22,10 @@ use rmcp::{
 };
 use serde_json::Value;
 use tracker::command::{
-    self, claim, comment, dep, done, list, log, new_item, release, renew, show, status, update,
+    self, claim, comment, dep, done, list, log, new_item, plan, release, renew, show, status,
+    update,
 };
-use tracker::json::{ItemJson, OpJson, ShowJson, StatusJson};
+use tracker::json::{ItemJson, OpJson, PlanJson, ShowJson, StatusJson};
 use tracker::{Actor, Backend, Error, ItemView, Result};
 
 /// The library's tracker over the backend `tracker mcp` was started on.
@@ -336,6 +337,18 @@ impl Server {
     ) -> CallToolResult {
         self.call(ctx, Work::Writes, raw, |t, a: new_item::Args, _| {
             item(&new_item::exec(t, a.lower()?)?)
+        })
+        .await
+    }
+
+    #[tool(input_schema = input::<plan::Args>(), description = command::tool_description("plan"), output_schema = schema::<PlanJson>())]
+    async fn plan(
+        &self,
+        ctx: RequestContext<RoleServer>,
+        Parameters(raw): Parameters<JsonObject>,
+    ) -> CallToolResult {
+        self.call(ctx, Work::Writes, raw, |t, a: plan::Args, _| {
+            to_json(&PlanJson::from(plan::exec(t, a.lower()?)?.as_slice()))
         })
         .await
     }

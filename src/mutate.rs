@@ -404,7 +404,7 @@ pub(crate) fn parent_loops(t: &dyn ReadTxn, id: Ulid, parent: Ulid) -> Result<bo
 }
 
 /// A fresh identity whose time part is the clock's, so ULIDs sort by creation.
-fn new_ulid(wall_ms: i64) -> Ulid {
+pub(crate) fn new_ulid(wall_ms: i64) -> Ulid {
     let ms = u64::try_from(wall_ms).unwrap_or(0);
     Ulid::from_datetime(std::time::UNIX_EPOCH + Duration::from_millis(ms))
 }

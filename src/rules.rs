@@ -12,6 +12,7 @@ use crate::clock::Now;
 use crate::model::{Change, Item, ItemView, Lease, Op, Patch, Status, MAX_PRIORITY};
 
 mod changes;
+pub mod plan;
 pub use changes::{
     claim_changes, closing_ends_lease, dep_changes, done_changes, release_changes, renew_changes,
     update_changes, DepRefusal, Taker, TieTo,

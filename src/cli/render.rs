@@ -289,6 +289,21 @@ pub fn list(items: &[ItemView], depths: &[usize], now: &Now, style: &Style, wide
     out
 }
 
+/// `new --plan`: a line per item made, in plan order, with the plan's key and title.
+pub fn planned(made: &[tracker::PlannedItem], titles: &[String]) -> String {
+    let mut s = String::new();
+    for (p, title) in made.iter().zip(titles) {
+        let _ = writeln!(
+            s,
+            "created #{} ({}): {}",
+            p.num,
+            safe(&p.key, false),
+            safe(title, false)
+        );
+    }
+    s
+}
+
 /// The one-line summary commands print after a change.
 pub fn changed(v: &ItemView, verb: &str, now: &Now) -> String {
     let mut s = format!(

@@ -72,6 +72,7 @@ fn record(item: Ulid) -> IdempotencyRecord {
         actor: String::new(),
         item_after: None,
         lease_after: None,
+        created: Vec::new(),
     }
 }
 
@@ -335,6 +336,11 @@ pub(super) fn idempotency_records_put_get_visit_remove<S: Storage>(s: S) {
         actor: "ana".into(),
         item_after: Some(item(1, Status::Open, 2, &[], &[])),
         lease_after: Some(lease(3)),
+        created: vec![crate::store::PlannedItem {
+            key: "k1".into(),
+            num: 1,
+            id: Ulid::from_parts(1, 1),
+        }],
     };
     s.write(|t| t.put_idempotency("k", &rec)).unwrap();
     s.read(|t| {

@@ -165,6 +165,21 @@ pub struct IdempotencyRecord {
     /// The item's lease as the first call left it (a claim's fencing token lives here).
     #[serde(default)]
     pub lease_after: Option<Lease>,
+    /// Every item a plan (`new --plan`) made, in plan order (empty for other commands; `item`
+    /// is the first of them).
+    #[serde(default)]
+    pub created: Vec<PlannedItem>,
+}
+
+/// One item a plan made: the entry's key, and the item's number and identity.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedItem {
+    /// The key the plan gave the entry.
+    pub key: String,
+    /// The item's number.
+    pub num: u64,
+    /// The item's identity.
+    pub id: Ulid,
 }
 
 /// Encodes a stored value, as every backend stores it: MessagePack, positional (an array in
@@ -257,9 +272,9 @@ pub trait ReadTxn {
     fn server_time_ms(&self) -> Result<Option<crate::model::WallMs>> {
         Ok(None)
     }
-    /// A hint that `id` was just made with a fresh identity, so no item names it as its parent:
-    /// a backend that fetches children over the network need not ask. (A file answers from its
-    /// own pages and ignores it.)
+    /// A hint that `id` was just made with a fresh identity, so no item names it as its parent
+    /// or among its blockers: a backend that fetches children and dependents over the network
+    /// need not ask. (A file answers from its own pages and ignores it.)
     fn childless(&self, id: Ulid) {
         let _ = id;
     }

@@ -222,7 +222,10 @@ impl ReadTxn for PgTxn<'_> {
     }
 
     fn childless(&self, id: Ulid) {
-        self.known.borrow_mut().children.entry(id).or_default();
+        let mut known = self.known.borrow_mut();
+        known.children.entry(id).or_default();
+        // Nor does anything wait for it yet: a plan's next item blocked by it asks nothing.
+        known.dependents.entry(id).or_default();
     }
 
     fn prefetch(&self, ids: &[Ulid]) -> Result<()> {
