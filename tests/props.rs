@@ -542,20 +542,32 @@ fn run_steps<S: Storage>(world: World<S>, clock: &FakeClock, dead: &AtomicBool, 
             }
             Step::NewChild { parent } => {
                 let Some(p) = pick(*parent) else { continue };
-                let v = t0
-                    .new_item(
-                        NewItem {
-                            title: format!("part of #{p}"),
-                            parent: Some(ItemRef::Num(p)),
-                            ..Default::default()
-                        },
-                        &[],
-                        &Guard::default(),
-                    )
-                    .unwrap();
-                assert_eq!(v.parent_num, Some(p));
-                seen.items.push(v.item.num);
-                check_change(&mut seen, 0, &v);
+                let made = t0.new_item(
+                    NewItem {
+                        title: format!("part of #{p}"),
+                        parent: Some(ItemRef::Num(p)),
+                        ..Default::default()
+                    },
+                    &[],
+                    &Guard::default(),
+                );
+                match made {
+                    Ok(v) => {
+                        assert_eq!(v.parent_num, Some(p));
+                        seen.items.push(v.item.num);
+                        check_change(&mut seen, 0, &v);
+                    }
+                    // A closed parent takes no open part.
+                    Err(Error::Conflict { .. }) => {
+                        let parent = t0.get(&ItemRef::Num(p)).unwrap();
+                        assert_ne!(
+                            parent.item.status,
+                            Status::Open,
+                            "an open parent refused a part"
+                        );
+                    }
+                    Err(e) => panic!("new part: {e}"),
+                }
             }
             Step::SetParent { item, parent } => {
                 let Some(n) = pick(*item) else { continue };
