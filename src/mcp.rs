@@ -56,6 +56,10 @@ pub fn serve(backend: Backend, named: Option<Actor>) -> Result<i32> {
         tool_router: Server::tool_router(),
     };
     let running = server.running.clone();
+    // The last references to the store are dropped after the runtime: a PostgreSQL client
+    // closes its connection on a runtime of its own, which cannot start inside this one (every
+    // session on PostgreSQL ended with an internal error).
+    let store = (server.backend.clone(), server.tracker.clone());
     let (transport, writer) =
         wire::stdio(closing.clone()).map_err(|e| Error::io("cannot start the MCP server", e))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -80,6 +84,7 @@ pub fn serve(backend: Backend, named: Option<Actor>) -> Result<i32> {
         std::thread::sleep(Duration::from_millis(5));
     }
     drop(runtime);
+    drop(store);
     writer.finish();
     served
 }

@@ -45,6 +45,18 @@ impl<S: Storage> Tracker<S> {
                     .unwrap_or_else(|| Err("not resolved".into()))
             })
             .map_err(Error::Invalid)?;
+            for (i, e) in checked.iter().enumerate() {
+                if let Some(crate::rules::plan::Target::Existing(p)) = e.parent {
+                    if let Some(parent) = t.item(p)? {
+                        crate::rules::may_take_open_child(&parent).map_err(|why| {
+                            Error::Invalid(format!(
+                                "{}: {why}",
+                                crate::rules::plan::entry_name(i, &e.key)
+                            ))
+                        })?;
+                    }
+                }
+            }
             let key = guard.idempotency_key.as_deref();
             // Only a keyed plan needs its digest.
             let fp = key.map(|_| fingerprint(&checked)).unwrap_or_default();

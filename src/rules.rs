@@ -250,6 +250,20 @@ pub fn is_ready(
     !has_open_child && is_unblocked_open(item, blocker_status)
 }
 
+/// A closed item takes no open child: it would be closed while a part of it is open, which only
+/// `--force` may do. The error says what to do instead.
+pub fn may_take_open_child(parent: &Item) -> Result<(), String> {
+    match parent.status {
+        Status::Open => Ok(()),
+        s => Err(format!(
+            "#{} is {}: reopen it first (update {} --status open) to give it an open part",
+            parent.num,
+            s.as_str(),
+            parent.num
+        )),
+    }
+}
+
 /// Why the item of `view` cannot be claimed now, in words, given the numbers of its open
 /// blockers and its children (number, identity, status): not open, waiting for open blockers
 /// or open children, or claimed. Empty when it is ready.

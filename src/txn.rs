@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::model::{Change, Item, ItemView, Lease, Op, OpKind, Status};
 use crate::rules::{self, LeaseState, Tie};
 use crate::store::{Counter, IdempotencyRecord, ReadTxn, Storage, WriteTxn};
-use crate::tracker::{open_children, resolve, Guard, ItemRef, Tracker};
+use crate::tracker::{has_open_child, resolve, Guard, ItemRef, Tracker};
 
 /// How long an idempotency key is remembered. A repeat within this time returns the first
 /// result; after it the key is forgotten and may be used afresh. Retries happen within minutes;
@@ -408,7 +408,7 @@ pub(crate) fn is_ready(t: &dyn ReadTxn, item: &Item) -> Result<bool> {
     for b in &item.blocked_by {
         statuses.push((*b, t.item(*b)?.map(|i| i.status)));
     }
-    let has_open_child = !open_children(t, item.id)?.is_empty();
+    let has_open_child = has_open_child(t, item.id)?;
     Ok(rules::is_ready(
         item,
         |b| {

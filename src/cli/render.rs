@@ -328,12 +328,10 @@ pub fn show(d: &ItemDetail, now: &Now, style: &Style) -> String {
         style.bold(&safe(&i.title, false))
     );
     let _ = writeln!(s, "  id:       {}", i.id);
-    let _ = writeln!(
-        s,
-        "  state:    {} ({})",
-        i.status.as_str(),
-        state_word(&d.view)
-    );
+    let _ = match i.status {
+        Status::Open => writeln!(s, "  state:    open ({})", state_word(&d.view)),
+        closed => writeln!(s, "  state:    {}", closed.as_str()),
+    };
     let _ = writeln!(s, "  priority: P{}", i.priority);
     show_structure(&mut s, d);
     if !i.labels.is_empty() {

@@ -151,6 +151,8 @@ pub(super) fn put_item_keeps_every_index_in_step<S: Storage>(s: S) {
         assert_eq!(collect(|f| t.visit_ready_index(f)), vec![(2, 1, a.id)]);
         assert_eq!(collect(|f| t.visit_blocks(f)), vec![(a.id, b.id)]);
         assert_eq!(t.dependents(a.id)?, vec![b.id]);
+        assert_eq!(t.counter(Counter::Items(Status::Open))?, 2);
+        assert_eq!(t.ready_count()?, 1);
         assert_eq!(collect(|f| t.visit_items(f)), vec![a.clone(), b.clone()]);
         assert_eq!(collect(|f| t.visit_items_by_id(f)).len(), 2);
         Ok(())
@@ -177,6 +179,18 @@ pub(super) fn put_item_keeps_every_index_in_step<S: Storage>(s: S) {
             "priority, then number"
         );
         assert!(t.dependents(a.id)?.is_empty());
+        assert_eq!(t.counter(Counter::Items(Status::Open))?, 1);
+        assert_eq!(t.counter(Counter::Items(Status::Done))?, 1);
+        assert_eq!(t.ready_count()?, 2);
+        Ok(())
+    })
+    .unwrap();
+    s.write(|t| t.clear_derived()).unwrap();
+    s.read(|t| {
+        for st in Status::ALL {
+            assert_eq!(t.counter(Counter::Items(st))?, 0, "{st:?}");
+        }
+        assert_eq!(t.ready_count()?, 0);
         Ok(())
     })
     .unwrap();

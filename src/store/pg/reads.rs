@@ -569,6 +569,13 @@ impl ReadTxn for PgTxn<'_> {
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
+    fn ready_count(&self) -> Result<u64> {
+        self.send_pending()?;
+        let row = self.query("SELECT count(*) FROM tracker_ready", &[])?;
+        let n: i64 = row.first().map_or(0, |r| r.get(0));
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     fn server_time_ms(&self) -> Result<Option<WallMs>> {
         if !self.server_clock {
             return Ok(None);
