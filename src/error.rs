@@ -54,6 +54,16 @@ pub enum Error {
     /// Anything else that should not happen (exit 1).
     #[error("{0}")]
     Internal(String),
+
+    /// `tracker serve`: a request without the server's token (HTTP 401). Refused use, so exit 2
+    /// were it ever a command's.
+    #[error("{0}")]
+    Unauthorized(String),
+
+    /// `tracker serve`: a request the server refuses whatever its token (HTTP 403): a `Host` or
+    /// `Origin` it does not serve, or a write to a `--read-only` server. Exit 2 likewise.
+    #[error("{0}")]
+    Forbidden(String),
 }
 
 /// The library's result type: [`Error`] unless another is named.
@@ -70,6 +80,8 @@ impl Error {
             Error::Data(_) => "data",
             Error::Io { .. } => "io",
             Error::Internal(_) => "internal",
+            Error::Unauthorized(_) => "unauthorized",
+            Error::Forbidden(_) => "forbidden",
         }
     }
 
@@ -77,11 +89,25 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Io { .. } | Error::Internal(_) => 1,
-            Error::Invalid(_) => 2,
+            Error::Invalid(_) | Error::Unauthorized(_) | Error::Forbidden(_) => 2,
             Error::Conflict { .. } => 3,
             Error::NotFound(_) | Error::NoTracker { .. } => 4,
             Error::Busy(_) => 5,
             Error::Data(_) => 6,
+        }
+    }
+
+    /// The HTTP status `tracker serve` answers this error with (CLI.md, "`tracker serve`"),
+    /// beside the exit code the command line gives it.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Error::Invalid(_) => 400,
+            Error::Unauthorized(_) => 401,
+            Error::Forbidden(_) => 403,
+            Error::NotFound(_) | Error::NoTracker { .. } => 404,
+            Error::Conflict { .. } => 409,
+            Error::Busy(_) => 503,
+            Error::Data(_) | Error::Io { .. } | Error::Internal(_) => 500,
         }
     }
 
