@@ -30,6 +30,7 @@ mod readme;
 mod refusals;
 mod reliability;
 mod schemas;
+mod serve;
 mod terminal;
 mod time_namespaces;
 mod worktrees;

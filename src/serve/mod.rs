@@ -143,18 +143,8 @@ impl From<Error> for Failure {
 /// Serves `backend` over HTTP as `options` say, until SIGINT or SIGTERM. The first line on
 /// stdout is the board's URL, with the token in it.
 pub fn serve(backend: Backend, options: HttpOptions) -> Result<i32> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .max_blocking_threads(128)
-        .thread_name("tracker-serve")
-        .build()
-        .map_err(|e| Error::io("cannot start the HTTP server", e))?;
-    runtime.block_on(run_server(backend, options))
-}
-
-async fn run_server(backend: Backend, options: HttpOptions) -> Result<i32> {
-    let listener = tokio::net::TcpListener::bind(options.listen)
-        .await
+    let listener = std::net::TcpListener::bind(options.listen)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
         .map_err(|e| Error::io(format!("cannot listen on {}", options.listen), e))?;
     let local = listener
         .local_addr()
@@ -178,11 +168,22 @@ async fn run_server(backend: Backend, options: HttpOptions) -> Result<i32> {
         },
         events: events::Hub::new(),
     });
+    // Before the URL is printed, so that every op committed after it is streamed. Outside the
+    // runtime: the PostgreSQL client blocks on a runtime of its own.
     events::follow(server.clone())?;
-    announce(&server, local);
-    let app = api::router(server.clone());
-    accept(listener, app).await;
-    Ok(0)
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(128)
+        .thread_name("tracker-serve")
+        .build()
+        .map_err(|e| Error::io("cannot start the HTTP server", e))?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::from_std(listener)
+            .map_err(|e| Error::io(format!("cannot listen on {local}"), e))?;
+        announce(&server, local);
+        accept(listener, api::router(server.clone())).await;
+        Ok(0)
+    })
 }
 
 /// The board's URL (with the token) on the first line of stdout, and a warning on stderr when

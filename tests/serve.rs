@@ -1,0 +1,476 @@
+//! `tracker serve` over real HTTP: the server run as a process, requests sent over sockets.
+//! Its refusals (token, Host, Origin, read-only, the actor of a write), every error kind with
+//! its status, leases by token, racing claims, events from other processes, the OpenAPI
+//! document; on a file and on PostgreSQL.
+
+use serde_json::{json, Value};
+
+use crate::common::http::{Served, TOKEN};
+use crate::common::{Env, WriteLockHolder};
+
+fn new_item(s: &Served, title: &str) -> Value {
+    let r = s.post("/api/v1/items", "ana", json!({"title": title}));
+    assert_eq!(r.status, 201, "{}", crate::common::text(&r.body));
+    r.json()
+}
+
+#[test]
+fn no_token_or_a_wrong_one_is_401_with_the_error_object_and_no_data() {
+    let env = Env::new();
+    let s = Served::start(&env.db, &[]);
+    new_item(&s, "secret plans");
+    for r in [
+        s.req("GET", "/api/v1/items")
+            .without("Authorization")
+            .send(),
+        s.req("GET", "/api/v1/items")
+            .header("Authorization", "Bearer wrong-token-0123456789")
+            .send(),
+        s.req("GET", "/api/v1/items")
+            .header("Authorization", TOKEN)
+            .send(),
+        s.req("GET", "/api/v1/events")
+            .without("Authorization")
+            .send(),
+        s.req("POST", "/mcp").without("Authorization").send(),
+    ] {
+        assert_eq!(r.error_kind(401), "unauthorized");
+        assert!(!crate::common::text(&r.body).contains("secret"));
+    }
+    assert_eq!(s.get("/api/v1/items").status, 200);
+}
+
+#[test]
+fn a_foreign_host_or_a_cross_origin_request_is_403_and_no_cors_header_is_sent() {
+    let env = Env::new();
+    let s = Served::start(&env.db, &["--allow-host", "tracker.example"]);
+    let port = s.port;
+    for host in [
+        "evil.example",
+        "evil.example:{port}",
+        "127.0.0.1:1",
+        "localhost.evil.example",
+    ] {
+        let host = host.replace("{port}", &port.to_string());
+        let r = s.req("GET", "/api/v1/items").header("Host", &host).send();
+        assert_eq!(r.error_kind(403), "forbidden", "Host {host}");
+        // The board too: a rebound name gets nothing from this server.
+        let r = s.req("GET", "/").header("Host", &host).send();
+        assert_eq!(r.status, 403, "Host {host}");
+    }
+    for host in [
+        format!("localhost:{port}"),
+        format!("127.0.0.1:{port}"),
+        format!("tracker.example:{port}"),
+        format!("TRACKER.example:{port}"),
+    ] {
+        let r = s.req("GET", "/api/v1/items").header("Host", &host).send();
+        assert_eq!(r.status, 200, "Host {host}");
+    }
+    for origin in [
+        "http://evil.example".to_string(),
+        format!("http://evil.example:{port}"),
+        format!("https://127.0.0.1:{port}"),
+        format!("http://127.0.0.1:{}", port.wrapping_add(1)),
+        "null".to_string(),
+    ] {
+        let r = s
+            .req("POST", "/api/v1/items")
+            .header("Origin", &origin)
+            .header("X-Tracker-As", "ana")
+            .json(json!({"title": "from another site"}))
+            .send();
+        assert_eq!(r.error_kind(403), "forbidden", "Origin {origin}");
+    }
+    let same = format!("http://127.0.0.1:{port}");
+    let r = s
+        .req("POST", "/api/v1/items")
+        .header("Origin", &same)
+        .header("X-Tracker-As", "ana")
+        .json(json!({"title": "from the board"}))
+        .send();
+    assert_eq!(r.status, 201);
+    // Only the board's item was made.
+    let items = s.get("/api/v1/items").json();
+    assert_eq!(items["items"].as_array().unwrap().len(), 1, "{items}");
+    // A preflight gets no CORS header (so a browser sends nothing cross-site), nor does anything.
+    let pre = s
+        .req("OPTIONS", "/api/v1/items")
+        .header("Origin", "http://evil.example")
+        .header("Access-Control-Request-Method", "POST")
+        .send();
+    for r in [&pre, &s.get("/api/v1/items"), &s.get("/")] {
+        let cors: Vec<_> = r
+            .headers
+            .iter()
+            .filter(|(k, _)| k.to_ascii_lowercase().starts_with("access-control-"))
+            .collect();
+        assert!(cors.is_empty(), "{cors:?}");
+    }
+}
+
+#[test]
+fn a_read_only_server_refuses_every_write_with_403_and_serves_reads() {
+    let env = Env::new();
+    env.json(&["new", "already here"]);
+    let s = Served::start(&env.db, &["--read-only"]);
+    for (method, path) in [
+        ("POST", "/api/v1/items"),
+        ("PATCH", "/api/v1/items/1"),
+        ("POST", "/api/v1/items/1/claim"),
+        ("POST", "/api/v1/items/1/done"),
+        ("POST", "/api/v1/claim-next"),
+        ("DELETE", "/api/v1/items/1/deps/2"),
+    ] {
+        let r = s
+            .req(method, path)
+            .header("X-Tracker-As", "ana")
+            .json(json!({"title": "x"}))
+            .send();
+        assert_eq!(r.error_kind(403), "forbidden", "{method} {path}");
+    }
+    assert_eq!(s.get("/api/v1/items/1").json()["title"], "already here");
+    assert_eq!(env.json(&["show", "1"])["version"], 1);
+}
+
+#[test]
+fn a_write_without_x_tracker_as_is_400_and_the_actor_is_recorded() {
+    let env = Env::new();
+    let s = Served::start(&env.db, &[]);
+    let r = s
+        .req("POST", "/api/v1/items")
+        .json(json!({"title": "anonymous"}))
+        .send();
+    assert_eq!(r.error_kind(400), "invalid");
+    assert!(crate::common::text(&r.body).contains("X-Tracker-As"));
+    let r = s
+        .req("POST", "/api/v1/items")
+        .header("X-Tracker-As", "  ")
+        .json(json!({"title": "blank"}))
+        .send();
+    assert_eq!(r.error_kind(400), "invalid");
+    new_item(&s, "named");
+    let ops = s.get("/api/v1/log").json();
+    assert_eq!(ops["ops"][0]["actor"], "ana", "{ops}");
+    assert_eq!(ops["ops"].as_array().unwrap().len(), 1);
+}
+
+/// Over HTTP the actor is a name that proves nothing: a lease-guarded write without the lease's
+/// token is a conflict, even from the holder's own name; with it, it is done.
+#[test]
+fn leases_over_http_live_by_ttl_and_every_guarded_write_needs_the_token() {
+    for env in Env::each() {
+        let s = Served::start(&env.db, &[]);
+        new_item(&s, "guarded");
+        let claimed = s.post("/api/v1/items/1/claim", "bob", json!({"ttl": "10m"}));
+        assert_eq!(claimed.status, 200, "{}", env.backend);
+        let claim = &claimed.json()["claim"];
+        assert_eq!(claim["holder"], "bob");
+        assert_eq!(
+            claim["pid"],
+            Value::Null,
+            "an HTTP lease is tied to no process"
+        );
+        let token = claim["token"].as_u64().unwrap();
+        for path in ["renew", "release", "done", "claim"] {
+            let r = s.post(&format!("/api/v1/items/1/{path}"), "bob", json!({}));
+            assert_eq!(
+                r.error_kind(409),
+                "conflict",
+                "{path} without a token ({})",
+                env.backend
+            );
+        }
+        let r = s
+            .req("PATCH", "/api/v1/items/1")
+            .header("X-Tracker-As", "bob")
+            .json(json!({"status": "done"}))
+            .send();
+        assert_eq!(r.error_kind(409), "conflict", "{}", env.backend);
+        let wrong = s.post("/api/v1/items/1/done", "bob", json!({"token": token + 100}));
+        assert_eq!(wrong.error_kind(409), "conflict");
+        let renewed = s.post(
+            "/api/v1/items/1/renew",
+            "bob",
+            json!({"token": token, "ttl": "20m"}),
+        );
+        assert_eq!(
+            renewed.status,
+            200,
+            "{}",
+            crate::common::text(&renewed.body)
+        );
+        let done = s.post("/api/v1/items/1/done", "bob", json!({"token": token}));
+        assert_eq!(done.status, 200, "{}", crate::common::text(&done.body));
+        assert_eq!(done.json()["status"], "done");
+        assert_eq!(
+            env.json(&["show", "1"])["status"],
+            "done",
+            "{}",
+            env.backend
+        );
+    }
+}
+
+#[test]
+fn every_error_kind_has_its_status_code() {
+    for env in Env::each() {
+        let s = Served::start(&env.db, &["--lock-timeout", "1s"]);
+        new_item(&s, "one");
+        let b = env.backend;
+        // invalid: 400, for a bad value, an unknown field, a body that is not JSON, a bad query.
+        for r in [
+            s.post("/api/v1/items", "ana", json!({"title": "x", "priority": 9})),
+            s.post(
+                "/api/v1/items",
+                "ana",
+                json!({"title": "x", "colour": "red"}),
+            ),
+            s.post("/api/v1/items", "ana", json!({"body": "no title"})),
+            s.post("/api/v1/items", "ana", json!({"title": ""})),
+            s.req("POST", "/api/v1/items")
+                .header("X-Tracker-As", "ana")
+                .raw_body(b"{not json".to_vec())
+                .send(),
+            s.post("/api/v1/items/1/claim", "ana", json!({"ttl": "forever"})),
+            s.post("/api/v1/items/1/claim", "ana", json!({"item": "2"})),
+            s.get("/api/v1/items?status=bogus"),
+            s.get("/api/v1/items?limit=many"),
+            s.get("/api/v1/items/not-a-ref!"),
+        ] {
+            assert_eq!(
+                r.error_kind(400),
+                "invalid",
+                "{b}: {}",
+                crate::common::text(&r.body)
+            );
+        }
+        // not found: 404, for an item, for nothing ready, and for a route.
+        assert_eq!(s.get("/api/v1/items/99").error_kind(404), "not_found");
+        assert_eq!(s.get("/api/v1/nothing-here").error_kind(404), "not_found");
+        let claimed = s.post("/api/v1/claim-next", "ana", json!({}));
+        assert_eq!(claimed.status, 200, "{b}");
+        let r = s.post("/api/v1/claim-next", "bob", json!({}));
+        assert_eq!(r.error_kind(404), "not_found", "{b}");
+        // conflict: 409, carrying the item as it is now.
+        let r = s.post("/api/v1/items/1/claim", "bob", json!({}));
+        assert_eq!(r.error_kind(409), "conflict");
+        assert_eq!(r.json()["error"]["current"]["claim"]["holder"], "ana");
+        let r = s
+            .req("PATCH", "/api/v1/items/1")
+            .header("X-Tracker-As", "ana")
+            .json(json!({"title": "stale", "if_version": 1}))
+            .send();
+        assert_eq!(r.error_kind(409), "conflict");
+        // busy: 503, a wait that runs out.
+        let r = s.post("/api/v1/items/1/claim", "bob", json!({"wait": "1s"}));
+        assert_eq!(r.error_kind(503), "busy", "{b}");
+        // A body past the limit: refused before it is read in full.
+        let big = json!({"title": "big", "body": "x".repeat(3 << 20)});
+        let r = s
+            .req("POST", "/api/v1/items")
+            .header("X-Tracker-As", "ana")
+            .json(big)
+            .send();
+        assert_eq!(r.error_kind(413), "invalid", "{b}");
+        // A method a route does not take.
+        assert_eq!(
+            s.req("PUT", "/api/v1/items").send().error_kind(405),
+            "invalid"
+        );
+    }
+}
+
+#[test]
+fn a_tracker_locked_past_the_lock_timeout_is_503_busy() {
+    let env = Env::new();
+    let s = Served::start(&env.db, &["--lock-timeout", "1s"]);
+    let lock = WriteLockHolder::hold(&env.db);
+    let r = s.post(
+        "/api/v1/items",
+        "ana",
+        json!({"title": "waits for the lock"}),
+    );
+    lock.release();
+    assert_eq!(r.error_kind(503), "busy");
+    new_item(&s, "after the lock");
+}
+
+#[test]
+fn of_racing_claims_over_http_exactly_one_wins() {
+    for env in Env::each() {
+        let s = Served::start(&env.db, &[]);
+        new_item(&s, "contested");
+        let port = s.port;
+        let racers: Vec<_> = (0..8)
+            .map(|i| {
+                std::thread::spawn(move || {
+                    let s = Served::at(port);
+                    s.post("/api/v1/items/1/claim", &format!("worker-{i}"), json!({}))
+                })
+            })
+            .collect();
+        let replies: Vec<_> = racers.into_iter().map(|t| t.join().unwrap()).collect();
+        let won: Vec<_> = replies.iter().filter(|r| r.status == 200).collect();
+        assert_eq!(won.len(), 1, "{}: {replies:?}", env.backend);
+        for r in replies.iter().filter(|r| r.status != 200) {
+            assert_eq!(r.error_kind(409), "conflict");
+        }
+        let holder = won[0].json()["claim"]["holder"].clone();
+        assert_eq!(env.json(&["show", "1"])["claim"]["holder"], holder);
+        assert!(env.run(&["verify"]).status.success());
+    }
+}
+
+#[test]
+fn a_change_made_by_another_process_arrives_on_an_open_event_stream() {
+    for env in Env::each() {
+        let s = Served::start(&env.db, &[]);
+        let mut events = s.req("GET", "/api/v1/events").stream();
+        assert_eq!(events.status, 200);
+        assert!(events
+            .headers
+            .iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case("content-type")
+                && v.starts_with("text/event-stream")));
+        env.json(&["--as", "cli", "new", "made on the command line"]);
+        env.json(&["--as", "cli", "update", "1", "--priority", "0"]);
+        let mut seen = Vec::new();
+        while seen.len() < 2 {
+            let (name, data) = events.next().expect("the stream ended");
+            assert_eq!(name, "op");
+            seen.push(serde_json::from_str::<Value>(&data).unwrap());
+        }
+        assert_eq!(seen[0]["op"], "new", "{}: {seen:?}", env.backend);
+        assert_eq!(seen[0]["actor"], "cli");
+        assert_eq!(seen[1]["num"], 1);
+        assert_eq!(
+            seen[1]["seq"].as_u64(),
+            Some(seen[0]["seq"].as_u64().unwrap() + 1)
+        );
+    }
+}
+
+/// The OpenAPI document parses, is version 3, lists every route the server answers, and every
+/// reference in it resolves.
+#[test]
+fn the_openapi_document_is_valid_and_lists_every_path() {
+    let env = Env::new();
+    let s = Served::start(&env.db, &[]);
+    let doc = s.get("/api/v1/openapi.json").json();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let paths: Vec<&str> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    for p in [
+        "/api/v1/items",
+        "/api/v1/items/{ref}",
+        "/api/v1/items/{ref}/claim",
+        "/api/v1/items/{ref}/renew",
+        "/api/v1/items/{ref}/release",
+        "/api/v1/items/{ref}/done",
+        "/api/v1/items/{ref}/deps",
+        "/api/v1/items/{ref}/deps/{blocker}",
+        "/api/v1/claim-next",
+        "/api/v1/log",
+        "/api/v1/status",
+        "/api/v1/events",
+        "/api/v1/openapi.json",
+    ] {
+        assert!(paths.contains(&p), "{p} missing from {paths:?}");
+    }
+    let mut refs = Vec::new();
+    collect_refs(&doc, &mut refs);
+    assert!(refs.len() > 20, "{refs:?}");
+    for r in refs {
+        let name = r
+            .strip_prefix("#/components/schemas/")
+            .unwrap_or_else(|| panic!("{r}"));
+        assert!(
+            doc["components"]["schemas"].get(name).is_some(),
+            "{r} does not resolve"
+        );
+    }
+    // Each operation's parameters are in the path it names, and each has responses.
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            assert!(op["operationId"].is_string(), "{method} {path}");
+            assert!(op["responses"].as_object().is_some_and(|r| !r.is_empty()));
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                if p["in"] == "path" {
+                    let name = p["name"].as_str().unwrap();
+                    assert!(
+                        path.contains(&format!("{{{name}}}")),
+                        "{method} {path}: {name}"
+                    );
+                }
+            }
+        }
+    }
+    // The request bodies are the command layer's arguments: new fields appear by themselves.
+    let new = &doc["components"]["schemas"]["NewArgs"]["properties"];
+    assert!(
+        new.get("title").is_some() && new.get("labels").is_some(),
+        "{new}"
+    );
+    let claim = &doc["components"]["schemas"]["ClaimArgs"]["properties"];
+    assert!(
+        claim.get("ttl").is_some() && claim.get("item").is_none(),
+        "{claim}"
+    );
+}
+
+fn collect_refs(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(o) => {
+            for (k, x) in o {
+                if k == "$ref" {
+                    out.push(x.as_str().unwrap().to_string());
+                } else {
+                    collect_refs(x, out);
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| collect_refs(x, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn the_api_answers_the_json_shapes_of_the_command_line() {
+    for env in Env::each() {
+        let s = Served::start(&env.db, &[]);
+        let made = s.post(
+            "/api/v1/items",
+            "ana",
+            json!({"title": "shaped", "labels": ["db"], "priority": 1}),
+        );
+        assert_eq!(made.status, 201);
+        let blocker = new_item(&s, "blocker");
+        let r = s.post("/api/v1/items/1/deps", "ana", json!({"blocker": "2"}));
+        assert_eq!(r.status, 200, "{}", crate::common::text(&r.body));
+        assert_eq!(r.json()["blocked_by"], json!([2]));
+        let shown = s.get("/api/v1/items/%231").json();
+        assert_eq!(shown, env.json(&["show", "1"]), "{}", env.backend);
+        let listed = s.get("/api/v1/items?label=db&ready=false").json();
+        assert_eq!(listed["items"], env.json(&["list", "--label", "db"]));
+        let ready = s.get("/api/v1/items?ready=true").json();
+        assert_eq!(ready["items"].as_array().unwrap().len(), 1);
+        assert_eq!(ready["items"][0]["num"], blocker["num"]);
+        let r = s
+            .req("DELETE", "/api/v1/items/1/deps/2")
+            .header("X-Tracker-As", "ana")
+            .send();
+        assert_eq!(r.status, 200, "{}", crate::common::text(&r.body));
+        assert_eq!(r.json()["blocked_by"], json!([]));
+        let log = s.get("/api/v1/log?item=1&limit=2").json();
+        assert_eq!(log["ops"].as_array().unwrap().len(), 2);
+        assert_eq!(log["ops"][0]["op"], "new");
+        let status = s.get("/api/v1/status").json();
+        assert_eq!(status["open"], 2, "{status}");
+        assert_eq!(status["ready"], 2);
+    }
+}
