@@ -2,12 +2,12 @@
 //! rebuilding the tables from it. `verify` checks every table and counter that data-format.md
 //! lists against a replay; `rebuild` rewrites every derived one.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use ulid::Ulid;
 
 use crate::error::{Error, Result};
-use crate::model::{Item, Lease, Op};
+use crate::model::{Item, Lease, Op, Status};
 use crate::rules::{self, State};
 use crate::store::{Counter, ReadTxn, Storage};
 use crate::tracker::{resolve, ItemRef, Tracker};
@@ -133,6 +133,21 @@ impl<S: Storage> Tracker<S> {
     ///
     /// [`Error::Data`] when the log itself does not replay (nothing is changed).
     pub fn rebuild(&self) -> Result<VerifyReport> {
+        self.rebuild_tables()
+    }
+
+    /// Migrates a tracker of an older format (file or database) to this one, in one write
+    /// transaction, nothing lost (`tracker upgrade`): the version it had, or `None` when it was
+    /// already of this format. Older binaries refuse it afterwards.
+    ///
+    /// # Errors
+    ///
+    /// As any write; on PostgreSQL, a role without the right to create tables in the schema.
+    pub fn upgrade(&self) -> Result<Option<u64>> {
+        self.store.upgrade()
+    }
+
+    fn rebuild_tables(&self) -> Result<VerifyReport> {
         self.store.write(|t| {
             let Replay { state, op_index } = replay(t).map_err(|p| {
                 Error::Data(format!(
@@ -144,9 +159,9 @@ impl<S: Storage> Tracker<S> {
                 t.put_item(None, item, false)?;
             }
             // Readiness depends on other items, so it is set once they are all in place.
+            let waiting = parents_of_open(&state);
             for item in state.items.values() {
-                let ready =
-                    rules::is_unblocked_open(item, |b| state.items.get(b).map(|i| i.status));
+                let ready = ready_in(&state, &waiting, item);
                 t.put_item(Some(item), item, ready)?;
             }
             for (id, lease) in &state.leases {
@@ -369,12 +384,21 @@ fn check_indexes(t: &dyn ReadTxn, replayed: &Replay, problems: &mut Vec<String>)
             .collect(),
         problems,
     );
+    let waiting = parents_of_open(state);
     compare_index(
         "ready",
         stored!(visit_ready_index),
         items()
-            .filter(|i| rules::is_unblocked_open(i, |b| state.items.get(b).map(|x| x.status)))
+            .filter(|i| ready_in(state, &waiting, i))
             .map(|i| (i.priority, i.num, i.id))
+            .collect(),
+        problems,
+    );
+    compare_index(
+        "parent",
+        stored!(visit_children),
+        items()
+            .filter_map(|i| i.parent.map(|p| (p, i.id)))
             .collect(),
         problems,
     );
@@ -395,8 +419,42 @@ fn check_indexes(t: &dyn ReadTxn, replayed: &Replay, problems: &mut Vec<String>)
     Ok(())
 }
 
-/// Blockers exist, no item blocks itself, and the dependency graph has no cycle.
+/// The items with an open child: they wait for it.
+fn parents_of_open(state: &State) -> HashSet<Ulid> {
+    state
+        .items
+        .values()
+        .filter(|i| i.status == Status::Open)
+        .filter_map(|i| i.parent)
+        .collect()
+}
+
+/// Whether `item` belongs in the ready queue of `state` (`waiting`: [`parents_of_open`]).
+fn ready_in(state: &State, waiting: &HashSet<Ulid>, item: &Item) -> bool {
+    rules::is_ready(
+        item,
+        |b| state.items.get(b).map(|i| i.status),
+        waiting.contains(&item.id),
+    )
+}
+
+/// Blockers and parents exist, no item blocks itself or is its own parent, and what items
+/// wait for (their blockers, and a parent its children) has no cycle.
 fn check_dependencies(state: &State, problems: &mut Vec<String>) {
+    let mut children: HashMap<Ulid, Vec<Ulid>> = HashMap::new();
+    for item in state.items.values() {
+        let Some(p) = item.parent else { continue };
+        if p == item.id {
+            problems.push(format!("item #{} is its own parent", item.num));
+        } else if !state.items.contains_key(&p) {
+            problems.push(format!(
+                "item #{} is part of {p}, which does not exist",
+                item.num
+            ));
+        } else {
+            children.entry(p).or_default().push(item.id);
+        }
+    }
     for item in state.items.values() {
         for b in &item.blocked_by {
             if *b == item.id {
@@ -423,13 +481,17 @@ fn check_dependencies(state: &State, problems: &mut Vec<String>) {
                 .get(id)
                 .map(|i| i.blocked_by.as_slice())
                 .unwrap_or(&[]);
-            if let Some(b) = blockers.get(*next).copied() {
+            let kids = children.get(id).map(Vec::as_slice).unwrap_or(&[]);
+            let waits_for = blockers
+                .get(*next)
+                .or_else(|| kids.get(*next - blockers.len()));
+            if let Some(b) = waits_for.copied() {
                 *next += 1;
                 match colour.get(&b) {
                     Some(false) => {
                         let num = state.items.get(&b).map_or(0, |i| i.num);
                         problems.push(format!(
-                            "item #{num} waits for itself through a cycle of blockers"
+                            "item #{num} waits for itself through a cycle of blockers and children"
                         ));
                         return;
                     }

@@ -266,6 +266,11 @@ pub fn describe_changes(op: &Op) -> String {
             Change::BlockerRemoved { .. } => "blocker removed".into(),
             Change::LeaseSet { new, .. } => format!("lease {} token {}", new.holder, new.token),
             Change::LeaseCleared { old } => format!("lease of {} ended", old.holder),
+            Change::Type { old, new } => format!("type {}->{}", old.as_str(), new.as_str()),
+            Change::Parent { new: Some(_), .. } => "parent set".into(),
+            Change::Parent { new: None, .. } => "parent removed".into(),
+            Change::CloseReason { .. } => "close reason".into(),
+            Change::Commented { comment } => format!("comment by {}", comment.author),
         })
         .collect();
     format!("{}: {}", op.kind.as_str(), parts.join(", "))

@@ -9,7 +9,9 @@ use ulid::Ulid;
 
 use crate::clock::format_rfc3339;
 use crate::error::{Error, Result};
-use crate::json::{ExportHeader, ItemJson, EXPORT_FORMAT};
+use crate::json::{CommentJson, ExportHeader, ItemJson, EXPORT_FORMAT};
+use crate::model::{Change, Comment};
+use crate::store::ReadTxn;
 use crate::store::{Counter, Storage, FORMAT_VERSION};
 use crate::tracker::Tracker;
 
@@ -50,11 +52,15 @@ impl<S: Storage> Tracker<S> {
             let mut n = 0u64;
             // Leases are few: one read of their table beats a lookup per item.
             let mut leases: HashMap<Ulid, _> = t.leases()?.into_iter().collect();
+            let mut comments = comments_by_item(t)?;
             // By ULID: stable across trackers (ids travel, numbers do not), and one table scan.
             t.visit_items_by_id(&mut |item| {
                 let lease = leases.remove(&item.id);
                 let view = self.view_of(t, item, lease, &now)?;
-                let json = ItemJson::from(&view);
+                let mut json = ItemJson::from(&view);
+                json.comments = comments
+                    .remove(&view.item.id)
+                    .map(|cs| cs.iter().map(CommentJson::from).collect());
                 if !jsonl {
                     w.write_all(if n == 0 { b"\n" } else { b",\n" })
                         .map_err(io)?;
@@ -144,4 +150,18 @@ impl<S: Storage> Tracker<S> {
         }
         result
     }
+}
+
+/// Every comment, by item, oldest first: one pass over the log (comments live in their ops).
+fn comments_by_item(t: &dyn ReadTxn) -> Result<HashMap<Ulid, Vec<Comment>>> {
+    let mut out: HashMap<Ulid, Vec<Comment>> = HashMap::new();
+    t.visit_ops(1, &mut |op| {
+        for c in op.changes {
+            if let Change::Commented { comment } = c {
+                out.entry(op.item).or_default().push(comment);
+            }
+        }
+        Ok(true)
+    })?;
+    Ok(out)
 }

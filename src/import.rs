@@ -31,12 +31,15 @@ use ulid::Ulid;
 use crate::clock::{parse_rfc3339, Now};
 use crate::error::{Error, Result};
 use crate::json::{ItemJson, EXPORT_FORMAT};
-use crate::model::{Change, Item, OpKind, Status};
+use crate::model::{Change, Comment, Item, OpKind, Status};
 use crate::mutate::depends_on;
 use crate::rules;
 use crate::store::{Counter, Storage, WriteTxn, FORMAT_VERSION};
 use crate::tracker::Tracker;
 use crate::txn::{is_ready, next};
+
+mod structure;
+use structure::parse_structure;
 
 /// The largest version an imported item may carry: room for it to keep growing, and exact in
 /// every JSON reader (2^53).
@@ -149,6 +152,7 @@ impl<S: Storage> Tracker<S> {
                 max_claim_token: 0,
                 batch: Vec::new(),
                 batch_bytes: 0,
+                structured: Vec::new(),
             };
             let header = read_export(&mut *input, &mut |index, json| merge.item(index, json))?;
             merge.finish(&header)
@@ -221,6 +225,8 @@ struct Incoming {
     /// Blockers given only by their numbers in the file (`blocked_by` without `blocked_by_ids`).
     blocker_nums: Vec<u64>,
     claim_token: Option<u64>,
+    /// Its comments (format 2), merged by identity.
+    comments: Vec<Comment>,
 }
 
 fn parse_item(j: ItemJson, index: u64) -> Result<Incoming> {
@@ -273,7 +279,11 @@ fn parse_item(j: ItemJson, index: u64) -> Result<Incoming> {
             "its claim's token is out of range (at most {MAX_IMPORTED_TOKEN})"
         )));
     }
+    let (item_type, parent, close_reason, comments) = parse_structure(&j, id).map_err(&bad)?;
     let item = Item {
+        item_type,
+        parent,
+        close_reason,
         id,
         num: j.num,
         title,
@@ -295,6 +305,7 @@ fn parse_item(j: ItemJson, index: u64) -> Result<Incoming> {
         item,
         blocker_nums,
         claim_token,
+        comments,
     })
 }
 
@@ -312,6 +323,9 @@ fn differing_fields(a: &Item, b: &Item) -> Vec<&'static str> {
     check(a.priority == b.priority, "priority");
     check(a.labels == b.labels, "labels");
     check(a.blocked_by == b.blocked_by, "blocked_by");
+    check(a.item_type == b.item_type, "type");
+    check(a.parent == b.parent, "parent");
+    check(a.close_reason == b.close_reason, "close_reason");
     out
 }
 
@@ -336,6 +350,8 @@ struct Merge<'a, S: Storage> {
     batch: Vec<Item>,
     /// The bytes of their titles and bodies.
     batch_bytes: usize,
+    /// Items of the file with a parent or comments, settled at the end.
+    structured: Vec<(Ulid, Vec<Comment>)>,
 }
 
 /// Items settled together: their rows (with their blockers') are fetched in one round trip
@@ -353,7 +369,11 @@ impl<S: Storage> Merge<'_, S> {
             item,
             blocker_nums,
             claim_token,
+            comments,
         } = parse_item(json, index)?;
+        if item.parent.is_some() || !comments.is_empty() {
+            self.structured.push((item.id, comments));
+        }
         let id = item.id;
         if !self.seen.insert(id) {
             return Err(invalid(format!("item {index}: id {id} appears twice")));
@@ -489,6 +509,7 @@ impl<S: Storage> Merge<'_, S> {
         self.touched
             .extend(self.with_blockers.iter().map(|(id, _)| *id));
         self.settle_blockers()?;
+        self.settle_structure()?;
         if !self.report.conflicts.is_empty() {
             return Err(conflicts_error(&self.report.conflicts));
         }

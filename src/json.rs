@@ -91,6 +91,52 @@ pub struct ItemJson {
     /// The live lease, or null when nobody holds the item.
     #[serde(default)]
     pub claim: Option<ClaimJson>,
+    /// What kind of work: `task` (the default), `bug`, `feature`, `chore` or `epic`.
+    #[serde(rename = "type", default = "task")]
+    #[schemars(extend("enum" = ["task", "bug", "feature", "chore", "epic"]))]
+    pub item_type: String,
+    /// The number of the item this one is part of, or null.
+    #[serde(default)]
+    pub parent: Option<u64>,
+    /// The same parent by ULID.
+    #[serde(default)]
+    pub parent_id: Option<String>,
+    /// Why it was closed, if a reason was given.
+    #[serde(default)]
+    pub close_reason: Option<String>,
+    /// Its comments, oldest first: in exports (and `show`), absent elsewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comments: Option<Vec<CommentJson>>,
+}
+
+fn task() -> String {
+    "task".into()
+}
+
+/// A comment on an item.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct CommentJson {
+    /// The comment's ULID: its identity in every tracker it travels to.
+    #[schemars(regex(pattern = r"^[0-9A-HJKMNP-TV-Z]{26}$"))]
+    pub id: String,
+    /// Who wrote it.
+    pub author: String,
+    /// When it was written (RFC 3339, UTC, milliseconds).
+    #[schemars(extend("format" = "date-time"))]
+    pub at: String,
+    /// The text.
+    pub text: String,
+}
+
+impl From<&crate::model::Comment> for CommentJson {
+    fn from(c: &crate::model::Comment) -> Self {
+        CommentJson {
+            id: c.id.to_string(),
+            author: c.author.clone(),
+            at: format_rfc3339(c.at),
+            text: c.text.clone(),
+        }
+    }
 }
 
 impl From<&ItemView> for ItemJson {
@@ -110,6 +156,11 @@ impl From<&ItemView> for ItemJson {
             created_at: format_rfc3339(i.created_at),
             updated_at: format_rfc3339(i.updated_at),
             claim: v.claim.as_ref().map(ClaimJson::from),
+            item_type: i.item_type.as_str().to_string(),
+            parent: v.parent_num,
+            parent_id: i.parent.map(|p| p.to_string()),
+            close_reason: i.close_reason.clone(),
+            comments: None,
         }
     }
 }
@@ -122,13 +173,44 @@ pub struct ShowJson {
     pub item: ItemJson,
     /// Numbers of the items waiting for this one.
     pub blocks: Vec<u64>,
+    /// Its comments, oldest first.
+    pub comments: Vec<CommentJson>,
+    /// Numbers of its children (the items whose parent it is), lowest first.
+    pub children: Vec<u64>,
+    /// How far its children are.
+    pub progress: ProgressJson,
+    /// Whether it can be claimed now: open, waiting for no open blocker or child, unclaimed.
+    pub ready: bool,
+    /// Why it is not ready, in words (empty when it is).
+    pub not_ready: Vec<String>,
+}
+
+/// `show`'s count of an item's children by how they ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct ProgressJson {
+    /// Children done.
+    pub done: usize,
+    /// Children cancelled.
+    pub cancelled: usize,
+    /// Children in all.
+    pub total: usize,
 }
 
 impl From<&crate::ItemDetail> for ShowJson {
     fn from(d: &crate::ItemDetail) -> Self {
+        let (done, cancelled, total) = d.progress();
         ShowJson {
             item: ItemJson::from(&d.view),
             blocks: d.blocks.iter().map(|(n, _)| *n).collect(),
+            comments: d.comments.iter().map(CommentJson::from).collect(),
+            children: d.children.iter().map(|c| c.0).collect(),
+            progress: ProgressJson {
+                done,
+                cancelled,
+                total,
+            },
+            ready: d.ready(),
+            not_ready: d.not_ready.clone(),
         }
     }
 }
@@ -265,6 +347,17 @@ pub struct RebuildJson {
     pub items: u64,
     /// Leases written from the replay, live or not.
     pub leases: u64,
+}
+
+/// `upgrade`: the format the tracker had and has.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct UpgradeJson {
+    /// Whether it was migrated (false: it was already of this format).
+    pub upgraded: bool,
+    /// Its format version before.
+    pub from: u64,
+    /// Its format version now.
+    pub to: u64,
 }
 
 /// `import`: how each item of the export was taken.
@@ -415,6 +508,7 @@ pub fn schemas() -> Vec<(&'static str, serde_json::Value)> {
         ("status", of::<StatusJson>()),
         ("verify", of::<VerifyJson>()),
         ("rebuild", of::<RebuildJson>()),
+        ("upgrade", of::<UpgradeJson>()),
         ("import", of::<ImportJson>()),
         ("init", of::<InitJson>()),
         ("config", of::<ConfigJson>()),

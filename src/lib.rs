@@ -76,7 +76,9 @@ pub use clock::{Clock, FakeClock, Now, SystemClock};
 pub use conflict::{describe_changes, describe_lease};
 pub use error::{Error, Result};
 pub use host::Actor;
-pub use model::{Change, Item, ItemView, Lease, NewItem, Op, OpKind, Patch, Status};
+pub use model::{
+    Change, Comment, Item, ItemType, ItemView, Lease, NewItem, Op, OpKind, Patch, Status,
+};
 pub use store::backend::{Backend, Target};
 pub use store::redb::{Access, RedbStore};
 pub use tracker::{

@@ -22,7 +22,7 @@ use rmcp::{
 };
 use serde_json::Value;
 use tracker::command::{
-    self, claim, dep, done, list, log, new_item, release, renew, show, status, update,
+    self, claim, comment, dep, done, list, log, new_item, release, renew, show, status, update,
 };
 use tracker::json::{ItemJson, OpJson, ShowJson, StatusJson};
 use tracker::{Actor, Backend, Error, ItemView, Result};
@@ -437,6 +437,18 @@ impl Server {
     ) -> CallToolResult {
         self.call(ctx, Work::Writes, raw, |t, a: done::Args, _| {
             item(&done::exec(t, a.lower()?)?)
+        })
+        .await
+    }
+
+    #[tool(input_schema = input::<comment::Args>(), description = command::tool_description("comment"), output_schema = schema::<ItemJson>())]
+    async fn comment(
+        &self,
+        ctx: RequestContext<RoleServer>,
+        Parameters(raw): Parameters<JsonObject>,
+    ) -> CallToolResult {
+        self.call(ctx, Work::Writes, raw, |t, a: comment::Args, _| {
+            item(&comment::exec(t, a.lower()?)?)
         })
         .await
     }

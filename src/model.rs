@@ -95,7 +95,91 @@ pub struct Item {
     /// When the last op on it was made (wall clock, ms); an imported item keeps the time it had
     /// in the export.
     pub updated_at: WallMs,
+    /// What kind of work it is (format 2; items of format 1 are tasks).
+    #[serde(default, rename = "type")]
+    pub item_type: ItemType,
+    /// The item this one is part of, by identity (format 2).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub parent: Option<Ulid>,
+    /// Why it was closed (`done --reason`, `update --status cancelled --reason`; format 2).
+    #[serde(default)]
+    pub close_reason: Option<String>,
 }
+
+/// What kind of work an item is: `task` (the default), `bug`, `feature`, `chore` or `epic` (a
+/// body of work split into child items).
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+#[allow(missing_docs)]
+pub enum ItemType {
+    #[default]
+    Task,
+    Bug,
+    Feature,
+    Chore,
+    Epic,
+}
+
+impl ItemType {
+    /// Every type, in the order `--help` lists them.
+    pub const ALL: [ItemType; 5] = [
+        ItemType::Task,
+        ItemType::Bug,
+        ItemType::Feature,
+        ItemType::Chore,
+        ItemType::Epic,
+    ];
+
+    /// The lowercase name used in JSON, on the command line and in messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ItemType::Task => "task",
+            ItemType::Bug => "bug",
+            ItemType::Feature => "feature",
+            ItemType::Chore => "chore",
+            ItemType::Epic => "epic",
+        }
+    }
+
+    /// The type named `s` (as [`as_str`](Self::as_str) spells it), if any.
+    pub fn parse(s: &str) -> Option<ItemType> {
+        ItemType::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+}
+
+/// A note on an item (format 2): appended, never edited, with an identity of its own so that
+/// two trackers' comments merge without loss or duplication.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Comment {
+    /// Its identity: a ULID whose time part is when it was written.
+    #[schemars(with = "String")]
+    pub id: Ulid,
+    /// Who wrote it (the actor).
+    pub author: String,
+    /// When it was written (wall clock, ms).
+    pub at: WallMs,
+    /// The text: 1 byte to `MAX_COMMENT_BYTES`.
+    pub text: String,
+}
+
+/// The longest comment, in bytes.
+pub const MAX_COMMENT_BYTES: usize = 64 * 1024;
+/// The most comments one item may carry.
+pub const MAX_COMMENTS_PER_ITEM: usize = 1000;
 
 /// A lease on one item. It is live until its deadline; see `rules::lease_state`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -218,6 +302,42 @@ pub enum Change {
         /// The lease that ended.
         old: Lease,
     },
+    /// The type changed (format 2).
+    Type {
+        /// The type before.
+        old: ItemType,
+        /// The type after.
+        new: ItemType,
+    },
+    /// The parent changed (format 2): set, moved or removed.
+    Parent {
+        /// The parent before, by ULID.
+        #[schemars(with = "Option<String>")]
+        old: Option<Ulid>,
+        /// The parent after, by ULID.
+        #[schemars(with = "Option<String>")]
+        new: Option<Ulid>,
+    },
+    /// The close reason changed (format 2).
+    CloseReason {
+        /// The reason before.
+        old: Option<String>,
+        /// The reason after.
+        new: Option<String>,
+    },
+    /// A comment was appended (format 2). Not a change of the item's fields: the op that carries
+    /// it leaves `version` and `updated_at` alone.
+    Commented {
+        /// The comment.
+        comment: Comment,
+    },
+}
+
+impl Change {
+    /// Whether the change is a comment, which touches no field of the item.
+    pub fn is_comment(&self) -> bool {
+        matches!(self, Change::Commented { .. })
+    }
 }
 
 /// The command-level name of an op, for people and filters.
@@ -246,6 +366,8 @@ pub enum OpKind {
     DepRemove,
     /// An import created or replaced the item.
     Import,
+    /// A comment was appended (`comment`, or one an import brought; format 2).
+    Comment,
 }
 
 impl OpKind {
@@ -263,6 +385,7 @@ impl OpKind {
             OpKind::DepAdd => "dep_add",
             OpKind::DepRemove => "dep_remove",
             OpKind::Import => "import",
+            OpKind::Comment => "comment",
         }
     }
 }
@@ -284,7 +407,8 @@ pub struct Op {
     /// The item's version before the op; for an op that creates the item, one less than the
     /// version it was created at (0 for `new`).
     pub version_before: u64,
-    /// The item's version after it: always `version_before + 1`.
+    /// The item's version after it: `version_before + 1`, except for an op that only comments,
+    /// which leaves the version as it was.
     pub version_after: u64,
     /// What changed, each with its before and after, in the order applied.
     pub changes: Vec<Change>,
@@ -306,6 +430,12 @@ pub struct Patch {
     pub add_labels: Vec<String>,
     /// Labels to remove (after the additions); ones not there change nothing.
     pub remove_labels: Vec<String>,
+    /// A new type.
+    pub item_type: Option<ItemType>,
+    /// A new parent: `Some(None)` removes it.
+    pub parent: Option<Option<ItemRef>>,
+    /// Why the item closes (with a status other than open).
+    pub close_reason: Option<String>,
 }
 
 /// What a new item starts with (its blockers are named separately, as they must be looked up).
@@ -319,6 +449,10 @@ pub struct NewItem {
     pub priority: Option<u8>,
     /// Labels; repeats are dropped.
     pub labels: Vec<String>,
+    /// Its type; `task` unless given.
+    pub item_type: ItemType,
+    /// The item it is part of, if any.
+    pub parent: Option<ItemRef>,
 }
 
 /// An item together with its live lease, as commands return it.
@@ -332,9 +466,77 @@ pub struct ItemView {
     pub blocked_by_nums: Vec<u64>,
     /// Whether any of those is still open.
     pub blocked: bool,
+    /// The number of its parent, if it has one (format 2).
+    pub parent_num: Option<u64>,
+    /// Whether it is open and any of its children still is: it waits for them (format 2).
+    pub waits_for_children: bool,
 }
 
 /// The priority of an item created without one.
 pub const DEFAULT_PRIORITY: u8 = 2;
 /// The lowest priority (priorities run from 0, the highest, to this).
 pub const MAX_PRIORITY: u8 = 4;
+
+/// How an item is named on the command line: `42`, `#42`, a ULID, or a unique ULID prefix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ItemRef {
+    /// The item's number in this tracker (`42` or `#42`).
+    Num(u64),
+    /// The start of its ULID, uppercase: the whole 26 characters, or any prefix that only one
+    /// item's ULID starts with.
+    Prefix(String),
+}
+
+impl ItemRef {
+    /// Reads `42`, `#42`, a ULID or a ULID prefix (any case; surrounding blanks ignored). Only
+    /// the form is checked here: whether such an item exists, and whether a prefix is unique, is
+    /// decided when the reference is used.
+    ///
+    /// # Errors
+    ///
+    /// What is wrong, for anything else or a number too large for a `u64` (the command layer
+    /// makes it bad input: `command::item_ref`).
+    pub fn parse(s: &str) -> std::result::Result<ItemRef, String> {
+        let t = s.trim();
+        let digits = t.strip_prefix('#').unwrap_or(t);
+        if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+            return digits
+                .parse()
+                .map(ItemRef::Num)
+                .map_err(|_| format!("item number {t:?} is too large"));
+        }
+        if t.is_empty()
+            || t.len() > 26
+            || !t.bytes().all(|b| b.is_ascii_alphanumeric())
+            || ulid_prefix_range(t).is_none()
+        {
+            return Err(format!(
+                "{s:?} is not an item: give a number (42 or #42), a ULID, or a ULID prefix"
+            ));
+        }
+        Ok(ItemRef::Prefix(t.to_ascii_uppercase()))
+    }
+}
+
+impl std::fmt::Display for ItemRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ItemRef::Num(n) => write!(f, "#{n}"),
+            ItemRef::Prefix(p) => f.write_str(p),
+        }
+    }
+}
+
+/// The bounds of every identity whose Crockford base32 text starts with `prefix`.
+pub(crate) fn ulid_prefix_range(prefix: &str) -> Option<(Ulid, Ulid)> {
+    if prefix.is_empty() || prefix.len() > 26 {
+        return None;
+    }
+    let upper = prefix.to_ascii_uppercase();
+    let lo = format!("{upper:0<26}");
+    let hi = format!("{upper:Z<26}");
+    let lo = Ulid::from_string(&lo).ok()?;
+    // A first character above 7 overflows 128 bits: no ULID has it, so `hi` fails too.
+    let hi = Ulid::from_string(&hi).unwrap_or(Ulid(u128::MAX));
+    Some((lo, hi))
+}

@@ -8,7 +8,10 @@ use serde_json::json;
 use ulid::Ulid;
 
 use crate::error::{Error, Result};
-use crate::model::{Change, Item, ItemView, NewItem, OpKind, Patch, Status, DEFAULT_PRIORITY};
+use crate::model::{
+    Change, Comment, Item, ItemType, ItemView, NewItem, OpKind, Patch, Status, DEFAULT_PRIORITY,
+    MAX_COMMENTS_PER_ITEM,
+};
 use crate::rules::{self, DepRefusal, Tie};
 use crate::store::{Counter, ReadTxn, Storage};
 use crate::tracker::{resolve, Guard, ItemRef, Tracker};
@@ -33,6 +36,7 @@ impl<S: Storage> Tracker<S> {
         let priority = rules::validate_priority(new.priority.unwrap_or(DEFAULT_PRIORITY))
             .map_err(Error::Invalid)?;
         let labels = rules::validate_labels(&new.labels).map_err(Error::Invalid)?;
+        let item_type = new.item_type;
         self.store.write(|t| {
             let now = self.now_in(t)?;
             let mut blockers = Vec::new();
@@ -42,11 +46,31 @@ impl<S: Storage> Tracker<S> {
                     blockers.push(b);
                 }
             }
-            let fp = fingerprint(
-                "new",
-                json!({"title": title, "body": new.body, "priority": priority, "labels": labels,
-                       "blocked_by": blockers.iter().map(Ulid::to_string).collect::<Vec<_>>()}),
-            );
+            let parent = new.parent.as_ref().map(|r| resolve(t, r)).transpose()?;
+            if let Some(p) = parent {
+                // The parent will wait for the new item, which waits for its blockers.
+                for b in &blockers {
+                    if *b == p || depends_on(t, *b, p)? {
+                        let (bn, pn) = (num_of(t, *b)?, num_of(t, p)?);
+                        return Err(Error::conflict(format!(
+                            "a new part of #{pn} cannot wait for #{bn}: #{bn} waits for #{pn}, \
+                             which would wait for the new item (a cycle of dependencies and \
+                             children)"
+                        )));
+                    }
+                }
+            }
+            let mut args = json!({"title": title, "body": new.body, "priority": priority,
+                "labels": labels,
+                "blocked_by": blockers.iter().map(Ulid::to_string).collect::<Vec<_>>()});
+            // Only when not the default, so a key used before format 2 repeats as it was.
+            if item_type != ItemType::Task {
+                args["type"] = item_type.as_str().into();
+            }
+            if let Some(p) = parent {
+                args["parent"] = p.to_string().into();
+            }
+            let fp = fingerprint("new", args);
             self.idempotent(t, guard, &fp, &now, false, |t| {
                 let num = next(t, Counter::LastNum)?;
                 let item = Item {
@@ -61,6 +85,9 @@ impl<S: Storage> Tracker<S> {
                     version: 1,
                     created_at: now.wall_ms,
                     updated_at: now.wall_ms,
+                    item_type,
+                    parent,
+                    close_reason: None,
                 };
                 let id = item.id;
                 let created = vec![Change::Created { item }];
@@ -71,8 +98,19 @@ impl<S: Storage> Tracker<S> {
     }
 
     /// Changes fields. A status other than open also ends any lease, and like `done` it is
-    /// refused while another holder has a live lease.
+    /// refused while another holder has a live lease, or while the item has open children.
     pub fn update(&self, r: &ItemRef, patch: Patch, guard: &Guard) -> Result<ItemView> {
+        self.update_with(r, patch, guard, false)
+    }
+
+    /// `update`; with `force`, a closing status closes an item with open children too.
+    pub fn update_with(
+        &self,
+        r: &ItemRef,
+        patch: Patch,
+        guard: &Guard,
+        force: bool,
+    ) -> Result<ItemView> {
         let mut patch = patch;
         if let Some(t) = &patch.title {
             patch.title = Some(rules::validate_title(t).map_err(Error::Invalid)?);
@@ -87,18 +125,45 @@ impl<S: Storage> Tracker<S> {
         for l in &mut patch.remove_labels {
             *l = rules::validate_label(l).map_err(Error::Invalid)?;
         }
-        let args = json!({"title": patch.title, "body": patch.body, "priority": patch.priority,
+        if let Some(r) = &patch.close_reason {
+            patch.close_reason = Some(rules::validate_reason(r).map_err(Error::Invalid)?);
+            if patch.status.is_none_or(|s| s == Status::Open) {
+                return Err(Error::Invalid(
+                    "a reason is given only with a closing status (--status done|cancelled)".into(),
+                ));
+            }
+        }
+        let mut args = json!({"title": patch.title, "body": patch.body, "priority": patch.priority,
             "status": patch.status.map(Status::as_str), "add_labels": patch.add_labels,
             "remove_labels": patch.remove_labels});
+        // Format-2 arguments only when given, so a key used before format 2 repeats as it was.
+        if let Some(ty) = patch.item_type {
+            args["type"] = ty.as_str().into();
+        }
+        if let Some(r) = &patch.close_reason {
+            args["reason"] = r.as_str().into();
+        }
+        if let Some(p) = &patch.parent {
+            args["parent"] = p.as_ref().map(|r| format!("{r:?}")).into();
+        }
+        if force {
+            args["force"] = true.into();
+        }
         self.change_item("update", r, guard, args, |t, item, now| {
             let lease = t.lease(item.id)?;
             self.check_token(t, item, lease.as_ref(), guard.token, now)?;
-            let changes = rules::update_changes(item, lease.as_ref(), &patch);
+            let mut changes = rules::update_changes(item, lease.as_ref(), &patch);
             rules::check_labels_after(item, &changes).map_err(Error::Invalid)?;
+            if let Some(p) = &patch.parent {
+                changes.extend(parent_change(t, item, p.as_ref())?);
+            }
             let closing = patch.status.is_some_and(|s| s != Status::Open);
             if let (true, Some(l)) = (closing, &lease) {
                 let verb = "close it";
                 self.refuse_if_held_by_other(t, item, l, guard.token, now, verb)?;
+            }
+            if closing && item.status == Status::Open && !force {
+                refuse_if_open_children(t, item)?;
             }
             if !changes.is_empty() {
                 self.commit(t, now, OpKind::Update, Some(item), lease, changes)?;
@@ -110,18 +175,70 @@ impl<S: Storage> Tracker<S> {
     /// Marks an item done and drops its lease; refused while another holder has a live lease,
     /// unless `force`.
     pub fn done(&self, r: &ItemRef, guard: &Guard, force: bool) -> Result<ItemView> {
-        self.change_item("done", r, guard, json!({"force": force}), |t, item, now| {
+        self.done_with_reason(r, guard, force, None)
+    }
+
+    /// `done` recording why (`done --reason`) as the item's `close_reason`.
+    pub fn done_with_reason(
+        &self,
+        r: &ItemRef,
+        guard: &Guard,
+        force: bool,
+        reason: Option<&str>,
+    ) -> Result<ItemView> {
+        let reason = match reason {
+            Some(r) => Some(rules::validate_reason(r).map_err(Error::Invalid)?),
+            None => None,
+        };
+        let mut args = json!({"force": force});
+        if let Some(r) = &reason {
+            args["reason"] = r.as_str().into();
+        }
+        self.change_item("done", r, guard, args, |t, item, now| {
             let lease = t.lease(item.id)?;
             self.check_token(t, item, lease.as_ref(), guard.token, now)?;
             if let (Some(l), false) = (&lease, force) {
                 let verb = "finish it (or pass --force)";
                 self.refuse_if_held_by_other(t, item, l, guard.token, now, verb)?;
             }
-            let changes = rules::done_changes(item, lease.as_ref());
+            if item.status == Status::Open && !force {
+                refuse_if_open_children(t, item)?;
+            }
+            let changes = rules::done_changes(item, lease.as_ref(), reason.as_ref());
             if !changes.is_empty() {
                 self.commit(t, now, OpKind::Done, Some(item), lease, changes)?;
             }
             Ok(())
+        })
+    }
+
+    /// Appends a comment to an item (format 2): an op of its own, with an identity, the actor as
+    /// author and the op's time, that changes no field, so the item's version stays. With an
+    /// idempotency key, a repeat returns the item and adds nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] for an empty or too long text, or an item at its comment limit.
+    pub fn comment(&self, r: &ItemRef, text: &str, guard: &Guard) -> Result<ItemView> {
+        let text = rules::validate_comment(text).map_err(Error::Invalid)?;
+        let args = json!({"text": text});
+        self.change_item("comment", r, guard, args, |t, item, now| {
+            let count = crate::tracker::comments_of(t, item.id)?.len();
+            if count >= MAX_COMMENTS_PER_ITEM {
+                return Err(Error::Invalid(format!(
+                    "#{} already has {count} comments, the most an item may carry",
+                    item.num
+                )));
+            }
+            let comment = Comment {
+                id: new_ulid(now.wall_ms),
+                author: self.actor().name.clone(),
+                at: now.wall_ms,
+                text: text.clone(),
+            };
+            let lease = t.lease(item.id)?;
+            let changes = vec![Change::Commented { comment }];
+            self.commit(t, now, OpKind::Comment, Some(item), lease, changes)
         })
     }
 
@@ -189,7 +306,38 @@ impl<S: Storage> Tracker<S> {
     }
 }
 
-/// Whether `from` waits, directly or through others, for `target`.
+/// An item waits for its open children: closing it before them is a conflict that names them.
+fn refuse_if_open_children(t: &dyn ReadTxn, item: &Item) -> Result<()> {
+    let open = crate::tracker::open_children(t, item.id)?;
+    if open.is_empty() {
+        return Ok(());
+    }
+    const SHOWN: usize = 10;
+    let mut named: Vec<String> = open
+        .iter()
+        .take(SHOWN)
+        .map(|c| format!("#{}", c.num))
+        .collect();
+    if open.len() > SHOWN {
+        named.push(format!("and {} more", open.len() - SHOWN));
+    }
+    Err(Error::conflict(format!(
+        "#{} has {} open {}: {}; close {} first, or pass --force to close it anyway",
+        item.num,
+        open.len(),
+        if open.len() == 1 { "child" } else { "children" },
+        named.join(", "),
+        if open.len() == 1 { "it" } else { "them" },
+    )))
+}
+
+/// The number of the item `id`, or 0 for none (only in messages).
+fn num_of(t: &dyn ReadTxn, id: Ulid) -> Result<u64> {
+    Ok(t.item(id)?.map_or(0, |i| i.num))
+}
+
+/// Whether `from` waits, directly or through others, for `target`: an item waits for its
+/// blockers and for its children.
 pub(crate) fn depends_on(t: &dyn ReadTxn, from: Ulid, target: Ulid) -> Result<bool> {
     let mut seen = std::collections::HashSet::new();
     let mut stack = vec![from];
@@ -202,7 +350,55 @@ pub(crate) fn depends_on(t: &dyn ReadTxn, from: Ulid, target: Ulid) -> Result<bo
         }
         if let Some(i) = t.item(id)? {
             stack.extend(i.blocked_by.iter().copied());
+            stack.extend(t.children(id)?);
         }
+    }
+    Ok(false)
+}
+
+/// The change that gives `item` the parent `to` names (none for `None`), if it has another;
+/// an item that would become part of itself is refused as a cycle.
+fn parent_change(t: &dyn ReadTxn, item: &Item, to: Option<&ItemRef>) -> Result<Option<Change>> {
+    let new = match to {
+        Some(r) => {
+            let p = resolve(t, r)?;
+            if p == item.id || parent_loops(t, item.id, p)? {
+                return Err(Error::conflict(format!(
+                    "#{} cannot be part of itself: the parent chain would loop (a cycle)",
+                    item.num
+                )));
+            }
+            // The parent will wait for it: refused if it already waits for the parent.
+            if depends_on(t, item.id, p)? {
+                let num = t.item(p)?.map_or(0, |p| p.num);
+                return Err(Error::conflict(format!(
+                    "#{} cannot be part of #{num}: it waits for #{num}, which would then wait \
+                     for it (a cycle of dependencies and children)",
+                    item.num
+                )));
+            }
+            Some(p)
+        }
+        None => None,
+    };
+    Ok((new != item.parent).then_some(Change::Parent {
+        old: item.parent,
+        new,
+    }))
+}
+
+/// Whether `parent`, or any item up its parent chain, is `id`.
+pub(crate) fn parent_loops(t: &dyn ReadTxn, id: Ulid, parent: Ulid) -> Result<bool> {
+    let mut seen = std::collections::HashSet::new();
+    let mut at = Some(parent);
+    while let Some(p) = at {
+        if p == id {
+            return Ok(true);
+        }
+        if !seen.insert(p) {
+            return Ok(false);
+        }
+        at = t.item(p)?.and_then(|i| i.parent);
     }
     Ok(false)
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use ulid::Ulid;
 
 use crate::clock::Now;
-use crate::model::{Change, Item, Lease, Op, Patch, Status, MAX_PRIORITY};
+use crate::model::{Change, Item, ItemView, Lease, Op, Patch, Status, MAX_PRIORITY};
 
 mod changes;
 pub use changes::{
@@ -239,7 +239,54 @@ pub fn may_retie(current: &Lease, pid: u32, tie: Tie, claimant_pid: u32) -> bool
     }
 }
 
-/// A ready item is open, is not waiting on an open item, and has no live lease (checked apart).
+/// A ready item is open, waits for no open item (a blocker, or one of its own children:
+/// `has_open_child`), and has no live lease (checked apart).
+pub fn is_ready(
+    item: &Item,
+    blocker_status: impl Fn(&Ulid) -> Option<Status>,
+    has_open_child: bool,
+) -> bool {
+    !has_open_child && is_unblocked_open(item, blocker_status)
+}
+
+/// Why the item of `view` cannot be claimed now, in words, given the numbers of its open
+/// blockers and its children (number, identity, status): not open, waiting for open blockers
+/// or open children, or claimed. Empty when it is ready.
+pub fn why_not_ready(
+    view: &ItemView,
+    open_blockers: &[u64],
+    children: &[(u64, Ulid, Status)],
+) -> Vec<String> {
+    let item = &view.item;
+    let mut why = Vec::new();
+    if item.status != Status::Open {
+        why.push(format!("it is {}", item.status.as_str()));
+        return why;
+    }
+    if !open_blockers.is_empty() {
+        let nums: Vec<String> = open_blockers.iter().map(|n| format!("#{n}")).collect();
+        why.push(format!("it waits for {}, still open", nums.join(", ")));
+    }
+    let open: Vec<String> = children
+        .iter()
+        .filter(|c| c.2 == Status::Open)
+        .map(|c| format!("#{}", c.0))
+        .collect();
+    if !open.is_empty() {
+        why.push(format!(
+            "{} of its children {} open: {}",
+            open.len(),
+            if open.len() == 1 { "is" } else { "are" },
+            open.join(", ")
+        ));
+    }
+    if let Some(l) = &view.claim {
+        why.push(format!("{} holds it", l.holder));
+    }
+    why
+}
+
+/// Open, and not waiting on an open blocker (children aside: [`is_ready`]).
 pub fn is_unblocked_open(item: &Item, blocker_status: impl Fn(&Ulid) -> Option<Status>) -> bool {
     item.status == Status::Open
         && item
@@ -411,7 +458,66 @@ pub fn patch_changes(item: &Item, patch: &Patch) -> Vec<Change> {
             changes.push(Change::LabelRemoved { label: l.clone() });
         }
     }
+    changes.extend(structure_changes(item, patch));
     changes
+}
+
+/// The format-2 part of `patch_changes`: type, parent, and the close reason, which follows the
+/// status (set by a close, cleared by a reopening).
+fn structure_changes(item: &Item, patch: &Patch) -> Vec<Change> {
+    let mut changes = Vec::new();
+    if let Some(t) = patch.item_type.filter(|t| *t != item.item_type) {
+        changes.push(Change::Type {
+            old: item.item_type,
+            new: t,
+        });
+    }
+    let reason = match patch.status {
+        Some(s) if s != item.status && s == Status::Open => Some(None),
+        Some(s) if s != item.status => Some(patch.close_reason.clone()),
+        _ => patch.close_reason.clone().map(Some),
+    };
+    if let Some(r) = reason.filter(|r| *r != item.close_reason) {
+        changes.push(Change::CloseReason {
+            old: item.close_reason.clone(),
+            new: r,
+        });
+    }
+    changes
+}
+
+/// The longest close reason, in bytes.
+pub const MAX_REASON_BYTES: usize = 4096;
+
+/// Checks a close reason: 1 to `MAX_REASON_BYTES` bytes once trimmed, which it returns.
+pub fn validate_reason(reason: &str) -> Result<String, String> {
+    let r = reason.trim();
+    if r.is_empty() {
+        return Err("the reason is empty".into());
+    }
+    if r.len() > MAX_REASON_BYTES {
+        return Err(format!(
+            "the reason is {} bytes, more than the {MAX_REASON_BYTES} allowed",
+            r.len()
+        ));
+    }
+    Ok(r.to_string())
+}
+
+/// Checks a comment's text: 1 to `MAX_COMMENT_BYTES` bytes once trimmed, which it returns.
+pub fn validate_comment(text: &str) -> Result<String, String> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Err("the comment is empty".into());
+    }
+    if t.len() > crate::model::MAX_COMMENT_BYTES {
+        return Err(format!(
+            "the comment is {} bytes, more than the {} allowed",
+            t.len(),
+            crate::model::MAX_COMMENT_BYTES
+        ));
+    }
+    Ok(t.to_string())
 }
 
 /// Applies one change to an item and its lease slot.
@@ -437,12 +543,25 @@ pub fn apply_change(item: &mut Item, lease: &mut Option<Lease>, change: &Change)
         Change::BlockerRemoved { blocker } => item.blocked_by.retain(|b| b != blocker),
         Change::LeaseSet { new, .. } => *lease = Some(new.clone()),
         Change::LeaseCleared { .. } => *lease = None,
+        Change::Type { new, .. } => item.item_type = *new,
+        Change::Parent { new, .. } => item.parent = *new,
+        Change::CloseReason { new, .. } => item.close_reason = new.clone(),
+        Change::Commented { .. } => {}
     }
+}
+
+/// Whether `op` only appends comments: it changes no field, so it leaves the item's version and
+/// time alone.
+pub fn only_comments(op: &Op) -> bool {
+    !op.changes.is_empty() && op.changes.iter().all(Change::is_comment)
 }
 
 /// Applies an op's changes to its item and lease and stamps the item with the op's version and
 /// time. Commands and replay both go through here, so they cannot disagree.
 pub fn apply_op_to(item: &mut Item, lease: &mut Option<Lease>, op: &Op) {
+    if only_comments(op) {
+        return;
+    }
     for change in &op.changes {
         apply_change(item, lease, change);
     }
@@ -550,7 +669,8 @@ pub fn apply(state: &mut State, op: &Op) -> Result<(), ApplyError> {
     if seq != expected {
         return Err(ApplyError::SeqGap { seq, expected });
     }
-    if op.version_before.checked_add(1) != Some(op.version_after) {
+    let step = u64::from(!only_comments(op));
+    if op.version_before.checked_add(step) != Some(op.version_after) {
         return Err(ApplyError::VersionStep {
             seq,
             before: op.version_before,

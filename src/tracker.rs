@@ -1,6 +1,7 @@
 //! The `Tracker` API: every command is one call, and every call that changes something is one
 //! write transaction in which the check, the change and the op are made together.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -10,59 +11,13 @@ use ulid::Ulid;
 use crate::clock::{Clock, Now, SystemClock};
 use crate::error::{Error, Result};
 use crate::host::Actor;
+use crate::model::ulid_prefix_range;
 use crate::model::{Item, ItemView, Lease, Op, Status};
 use crate::rules::{self, LeaseState, Standing, Tie};
 use crate::store::redb::{Access, RedbStore};
-use crate::store::{ulid_prefix_range, ReadTxn, Setting, Storage};
+use crate::store::{ReadTxn, Setting, Storage};
 
-/// How an item is named on the command line: `42`, `#42`, a ULID, or a unique ULID prefix.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ItemRef {
-    /// The item's number in this tracker (`42` or `#42`).
-    Num(u64),
-    /// The start of its ULID, uppercase: the whole 26 characters, or any prefix that only one
-    /// item's ULID starts with.
-    Prefix(String),
-}
-
-impl ItemRef {
-    /// Reads `42`, `#42`, a ULID or a ULID prefix (any case; surrounding blanks ignored). Only
-    /// the form is checked here: whether such an item exists, and whether a prefix is unique, is
-    /// decided when the reference is used.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Invalid`] for anything else, or a number too large for a `u64`.
-    pub fn parse(s: &str) -> Result<ItemRef> {
-        let t = s.trim();
-        let digits = t.strip_prefix('#').unwrap_or(t);
-        if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
-            return digits
-                .parse()
-                .map(ItemRef::Num)
-                .map_err(|_| Error::Invalid(format!("item number {t:?} is too large")));
-        }
-        if t.is_empty()
-            || t.len() > 26
-            || !t.bytes().all(|b| b.is_ascii_alphanumeric())
-            || ulid_prefix_range(t).is_none()
-        {
-            return Err(Error::Invalid(format!(
-                "{s:?} is not an item: give a number (42 or #42), a ULID, or a ULID prefix"
-            )));
-        }
-        Ok(ItemRef::Prefix(t.to_ascii_uppercase()))
-    }
-}
-
-impl std::fmt::Display for ItemRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ItemRef::Num(n) => write!(f, "#{n}"),
-            ItemRef::Prefix(p) => f.write_str(p),
-        }
-    }
-}
+pub use crate::model::ItemRef;
 
 /// Preconditions a caller can put on a change. The default has none: the change is made
 /// whatever the item's version, and a lease is then recognised by holder name alone.
@@ -139,6 +94,12 @@ pub struct ListQuery {
     pub holder: Option<String>,
     /// At most this many items (all of them for `None`).
     pub limit: Option<usize>,
+    /// Only items of this type (format 2).
+    pub item_type: Option<crate::model::ItemType>,
+    /// Only items whose title, body or comments contain this text, ignoring case (format 2).
+    pub search: Option<String>,
+    /// Only the children of this item (format 2).
+    pub parent: Option<ItemRef>,
 }
 
 /// `show`: the item, what it blocks, and its latest ops.
@@ -152,6 +113,29 @@ pub struct ItemDetail {
     pub lease: Option<(Lease, LeaseState)>,
     /// The item's last five ops, oldest first.
     pub recent_ops: Vec<Op>,
+    /// Its comments, oldest first (format 2).
+    pub comments: Vec<crate::model::Comment>,
+    /// Its children: (number, identity, status), by number.
+    pub children: Vec<(u64, Ulid, Status)>,
+    /// Why it cannot be claimed now, in words (empty when it is ready).
+    pub not_ready: Vec<String>,
+}
+
+impl ItemDetail {
+    /// Whether it is ready: open, waiting for nothing open, and not claimed.
+    pub fn ready(&self) -> bool {
+        self.not_ready.is_empty()
+    }
+
+    /// How many of its children are done, cancelled, and in all.
+    pub fn progress(&self) -> (usize, usize, usize) {
+        let count = |s: Status| self.children.iter().filter(|c| c.2 == s).count();
+        (
+            count(Status::Done),
+            count(Status::Cancelled),
+            self.children.len(),
+        )
+    }
 }
 
 type AliveProbe = Arc<dyn Fn(u32, Option<u64>) -> bool + Send + Sync>;
@@ -420,11 +404,31 @@ impl<S: Storage> Tracker<S> {
                     recent_ops.push(op);
                 }
             }
+            let comments = comments_of(t, id)?;
+            let ids = t.children(id)?;
+            t.prefetch(&ids)?;
+            let mut children = Vec::with_capacity(ids.len());
+            for c in ids {
+                if let Some(i) = t.item(c)? {
+                    children.push((i.num, c, i.status));
+                }
+            }
+            children.sort();
+            let mut open_blockers = Vec::new();
+            for b in &view.item.blocked_by {
+                if let Some(i) = t.item(*b)?.filter(|i| i.status == Status::Open) {
+                    open_blockers.push(i.num);
+                }
+            }
+            let not_ready = rules::why_not_ready(&view, &open_blockers, &children);
             Ok(ItemDetail {
                 view,
                 blocks,
                 lease,
                 recent_ops,
+                comments,
+                children,
+                not_ready,
             })
         })
     }
@@ -463,16 +467,34 @@ impl<S: Storage> Tracker<S> {
         self.store.read(|t| {
             let now = self.now_in(t)?;
             let mut kept = 0usize;
+            let search = q.search.as_ref().map(|s| s.to_lowercase());
             if limit == 0 {
                 return Ok(());
             }
+            // Comments live in the log: the items with a matching one, found in one pass.
+            let commented = match &search {
+                Some(s) => items_with_comment_containing(t, s)?,
+                None => HashSet::new(),
+            };
+            let parent = q.parent.as_ref().map(|p| resolve(t, p)).transpose()?;
             let mut consider = |item: Item| -> Result<bool> {
+                // The item's own fields first: most items are passed over without more reads.
+                let fits = (q.ready || q.status.is_none_or(|s| item.status == s))
+                    && q.label.as_ref().is_none_or(|l| item.labels.contains(l))
+                    && q.item_type.is_none_or(|ty| item.item_type == ty)
+                    && parent.is_none_or(|p| item.parent == Some(p))
+                    && search.as_ref().is_none_or(|s| {
+                        contains_ignoring_case(&item.title, s)
+                            || contains_ignoring_case(&item.body, s)
+                            || commented.contains(&item.id)
+                    });
+                if !fits {
+                    return Ok(true);
+                }
                 let lease = t.lease(item.id)?;
                 let v = self.view_of(t, item, lease, &now)?;
-                let keep = (q.ready || q.status.is_none_or(|s| v.item.status == s))
-                    && (!q.ready || v.claim.is_none())
+                let keep = (!q.ready || v.claim.is_none())
                     && (!q.claimed || v.claim.is_some())
-                    && q.label.as_ref().is_none_or(|l| v.item.labels.contains(l))
                     && q.holder
                         .as_ref()
                         .is_none_or(|h| v.claim.as_ref().is_some_and(|c| &c.holder == h));
@@ -490,6 +512,19 @@ impl<S: Storage> Tracker<S> {
             };
             if q.ready {
                 t.visit_ready(&mut by_id)?;
+            } else if let Some(p) = parent {
+                let ids = t.children(p)?;
+                t.prefetch(&ids)?;
+                let mut children = Vec::with_capacity(ids.len());
+                for id in ids {
+                    children.extend(t.item(id)?);
+                }
+                children.sort_by_key(|c| c.num);
+                for c in children {
+                    if !consider(c)? {
+                        break;
+                    }
+                }
             } else if q.claimed || q.holder.is_some() {
                 let mut ids: Vec<(u64, Ulid)> = Vec::new();
                 for (id, _) in t.leases()? {
@@ -523,11 +558,15 @@ impl<S: Storage> Tracker<S> {
         lease: Option<Lease>,
     ) -> Result<ItemView> {
         let (blocked_by_nums, blocked) = self.blockers_of(t, &item)?;
+        let parent_num = parent_num(t, &item)?;
+        let waits_for_children = waits_for_children(t, &item)?;
         Ok(ItemView {
             item,
             claim: lease,
             blocked_by_nums,
             blocked,
+            parent_num,
+            waits_for_children,
         })
     }
 
@@ -561,12 +600,92 @@ impl<S: Storage> Tracker<S> {
     ) -> Result<ItemView> {
         let claim = lease.filter(|l| self.lease_state(l, now) == LeaseState::Live);
         let (blocked_by_nums, blocked) = self.blockers_of(t, &item)?;
+        let parent_num = parent_num(t, &item)?;
+        let waits_for_children = waits_for_children(t, &item)?;
         Ok(ItemView {
             item,
             claim,
             blocked_by_nums,
             blocked,
+            parent_num,
+            waits_for_children,
         })
+    }
+}
+
+/// Whether `text` contains `lower` (already lowercase), ignoring case.
+fn contains_ignoring_case(text: &str, lower: &str) -> bool {
+    // Most text is ASCII: compared without lowercasing a copy of it.
+    if text.is_ascii() && lower.is_ascii() {
+        let (t, l) = (text.as_bytes(), lower.as_bytes());
+        return l.is_empty() || t.windows(l.len()).any(|w| w.eq_ignore_ascii_case(l));
+    }
+    text.to_lowercase().contains(lower)
+}
+
+/// The items with a comment containing `lower` (lowercase), ignoring case: one pass over the
+/// log, keeping only the identities that match.
+fn items_with_comment_containing(t: &dyn ReadTxn, lower: &str) -> Result<HashSet<Ulid>> {
+    let mut found = HashSet::new();
+    t.visit_ops(1, &mut |op| {
+        if op.kind == crate::model::OpKind::Comment {
+            for c in &op.changes {
+                if let crate::model::Change::Commented { comment } = c {
+                    if contains_ignoring_case(&comment.text, lower) {
+                        found.insert(op.item);
+                    }
+                }
+            }
+        }
+        Ok(true)
+    })?;
+    Ok(found)
+}
+
+/// The children of `id` that are open, by identity: what it waits for besides its blockers.
+pub(crate) fn open_children(t: &dyn ReadTxn, id: Ulid) -> Result<Vec<Item>> {
+    let children = t.children(id)?;
+    if children.is_empty() {
+        return Ok(Vec::new());
+    }
+    t.prefetch(&children)?;
+    let mut open = Vec::new();
+    for c in children {
+        if let Some(child) = t.item(c)?.filter(|c| c.status == Status::Open) {
+            open.push(child);
+        }
+    }
+    Ok(open)
+}
+
+/// Whether `item` is open with an open child (only an open item waits).
+fn waits_for_children(t: &dyn ReadTxn, item: &Item) -> Result<bool> {
+    if item.status != Status::Open {
+        return Ok(false);
+    }
+    Ok(!open_children(t, item.id)?.is_empty())
+}
+
+/// The comments on item `id`, oldest first, read from its ops (a comment is an op of its own).
+pub(crate) fn comments_of(t: &dyn ReadTxn, id: Ulid) -> Result<Vec<crate::model::Comment>> {
+    let mut out = Vec::new();
+    for seq in t.op_seqs_of(id)? {
+        if let Some(op) = t.op(seq)? {
+            for c in op.changes {
+                if let crate::model::Change::Commented { comment } = c {
+                    out.push(comment);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The number of `item`'s parent, if it has one.
+fn parent_num(t: &dyn ReadTxn, item: &Item) -> Result<Option<u64>> {
+    match item.parent {
+        Some(p) => Ok(t.item(p)?.map(|p| p.num)),
+        None => Ok(None),
     }
 }
 

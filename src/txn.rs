@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::model::{Change, Item, ItemView, Lease, Op, OpKind, Status};
 use crate::rules::{self, LeaseState, Tie};
 use crate::store::{Counter, IdempotencyRecord, ReadTxn, Storage, WriteTxn};
-use crate::tracker::{resolve, Guard, ItemRef, Tracker};
+use crate::tracker::{open_children, resolve, Guard, ItemRef, Tracker};
 
 /// How long an idempotency key is remembered. A repeat within this time returns the first
 /// result; after it the key is forgotten and may be used afresh. Retries happen within minutes;
@@ -80,7 +80,9 @@ impl<S: Storage> Tracker<S> {
                 ))
             }
         };
-        let version_after = version_before.checked_add(1).ok_or_else(|| {
+        // A comment changes no field of the item: its op keeps the version.
+        let step = u64::from(!changes.iter().all(Change::is_comment));
+        let version_after = version_before.checked_add(step).ok_or_else(|| {
             Error::Invalid(format!(
                 "#{} is at version {version_before}, the largest there is; it cannot change again",
                 item.num
@@ -103,8 +105,15 @@ impl<S: Storage> Tracker<S> {
             version_after,
             changes,
         };
+        if step == 0 {
+            return t.append_op(&op);
+        }
         let mut lease = lease_before.clone();
         rules::apply_op_to(&mut item, &mut lease, &op);
+        if before.is_none() && kind != OpKind::Import {
+            // A new identity: nothing names it as a parent yet (an import's may, from its file).
+            t.childless(id);
+        }
         t.prefetch(&item.blocked_by)?;
         let ready = is_ready(t, &item)?;
         t.put_item(before, &item, ready)?;
@@ -117,23 +126,33 @@ impl<S: Storage> Tracker<S> {
         // A new item has no dependents yet (an import settles those listed before their
         // blocker existed at its end), so only a change between open and closed moves them.
         let was_open = before.is_some_and(|b| b.status == Status::Open);
-        if before.is_some() && was_open != (item.status == Status::Open) {
-            let dependents = t.dependents(id)?;
-            // Each dependent and its blockers, fetched together (one round trip each step on a
-            // database), however many there are.
-            t.prefetch(&dependents)?;
-            let mut blockers = Vec::new();
-            for d in &dependents {
-                if let Some(dep) = t.item(*d)? {
-                    blockers.extend(dep.blocked_by);
-                }
-            }
-            t.prefetch(&blockers)?;
-            for d in dependents {
-                if let Some(dep) = t.item(d)? {
-                    let ready = is_ready(t, &dep)?;
-                    t.put_item(Some(&dep), &dep, ready)?;
-                }
+        let is_open = item.status == Status::Open;
+        // A parent waits for its open children: its readiness moves when a child is made,
+        // opens, closes, or leaves for another parent.
+        let old_parent = before.and_then(|b| b.parent);
+        let mut parents = Vec::new();
+        if old_parent != item.parent || before.is_none() || was_open != is_open {
+            parents.extend(old_parent);
+            parents.extend(item.parent.filter(|p| Some(*p) != old_parent));
+        }
+        self.settle_readiness(t, &parents)?;
+        if before.is_some() && was_open != is_open {
+            settle_dependents(t, id)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the readiness of each of `ids` again (unchanged items whose children or blockers
+    /// moved); an identity not (yet) in the tracker is passed over.
+    fn settle_readiness(&self, t: &mut dyn WriteTxn, ids: &[Ulid]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        t.prefetch(ids)?;
+        for id in ids {
+            if let Some(item) = t.item(*id)? {
+                let ready = is_ready(t, &item)?;
+                t.put_item(Some(&item), &item, ready)?;
             }
         }
         Ok(())
@@ -325,16 +344,47 @@ enum Repeat {
     Refused(String),
 }
 
-/// Whether `item` belongs in the ready queue, judged from the stored status of its blockers.
+/// Writes the readiness of the items waiting for `id` again (it opened or closed).
+fn settle_dependents(t: &mut dyn WriteTxn, id: Ulid) -> Result<()> {
+    let dependents = t.dependents(id)?;
+    // Each dependent and its blockers, fetched together (one round trip each step on a
+    // database), however many there are.
+    t.prefetch(&dependents)?;
+    let mut blockers = Vec::new();
+    for d in &dependents {
+        if let Some(dep) = t.item(*d)? {
+            blockers.extend(dep.blocked_by);
+        }
+    }
+    t.prefetch(&blockers)?;
+    for d in dependents {
+        if let Some(dep) = t.item(d)? {
+            let ready = is_ready(t, &dep)?;
+            t.put_item(Some(&dep), &dep, ready)?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether `item` belongs in the ready queue, judged from the stored status of its blockers
+/// and of its children.
 pub(crate) fn is_ready(t: &dyn ReadTxn, item: &Item) -> Result<bool> {
+    if item.status != Status::Open {
+        return Ok(false);
+    }
     let mut statuses = Vec::with_capacity(item.blocked_by.len());
     for b in &item.blocked_by {
         statuses.push((*b, t.item(*b)?.map(|i| i.status)));
     }
-    Ok(rules::is_unblocked_open(item, |b| {
-        statuses
-            .iter()
-            .find(|(id, _)| id == b)
-            .and_then(|(_, s)| *s)
-    }))
+    let has_open_child = !open_children(t, item.id)?.is_empty();
+    Ok(rules::is_ready(
+        item,
+        |b| {
+            statuses
+                .iter()
+                .find(|(id, _)| id == b)
+                .and_then(|(_, s)| *s)
+        },
+        has_open_child,
+    ))
 }

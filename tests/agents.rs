@@ -132,6 +132,7 @@ fn an_agent_works_through_tracker_mcp_with_the_official_python_sdk() {
             [
                 "claim",
                 "claim_next",
+                "comment",
                 "dep_add",
                 "dep_rm",
                 "done",

@@ -643,12 +643,56 @@ fn the_same_bad_input_gets_the_same_refusal_from_the_cli_and_mcp() {
     let cli: Value = serde_json::from_str(err.trim()).unwrap();
     assert_eq!(
         cli["error"]["message"],
-        "nothing to update: give --title, --body, --priority, --status, --add-label or --remove-label"
+        "nothing to update: give --title, --body, --priority, --status, --add-label, --remove-label, \
+         --type, --parent or --no-parent"
     );
     assert_eq!(
         mcp["message"],
-        "nothing to update: give title, body, priority, status, add_labels or remove_labels"
+        "nothing to update: give title, body, priority, status, add_labels, remove_labels, type, \
+         parent or no_parent"
     );
     assert_eq!(env.json(&["show", "1"])["version"], 1, "nothing changed");
     s.close_and_wait();
+}
+
+#[test]
+fn work_structure_over_mcp_types_parents_reasons_and_comments() {
+    for env in Env::each() {
+        let b = env.backend;
+        let mut s = Server::start(&env, "agent");
+        let epic = s.ok("new", json!({"title": "Epic", "type": "epic"}));
+        assert_eq!(epic["type"], "epic", "{b}");
+        let part = s.ok("new", json!({"title": "Part", "parent": "1"}));
+        assert_eq!(part["parent"], 1, "{b}");
+        let e = s.refused("update", json!({"item": "1", "parent": "2"}));
+        assert_eq!(e["code"], 3, "{b}: {e}");
+        let moved = s.ok(
+            "update",
+            json!({"item": "2", "no_parent": true, "type": "bug"}),
+        );
+        assert_eq!(
+            (moved["parent"].clone(), moved["type"].clone()),
+            (Value::Null, "bug".into())
+        );
+        let noted = s.ok("comment", json!({"item": "2", "text": "left a note"}));
+        assert_eq!(
+            noted["version"], moved["version"],
+            "{b}: a comment keeps the version"
+        );
+        let e = s.refused("comment", json!({"item": "2", "text": ""}));
+        assert_eq!(e["code"], 2, "{b}: {e}");
+        let done = s.ok("done", json!({"item": "2", "reason": "fixed"}));
+        assert_eq!(done["close_reason"], "fixed", "{b}");
+        let cancelled = s.ok(
+            "update",
+            json!({"item": "1", "status": "cancelled", "reason": "not needed"}),
+        );
+        assert_eq!(cancelled["close_reason"], "not needed", "{b}");
+        let shown = s.ok("show", json!({"item": "2"}));
+        assert_eq!(shown["comments"][0]["author"], "agent", "{b}: {shown}");
+        assert_eq!(shown["comments"][0]["text"], "left a note", "{b}");
+        s.close_and_wait();
+        let (code, err) = env.code(&["verify"]);
+        assert_eq!(code, 0, "{b}: {err}");
+    }
 }

@@ -154,6 +154,15 @@ fn every_json_output_validates_against_its_shipped_schema() {
         );
         c.failure(&env, &["--json", "claim", "--bogus-flag"]);
         c.check("rebuild", &env.json(&["rebuild"]), "rebuild");
+        c.check("upgrade", &env.json(&["upgrade"]), "upgrade");
+        env.json(&["new", "An epic", "--type", "epic"]);
+        env.json(&["new", "Its part", "--parent", "4", "--type", "bug"]);
+        c.check("item", &env.json(&["comment", "5", "a note"]), "comment");
+        c.check("show", &env.json(&["show", "5"]), "show with a comment");
+        let ops = json_lines(&env.run(&["--json", "log", "5"]).stdout);
+        c.check("op", ops.last().unwrap(), "a comment's op");
+        let export: Value = serde_json::from_slice(&env.run(&["export"]).stdout).unwrap();
+        c.check("export", &export, "export with structure");
 
         let every: BTreeSet<&str> = tracker::json::schemas().iter().map(|(n, _)| *n).collect();
         let untested: Vec<_> = every.difference(&c.used).collect();

@@ -372,6 +372,7 @@ fn the_openapi_document_is_valid_and_lists_every_path() {
         "/api/v1/items/{ref}/renew",
         "/api/v1/items/{ref}/release",
         "/api/v1/items/{ref}/done",
+        "/api/v1/items/{ref}/comment",
         "/api/v1/items/{ref}/deps",
         "/api/v1/items/{ref}/deps/{blocker}",
         "/api/v1/claim-next",
@@ -473,4 +474,45 @@ fn the_api_answers_the_json_shapes_of_the_command_line() {
         assert_eq!(status["open"], 2, "{status}");
         assert_eq!(status["ready"], 2);
     }
+}
+
+/// Issue 22's fields flow through the command layer's argument types: types, parents, comments,
+/// close reasons, and the list filters by parent, type and text.
+#[test]
+fn work_structure_over_http_types_parents_comments_and_filters() {
+    let env = Env::new();
+    let s = Served::start(&env.db, &[]);
+    let epic = s.post(
+        "/api/v1/items",
+        "ana",
+        json!({"title": "the epic", "type": "epic"}),
+    );
+    assert_eq!(epic.status, 201, "{}", crate::common::text(&epic.body));
+    let child = s.post(
+        "/api/v1/items",
+        "ana",
+        json!({"title": "a child", "parent": "1", "type": "bug"}),
+    );
+    assert_eq!(child.status, 201, "{}", crate::common::text(&child.body));
+    assert_eq!(child.json()["parent"], 1);
+    let r = s.post(
+        "/api/v1/items/2/comment",
+        "bob",
+        json!({"text": "found the cause"}),
+    );
+    assert_eq!(r.status, 200, "{}", crate::common::text(&r.body));
+    let shown = s.get("/api/v1/items/2").json();
+    assert_eq!(shown["comments"][0]["author"], "bob", "{shown}");
+    assert_eq!(shown["comments"][0]["text"], "found the cause");
+    assert_eq!(s.get("/api/v1/items/1").json()["children"], json!([2]));
+    let kids = s.get("/api/v1/items?parent=1").json();
+    assert_eq!(kids["items"].as_array().unwrap().len(), 1, "{kids}");
+    let bugs = s.get("/api/v1/items?type=bug").json();
+    assert_eq!(bugs["items"][0]["num"], 2, "{bugs}");
+    let found = s.get("/api/v1/items?search=CAUSE").json();
+    assert_eq!(found["items"][0]["num"], 2, "{found}");
+    assert_eq!(s.get("/api/v1/items?type=saga").error_kind(400), "invalid");
+    let r = s.post("/api/v1/items/2/done", "ana", json!({"reason": "fixed"}));
+    assert_eq!(r.status, 200, "{}", crate::common::text(&r.body));
+    assert_eq!(r.json()["close_reason"], "fixed");
 }

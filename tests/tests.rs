@@ -9,7 +9,9 @@ mod common;
 
 // The areas: one line each, `mod <area>;` for tests/<area>.rs, in alphabetical order.
 mod agents;
+mod board;
 mod cas;
+mod children;
 mod core;
 mod corruption;
 mod decode_props;
@@ -31,8 +33,10 @@ mod refusals;
 mod reliability;
 mod schemas;
 mod serve;
+mod structure;
 mod terminal;
 mod time_namespaces;
+mod upgrade;
 mod worktrees;
 
 /// A file in `tests/` without its `mod` line above would never be compiled or run.

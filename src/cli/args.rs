@@ -112,6 +112,17 @@ the command's own exit code (128+N if a signal N ended it): done on 0, released 
     Verify,
     #[command(about = summary("rebuild"))]
     Rebuild,
+    #[command(about = summary("comment"))]
+    Comment(CommentArgs),
+    #[command(
+        about = summary("upgrade"),
+        long_about = "Migrate a tracker of an older format (file or PostgreSQL schema) to this \
+tracker's format, in one transaction, nothing lost. Until then this tracker reads it as it is and \
+refuses every change (exit 6). Afterwards older trackers refuse it (exit 6), so everyone sharing \
+it needs this version. On PostgreSQL the role needs the right to create tables in the schema. \
+Upgrading a tracker already of this format changes nothing."
+    )]
+    Upgrade,
     #[command(about = summary("status"))]
     Status(StatusArgs),
     #[command(about = summary("completions"))]
@@ -193,6 +204,12 @@ pub struct NewArgs {
     /// A repeat with the same key returns the first item and creates nothing
     #[arg(long, value_name = "KEY")]
     pub idempotency_key: Option<String>,
+    /// What kind of work: task (the default), bug, feature, chore or epic
+    #[arg(long = "type", value_name = "TYPE")]
+    pub item_type: Option<String>,
+    /// The item this one is part of (its parent)
+    #[arg(long, value_name = "ITEM")]
+    pub parent: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -218,6 +235,18 @@ pub struct ListArgs {
     /// Do not cut titles to the terminal width
     #[arg(long)]
     pub wide: bool,
+    /// Only items of this type: task, bug, feature, chore or epic
+    #[arg(long = "type", value_name = "TYPE")]
+    pub item_type: Option<String>,
+    /// Only items whose title, body or comments contain TEXT (ignoring case)
+    #[arg(long, value_name = "TEXT")]
+    pub search: Option<String>,
+    /// Only the children of ITEM (the items that are part of it)
+    #[arg(long, value_name = "ITEM")]
+    pub parent: Option<String>,
+    /// Show children indented under their parents
+    #[arg(long)]
+    pub tree: bool,
 }
 
 #[derive(Args, Debug, Default)]
@@ -258,8 +287,38 @@ pub struct UpdateArgs {
     /// open, done or cancelled; closing an item ends its lease (refused while another holds it)
     #[arg(long)]
     pub status: Option<String>,
+    /// New type: task, bug, feature, chore or epic
+    #[arg(long = "type", value_name = "TYPE")]
+    pub item_type: Option<String>,
+    /// Make it part of ITEM (a parent chain never loops: exit 3)
+    #[arg(long, value_name = "ITEM", conflicts_with = "no_parent")]
+    pub parent: Option<String>,
+    /// Make it part of no item
+    #[arg(long)]
+    pub no_parent: bool,
+    /// With --status done or cancelled: why it closed (its close_reason)
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+    /// With --status done or cancelled: close it even while it has open children
+    #[arg(long)]
+    pub force: bool,
     #[command(flatten)]
     pub guard: GuardArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct CommentArgs {
+    /// The item: 42, #42, a ULID or a unique ULID prefix
+    pub item: String,
+    /// The comment (at most 64 KiB)
+    #[arg(required_unless_present = "body_file", conflicts_with = "body_file")]
+    pub text: Option<String>,
+    /// Read the comment from a file (`-` for standard input)
+    #[arg(long, value_name = "PATH")]
+    pub body_file: Option<PathBuf>,
+    /// A repeat with the same key returns the first result and adds nothing
+    #[arg(long, value_name = "KEY")]
+    pub idempotency_key: Option<String>,
 }
 
 // Which item to lease, and for how long: shared by `claim` and `run`. (A plain comment: a doc
@@ -328,6 +387,9 @@ pub struct DoneArgs {
     /// Finish it even while another holder has a live lease
     #[arg(long)]
     pub force: bool,
+    /// Why it is done (its close_reason)
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
     #[command(flatten)]
     pub guard: GuardArgs,
 }

@@ -53,6 +53,7 @@ pub fn edit(ctx: &Ctx, r: &ItemRef) -> Result<i32> {
         item: r.clone(),
         patch,
         guard,
+        force: false,
     };
     match ctx
         .open(Access::ReadWrite)

@@ -7,8 +7,8 @@
 use std::path::Path;
 
 use tracker::command::{
-    self, claim, dep, done, import, list, log, new_item, release, renew, show, status, update,
-    Spelling,
+    self, claim, comment, dep, done, import, list, log, new_item, release, renew, show, status,
+    update, Spelling,
 };
 use tracker::{Error, ListQuery, NewItem, Patch, Result};
 
@@ -31,6 +31,11 @@ pub fn new_item(a: args::NewArgs) -> Result<new_item::Request> {
             body,
             priority: a.priority,
             labels: a.labels,
+            item_type: match &a.item_type {
+                Some(ty) => command::item_type(Spelling::Flags, "type", ty)?,
+                None => tracker::ItemType::Task,
+            },
+            parent: a.parent.as_deref().map(command::item_ref).transpose()?,
         },
         blocked_by,
         idempotency_key: a.idempotency_key,
@@ -51,6 +56,13 @@ pub fn list(a: &args::ListArgs) -> Result<list::Request> {
         label: a.label.clone(),
         holder: a.holder.clone(),
         limit: a.limit,
+        item_type: a
+            .item_type
+            .as_deref()
+            .map(|ty| command::item_type(Spelling::Flags, "type", ty))
+            .transpose()?,
+        search: a.search.clone(),
+        parent: a.parent.as_deref().map(command::item_ref).transpose()?,
     };
     list::request(Spelling::Flags, &a.status, q)
 }
@@ -73,8 +85,17 @@ pub fn update(a: args::UpdateArgs) -> Result<update::Request> {
         status,
         add_labels: a.add_labels,
         remove_labels: a.remove_labels,
+        item_type: a
+            .item_type
+            .as_deref()
+            .map(|ty| command::item_type(Spelling::Flags, "type", ty))
+            .transpose()?,
+        parent: update::parent_change(Spelling::Flags, a.parent.as_deref(), a.no_parent)?,
+        close_reason: a.reason,
     };
-    update::Request::new(Spelling::Flags, item, patch, guard(a.guard))
+    let mut r = update::Request::new(Spelling::Flags, item, patch, guard(a.guard))?;
+    r.force = a.force;
+    Ok(r)
 }
 
 /// Which item `claim` and `run` lease.
@@ -119,7 +140,20 @@ pub fn done(a: args::DoneArgs) -> Result<done::Request> {
     Ok(done::Request {
         item: command::item_ref(&a.item)?,
         force: a.force,
+        reason: a.reason,
         guard: guard(a.guard),
+    })
+}
+
+pub fn comment(a: args::CommentArgs) -> Result<comment::Request> {
+    let text = match &a.body_file {
+        Some(path) => read_body(path)?,
+        None => a.text.unwrap_or_default(),
+    };
+    Ok(comment::Request {
+        item: command::item_ref(&a.item)?,
+        text,
+        idempotency_key: a.idempotency_key,
     })
 }
 

@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches};
 use tracker::command::{
-    self, claim, dep, done, export, import, list, log, new_item, rebuild, release, renew, show,
-    status, update, verify,
+    self, claim, comment, dep, done, export, import, list, log, new_item, rebuild, release, renew,
+    show, status, update, upgrade, verify,
 };
 use tracker::json::{self, ItemJson, OpJson};
 use tracker::{Access, Actor, Backend, Error, ItemView, Result, Target};
@@ -314,6 +314,12 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
         Command::Import(a) => import(ctx, a),
         Command::Verify => verify(ctx),
         Command::Rebuild => rebuild(ctx),
+        Command::Upgrade => upgrade(ctx),
+        Command::Comment(a) => {
+            let r = lower::comment(a)?;
+            let t = ctx.open(Access::ReadWrite)?;
+            emit(ctx, &t, &comment::exec(&t, r)?, "commented on")
+        }
         Command::Mcp => {
             // Opened now, so a missing or refused tracker is reported before the handshake.
             let backend = Backend::open(&ctx.target()?, Access::ReadWrite, ctx.lock_timeout)?;
@@ -429,7 +435,16 @@ fn new_item(ctx: &Ctx, a: args::NewArgs) -> Result<i32> {
 fn list(ctx: &Ctx, a: args::ListArgs) -> Result<i32> {
     let q = lower::list(&a)?;
     let t = ctx.open(Access::ReadOnly)?;
-    if ctx.json {
+    if a.tree {
+        let rows = list::tree(list::exec(&t, &q)?);
+        if ctx.json {
+            let items: Vec<ItemJson> = rows.iter().map(|(_, v)| ItemJson::from(v)).collect();
+            out::json(&items)?;
+        } else {
+            let (depths, items): (Vec<usize>, Vec<_>) = rows.into_iter().unzip();
+            out::text(&render::list(&items, &depths, &t.now(), &ctx.style, a.wide))?;
+        }
+    } else if ctx.json {
         // Streamed: a JSON array of any length in flat memory.
         let mut w = std::io::BufWriter::new(out::Stdout);
         let mut first = true;
@@ -449,7 +464,7 @@ fn list(ctx: &Ctx, a: args::ListArgs) -> Result<i32> {
         w.flush().map_err(out::failed)?;
     } else {
         let items = list::exec(&t, &q)?;
-        out::text(&render::list(&items, &t.now(), &ctx.style, a.wide))?;
+        out::text(&render::list(&items, &[], &t.now(), &ctx.style, a.wide))?;
     }
     Ok(0)
 }
@@ -540,6 +555,28 @@ fn rebuild(ctx: &Ctx) -> Result<i32> {
         ))
     };
     out::after_change("rebuilt the tables", printed)?;
+    Ok(0)
+}
+
+/// `upgrade`: migrate an older format to this binary's.
+fn upgrade(ctx: &Ctx) -> Result<i32> {
+    let t = ctx.open(Access::ReadWrite)?;
+    let u = upgrade::exec(&t, upgrade::Request)?;
+    let printed = if ctx.json {
+        out::json(&json::UpgradeJson {
+            upgraded: u.upgraded(),
+            from: u.from,
+            to: u.to,
+        })
+    } else if u.upgraded() {
+        say(&format!(
+            "upgraded from format {} to format {}",
+            u.from, u.to
+        ))
+    } else {
+        say(&format!("already of format {}; nothing to do", u.to))
+    };
+    out::after_change("upgraded the tracker", printed)?;
     Ok(0)
 }
 

@@ -199,13 +199,14 @@ pub fn state_word(v: &ItemView) -> String {
         (_, Status::Done) => "done".into(),
         (_, Status::Cancelled) => "cancelled".into(),
         (Some(c), _) => format!("claimed by {}", safe(&c.holder, false)),
-        (None, _) if v.blocked => "blocked".into(),
+        (None, _) if v.blocked || v.waits_for_children => "blocked".into(),
         (None, _) => "ready".into(),
     }
 }
 
-/// `list` as aligned columns; titles are cut to the terminal width unless `wide`.
-pub fn list(items: &[ItemView], now: &Now, style: &Style, wide: bool) -> String {
+/// `list` as aligned columns; titles are cut to the terminal width unless `wide`, and indented
+/// by `depths` (`list --tree`; empty for none).
+pub fn list(items: &[ItemView], depths: &[usize], now: &Now, style: &Style, wide: bool) -> String {
     let rows: Vec<[String; 4]> = items
         .iter()
         .map(|v| {
@@ -255,8 +256,11 @@ pub fn list(items: &[ItemView], now: &Now, style: &Style, wide: bool) -> String 
         ..*style
     };
     let _ = writeln!(out, "{}", fit(&style.bold(&header), &line_style));
-    for (v, r) in items.iter().zip(&rows) {
-        let title = safe(&v.item.title, false);
+    for (i, (v, r)) in items.iter().zip(&rows).enumerate() {
+        let title = match depths.get(i).copied().unwrap_or(0) {
+            0 => safe(&v.item.title, false),
+            d => format!("{}└ {}", "  ".repeat(d - 1), safe(&v.item.title, false)),
+        };
         let title = match title_room {
             Some(room) => cut(&title, room),
             None => title,
@@ -316,6 +320,7 @@ pub fn show(d: &ItemDetail, now: &Now, style: &Style) -> String {
         state_word(&d.view)
     );
     let _ = writeln!(s, "  priority: P{}", i.priority);
+    show_structure(&mut s, d);
     if !i.labels.is_empty() {
         let labels: Vec<String> = i.labels.iter().map(|l| safe(l, false)).collect();
         let _ = writeln!(s, "  labels:   {}", labels.join(", "));
@@ -362,6 +367,7 @@ pub fn show(d: &ItemDetail, now: &Now, style: &Style) -> String {
     if !i.body.is_empty() {
         let _ = writeln!(s, "\n{}\n", safe(&i.body, true).trim_end());
     }
+    show_comments(&mut s, d, now);
     if !d.recent_ops.is_empty() {
         let _ = writeln!(s, "  recent ops:");
         for op in &d.recent_ops {
@@ -377,6 +383,61 @@ pub fn show(d: &ItemDetail, now: &Now, style: &Style) -> String {
         }
     }
     s
+}
+
+/// `show`'s format-2 lines: type (unless a task), parent, close reason.
+fn show_structure(s: &mut String, d: &ItemDetail) {
+    let i = &d.view.item;
+    if i.item_type != tracker::ItemType::Task {
+        let _ = writeln!(s, "  type:     {}", i.item_type.as_str());
+    }
+    if let Some(n) = d.view.parent_num {
+        let _ = writeln!(s, "  part of:  #{n}");
+    }
+    if let Some(r) = &i.close_reason {
+        let _ = writeln!(s, "  reason:   {}", safe(r, false));
+    }
+    if !d.children.is_empty() {
+        let (done, cancelled, total) = d.progress();
+        let nums: Vec<String> = d.children.iter().map(|c| format!("#{}", c.0)).collect();
+        let _ = writeln!(
+            s,
+            "  children: {} ({done} of {total} done{})",
+            nums.join(", "),
+            if cancelled > 0 {
+                format!(", {cancelled} cancelled")
+            } else {
+                String::new()
+            }
+        );
+    }
+    if d.view.item.status == tracker::Status::Open {
+        let ready = if d.ready() {
+            "yes".to_string()
+        } else {
+            format!("no: {}", safe(&d.not_ready.join("; "), false))
+        };
+        let _ = writeln!(s, "  ready:    {ready}");
+    }
+}
+
+/// `show`'s comments, oldest first, each with its author and age.
+fn show_comments(s: &mut String, d: &ItemDetail, now: &Now) {
+    if d.comments.is_empty() {
+        return;
+    }
+    let _ = writeln!(s, "  comments:");
+    for c in &d.comments {
+        let _ = writeln!(
+            s,
+            "    {} ago, {}:",
+            format_duration_short(now.wall_ms - c.at),
+            safe(&c.author, false)
+        );
+        for line in safe(&c.text, true).lines() {
+            let _ = writeln!(s, "      {line}");
+        }
+    }
 }
 
 pub fn log_line(op: &Op, num: Option<u64>, now: &Now) -> String {
@@ -511,6 +572,9 @@ mod tests {
             version: 3,
             created_at: T0,
             updated_at: T0 + 540_000,
+            item_type: tracker::ItemType::Task,
+            parent: None,
+            close_reason: None,
         }
     }
 
@@ -538,6 +602,8 @@ mod tests {
             claim,
             blocked_by_nums: if blocked { vec![1] } else { vec![] },
             blocked,
+            parent_num: None,
+            waits_for_children: false,
         }
     }
 
@@ -558,7 +624,7 @@ mod tests {
             view(item(3, "Ship it", Status::Open, 0), None, true),
             view(item(4, "Old work", Status::Done, 3), None, false),
         ];
-        let out = list(&items, &now(), &PLAIN_80, false);
+        let out = list(&items, &[], &now(), &PLAIN_80, false);
         let expected = "\
 NUM  PRI  STATE                     AGE  TITLE
 #1   P1   ready                     1m   Set up the database schema
@@ -581,7 +647,7 @@ NUM  PRI  STATE                     AGE  TITLE
                 color: false,
                 width: Some(w),
             };
-            for line in list(&items, &now(), &style, false).lines() {
+            for line in list(&items, &[], &now(), &style, false).lines() {
                 assert!(width(line) <= w, "{} > {w}: {line}", width(line));
             }
         }
@@ -599,7 +665,7 @@ NUM  PRI  STATE                     AGE  TITLE
             ),
             view(item(2, "Ship it", Status::Open, 0), None, false),
         ];
-        let out = list(&items, &now(), &PLAIN_80, false);
+        let out = list(&items, &[], &now(), &PLAIN_80, false);
         let expected = "\
 NUM  PRI  STATE              AGE  TITLE
 #1   P1   claimed by 用户甲  1m   数据库迁移把旧记录搬到新表数据库迁移把旧记录…
@@ -639,6 +705,9 @@ NUM  PRI  STATE              AGE  TITLE
             view: view(i.clone(), Some(lease("ana@box/pts/3")), false),
             blocks: vec![(5, Ulid(5))],
             lease: Some((lease("ana@box/pts/3"), LeaseState::Live)),
+            comments: vec![],
+            children: vec![(7, Ulid(7), Status::Done), (8, Ulid(8), Status::Open)],
+            not_ready: vec!["ana@box/pts/3 holds it".into()],
             recent_ops: vec![Op {
                 seq: 9,
                 at: T0 + 360_000,
@@ -656,6 +725,11 @@ NUM  PRI  STATE              AGE  TITLE
         let out = show(&detail, &now(), &PLAIN_80);
         assert!(out.contains("claimed by ana@box/pts/3 (host box, pid 4242) 4m ago, renewed 20s ago, expires in 11m, token 17"), "{out}");
         assert!(out.contains("blocks:   #5"), "{out}");
+        assert!(out.contains("children: #7, #8 (1 of 2 done)"), "{out}");
+        assert!(
+            out.contains("ready:    no: ana@box/pts/3 holds it"),
+            "{out}"
+        );
         assert!(out.contains("labels:   db"), "{out}");
         assert!(out.contains("Details here.\nSecond line."), "{out}");
         assert!(out.contains("claim: lease ana@box/pts/3 token 17"), "{out}");

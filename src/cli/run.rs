@@ -174,7 +174,15 @@ fn finish(ctx: &Ctx, item: &ItemRef, token: u64, success: bool) -> Result<ItemVi
     let (item, guard) = (item.clone(), command::guard(None, Some(token), None));
     if success {
         let force = false;
-        done::exec(&t, done::Request { item, force, guard })
+        done::exec(
+            &t,
+            done::Request {
+                item,
+                force,
+                reason: None,
+                guard,
+            },
+        )
     } else {
         release::exec(&t, release::Request { item, guard })
     }

@@ -15,6 +15,8 @@ pub struct Request {
     pub item: ItemRef,
     /// Finish it even while another holder has a live lease.
     pub force: bool,
+    /// Why it is done: its close reason.
+    pub reason: Option<String>,
     /// Preconditions: the lease's token, usually.
     pub guard: Guard,
 }
@@ -31,6 +33,8 @@ pub struct Args {
     /// Finish it even though another holder has a live lease.
     force: Option<bool>,
     idempotency_key: Option<String>,
+    /// Why it is done (its close_reason).
+    reason: Option<String>,
 }
 
 impl Args {
@@ -43,6 +47,7 @@ impl Args {
         Ok(Request {
             item: item_ref(&self.item)?,
             force: self.force.unwrap_or(false),
+            reason: self.reason,
             guard: guard(self.if_version, self.token, self.idempotency_key),
         })
     }
@@ -52,7 +57,7 @@ impl Args {
 ///
 /// # Errors
 ///
-/// As [`Tracker::done`].
+/// As [`Tracker::done_with_reason`].
 pub fn exec<S: Storage>(t: &Tracker<S>, r: Request) -> Result<ItemView> {
-    t.done(&r.item, &r.guard, r.force)
+    t.done_with_reason(&r.item, &r.guard, r.force, r.reason.as_deref())
 }

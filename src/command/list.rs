@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use super::{status_filter, Spelling};
+use super::{item_type, status_filter, Spelling};
 use crate::error::Result;
 use crate::model::ItemView;
 use crate::store::Storage;
@@ -27,6 +27,13 @@ pub struct Args {
     holder: Option<String>,
     /// At most this many items.
     limit: Option<usize>,
+    /// Only items of this type: task, bug, feature, chore or epic.
+    #[serde(rename = "type")]
+    item_type: Option<String>,
+    /// Only items whose title, body or comments contain this text (ignoring case).
+    search: Option<String>,
+    /// Only the children of this item ("42", "#42" or a ULID prefix).
+    parent: Option<String>,
 }
 
 impl Args {
@@ -34,8 +41,14 @@ impl Args {
     ///
     /// # Errors
     ///
-    /// [`Error::Invalid`](crate::Error::Invalid) for an unknown status.
+    /// [`Error::Invalid`](crate::Error::Invalid) for an unknown status or type, or a parent
+    /// that is not an item reference.
     pub fn lower(self) -> Result<Request> {
+        let item_type = self
+            .item_type
+            .as_deref()
+            .map(|ty| item_type(Spelling::Json, "type", ty))
+            .transpose()?;
         request(
             Spelling::Json,
             self.status.as_deref().unwrap_or("open"),
@@ -46,6 +59,9 @@ impl Args {
                 holder: self.holder,
                 limit: self.limit,
                 status: None,
+                item_type,
+                search: self.search,
+                parent: self.parent.as_deref().map(super::item_ref).transpose()?,
             },
         )
     }
@@ -83,4 +99,31 @@ pub fn each<S: Storage>(
     f: &mut dyn FnMut(ItemView) -> Result<()>,
 ) -> Result<()> {
     t.list_each(r, f)
+}
+
+/// `items` in tree order (`list --tree`): each item followed by its children among them, by
+/// number, at one more depth; an item whose parent is not among them is a root (depth 0).
+pub fn tree(items: Vec<ItemView>) -> Vec<(usize, ItemView)> {
+    use std::collections::{BTreeMap, HashSet};
+    let ids: HashSet<_> = items.iter().map(|v| v.item.id).collect();
+    let mut roots = Vec::new();
+    let mut children: BTreeMap<ulid::Ulid, Vec<ItemView>> = BTreeMap::new();
+    for v in items {
+        match v.item.parent.filter(|p| ids.contains(p)) {
+            Some(p) => children.entry(p).or_default().push(v),
+            None => roots.push(v),
+        }
+    }
+    roots.sort_by_key(|v| v.item.num);
+    let mut out = Vec::new();
+    // Depth first, children by number; the stack holds what is still to print, last first.
+    let mut stack: Vec<(usize, ItemView)> = roots.into_iter().rev().map(|v| (0, v)).collect();
+    while let Some((depth, v)) = stack.pop() {
+        if let Some(mut kids) = children.remove(&v.item.id) {
+            kids.sort_by_key(|k| std::cmp::Reverse(k.item.num));
+            stack.extend(kids.into_iter().map(|k| (depth + 1, k)));
+        }
+        out.push((depth, v));
+    }
+    out
 }

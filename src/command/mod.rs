@@ -30,6 +30,7 @@
 //! summaries from it.
 
 pub mod claim;
+pub mod comment;
 pub mod config;
 pub mod dep;
 pub mod done;
@@ -45,6 +46,7 @@ pub mod show;
 pub mod status;
 mod table;
 pub mod update;
+pub mod upgrade;
 pub mod verify;
 
 use std::time::Duration;
@@ -53,7 +55,7 @@ pub use table::{find, summary, tool_description, Command, Tool, Transports, COMM
 
 use crate::durations::{self, Use};
 use crate::error::{Error, Result};
-use crate::model::Status;
+use crate::model::{ItemType, Status};
 use crate::store::Storage;
 use crate::tracker::{Guard, ItemRef, Tracker};
 
@@ -92,7 +94,7 @@ impl Spelling {
 ///
 /// [`Error::Invalid`] for anything that is not a reference ([`ItemRef::parse`]).
 pub fn item_ref(s: &str) -> Result<ItemRef> {
-    ItemRef::parse(s)
+    ItemRef::parse(s).map_err(Error::Invalid)
 }
 
 /// Several item references (`--blocked-by`, `blocked_by`), each as [`item_ref`].
@@ -157,6 +159,20 @@ pub fn status_value(spelling: Spelling, field: &str, s: &str) -> Result<Status> 
         Error::bad_field(
             &spelling.name(field),
             format!("{s:?}: use open, done or cancelled"),
+        )
+    })
+}
+
+/// An item type given for `field`: task, bug, feature, chore or epic.
+///
+/// # Errors
+///
+/// [`Error::Invalid`] naming the field.
+pub fn item_type(spelling: Spelling, field: &str, s: &str) -> Result<ItemType> {
+    ItemType::parse(s).ok_or_else(|| {
+        Error::bad_field(
+            &spelling.name(field),
+            format!("{s:?}: use task, bug, feature, chore or epic"),
         )
     })
 }

@@ -2,9 +2,9 @@
 
 use serde::Deserialize;
 
-use super::{guard, item_refs, priority, Spelling};
+use super::{guard, item_ref, item_refs, item_type, priority, Spelling};
 use crate::error::Result;
-use crate::model::{ItemView, NewItem};
+use crate::model::{ItemType, ItemView, NewItem};
 use crate::store::Storage;
 use crate::tracker::{Guard, ItemRef, Tracker};
 
@@ -35,6 +35,11 @@ pub struct Args {
     blocked_by: Option<Vec<String>>,
     /// A repeat with the same key returns the first item and creates nothing.
     idempotency_key: Option<String>,
+    /// task (the default), bug, feature, chore or epic.
+    #[serde(rename = "type")]
+    item_type: Option<String>,
+    /// The item this one is part of ("42", "#42" or a ULID prefix).
+    parent: Option<String>,
 }
 
 impl Args {
@@ -42,8 +47,8 @@ impl Args {
     ///
     /// # Errors
     ///
-    /// [`Error::Invalid`](crate::Error::Invalid) for a priority out of range or a blocker that
-    /// is not an item reference.
+    /// [`Error::Invalid`](crate::Error::Invalid) for a priority out of range, an unknown type,
+    /// or a blocker or parent that is not an item reference.
     pub fn lower(self) -> Result<Request> {
         let priority = priority(Spelling::Json, "priority", self.priority)?;
         Ok(Request {
@@ -53,6 +58,11 @@ impl Args {
                 body: self.body.unwrap_or_default(),
                 priority,
                 labels: self.labels.unwrap_or_default(),
+                item_type: match &self.item_type {
+                    Some(ty) => item_type(Spelling::Json, "type", ty)?,
+                    None => ItemType::Task,
+                },
+                parent: self.parent.as_deref().map(item_ref).transpose()?,
             },
             idempotency_key: self.idempotency_key,
         })

@@ -192,6 +192,19 @@ pub const COMMANDS: &[Command] = &[
         "Recompute the tables and indexes from the ops log",
     ),
     both(
+        "comment",
+        "Append a comment to an item (it changes no field, so the version stays)",
+        &[tool(
+            "comment",
+            "Append a comment to an item: a note for the next agent or a person (author = you). \
+             It changes no field, so the item's version stays and nobody's if_version breaks.",
+        )],
+    ),
+    cli(
+        "upgrade",
+        "Migrate a tracker of an older format to this one, in one transaction, nothing lost",
+    ),
+    both(
         "status",
         "A board: counts by state, live claims with heartbeat ages, stale claims, and what \
          coordination cost (lease events, refusals, time to first claim and to done)",

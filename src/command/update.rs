@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use super::{guard, item_ref, priority, status_value, Spelling};
+use super::{guard, item_ref, item_type, priority, status_value, Spelling};
 use crate::error::{Error, Result};
 use crate::model::{ItemView, Patch};
 use crate::store::Storage;
@@ -18,16 +18,21 @@ pub struct Request {
     pub patch: Patch,
     /// Preconditions.
     pub guard: Guard,
+    /// Close it (a closing status) even while it has open children.
+    pub force: bool,
 }
 
 /// The fields an update can change, by their JSON names, in the order messages list them.
-pub const FIELDS: [&str; 6] = [
+pub const FIELDS: [&str; 9] = [
     "title",
     "body",
     "priority",
     "status",
     "add_labels",
     "remove_labels",
+    "type",
+    "parent",
+    "no_parent",
 ];
 
 impl Request {
@@ -43,7 +48,12 @@ impl Request {
             let names: Vec<&str> = names.iter().map(String::as_str).collect();
             return Err(Error::nothing_to_update(&names));
         }
-        Ok(Request { item, patch, guard })
+        Ok(Request {
+            item,
+            patch,
+            guard,
+            force: false,
+        })
     }
 }
 
@@ -66,6 +76,17 @@ pub struct Args {
     /// The fencing token of your lease, if you hold one.
     token: Option<u64>,
     idempotency_key: Option<String>,
+    /// task, bug, feature, chore or epic.
+    #[serde(rename = "type")]
+    item_type: Option<String>,
+    /// Make it part of this item (a parent chain never loops: code 3).
+    parent: Option<String>,
+    /// Make it part of no item.
+    no_parent: Option<bool>,
+    /// With a closing status: why it closed.
+    reason: Option<String>,
+    /// With a closing status: close it even while it has open children.
+    force: Option<bool>,
 }
 
 impl Args {
@@ -73,8 +94,8 @@ impl Args {
     ///
     /// # Errors
     ///
-    /// [`Error::Invalid`] for a priority out of range, an unknown status, an item that is not a
-    /// reference, or nothing to update.
+    /// [`Error::Invalid`] for a priority out of range, an unknown status or type, an item or
+    /// parent that is not a reference, both `parent` and `no_parent`, or nothing to update.
     pub fn lower(self) -> Result<Request> {
         let priority = priority(Spelling::Json, "priority", self.priority)?;
         let item = item_ref(&self.item)?;
@@ -90,9 +111,45 @@ impl Args {
             status,
             add_labels: self.add_labels.unwrap_or_default(),
             remove_labels: self.remove_labels.unwrap_or_default(),
+            item_type: self
+                .item_type
+                .as_deref()
+                .map(|ty| item_type(Spelling::Json, "type", ty))
+                .transpose()?,
+            parent: parent_change(
+                Spelling::Json,
+                self.parent.as_deref(),
+                self.no_parent.unwrap_or(false),
+            )?,
+            close_reason: self.reason,
         };
         let g = guard(self.if_version, self.token, self.idempotency_key);
-        Request::new(Spelling::Json, item, patch, g)
+        let mut r = Request::new(Spelling::Json, item, patch, g)?;
+        r.force = self.force.unwrap_or(false);
+        Ok(r)
+    }
+}
+
+/// What `parent`/`no_parent` (`--parent`/`--no-parent`) ask of the item's parent: a new one
+/// (`Some(Some(..))`), none (`Some(None)`), or no change.
+///
+/// # Errors
+///
+/// [`Error::Invalid`] for both, or a parent that is not an item reference.
+pub fn parent_change(
+    spelling: Spelling,
+    parent: Option<&str>,
+    no_parent: bool,
+) -> Result<Option<Option<ItemRef>>> {
+    match (parent, no_parent) {
+        (Some(_), true) => Err(Error::Invalid(format!(
+            "give {} or {}, not both",
+            spelling.name("parent"),
+            spelling.name("no_parent")
+        ))),
+        (Some(p), false) => Ok(Some(Some(item_ref(p)?))),
+        (None, true) => Ok(Some(None)),
+        (None, false) => Ok(None),
     }
 }
 
@@ -100,7 +157,7 @@ impl Args {
 ///
 /// # Errors
 ///
-/// As [`Tracker::update`].
+/// As [`Tracker::update_with`].
 pub fn exec<S: Storage>(t: &Tracker<S>, r: Request) -> Result<ItemView> {
-    t.update(&r.item, r.patch, &r.guard)
+    t.update_with(&r.item, r.patch, &r.guard, r.force)
 }

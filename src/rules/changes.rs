@@ -37,13 +37,21 @@ pub fn update_changes(item: &Item, lease: Option<&Lease>, patch: &Patch) -> Vec<
     changes
 }
 
-/// `done`: the item done (unless it is already) and its lease, if any, ended.
-pub fn done_changes(item: &Item, lease: Option<&Lease>) -> Vec<Change> {
+/// `done`: the item done (unless it is already) with `reason` as its close reason (a repeated
+/// `done` changes the reason only when one is given), and its lease, if any, ended.
+pub fn done_changes(item: &Item, lease: Option<&Lease>, reason: Option<&String>) -> Vec<Change> {
     let mut changes = Vec::new();
     if item.status != Status::Done {
         changes.push(Change::Status {
             old: item.status,
             new: Status::Done,
+        });
+    }
+    let reason = reason.cloned();
+    if (item.status != Status::Done || reason.is_some()) && item.close_reason != reason {
+        changes.push(Change::CloseReason {
+            old: item.close_reason.clone(),
+            new: reason,
         });
     }
     changes.extend(closing_ends_lease(lease, Status::Done));
@@ -211,6 +219,9 @@ mod tests {
             version: 3,
             created_at: 0,
             updated_at: 0,
+            item_type: crate::model::ItemType::Task,
+            parent: None,
+            close_reason: None,
         }
     }
 
@@ -234,7 +245,7 @@ mod tests {
         let l = lease(4, None);
         let ended = Change::LeaseCleared { old: l.clone() };
         let closed = [
-            done_changes(&item(Status::Open), Some(&l)),
+            done_changes(&item(Status::Open), Some(&l), None),
             update_changes(
                 &item(Status::Open),
                 Some(&l),
@@ -249,8 +260,8 @@ mod tests {
             assert_eq!(changes.last(), Some(&ended));
         }
         // Done twice: the status is already done, the lease still ends.
-        assert_eq!(done_changes(&item(Status::Done), Some(&l)), [ended]);
-        assert!(done_changes(&item(Status::Done), None).is_empty());
+        assert_eq!(done_changes(&item(Status::Done), Some(&l), None), [ended]);
+        assert!(done_changes(&item(Status::Done), None, None).is_empty());
         let retitled = Patch {
             title: Some("u".into()),
             status: Some(Status::Open),

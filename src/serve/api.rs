@@ -13,7 +13,7 @@ use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::Value;
 use tracker::command::{
-    claim, dep, done, list, log, new_item, release, renew, show, status, update,
+    claim, comment, dep, done, list, log, new_item, release, renew, show, status, update,
 };
 use tracker::json::{ItemJson, OpJson, ShowJson, StatusJson};
 use tracker::{Error, ItemView, Result};
@@ -46,6 +46,7 @@ pub(crate) fn router(server: Arc<Server>) -> Router {
         .route("/items/{item}/renew", post(renew_item))
         .route("/items/{item}/release", post(release_item))
         .route("/items/{item}/done", post(done_item))
+        .route("/items/{item}/comment", post(comment_item))
         .route("/items/{item}/deps", post(dep_add))
         .route(
             "/items/{item}/deps/{blocker}",
@@ -303,6 +304,19 @@ async fn done_item(State(s): S, h: HeaderMap, Path(r): Path<String>, b: Body) ->
         writes,
         StatusCode::OK,
         |t, a: done::Args, _| item(&done::exec(t, a.lower()?)?),
+    )
+    .await
+}
+
+async fn comment_item(State(s): S, h: HeaderMap, Path(r): Path<String>, b: Body) -> Response {
+    write(
+        &s,
+        &h,
+        b,
+        Some(("item", &r)),
+        writes,
+        StatusCode::OK,
+        |t, a: comment::Args, _| item(&comment::exec(t, a.lower()?)?),
     )
     .await
 }

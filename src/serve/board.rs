@@ -14,6 +14,9 @@ use super::Server;
 const PAGE: &str = include_str!("assets/board.html");
 const SCRIPT: &str = include_str!("assets/board.js");
 const STYLE: &str = include_str!("assets/board.css");
+const ICON: &str = "<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 16 16'>\
+                    <rect width='16' height='16' rx='3' fill='#1d2330'/>\
+                    <path d='M4 8l3 3 5-6' stroke='#5fd37a' stroke-width='2' fill='none'/></svg>";
 
 /// A Content-Security-Policy that lets the page run its own script and style only: no inline
 /// script, nothing from another origin, no framing.
@@ -31,6 +34,7 @@ pub(crate) fn routes() -> Router<Arc<Server>> {
             "/board.css",
             get(|| asset(STYLE, "text/css; charset=utf-8")),
         )
+        .route("/favicon.svg", get(|| asset(ICON, "image/svg+xml")))
 }
 
 async fn asset(body: &'static str, kind: &'static str) -> impl IntoResponse {

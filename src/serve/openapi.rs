@@ -3,7 +3,9 @@
 //! so it cannot drift from them.
 
 use serde_json::{json, Map, Value};
-use tracker::command::{claim, dep, done, list, log, new_item, release, renew, status, update};
+use tracker::command::{
+    claim, comment, dep, done, list, log, new_item, release, renew, status, update,
+};
 use tracker::json::{ErrorJson, ItemJson, OpJson, ShowJson, StatusJson};
 
 use super::api::{ItemsJson, OpsJson};
@@ -26,6 +28,7 @@ pub(crate) fn document() -> Value {
         "/api/v1/items/{ref}/renew": { "post": c.op("renew", "Extend the lease (`renew`)", vec![item_param()], c.body::<renew::Args>("RenewArgs", &["item"]), 200, item.clone()) },
         "/api/v1/items/{ref}/release": { "post": c.op("release", "Give the lease back (`release`)", vec![item_param()], c.body::<release::Args>("ReleaseArgs", &["item"]), 200, item.clone()) },
         "/api/v1/items/{ref}/done": { "post": c.op("done", "Mark done (`done`)", vec![item_param()], c.body::<done::Args>("DoneArgs", &["item"]), 200, item.clone()) },
+        "/api/v1/items/{ref}/comment": { "post": c.op("comment", "Append a comment (`comment`)", vec![item_param()], c.body::<comment::Args>("CommentArgs", &["item"]), 200, item.clone()) },
         "/api/v1/items/{ref}/deps": { "post": c.op("dep_add", "Add a blocker (`dep add`)", vec![item_param()], c.body::<dep::Args>("DepArgs", &["item"]), 200, item.clone()) },
         "/api/v1/items/{ref}/deps/{blocker}": { "delete": c.op("dep_rm", "Remove a blocker (`dep rm`)", vec![item_param(), path_param("blocker", "The blocker to remove")], None, 200, item.clone()) },
         "/api/v1/claim-next": { "post": c.op("claim_next", "Claim the best ready item (`claim --next`); 404 when nothing is ready", vec![], c.body::<claim::NextArgs>("ClaimNextArgs", &[]), 200, item.clone()) },

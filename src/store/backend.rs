@@ -115,6 +115,13 @@ impl Storage for Backend {
         }
     }
 
+    fn upgrade(&self) -> Result<Option<u64>> {
+        match self {
+            Backend::Redb(s) => s.upgrade(),
+            Backend::Postgres(s) => s.upgrade(),
+        }
+    }
+
     fn file(&self) -> Option<&Path> {
         match self {
             Backend::Redb(s) => s.file(),

@@ -190,6 +190,7 @@ macro_rules! conformance {
             conformance!(@tests $make;
                 format_counters_and_settings_round_trip,
                 put_item_keeps_every_index_in_step,
+                put_item_keeps_the_parent_index_in_step,
                 visits_stop_when_told,
                 leases_put_replace_and_remove,
                 ops_append_in_order_and_index_by_item,

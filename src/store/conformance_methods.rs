@@ -27,6 +27,9 @@ pub(crate) fn item(
         version: 1,
         created_at: 1,
         updated_at: 1,
+        item_type: crate::model::ItemType::Task,
+        parent: None,
+        close_reason: None,
     }
 }
 
@@ -173,6 +176,61 @@ pub(super) fn put_item_keeps_every_index_in_step<S: Storage>(s: S) {
             "priority, then number"
         );
         assert!(t.dependents(a.id)?.is_empty());
+        Ok(())
+    })
+    .unwrap();
+}
+
+pub(super) fn put_item_keeps_the_parent_index_in_step<S: Storage>(s: S) {
+    let p = item(1, Status::Open, 2, &[], &[]);
+    let q = item(2, Status::Open, 2, &[], &[]);
+    let mut c = item(3, Status::Open, 2, &[], &[]);
+    c.parent = Some(p.id);
+    let mut d = item(4, Status::Open, 2, &[], &[]);
+    d.parent = Some(p.id);
+    s.write(|t| {
+        for i in [&p, &q, &c, &d] {
+            t.put_item(None, i, true)?;
+        }
+        // Read back inside the write: what a transaction wrote, it reads.
+        assert_eq!(t.children(p.id)?, vec![c.id, d.id]);
+        Ok(())
+    })
+    .unwrap();
+    s.read(|t| {
+        assert_eq!(t.children(p.id)?, vec![c.id, d.id]);
+        assert!(t.children(q.id)?.is_empty());
+        assert_eq!(
+            collect(|f| t.visit_children(f)),
+            vec![(p.id, c.id), (p.id, d.id)]
+        );
+        Ok(())
+    })
+    .unwrap();
+    // Moved to another parent, then to none: the old entries go.
+    let mut c2 = c.clone();
+    c2.parent = Some(q.id);
+    let mut d2 = d.clone();
+    d2.parent = None;
+    s.write(|t| {
+        assert_eq!(t.children(p.id)?, vec![c.id, d.id]);
+        t.put_item(Some(&c), &c2, true)?;
+        t.put_item(Some(&d), &d2, true)?;
+        assert_eq!(t.children(q.id)?, vec![c.id]);
+        assert!(t.children(p.id)?.is_empty());
+        Ok(())
+    })
+    .unwrap();
+    s.read(|t| {
+        assert!(t.children(p.id)?.is_empty());
+        assert_eq!(t.children(q.id)?, vec![c.id]);
+        assert_eq!(collect(|f| t.visit_children(f)), vec![(q.id, c.id)]);
+        Ok(())
+    })
+    .unwrap();
+    s.write(|t| t.clear_derived()).unwrap();
+    s.read(|t| {
+        assert!(collect(|f| t.visit_children(f)).is_empty());
         Ok(())
     })
     .unwrap();

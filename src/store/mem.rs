@@ -27,6 +27,7 @@ struct Tables {
     by_status: BTreeMap<(u8, u64), Ulid>,
     by_label: BTreeMap<(String, u64), Ulid>,
     blocks: BTreeSet<(Ulid, Ulid)>,
+    children: BTreeSet<(Ulid, Ulid)>,
     idempotency: BTreeMap<String, IdempotencyRecord>,
 }
 
@@ -160,6 +161,16 @@ impl ReadTxn for Tables {
     fn visit_blocks(&self, f: Visit<(Ulid, Ulid)>) -> Result<()> {
         visit(self.blocks.iter().copied(), f)
     }
+    fn visit_children(&self, f: Visit<(Ulid, Ulid)>) -> Result<()> {
+        visit(self.children.iter().copied(), f)
+    }
+    fn children(&self, id: Ulid) -> Result<Vec<Ulid>> {
+        Ok(self
+            .children
+            .range((id, Ulid(0))..=(id, Ulid(u128::MAX)))
+            .map(|(_, c)| *c)
+            .collect())
+    }
     fn visit_item_ops(&self, f: Visit<(Ulid, u64)>) -> Result<()> {
         visit(self.item_ops.iter().copied(), f)
     }
@@ -221,6 +232,9 @@ impl WriteTxn for Tables {
             for b in &o.blocked_by {
                 self.blocks.remove(&(*b, o.id));
             }
+            if let Some(p) = o.parent {
+                self.children.remove(&(p, o.id));
+            }
         }
         self.nums.insert(new.num, new.id);
         if ready {
@@ -232,6 +246,9 @@ impl WriteTxn for Tables {
         }
         for b in &new.blocked_by {
             self.blocks.insert((*b, new.id));
+        }
+        if let Some(p) = new.parent {
+            self.children.insert((p, new.id));
         }
         self.items.insert(new.id, new.clone());
         Ok(())
@@ -269,6 +286,7 @@ impl WriteTxn for Tables {
         self.by_status.clear();
         self.by_label.clear();
         self.blocks.clear();
+        self.children.clear();
         Ok(())
     }
 }

@@ -33,9 +33,48 @@ mod conformance;
 #[cfg(test)]
 pub(crate) mod conformance_methods;
 
-/// The format version this library reads and writes (data-format.md), kept in every store. A
-/// store of a newer version is refused, untouched.
-pub const FORMAT_VERSION: u64 = 1;
+/// The format version this library writes (data-format.md), kept in every store. A store of a
+/// newer version is refused, untouched; one of an older version (`OLDEST_FORMAT_VERSION` on) is
+/// read as it is and written only once `tracker upgrade` has migrated it.
+pub const FORMAT_VERSION: u64 = 2;
+
+/// The oldest format version this library reads (and can upgrade).
+pub const OLDEST_FORMAT_VERSION: u64 = 1;
+
+/// Refuses a write to a store of an older format: every backend's `write` runs this first,
+/// inside the transaction, except while it upgrades. `shown` names the tracker in the message.
+pub(crate) fn check_writable(t: &dyn ReadTxn, shown: &dyn std::fmt::Display) -> Result<()> {
+    match t.format_version()? {
+        Some(v) if v < FORMAT_VERSION => Err(crate::Error::Data(format!(
+            "{shown}: the tracker has format version {v}, which this tracker (format \
+             {FORMAT_VERSION}) reads but does not write; nothing was changed. Run `tracker \
+             upgrade` to migrate it (once; everyone who shares it then needs a tracker of \
+             format {FORMAT_VERSION})"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Migrates a store of format `from` to `FORMAT_VERSION`, inside the upgrade's one write
+/// transaction. Format 1 values decode as format 2 (its fields were only appended, with
+/// defaults), so the migration records the new version; the backend creates what tables the
+/// new format adds when it records it.
+pub(crate) fn migrate(t: &mut dyn WriteTxn, from: u64) -> Result<()> {
+    debug_assert!((OLDEST_FORMAT_VERSION..FORMAT_VERSION).contains(&from));
+    t.set_format_version(FORMAT_VERSION)
+}
+
+/// The upgrade every backend runs, with its write gate open: `None` when the store was already
+/// of this format, else the version it had.
+pub(crate) fn upgrade_in(t: &mut dyn WriteTxn) -> Result<Option<u64>> {
+    match t.format_version()? {
+        Some(v) if v < FORMAT_VERSION => {
+            migrate(t, v)?;
+            Ok(Some(v))
+        }
+        _ => Ok(None),
+    }
+}
 
 /// Counters kept beside the tables, each the last value handed out (0 before the first).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -178,6 +217,11 @@ pub trait ReadTxn {
     fn visit_idempotency(&self, f: Visit<(String, IdempotencyRecord)>) -> Result<()>;
     /// Items that list `id` in their `blocked_by`.
     fn dependents(&self, id: Ulid) -> Result<Vec<Ulid>>;
+    /// The parent index as stored: (parent, child), by parent then child (format 2; a store of
+    /// format 1 has no parents and visits nothing).
+    fn visit_children(&self, f: Visit<(Ulid, Ulid)>) -> Result<()>;
+    /// Items whose `parent` is `id`, by identity (creation order).
+    fn children(&self, id: Ulid) -> Result<Vec<Ulid>>;
     /// Ops with `seq >= from`, oldest first.
     fn visit_ops(&self, from: u64, f: Visit<Op>) -> Result<()>;
     /// Sequence numbers of the ops on `id`, oldest first.
@@ -194,9 +238,15 @@ pub trait ReadTxn {
     fn server_time_ms(&self) -> Result<Option<crate::model::WallMs>> {
         Ok(None)
     }
+    /// A hint that `id` was just made with a fresh identity, so no item names it as its parent:
+    /// a backend that fetches children over the network need not ask. (A file answers from its
+    /// own pages and ignores it.)
+    fn childless(&self, id: Ulid) {
+        let _ = id;
+    }
     /// A hint that the items `ids` are about to be read, one by one: a backend across a network
-    /// fetches them (with their leases and dependents) in one round trip. Changes nothing, and
-    /// reads nothing more than `item` would; a local backend ignores it.
+    /// fetches them (with their leases, dependents and children) in one round trip. Changes
+    /// nothing, and reads nothing more than `item` would; a local backend ignores it.
     fn prefetch(&self, ids: &[Ulid]) -> Result<()> {
         let _ = ids;
         Ok(())
@@ -244,8 +294,14 @@ pub trait Storage {
     /// Runs `f` in a read snapshot.
     fn read<T>(&self, f: impl FnOnce(&dyn ReadTxn) -> Result<T>) -> Result<T>;
     /// Runs `f` in a write transaction, committed durably if `f` returns `Ok`, rolled back
-    /// otherwise. `f` may be run more than once (see the module's concurrency contract).
+    /// otherwise. `f` may be run more than once (see the module's concurrency contract). A store
+    /// of an older format refuses every write (`check_writable`) until it is upgraded.
     fn write<T>(&self, f: impl FnMut(&mut dyn WriteTxn) -> Result<T>) -> Result<T>;
+    /// Migrates a store of an older format to this one in one write transaction (`tracker
+    /// upgrade`): the version it had, or `None` when it was already of this format.
+    fn upgrade(&self) -> Result<Option<u64>> {
+        self.write(upgrade_in)
+    }
     /// The file the data lives in, if it lives in one (so that `export -o` can refuse to
     /// overwrite it).
     fn file(&self) -> Option<&std::path::Path> {
@@ -287,6 +343,9 @@ impl<S: Storage> Storage for std::sync::Arc<S> {
     fn write<T>(&self, f: impl FnMut(&mut dyn WriteTxn) -> Result<T>) -> Result<T> {
         (**self).write(f)
     }
+    fn upgrade(&self) -> Result<Option<u64>> {
+        (**self).upgrade()
+    }
     fn file(&self) -> Option<&std::path::Path> {
         (**self).file()
     }
@@ -302,18 +361,4 @@ impl<S: Storage> Storage for std::sync::Arc<S> {
     fn wait_for_change(&self, timeout: std::time::Duration) -> bool {
         (**self).wait_for_change(timeout)
     }
-}
-
-/// The bounds of every identity whose Crockford base32 text starts with `prefix`.
-pub(crate) fn ulid_prefix_range(prefix: &str) -> Option<(Ulid, Ulid)> {
-    if prefix.is_empty() || prefix.len() > 26 {
-        return None;
-    }
-    let upper = prefix.to_ascii_uppercase();
-    let lo = format!("{upper:0<26}");
-    let hi = format!("{upper:Z<26}");
-    let lo = Ulid::from_string(&lo).ok()?;
-    // A first character above 7 overflows 128 bits: no ULID has it, so `hi` fails too.
-    let hi = Ulid::from_string(&hi).unwrap_or(Ulid(u128::MAX));
-    Some((lo, hi))
 }

@@ -81,7 +81,7 @@
     li.dataset.num = item.num;
     li.setAttribute("role", "button");
     const t = el("div", "t");
-    t.append(el("span", "num", "#" + item.num), document.createTextNode(item.title));
+    t.append(el("span", "num", "#" + item.num + " "), document.createTextNode(item.title));
     li.append(t);
     const m = el("div", "m");
     for (const part of meta) m.append(part);

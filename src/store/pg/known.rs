@@ -34,6 +34,8 @@ pub(super) struct Known {
     pub ops: HashMap<u64, Option<Op>>,
     /// The items that list the key item among their blockers (complete sets only).
     pub dependents: HashMap<Ulid, BTreeSet<Ulid>>,
+    /// The items whose parent is the key item (complete sets only).
+    pub children: HashMap<Ulid, BTreeSet<Ulid>>,
     pub idempotency: HashMap<String, Option<crate::store::IdempotencyRecord>>,
     /// The stored size of the items recorded since the cache was last emptied.
     pub item_bytes: usize,
@@ -46,6 +48,7 @@ impl Known {
             + self.nums.len()
             + self.ops.len()
             + self.dependents.len()
+            + self.children.len()
             + self.idempotency.len()
     }
 
@@ -74,6 +77,18 @@ impl Known {
         self.leases.clear();
         self.nums.clear();
         self.dependents.clear();
+        self.children.clear();
+    }
+
+    /// Records that `child`'s parent is now `parent` (or no longer is), where the set is known.
+    pub fn set_child(&mut self, parent: Ulid, child: Ulid, is: bool) {
+        if let Some(set) = self.children.get_mut(&parent) {
+            if is {
+                set.insert(child);
+            } else {
+                set.remove(&child);
+            }
+        }
     }
 
     /// Records that `blocked` now lists `blocker` (or no longer does), where the set is known.

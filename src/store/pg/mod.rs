@@ -65,6 +65,11 @@ pub struct PgStore {
     /// Whether lease times come from the server's clock (always, but in tests that drive the
     /// rules with a fake clock).
     server_clock: bool,
+    /// Set while `upgrade` runs: its write may change a schema of an older format.
+    upgrading: std::sync::atomic::AtomicBool,
+    /// The schema's format version as last seen (opening it, or a write's meta rows): a schema
+    /// of format 1 has no `tracker_children`, so reads do not ask for it there.
+    format: std::sync::atomic::AtomicU64,
 }
 
 impl PgStore {
@@ -117,6 +122,8 @@ impl PgStore {
             shown: connect::redact(url),
             lock_timeout,
             server_clock: true,
+            upgrading: std::sync::atomic::AtomicBool::new(false),
+            format: std::sync::atomic::AtomicU64::new(FORMAT_VERSION),
         })
     }
 
@@ -145,8 +152,11 @@ impl PgStore {
                 Err(e) => Err(e),
             }
         })?;
+        if let Some(v) = version {
+            self.saw_format(v);
+        }
         match version {
-            Some(v) if v == FORMAT_VERSION => Ok(()),
+            Some(v) if (super::OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&v) => Ok(()),
             Some(v) if v > FORMAT_VERSION => Err(Error::Data(format!(
                 "{}: the tracker schema has format version {v}, newer than this tracker's \
                  {FORMAT_VERSION}; upgrade tracker to use it",
@@ -159,6 +169,17 @@ impl PgStore {
             ))),
             None => Err(no_schema(&self.shown)),
         }
+    }
+
+    /// Records the format version a read of the schema found (it only ever grows).
+    pub(super) fn saw_format(&self, version: u64) {
+        self.format
+            .store(version, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The schema's format version as last seen.
+    pub(super) fn format(&self) -> u64 {
+        self.format.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Runs `f` on the connection (connecting again first if it was lost), once: only for the
@@ -401,9 +422,9 @@ impl Ctx<'_> {
             let schema = schema.split_whitespace().next().unwrap_or("...");
             format!(
                 "role {user:?} lacks the CREATE right on schema {schema}, which `tracker init` \
-                 needs to create the tracker's tables; grant it (GRANT CREATE ON SCHEMA \
-                 {schema} TO {user}), or run `tracker init` once as a role that has it (the \
-                 schema's owner)"
+                 and `tracker upgrade` need to create the tracker's tables; grant it (GRANT \
+                 CREATE ON SCHEMA {schema} TO {user}), or run the command once as a role that \
+                 has it (the schema's owner)"
             )
         } else if reason.contains("for table") || reason.contains("for relation") {
             format!(
@@ -446,6 +467,17 @@ fn id_bytes(id: Ulid) -> Vec<u8> {
 }
 
 impl Storage for PgStore {
+    fn upgrade(&self) -> Result<Option<u64>> {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.upgrading.store(true, SeqCst);
+        let out = self.write(super::upgrade_in);
+        self.upgrading.store(false, SeqCst);
+        if out.is_ok() {
+            self.saw_format(FORMAT_VERSION);
+        }
+        out
+    }
+
     fn has_shared_clock(&self) -> bool {
         self.server_clock
     }
@@ -516,7 +548,17 @@ impl Storage for PgStore {
             let mut guard = self.checkout();
             let Session { client, prepared } = self.session(&mut guard.slot, deadline)?;
             let outcome = match begin_write(client, &self.shown) {
-                Ok((tx, Ok(known))) => attempt(PgTxn::new(tx, prepared, self, ctx, known), &mut f),
+                Ok((tx, Ok(known))) => {
+                    let open = self.upgrading.load(std::sync::atomic::Ordering::SeqCst);
+                    let shown = self.shown.clone();
+                    let mut gated = |t: &mut dyn WriteTxn| {
+                        if !open {
+                            super::check_writable(t, &shown)?;
+                        }
+                        f(t)
+                    };
+                    attempt(PgTxn::new(tx, prepared, self, ctx, known), &mut gated)
+                }
                 Ok((_, Err(damage))) => Attempt::Failed(damage),
                 Err(e) if lost(&e) => Attempt::Lost(ctx.error(&e)),
                 Err(e) if retryable(&e) => Attempt::Again(ctx.error(&e)),

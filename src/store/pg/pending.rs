@@ -38,6 +38,8 @@ pub(super) struct Pending {
     pub by_status: Net<(i16, u64), Ulid>,
     pub by_label: Net<(String, u64), Ulid>,
     pub blocks: Net<(Ulid, Ulid), ()>,
+    /// (parent, child) rows of `tracker_children` (format 2).
+    pub children: Net<(Ulid, Ulid), ()>,
     pub idempotency: Net<String, Vec<u8>>,
     /// Rows recorded since the last send (a row written twice counts twice: a bound, not a
     /// count), and the bytes of their values.
@@ -92,20 +94,18 @@ impl Pending {
         pairs(&mut sql, "tracker_ready", ["priority", "num"], &p.ready);
         pairs(&mut sql, "tracker_by_status", ["code", "num"], &p.by_status);
         pairs(&mut sql, "tracker_by_label", ["label", "num"], &p.by_label);
-        let blocks: Vec<String> = p
-            .blocks
-            .iter()
-            .filter(|(_, v)| v.is_some())
-            .map(|((a, b), _)| format!("({}, {})", a.sql(), b.sql()))
-            .collect();
-        let unblocked: Vec<String> = p
-            .blocks
-            .iter()
-            .filter(|(_, v)| v.is_none())
-            .map(|((a, b), _)| format!("({}, {})", a.sql(), b.sql()))
-            .collect();
-        delete_in(&mut sql, "tracker_blocks", "(blocker, blocked)", &unblocked);
-        insert_new(&mut sql, "tracker_blocks (blocker, blocked)", &blocks);
+        id_pairs(
+            &mut sql,
+            "tracker_blocks",
+            ["blocker", "blocked"],
+            &p.blocks,
+        );
+        id_pairs(
+            &mut sql,
+            "tracker_children",
+            ["parent", "child"],
+            &p.children,
+        );
         net(
             &mut sql,
             "tracker_idempotency",
@@ -321,36 +321,48 @@ fn indexes(p: &Pending, bulk: &mut Bulk) {
         ],
         n,
     );
-    let (gone, put) = split(&p.blocks, |k| *k, |_| ());
-    let (a, b): (Vec<Vec<u8>>, Vec<Vec<u8>>) = gone
-        .iter()
-        .map(|(a, b)| (id_bytes(*a), id_bytes(*b)))
-        .unzip();
-    let n = a.len();
-    bulk.add(
+    id_pair_rows(
+        bulk,
+        &p.blocks,
         "DELETE FROM tracker_blocks WHERE (blocker, blocked) IN \
              (SELECT * FROM unnest($1::bytea[], $2::bytea[]))",
-        vec![
-            (Box::new(a), Type::BYTEA_ARRAY),
-            (Box::new(b), Type::BYTEA_ARRAY),
-        ],
-        n,
-    );
-    let (a, b): (Vec<Vec<u8>>, Vec<Vec<u8>>) = put
-        .0
-        .iter()
-        .map(|(a, b)| (id_bytes(*a), id_bytes(*b)))
-        .unzip();
-    let n = a.len();
-    bulk.add(
         "INSERT INTO tracker_blocks (blocker, blocked) \
              SELECT * FROM unnest($1::bytea[], $2::bytea[]) ON CONFLICT DO NOTHING",
-        vec![
-            (Box::new(a), Type::BYTEA_ARRAY),
-            (Box::new(b), Type::BYTEA_ARRAY),
-        ],
-        n,
     );
+    id_pair_rows(
+        bulk,
+        &p.children,
+        "DELETE FROM tracker_children WHERE (parent, child) IN \
+             (SELECT * FROM unnest($1::bytea[], $2::bytea[]))",
+        "INSERT INTO tracker_children (parent, child) \
+             SELECT * FROM unnest($1::bytea[], $2::bytea[]) ON CONFLICT DO NOTHING",
+    );
+}
+
+/// The bulk statements of a table whose rows are pairs of identities (`tracker_blocks`,
+/// `tracker_children`): the rows gone, then the rows made.
+fn id_pair_rows(
+    bulk: &mut Bulk,
+    rows: &Net<(Ulid, Ulid), ()>,
+    gone_sql: &'static str,
+    put_sql: &'static str,
+) {
+    let (gone, put) = split(rows, |k| *k, |_| ());
+    for (pairs, sql) in [(gone, gone_sql), (put.0, put_sql)] {
+        let (a, b): (Vec<Vec<u8>>, Vec<Vec<u8>>) = pairs
+            .iter()
+            .map(|(a, b)| (id_bytes(*a), id_bytes(*b)))
+            .unzip();
+        let n = a.len();
+        bulk.add(
+            sql,
+            vec![
+                (Box::new(a), Type::BYTEA_ARRAY),
+                (Box::new(b), Type::BYTEA_ARRAY),
+            ],
+            n,
+        );
+    }
 }
 
 /// Statements of a bulk send, each added only when it has rows.
@@ -471,6 +483,19 @@ fn pairs<A: Sql, B: Sql>(
             chunk.join(", ")
         );
     }
+}
+
+/// The text statements of a table whose rows are pairs of identities: the rows gone, then the
+/// rows made.
+fn id_pairs(sql: &mut String, table: &str, [a, b]: [&str; 2], rows: &Net<(Ulid, Ulid), ()>) {
+    let (made, gone): (Vec<_>, Vec<_>) = rows.iter().partition(|(_, v)| v.is_some());
+    let text = |rows: Vec<(&(Ulid, Ulid), &Option<()>)>| -> Vec<String> {
+        rows.iter()
+            .map(|((x, y), _)| format!("({}, {})", x.sql(), y.sql()))
+            .collect()
+    };
+    delete_in(sql, table, &format!("({a}, {b})"), &text(gone));
+    insert_new(sql, &format!("{table} ({a}, {b})"), &text(made));
 }
 
 fn delete_in(sql: &mut String, table: &str, key: &str, keys: &[String]) {

@@ -16,32 +16,100 @@ use crate::error::{Error, Result};
 use crate::model::{Item, Lease, Op, Status, WallMs};
 use crate::store::{Counter, IdempotencyRecord, ReadTxn, Setting, Visit};
 
-/// An item with what a command reads next: its lease and the items it blocks.
-const ITEM_WITH: &str = "SELECT i.value, c.value, \
-    array(SELECT b.blocked FROM tracker_blocks b WHERE b.blocker = i.id ORDER BY b.blocked) \
-    FROM tracker_items i LEFT JOIN tracker_claims c ON c.id = i.id WHERE i.id = $1";
+/// The children of the item `$id` as a column: in a schema of format 1, which has no
+/// `tracker_children` and no parents, always empty.
+macro_rules! children_column {
+    (1, $id:literal) => {
+        "ARRAY[]::bytea[]"
+    };
+    (2, $id:literal) => {
+        concat!(
+            "array(SELECT ch.child FROM tracker_children ch WHERE ch.parent = ",
+            $id,
+            " ORDER BY ch.child)"
+        )
+    };
+}
+
+/// What a command reads next about an item, as columns after its value: its lease, the items
+/// it blocks, its children.
+macro_rules! with_columns {
+    ($f:tt, $id:literal) => {
+        concat!(
+            "c.value, array(SELECT b.blocked FROM tracker_blocks b WHERE b.blocker = ",
+            $id,
+            " ORDER BY b.blocked), ",
+            children_column!($f, $id)
+        )
+    };
+}
+
+macro_rules! item_with {
+    ($f:tt) => {
+        concat!(
+            "SELECT i.value, ",
+            with_columns!($f, "i.id"),
+            " FROM tracker_items i LEFT JOIN tracker_claims c ON c.id = i.id WHERE i.id = $1"
+        )
+    };
+}
+
+macro_rules! num_with {
+    ($f:tt) => {
+        concat!(
+            "SELECT n.id, i.value, ",
+            with_columns!($f, "n.id"),
+            " FROM tracker_nums n LEFT JOIN tracker_items i ON i.id = n.id \
+             LEFT JOIN tracker_claims c ON c.id = n.id WHERE n.num = $1"
+        )
+    };
+}
+
+macro_rules! many_with {
+    ($f:tt) => {
+        concat!(
+            "SELECT k.id, i.value, ",
+            with_columns!($f, "k.id"),
+            " FROM unnest($1::bytea[]) AS k(id) LEFT JOIN tracker_items i ON i.id = k.id \
+             LEFT JOIN tracker_claims c ON c.id = k.id"
+        )
+    };
+}
+
+macro_rules! ready_page {
+    ($f:tt) => {
+        concat!(
+            "SELECT r.priority, r.num, r.id, i.value, ",
+            with_columns!($f, "r.id"),
+            " FROM tracker_ready r LEFT JOIN tracker_items i ON i.id = r.id \
+             LEFT JOIN tracker_claims c ON c.id = r.id \
+             WHERE (r.priority, r.num) > ($1, $2) ORDER BY r.priority, r.num LIMIT $3"
+        )
+    };
+}
+
+/// Each query in its format-1 and format-2 spelling ([`PgTxn::spelled`]).
+type Spellings = [&'static str; 2];
+
+/// An item with what a command reads next.
+const ITEM_WITH: Spellings = [item_with!(1), item_with!(2)];
 
 /// The same by number.
-const NUM_WITH: &str = "SELECT n.id, i.value, c.value, \
-    array(SELECT b.blocked FROM tracker_blocks b WHERE b.blocker = n.id ORDER BY b.blocked) \
-    FROM tracker_nums n LEFT JOIN tracker_items i ON i.id = n.id \
-    LEFT JOIN tracker_claims c ON c.id = n.id WHERE n.num = $1";
+const NUM_WITH: Spellings = [num_with!(1), num_with!(2)];
 
 /// The same for many identities at once (`prefetch`).
-const MANY_WITH: &str = "SELECT k.id, i.value, c.value, \
-    array(SELECT b.blocked FROM tracker_blocks b WHERE b.blocker = k.id ORDER BY b.blocked) \
-    FROM unnest($1::bytea[]) AS k(id) LEFT JOIN tracker_items i ON i.id = k.id \
-    LEFT JOIN tracker_claims c ON c.id = k.id";
+const MANY_WITH: Spellings = [many_with!(1), many_with!(2)];
 
-/// A page of the ready queue after a position, with each item and its lease: `claim --next`
-/// and `list --ready` find what they need in the first page.
-const READY_PAGE: &str = "SELECT r.priority, r.num, r.id, i.value, c.value, \
-    array(SELECT b.blocked FROM tracker_blocks b WHERE b.blocker = r.id ORDER BY b.blocked) \
-    FROM tracker_ready r LEFT JOIN tracker_items i ON i.id = r.id \
-    LEFT JOIN tracker_claims c ON c.id = r.id \
-    WHERE (r.priority, r.num) > ($1, $2) ORDER BY r.priority, r.num LIMIT $3";
+/// A page of the ready queue after a position, with each item and what is read next:
+/// `claim --next` and `list --ready` find what they need in the first page.
+const READY_PAGE: Spellings = [ready_page!(1), ready_page!(2)];
 
 impl PgTxn<'_> {
+    /// `q` as this schema's format spells it.
+    fn spelled(&self, q: Spellings) -> &'static str {
+        q[usize::from(self.children_table.get())]
+    }
+
     fn meta(&self, key: &str) -> Result<Option<u64>> {
         if !self.known.borrow().meta_complete {
             self.load_meta()?;
@@ -104,6 +172,24 @@ impl PgTxn<'_> {
             }
             slot.insert(set);
         }
+        if let std::collections::hash_map::Entry::Vacant(slot) = known.children.entry(id) {
+            let mut set = BTreeSet::new();
+            for c in r.get::<_, Vec<&[u8]>>(at + 3) {
+                set.insert(self.ulid_of(c)?);
+            }
+            let pending = self.pending.borrow();
+            for ((_, child), v) in pending
+                .children
+                .range((id, Ulid(0))..=(id, Ulid(u128::MAX)))
+            {
+                if v.is_some() {
+                    set.insert(*child);
+                } else {
+                    set.remove(child);
+                }
+            }
+            slot.insert(set);
+        }
         Ok(item)
     }
 }
@@ -126,7 +212,7 @@ impl ReadTxn for PgTxn<'_> {
             return Ok(i.clone());
         }
         let key = id_bytes(id);
-        match self.query_opt(ITEM_WITH, &[(&key, Type::BYTEA)])? {
+        match self.query_opt(self.spelled(ITEM_WITH), &[(&key, Type::BYTEA)])? {
             Some(r) => self.learn(id, &r, 0),
             None => {
                 self.known.borrow_mut().items.entry(id).or_insert(None);
@@ -135,18 +221,26 @@ impl ReadTxn for PgTxn<'_> {
         }
     }
 
+    fn childless(&self, id: Ulid) {
+        self.known.borrow_mut().children.entry(id).or_default();
+    }
+
     fn prefetch(&self, ids: &[Ulid]) -> Result<()> {
         let keys: Vec<Vec<u8>> = {
             let known = self.known.borrow();
             ids.iter()
-                .filter(|id| !known.items.contains_key(id) || !known.dependents.contains_key(id))
+                .filter(|id| {
+                    !known.items.contains_key(id)
+                        || !known.dependents.contains_key(id)
+                        || !known.children.contains_key(id)
+                })
                 .map(|id| id_bytes(*id))
                 .collect()
         };
         if keys.is_empty() {
             return Ok(());
         }
-        for r in self.query(MANY_WITH, &[(&keys, Type::BYTEA_ARRAY)])? {
+        for r in self.query(self.spelled(MANY_WITH), &[(&keys, Type::BYTEA_ARRAY)])? {
             let id = self.ulid(&r, 0)?;
             self.learn(id, &r, 1)?;
         }
@@ -158,7 +252,7 @@ impl ReadTxn for PgTxn<'_> {
             return Ok(*id);
         }
         let n = as_sql(num);
-        let found = match self.query_opt(NUM_WITH, &[(&n, Type::INT8)])? {
+        let found = match self.query_opt(self.spelled(NUM_WITH), &[(&n, Type::INT8)])? {
             Some(r) => {
                 let id = self.ulid(&r, 0)?;
                 self.learn(id, &r, 1)?;
@@ -214,7 +308,7 @@ impl ReadTxn for PgTxn<'_> {
         let mut page: i64 = 16;
         loop {
             let rows = self.query(
-                READY_PAGE,
+                self.spelled(READY_PAGE),
                 &[
                     (&priority, Type::INT2),
                     (&num, Type::INT8),
@@ -351,6 +445,34 @@ impl ReadTxn for PgTxn<'_> {
             |r| Ok((self.ulid(r, 0)?, self.ulid(r, 1)?)),
             f,
         )
+    }
+
+    fn visit_children(&self, f: Visit<(Ulid, Ulid)>) -> Result<()> {
+        if !self.children_table.get() {
+            return Ok(());
+        }
+        self.visit(
+            "SELECT parent, child FROM tracker_children ORDER BY parent, child",
+            &[],
+            |r| Ok((self.ulid(r, 0)?, self.ulid(r, 1)?)),
+            f,
+        )
+    }
+
+    fn children(&self, id: Ulid) -> Result<Vec<Ulid>> {
+        if let Some(set) = self.known.borrow().children.get(&id) {
+            return Ok(set.iter().copied().collect());
+        }
+        if !self.children_table.get() {
+            return Ok(Vec::new());
+        }
+        self.send_pending()?;
+        let key = id_bytes(id);
+        let rows = self.query(
+            "SELECT child FROM tracker_children WHERE parent = $1 ORDER BY child",
+            &[(&key, Type::BYTEA)],
+        )?;
+        rows.iter().map(|r| self.ulid(r, 0)).collect()
     }
 
     fn visit_item_ops(&self, f: Visit<(Ulid, u64)>) -> Result<()> {

@@ -19,12 +19,14 @@ CREATE TABLE IF NOT EXISTS tracker_ready (priority smallint NOT NULL, num bigint
 CREATE TABLE IF NOT EXISTS tracker_by_status (code smallint NOT NULL, num bigint NOT NULL, id bytea NOT NULL, PRIMARY KEY (code, num));
 CREATE TABLE IF NOT EXISTS tracker_by_label (label text NOT NULL, num bigint NOT NULL, id bytea NOT NULL, PRIMARY KEY (label, num));
 CREATE TABLE IF NOT EXISTS tracker_blocks (blocker bytea NOT NULL, blocked bytea NOT NULL, PRIMARY KEY (blocker, blocked));
+-- Format 2: the reverse of each item's parent.
+CREATE TABLE IF NOT EXISTS tracker_children (parent bytea NOT NULL, child bytea NOT NULL, PRIMARY KEY (parent, child));
 CREATE TABLE IF NOT EXISTS tracker_idempotency (key text PRIMARY KEY, value bytea NOT NULL);
 ";
 
 /// The derived tables `clear_derived` empties (not the log, meta or idempotency keys).
 pub const DERIVED: &str = "tracker_items, tracker_nums, tracker_claims, tracker_item_ops, \
-    tracker_ready, tracker_by_status, tracker_by_label, tracker_blocks";
+    tracker_ready, tracker_by_status, tracker_by_label, tracker_blocks, tracker_children";
 
 /// A u64 as the bits of a bigint.
 #[allow(clippy::cast_possible_wrap)]

@@ -37,6 +37,8 @@ pub(super) struct PgTxn<'c> {
     pub(super) retry: Cell<bool>,
     /// Set when the connection was lost under it.
     pub(super) lost: Cell<bool>,
+    /// Whether the schema has `tracker_children` (format 2 on; set by an upgrade's write).
+    pub(super) children_table: Cell<bool>,
 }
 
 impl<'c> PgTxn<'c> {
@@ -47,6 +49,15 @@ impl<'c> PgTxn<'c> {
         ctx: Ctx<'c>,
         known: Known,
     ) -> Self {
+        // A write's lock batch read the meta rows: they say; a read goes by what was last seen.
+        let format = match known.meta.get("format_version") {
+            Some(v) => {
+                store.saw_format(*v);
+                *v
+            }
+            None => store.format(),
+        };
+        let children_table = format >= 2;
         PgTxn {
             tx: RefCell::new(Some(tx)),
             prepared: RefCell::new(prepared),
@@ -58,6 +69,7 @@ impl<'c> PgTxn<'c> {
             last_op: None,
             retry: Cell::new(false),
             lost: Cell::new(false),
+            children_table: Cell::new(children_table),
         }
     }
 

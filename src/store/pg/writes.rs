@@ -13,6 +13,7 @@ impl WriteTxn for PgTxn<'_> {
     fn set_format_version(&mut self, version: u64) -> Result<()> {
         self.send_pending()?;
         self.with(|tx| tx.batch_execute(schema::TABLES))?;
+        self.children_table.set(version >= 2);
         self.put_meta("format_version", version)
     }
 
@@ -46,6 +47,9 @@ impl WriteTxn for PgTxn<'_> {
                 for b in &o.blocked_by {
                     p.blocks.insert((*b, id), None);
                 }
+                if let Some(parent) = o.parent {
+                    p.children.insert((parent, id), None);
+                }
             }
             if unchanged {
                 let slot = (i16::from(new.priority), num);
@@ -64,7 +68,10 @@ impl WriteTxn for PgTxn<'_> {
                 for b in &new.blocked_by {
                     p.blocks.insert((*b, id), Some(()));
                 }
-                p.rows += 3 + new.labels.len() + new.blocked_by.len();
+                if let Some(parent) = new.parent {
+                    p.children.insert((parent, id), Some(()));
+                }
+                p.rows += 4 + new.labels.len() + new.blocked_by.len();
             }
         }
         let known = self.known.get_mut();
@@ -75,9 +82,15 @@ impl WriteTxn for PgTxn<'_> {
             for b in &o.blocked_by {
                 known.set_blocks(*b, id, false);
             }
+            if let Some(parent) = o.parent {
+                known.set_child(parent, id, false);
+            }
         }
         for b in &new.blocked_by {
             known.set_blocks(*b, id, true);
+        }
+        if let Some(parent) = new.parent {
+            known.set_child(parent, id, true);
         }
         known.nums.insert(num, Some(id));
         known.items.insert(id, Some(new.clone()));

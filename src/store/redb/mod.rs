@@ -61,6 +61,8 @@ pub struct RedbStore {
     sealed: AtomicBool,
     /// What the read-write open did to the header, so that a sealed handle can undo it.
     header_undo: Option<HeaderUndo>,
+    /// Set while `upgrade` runs: its write may change a file of an older format.
+    upgrading: AtomicBool,
 }
 
 /// redb's database header: what a multi-writer open rewrites, and the range its header lock covers.
@@ -528,6 +530,7 @@ impl RedbStore {
             lock_timeout,
             sealed: AtomicBool::new(false),
             header_undo,
+            upgrading: AtomicBool::new(false),
         }
     }
 
@@ -610,7 +613,9 @@ impl RedbStore {
         let version = self.read(|t| t.format_version())?;
         match version {
             // A version alone does not make a tracker: every table must be there too.
-            Some(v) if v == super::FORMAT_VERSION => Ok(()),
+            Some(v) if (super::OLDEST_FORMAT_VERSION..=super::FORMAT_VERSION).contains(&v) => {
+                Ok(())
+            }
             Some(v) if v > super::FORMAT_VERSION => Err(Error::Data(format!(
                 "{}: the file has format version {v}, newer than this tracker's {}; \
                  upgrade tracker to use it",
@@ -719,6 +724,9 @@ impl Storage for RedbStore {
                 txn,
                 path: &self.path,
             };
+            if !self.upgrading.load(Ordering::SeqCst) {
+                super::check_writable(&t, &self.path.display())?;
+            }
             let out = f(&mut t)?;
             t.txn.commit().map_err(|e| match e {
                 redb::CommitError::Storage(s) => storage_error(&self.path, s),
@@ -730,6 +738,13 @@ impl Storage for RedbStore {
 
     fn file(&self) -> Option<&Path> {
         Some(&self.path)
+    }
+
+    fn upgrade(&self) -> Result<Option<u64>> {
+        self.upgrading.store(true, Ordering::SeqCst);
+        let out = self.write(super::upgrade_in);
+        self.upgrading.store(false, Ordering::SeqCst);
+        out
     }
 }
 

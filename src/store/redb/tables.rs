@@ -35,10 +35,15 @@ const BY_STATUS: TableDefinition<(u8, u64), u128> = TableDefinition::new("by_sta
 const BY_LABEL: TableDefinition<(&str, u64), u128> = TableDefinition::new("by_label");
 /// (blocker ULID, blocked ULID) -> (): the reverse of `blocked_by`.
 const BLOCKS: TableDefinition<(u128, u128), ()> = TableDefinition::new("blocks");
+/// (parent ULID, child ULID) -> (): the reverse of `parent` (format 2 on).
+const CHILDREN: TableDefinition<(u128, u128), ()> = TableDefinition::new("children");
 /// Idempotency key -> IdempotencyRecord (MessagePack array).
 const IDEMPOTENCY: TableDefinition<&str, &[u8]> = TableDefinition::new("idempotency");
 
 const FORMAT_KEY: &str = "format_version";
+
+/// A table keyed by a pair of identities (`blocks`, `children`), opened in a `T`.
+type PairTable<'a, T> = <T as OpenTables>::Table<'a, (u128, u128), ()>;
 
 /// Opens tables the same way from read and write transactions.
 pub(super) trait OpenTables {
@@ -149,8 +154,22 @@ impl<T: OpenTables> Txn<'_, T> {
 }
 
 impl<T: OpenTables> Txn<'_, T> {
-    /// Opens every table a tracker has; a file without one of them is not a tracker.
-    pub(super) fn check_tables_exist(&self) -> Result<()> {
+    /// The parent index, or `None` in a file of format 1, which has none (read as it is, and
+    /// written only once upgraded, when the table is made).
+    fn children_table(&self) -> Result<Option<PairTable<'_, T>>> {
+        match self.txn.table(CHILDREN) {
+            Ok(t) => Ok(Some(t)),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+            Err(e) => Err(self.table_error(e)),
+        }
+    }
+
+    /// Opens every table a tracker of format `version` has; a file without one of them is not
+    /// a tracker.
+    pub(super) fn check_tables_exist(&self, version: u64) -> Result<()> {
+        if version >= 2 {
+            self.open(CHILDREN)?;
+        }
         self.open(META)?;
         self.open(ITEMS)?;
         self.open(NUMS)?;
@@ -177,9 +196,13 @@ impl<T: OpenTables> ReadTxn for Txn<'_, T> {
             .get(FORMAT_KEY)
             .map_err(|e| self.se(e))?
             .map(|g| g.value());
+        // Closed first: a write transaction cannot open a table twice at once.
+        drop(meta);
         // A version alone does not make a tracker: every table of this format must be there.
-        if v == Some(crate::store::FORMAT_VERSION) {
-            self.check_tables_exist()?;
+        if v.is_some_and(|v| {
+            (crate::store::OLDEST_FORMAT_VERSION..=crate::store::FORMAT_VERSION).contains(&v)
+        }) {
+            self.check_tables_exist(v.unwrap_or(0))?;
         }
         Ok(v)
     }
@@ -322,6 +345,35 @@ impl<T: OpenTables> ReadTxn for Txn<'_, T> {
         })
     }
 
+    fn visit_children(&self, f: Visit<(Ulid, Ulid)>) -> Result<()> {
+        let Some(children) = self.children_table()? else {
+            return Ok(());
+        };
+        for e in children.iter().map_err(|e| self.se(e))? {
+            let (k, _) = e.map_err(|e| self.se(e))?;
+            let (parent, child) = k.value();
+            if !f((Ulid(parent), Ulid(child)))? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn children(&self, id: Ulid) -> Result<Vec<Ulid>> {
+        let Some(children) = self.children_table()? else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for entry in children
+            .range((id.0, 0u128)..=(id.0, u128::MAX))
+            .map_err(|e| self.se(e))?
+        {
+            let (k, _) = entry.map_err(|e| self.se(e))?;
+            out.push(Ulid(k.value().1));
+        }
+        Ok(out)
+    }
+
     fn visit_item_ops(&self, f: Visit<(Ulid, u64)>) -> Result<()> {
         self.visit_all(ITEM_OPS, f, |(id, seq), ()| Ok((Ulid(id), seq)))
     }
@@ -396,7 +448,7 @@ impl WriteTxn for Txn<'_, WriteTransaction> {
         drop(meta);
         // Opening a table in a write transaction creates it: every table exists from the start,
         // so a reader never meets a missing one in a tracker file.
-        self.check_tables_exist()
+        self.check_tables_exist(version)
     }
 
     fn set_counter(&mut self, counter: Counter, value: u64) -> Result<()> {
@@ -465,6 +517,16 @@ impl WriteTxn for Txn<'_, WriteTransaction> {
                     .map_err(|e| self.se(e))?;
             }
         }
+        let old_parent = old.and_then(|o| o.parent);
+        if old_parent != new.parent {
+            let mut children = self.open(CHILDREN)?;
+            if let Some(p) = old_parent {
+                children.remove((p.0, id)).map_err(|e| self.se(e))?;
+            }
+            if let Some(p) = new.parent {
+                children.insert((p.0, id), ()).map_err(|e| self.se(e))?;
+            }
+        }
         let old_blockers: &[Ulid] = old.map(|o| o.blocked_by.as_slice()).unwrap_or(&[]);
         if old_blockers != new.blocked_by.as_slice() {
             let mut blocks = self.open(BLOCKS)?;
@@ -529,7 +591,7 @@ impl WriteTxn for Txn<'_, WriteTransaction> {
                 self.open($def)?;
             )*};
         }
-        clear!(ITEMS, NUMS, CLAIMS, ITEM_OPS, READY, BY_STATUS, BY_LABEL, BLOCKS);
+        clear!(ITEMS, NUMS, CLAIMS, ITEM_OPS, READY, BY_STATUS, BY_LABEL, BLOCKS, CHILDREN);
         Ok(())
     }
 }
