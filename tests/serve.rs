@@ -516,3 +516,144 @@ fn work_structure_over_http_types_parents_comments_and_filters() {
     assert_eq!(r.status, 200, "{}", crate::common::text(&r.body));
     assert_eq!(r.json()["close_reason"], "fixed");
 }
+
+/// Two agents drain a queue through `/mcp` (MCP over Streamable HTTP) with the official MCP
+/// Python SDK: every item done exactly once, each done only with its lease's token, the tools
+/// those of `tracker mcp`; and `/mcp` needs the token like the API.
+#[test]
+fn two_agents_drain_a_queue_through_mcp_over_http_with_the_python_sdk() {
+    let sdk = std::process::Command::new("python3")
+        .args(["-c", "import mcp"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !sdk {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have the MCP Python SDK"
+        );
+        eprintln!("SKIPPED: the MCP Python SDK is not installed (pip install mcp)");
+        return;
+    }
+    for env in Env::each() {
+        for i in 0..12 {
+            env.json(&["new", &format!("task {i}")]);
+        }
+        let s = Served::start(&env.db, &[]);
+        let url = format!("http://127.0.0.1:{}/mcp", s.port);
+        let agents: Vec<_> = ["agent-a", "agent-b"]
+            .iter()
+            .map(|name| {
+                crate::common::command("python3")
+                    .arg(format!(
+                        "{}/tests/mcp/http_agent.py",
+                        env!("CARGO_MANIFEST_DIR")
+                    ))
+                    .args([&url, TOKEN, name])
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let mut all = Vec::new();
+        for a in agents {
+            let out = a.wait_with_output().unwrap();
+            let text = crate::common::text(&out.stdout);
+            assert!(
+                out.status.success(),
+                "{text}\n{}",
+                crate::common::text(&out.stderr)
+            );
+            let steps: Vec<Value> = text
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            assert_eq!(steps[0]["server"], "tracker", "{text}");
+            let tools = steps[0]["tools"].as_array().unwrap();
+            assert!(
+                tools.iter().any(|t| t == "claim_next") && tools.iter().any(|t| t == "comment")
+            );
+            let drained = steps
+                .iter()
+                .find(|s| s["step"] == "drained")
+                .unwrap_or_else(|| panic!("{text}"));
+            assert_eq!(drained["kind"], "not_found", "{text}");
+            all.extend(
+                drained["done"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|n| n.as_u64().unwrap()),
+            );
+        }
+        all.sort_unstable();
+        assert_eq!(all, (1..=12).collect::<Vec<u64>>(), "{}", env.backend);
+        let done = env.json(&["list", "--status", "done"]);
+        assert_eq!(done.as_array().unwrap().len(), 12);
+        assert!(env.run(&["verify"]).status.success());
+        // The ops name the agents by their X-Tracker-As.
+        let log = s.get("/api/v1/log?item=1").json();
+        let actor = log["ops"][1]["actor"].as_str().unwrap().to_string();
+        assert!(actor == "agent-a" || actor == "agent-b", "{log}");
+    }
+}
+
+#[test]
+fn a_read_only_server_refuses_writes_over_mcp_too() {
+    let env = Env::new();
+    env.json(&["new", "read me"]);
+    let s = Served::start(&env.db, &["--read-only"]);
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-03-26", "capabilities": {},
+        "clientInfo": {"name": "raw", "version": "0"}}});
+    let r = s
+        .req("POST", "/mcp")
+        .header("Accept", "application/json, text/event-stream")
+        .json(init)
+        .send();
+    assert_eq!(r.status, 200, "{}", crate::common::text(&r.body));
+    let session = r.header("mcp-session-id").expect("a session").to_string();
+    let call = |id: u64, tool: &str, args: Value| {
+        let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                          "params": {"name": tool, "arguments": args}});
+        let r = s
+            .req("POST", "/mcp")
+            .header("Accept", "application/json, text/event-stream")
+            .header("Mcp-Session-Id", &session)
+            .header("Mcp-Protocol-Version", "2025-03-26")
+            .json(body)
+            .send();
+        let text = crate::common::text(&r.body);
+        let data = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .map(str::trim)
+            .find(|l| l.contains("\"result\""))
+            .unwrap_or_else(|| panic!("{text}"))
+            .to_string();
+        serde_json::from_str::<Value>(&data).unwrap()["result"].clone()
+    };
+    let notified = s
+        .req("POST", "/mcp")
+        .header("Accept", "application/json, text/event-stream")
+        .header("Mcp-Session-Id", &session)
+        .header("Mcp-Protocol-Version", "2025-03-26")
+        .json(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+        .send();
+    assert!(notified.status < 300, "{notified:?}");
+    let shown = call(2, "show", json!({"item": "1"}));
+    assert_eq!(shown["structuredContent"]["title"], "read me", "{shown}");
+    let refused = call(3, "new", json!({"title": "no"}));
+    assert_eq!(refused["isError"], true, "{refused}");
+    assert_eq!(
+        refused["structuredContent"]["error"]["kind"], "forbidden",
+        "{refused}"
+    );
+    assert_eq!(
+        env.json(&["list", "--status", "all"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}

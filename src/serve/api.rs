@@ -61,6 +61,10 @@ pub(crate) fn router(server: Arc<Server>) -> Router {
         .method_not_allowed_fallback(no_method);
     Router::new()
         .nest("/api/v1", api)
+        .route_service(
+            "/mcp",
+            crate::mcp::http_service(server.backend.clone(), server.read_only),
+        )
         .merge(super::board::routes())
         .fallback(no_route)
         .layer(axum::extract::DefaultBodyLimit::max(super::MAX_BODY_BYTES))
