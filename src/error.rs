@@ -197,3 +197,38 @@ pub fn describe_search(
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every kind has the HTTP status CLI.md's `tracker serve` section gives it, beside its
+    /// exit code: invalid 400, conflict 409, not found 404, busy 503, data error 500 (kind
+    /// `data`), other 500; the server's own refusals 401 and 403.
+    #[test]
+    fn every_kind_has_its_http_status_beside_its_exit_code() {
+        let io = || Error::io("reading", std::io::Error::other("gone"));
+        let cases = [
+            (Error::Invalid("x".into()), "invalid", 2, 400),
+            (Error::conflict("x"), "conflict", 3, 409),
+            (Error::NotFound("x".into()), "not_found", 4, 404),
+            (
+                Error::NoTracker {
+                    looked_for: "here".into(),
+                },
+                "not_found",
+                4,
+                404,
+            ),
+            (Error::Busy("x".into()), "busy", 5, 503),
+            (Error::Data("x".into()), "data", 6, 500),
+            (io(), "io", 1, 500),
+            (Error::Internal("x".into()), "internal", 1, 500),
+            (Error::Unauthorized("x".into()), "unauthorized", 2, 401),
+            (Error::Forbidden("x".into()), "forbidden", 2, 403),
+        ];
+        for (e, kind, code, status) in cases {
+            assert_eq!((e.kind(), e.exit_code(), e.http_status()), (kind, code, status));
+        }
+    }
+}
