@@ -228,7 +228,10 @@ mod tests {
             (Error::Forbidden("x".into()), "forbidden", 2, 403),
         ];
         for (e, kind, code, status) in cases {
-            assert_eq!((e.kind(), e.exit_code(), e.http_status()), (kind, code, status));
+            assert_eq!(
+                (e.kind(), e.exit_code(), e.http_status()),
+                (kind, code, status)
+            );
         }
     }
 }
