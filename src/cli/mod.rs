@@ -258,6 +258,17 @@ fn say(line: &str) -> Result<()> {
     out::text(&format!("{line}\n"))
 }
 
+/// `tracker serve`: the tracker is opened first, so a missing one is reported at once.
+fn serve(ctx: &Ctx, a: args::ServeArgs) -> Result<i32> {
+    let backend = Backend::open(&ctx.target()?, Access::ReadWrite, ctx.lock_timeout)?;
+    let options = crate::HttpOptions {
+        listen: a.listen,
+        read_only: a.read_only,
+        allow_hosts: a.allow_host,
+    };
+    (ctx.http)(backend, options)
+}
+
 fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
     match command {
         Command::Init { default_ttl } => init(ctx, default_ttl),
@@ -325,15 +336,7 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
             let backend = Backend::open(&ctx.target()?, Access::ReadWrite, ctx.lock_timeout)?;
             (ctx.mcp)(backend, ctx.actor.clone())
         }
-        Command::Serve(a) => {
-            let backend = Backend::open(&ctx.target()?, Access::ReadWrite, ctx.lock_timeout)?;
-            let options = crate::HttpOptions {
-                listen: a.listen,
-                read_only: a.read_only,
-                allow_hosts: a.allow_host,
-            };
-            (ctx.http)(backend, options)
-        }
+        Command::Serve(a) => serve(ctx, a),
         Command::Status(a) => {
             let t = ctx.open(Access::ReadOnly)?;
             let s = status::exec(&t, lower::status(&a))?;

@@ -105,7 +105,7 @@ fn answer(ok: StatusCode, r: Result<Value>) -> Response {
 }
 
 /// A request body as it arrived, or the reason it did not (too large: 413).
-fn body_bytes(b: Body) -> std::result::Result<Bytes, Response> {
+fn body_bytes(b: Body) -> std::result::Result<Bytes, Box<Response>> {
     b.map_err(|r| {
         let status = r.status();
         let e = Error::Invalid(format!(
@@ -115,7 +115,7 @@ fn body_bytes(b: Body) -> std::result::Result<Bytes, Response> {
         ));
         let mut resp = Failure(e).into_response();
         *resp.status_mut() = status;
-        resp
+        Box::new(resp)
     })
 }
 
@@ -136,7 +136,7 @@ where
 {
     let bytes = match body_bytes(body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let parsed =
         guard::actor(headers).and_then(|actor| Ok((actor, args::body::<A>(&bytes, item)?)));

@@ -96,7 +96,7 @@ fn host_is_ours(s: &Server, value: &str, default_port: u16) -> bool {
         None => s.port == default_port,
         Some(p) => p.parse::<u16>().ok() == Some(s.port),
     };
-    port_ok && s.hosts.iter().any(|h| *h == name)
+    port_ok && s.hosts.contains(&name)
 }
 
 fn host(s: &Server, headers: &HeaderMap) -> Result<()> {
