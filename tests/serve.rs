@@ -657,3 +657,133 @@ fn a_read_only_server_refuses_writes_over_mcp_too() {
         1
     );
 }
+
+/// A soak: clients create, claim and finish items for a bounded time while the server is killed
+/// with SIGKILL under load and started again; every acknowledged change is there afterwards,
+/// and `verify` passes.
+#[test]
+fn a_server_killed_under_load_loses_nothing_it_acknowledged() {
+    use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+    use std::sync::{Arc, Mutex};
+    for env in Env::each() {
+        let mut served = Some(Served::start(&env.db, &[]));
+        let port = Arc::new(AtomicU16::new(served.as_ref().unwrap().port));
+        let stop = Arc::new(AtomicBool::new(false));
+        let created = Arc::new(Mutex::new(Vec::new()));
+        let finished = Arc::new(Mutex::new(Vec::new()));
+        let clients: Vec<_> = (0..6)
+            .map(|i| {
+                let (port, stop) = (port.clone(), stop.clone());
+                let (created, finished) = (created.clone(), finished.clone());
+                std::thread::spawn(move || {
+                    // Bounded in count as well as in time.
+                    for n in 0..400 {
+                        if stop.load(Ordering::SeqCst) {
+                            break;
+                        }
+                        let s = Served::at(port.load(Ordering::SeqCst));
+                        let actor = format!("soak-{i}");
+                        let Some(r) = s.try_post(
+                            "/api/v1/items",
+                            &actor,
+                            json!({"title": format!("soak {i}.{n}")}),
+                        ) else {
+                            std::thread::sleep(std::time::Duration::from_millis(20));
+                            continue;
+                        };
+                        if r.status == 201 {
+                            created
+                                .lock()
+                                .unwrap()
+                                .push(r.json()["id"].as_str().unwrap().to_string());
+                        }
+                        let Some(c) =
+                            s.try_post("/api/v1/claim-next", &actor, json!({"ttl": "1m"}))
+                        else {
+                            continue;
+                        };
+                        if c.status != 200 {
+                            continue;
+                        }
+                        let item = c.json();
+                        let path = format!("/api/v1/items/{}/done", item["num"]);
+                        let body = json!({"token": item["claim"]["token"]});
+                        if let Some(d) = s.try_post(&path, &actor, body) {
+                            if d.status == 200 {
+                                finished
+                                    .lock()
+                                    .unwrap()
+                                    .push(item["id"].as_str().unwrap().to_string());
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        for _ in 0..2 {
+            // Wait for load, then kill the server in the middle of it.
+            let before = created.lock().unwrap().len();
+            let end = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            while created.lock().unwrap().len() < before + 30 && std::time::Instant::now() < end {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            let mut s = served.take().unwrap();
+            s.child.kill().unwrap(); // SIGKILL
+            s.child.wait().unwrap();
+            drop(s);
+            let again = Served::start(&env.db, &[]);
+            port.store(again.port, Ordering::SeqCst);
+            served = Some(again);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        stop.store(true, Ordering::SeqCst);
+        for c in clients {
+            c.join().unwrap();
+        }
+        drop(served);
+        let verify = env.run(&["verify"]);
+        assert!(
+            verify.status.success(),
+            "{}: {}",
+            env.backend,
+            crate::common::text(&verify.stdout)
+        );
+        let all = env.json(&["list", "--status", "all"]);
+        let status_of = |id: &str| {
+            all.as_array()
+                .unwrap()
+                .iter()
+                .find(|i| i["id"] == id)
+                .map(|i| i["status"].as_str().unwrap().to_string())
+        };
+        let created = created.lock().unwrap();
+        let finished = finished.lock().unwrap();
+        assert!(
+            created.len() >= 60 && !finished.is_empty(),
+            "{} {}",
+            created.len(),
+            finished.len()
+        );
+        for id in created.iter() {
+            assert!(
+                status_of(id).is_some(),
+                "{}: acknowledged {id} is gone",
+                env.backend
+            );
+        }
+        for id in finished.iter() {
+            assert_eq!(
+                status_of(id).as_deref(),
+                Some("done"),
+                "{}: {id}",
+                env.backend
+            );
+        }
+        eprintln!(
+            "soak ({}): {} created, {} done, server killed twice",
+            env.backend,
+            created.len(),
+            finished.len()
+        );
+    }
+}

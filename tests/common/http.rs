@@ -176,6 +176,34 @@ impl Req {
         bytes
     }
 
+    /// [`Req::send`], or `None` when the server cannot be reached or the answer is cut short.
+    pub fn try_send(self) -> Option<Reply> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+        s.write_all(&self.head()).ok()?;
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).ok()?;
+        let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+        let head = String::from_utf8_lossy(&raw[..end]).to_string();
+        let status = head.split_whitespace().nth(1)?.parse().ok()?;
+        let headers: Vec<(String, String)> = head
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            .collect();
+        let body = raw[end + 4..].to_vec();
+        let length = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, v)| v.parse::<usize>().ok())?;
+        (body.len() == length).then_some(Reply {
+            status,
+            headers,
+            body,
+        })
+    }
+
     pub fn send(self) -> Reply {
         let mut s = self.connect();
         // A server may answer (413) before it has read the whole body.
@@ -302,6 +330,19 @@ pub struct ServedAt {
 
 impl ServedAt {
     pub fn post(&self, path: &str, actor: &str, body: Value) -> Reply {
+        self.request(path, actor, body).send()
+    }
+
+    /// [`ServedAt::post`], or `None` when the server is not there (killed, restarting) or the
+    /// connection breaks before a whole answer.
+    pub fn try_post(&self, path: &str, actor: &str, body: Value) -> Option<Reply> {
+        let req = self.request(path, actor, body);
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| req.try_send()))
+            .ok()
+            .flatten()
+    }
+
+    fn request(&self, path: &str, actor: &str, body: Value) -> Req {
         Req {
             port: self.port,
             method: "POST".into(),
@@ -313,6 +354,5 @@ impl ServedAt {
             ],
             body: Some(body.to_string().into_bytes()),
         }
-        .send()
     }
 }
