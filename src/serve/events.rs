@@ -3,7 +3,8 @@
 //! each op to a channel of bounded size that every stream reads from. A client that reads
 //! slowly, or never, makes the server buffer no more than that channel: once it falls behind by
 //! more, it is sent a `lagged` event saying how many ops it missed, and goes on from the newest
-//! (it can read them with `GET /api/v1/log?since=`).
+//! (it can read them with `GET /api/v1/log?since=`). A large op is sent without its changes
+//! ([`MAX_EVENT_BYTES`]), so that buffer is bounded in bytes too.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +18,11 @@ use tracker::{Error, Result};
 use super::{Never, Server};
 
 /// Ops kept for streams that have not sent them yet.
-const BUFFERED_OPS: usize = 1024;
+const BUFFERED_OPS: usize = 256;
+/// The largest op sent whole; a larger one (a 1 MiB body, say) is sent without its changes,
+/// marked `"changes_omitted": true` (read it whole from `GET /api/v1/log`). So the server keeps
+/// at most [`BUFFERED_OPS`] times this for its streams, however many there are.
+const MAX_EVENT_BYTES: usize = 64 << 10;
 /// How often a file is looked at for new ops.
 const FILE_POLL: Duration = Duration::from_millis(100);
 
@@ -69,8 +74,7 @@ pub(crate) fn follow(server: Arc<Server>) -> Result<()> {
 fn publish(t: &super::Tracker, hub: &Hub, since: u64) -> Result<u64> {
     let mut next = since;
     t.log_each(None, since, Some(BUFFERED_OPS), &mut |op, num| {
-        let json = serde_json::to_string(&OpJson::new(&op, num))
-            .map_err(|e| Error::Internal(e.to_string()))?;
+        let json = event_json(&OpJson::new(&op, num))?;
         next = op.seq + 1;
         // No stream open: nobody to tell.
         let _ = hub.tx.send(Committed {
@@ -80,6 +84,18 @@ fn publish(t: &super::Tracker, hub: &Hub, since: u64) -> Result<u64> {
         Ok(())
     })?;
     Ok(next)
+}
+
+/// The op as `log --json` prints it, without its changes past [`MAX_EVENT_BYTES`].
+fn event_json(op: &OpJson<'_>) -> Result<String> {
+    let whole = serde_json::to_string(op).map_err(|e| Error::Internal(e.to_string()))?;
+    if whole.len() <= MAX_EVENT_BYTES {
+        return Ok(whole);
+    }
+    let mut v = serde_json::to_value(op).map_err(|e| Error::Internal(e.to_string()))?;
+    v["changes"] = serde_json::json!([]);
+    v["changes_omitted"] = true.into();
+    Ok(v.to_string())
 }
 
 /// The stream of one client: `event: op` with `id` = the op's sequence number and the op as
