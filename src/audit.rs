@@ -253,6 +253,19 @@ fn check_tables(t: &dyn ReadTxn, replayed: &Replay, problems: &mut Vec<String>) 
             ));
         }
     }
+    if t.format_version()?.is_some_and(|v| v >= 2) {
+        // Format 2 keeps the counts by status beside the indexes.
+        for s in Status::ALL {
+            let expected = state.items.values().filter(|i| i.status == s).count() as u64;
+            let actual = t.counter(Counter::Items(s))?;
+            if actual != expected {
+                problems.push(format!(
+                    "counter {} is {actual}, the log gives {expected}",
+                    Counter::Items(s).key()
+                ));
+            }
+        }
+    }
     check_indexes(t, replayed, problems)?;
     check_dependencies(state, problems);
     let mut orphans = 0u64;

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use crate::error::Result;
 use crate::model::{Item, Lease, Status};
 use crate::rules::LeaseState;
-use crate::store::Storage;
+use crate::store::{Counter, Storage};
 use crate::tracker::Tracker;
 
 /// The status board ([`Tracker::board`]), from one snapshot.
@@ -34,11 +34,17 @@ impl<S: Storage> Tracker<S> {
         self.store.read(|t| {
             let now = self.now_in(t)?;
             let mut b = Board::default();
+            let counted = t.format_version()?.is_some_and(|v| v >= 2);
             for (status, slot) in [
                 (Status::Open, &mut b.open),
                 (Status::Done, &mut b.done),
                 (Status::Cancelled, &mut b.cancelled),
             ] {
+                if counted {
+                    // Format 2 keeps the counts beside the indexes, in every write.
+                    *slot = t.counter(Counter::Items(status))?;
+                    continue;
+                }
                 t.visit_status(status, &mut |_| {
                     *slot += 1;
                     Ok(true)
@@ -58,15 +64,25 @@ impl<S: Storage> Tracker<S> {
                 }
             }
             let mut unblocked = 0;
-            t.visit_ready(&mut |id| {
-                unblocked += 1;
-                if live_ids.contains(&id) {
-                    claimed_ready += 1;
+            if counted {
+                unblocked = t.ready_count()?;
+                // The claimed items among the ready queue: few, checked one by one.
+                for (item, _) in &b.live {
+                    if crate::txn::is_ready(t, item)? {
+                        claimed_ready += 1;
+                    }
                 }
-                Ok(true)
-            })?;
-            b.ready = unblocked - claimed_ready;
-            b.blocked = b.open - unblocked;
+            } else {
+                t.visit_ready(&mut |id| {
+                    unblocked += 1;
+                    if live_ids.contains(&id) {
+                        claimed_ready += 1;
+                    }
+                    Ok(true)
+                })?;
+            }
+            b.ready = unblocked.saturating_sub(claimed_ready);
+            b.blocked = b.open.saturating_sub(unblocked);
             b.live.sort_by_key(|(i, _)| i.num);
             b.stale.sort_by_key(|(i, _, _)| i.num);
             Ok(b)

@@ -270,7 +270,15 @@ pub fn describe_changes(op: &Op) -> String {
             Change::Parent { new: Some(_), .. } => "parent set".into(),
             Change::Parent { new: None, .. } => "parent removed".into(),
             Change::CloseReason { .. } => "close reason".into(),
-            Change::Commented { comment } => format!("comment by {}", comment.author),
+            // The op's actor is its author: the text is what is worth a glance.
+            Change::Commented { comment } => {
+                let first = comment.text.lines().next().unwrap_or_default();
+                let mut short: String = first.chars().take(40).collect();
+                if short.len() < comment.text.len() {
+                    short.push('…');
+                }
+                format!("{short:?}")
+            }
         })
         .collect();
     format!("{}: {}", op.kind.as_str(), parts.join(", "))

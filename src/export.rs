@@ -163,5 +163,9 @@ fn comments_by_item(t: &dyn ReadTxn) -> Result<HashMap<Ulid, Vec<Comment>>> {
         }
         Ok(true)
     })?;
+    // By when they were written, as `show` lists them, whatever order they arrived in.
+    for comments in out.values_mut() {
+        comments.sort_by_key(|c| (c.at, c.id));
+    }
     Ok(out)
 }

@@ -373,6 +373,42 @@ pub struct ImportJson {
     pub kept: u64,
 }
 
+/// `new --plan` (and the MCP tool `plan`): every item the plan made, in plan order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PlanJson {
+    /// One per entry of the plan, in its order.
+    pub created: Vec<PlannedJson>,
+}
+
+/// One item a plan made.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PlannedJson {
+    /// The key the plan gave the entry.
+    #[schemars(length(min = 1))]
+    pub key: String,
+    /// The item's number in this tracker.
+    #[schemars(range(min = 1))]
+    pub num: u64,
+    /// The item's ULID.
+    #[schemars(regex(pattern = r"^[0-9A-HJKMNP-TV-Z]{26}$"))]
+    pub id: String,
+}
+
+impl From<&[crate::store::PlannedItem]> for PlanJson {
+    fn from(made: &[crate::store::PlannedItem]) -> Self {
+        PlanJson {
+            created: made
+                .iter()
+                .map(|p| PlannedJson {
+                    key: p.key.clone(),
+                    num: p.num,
+                    id: p.id.to_string(),
+                })
+                .collect(),
+        }
+    }
+}
+
 /// `init`: where the tracker is and whether this call made it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct InitJson {
@@ -510,6 +546,7 @@ pub fn schemas() -> Vec<(&'static str, serde_json::Value)> {
         ("rebuild", of::<RebuildJson>()),
         ("upgrade", of::<UpgradeJson>()),
         ("import", of::<ImportJson>()),
+        ("plan", of::<PlanJson>()),
         ("init", of::<InitJson>()),
         ("config", of::<ConfigJson>()),
         ("export", of::<ExportJson>()),

@@ -65,6 +65,7 @@ mod leasing;
 pub mod metrics;
 pub mod model;
 mod mutate;
+mod plan;
 pub mod rules;
 pub mod store;
 mod tracker;
@@ -79,8 +80,11 @@ pub use host::Actor;
 pub use model::{
     Change, Comment, Item, ItemType, ItemView, Lease, NewItem, Op, OpKind, Patch, Status,
 };
+pub use plan::plan_ref;
+pub use rules::plan::{PlanEntry, PlanRef};
 pub use store::backend::{Backend, Target};
 pub use store::redb::{Access, RedbStore};
+pub use store::PlannedItem;
 pub use tracker::{
     resolve, ClaimOptions, Guard, ItemDetail, ItemRef, ListQuery, Tracker, DEFAULT_TTL,
     GROUP_NOT_YET_KNOWN,

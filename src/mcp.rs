@@ -23,9 +23,10 @@ use rmcp::service::RequestContext;
 use rmcp::{schemars, tool, tool_handler, tool_router, RoleServer, ServerHandler, ServiceExt};
 use serde_json::Value;
 use tracker::command::{
-    self, claim, comment, dep, done, list, log, new_item, release, renew, show, status, update,
+    self, claim, comment, dep, done, list, log, new_item, plan, release, renew, show, status,
+    update,
 };
-use tracker::json::{ItemJson, OpJson, ShowJson, StatusJson};
+use tracker::json::{ItemJson, OpJson, PlanJson, ShowJson, StatusJson};
 use tracker::{Actor, Backend, Error, ItemView, Result};
 
 /// The library's tracker over the backend `tracker mcp` was started on (shared by the sessions
@@ -58,6 +59,10 @@ pub fn serve(backend: Backend, named: Option<Actor>) -> Result<i32> {
         tool_router: Server::tool_router(),
     };
     let running = server.running.clone();
+    // The last references to the store are dropped after the runtime: a PostgreSQL client
+    // closes its connection on a runtime of its own, which cannot start inside this one (every
+    // session on PostgreSQL ended with an internal error).
+    let store = (server.backend.clone(), server.tracker.clone());
     let (transport, writer) =
         wire::stdio(closing.clone()).map_err(|e| Error::io("cannot start the MCP server", e))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -82,6 +87,7 @@ pub fn serve(backend: Backend, named: Option<Actor>) -> Result<i32> {
         std::thread::sleep(Duration::from_millis(5));
     }
     drop(runtime);
+    drop(store);
     writer.finish();
     served
 }
@@ -348,6 +354,18 @@ impl Server {
     ) -> CallToolResult {
         self.call(ctx, Work::Writes, raw, |t, a: new_item::Args, _| {
             item(&new_item::exec(t, a.lower()?)?)
+        })
+        .await
+    }
+
+    #[tool(input_schema = input::<plan::Args>(), description = command::tool_description("plan"), output_schema = schema::<PlanJson>())]
+    async fn plan(
+        &self,
+        ctx: RequestContext<RoleServer>,
+        Parameters(raw): Parameters<JsonObject>,
+    ) -> CallToolResult {
+        self.call(ctx, Work::Writes, raw, |t, a: plan::Args, _| {
+            to_json(&PlanJson::from(plan::exec(t, a.lower()?)?.as_slice()))
         })
         .await
     }

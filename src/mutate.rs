@@ -47,6 +47,9 @@ impl<S: Storage> Tracker<S> {
                 }
             }
             let parent = new.parent.as_ref().map(|r| resolve(t, r)).transpose()?;
+            if let Some(p) = parent.map(|p| self.load(t, p)).transpose()? {
+                rules::may_take_open_child(&p).map_err(Error::conflict)?;
+            }
             if let Some(p) = parent {
                 // The parent will wait for the new item, which waits for its blockers.
                 for b in &blockers {
@@ -133,6 +136,11 @@ impl<S: Storage> Tracker<S> {
                 ));
             }
         }
+        if force && patch.status.is_none_or(|s| s == Status::Open) {
+            return Err(Error::Invalid(
+                "--force is given only with a closing status (--status done|cancelled)".into(),
+            ));
+        }
         let mut args = json!({"title": patch.title, "body": patch.body, "priority": patch.priority,
             "status": patch.status.map(Status::as_str), "add_labels": patch.add_labels,
             "remove_labels": patch.remove_labels});
@@ -156,6 +164,19 @@ impl<S: Storage> Tracker<S> {
             rules::check_labels_after(item, &changes).map_err(Error::Invalid)?;
             if let Some(p) = &patch.parent {
                 changes.extend(parent_change(t, item, p.as_ref())?);
+            }
+            // An open item joins (or, reopened, rejoins) its parent: a closed one takes none.
+            let parent_after = changes
+                .iter()
+                .find_map(|c| match c {
+                    Change::Parent { new, .. } => Some(*new),
+                    _ => None,
+                })
+                .unwrap_or(item.parent);
+            let status_after = patch.status.unwrap_or(item.status);
+            let joins = parent_after != item.parent || item.status != Status::Open;
+            if let (Some(p), Status::Open, true) = (parent_after, status_after, joins) {
+                rules::may_take_open_child(&self.load(t, p)?).map_err(Error::conflict)?;
             }
             let closing = patch.status.is_some_and(|s| s != Status::Open);
             if let (true, Some(l)) = (closing, &lease) {
@@ -362,9 +383,17 @@ fn parent_change(t: &dyn ReadTxn, item: &Item, to: Option<&ItemRef>) -> Result<O
     let new = match to {
         Some(r) => {
             let p = resolve(t, r)?;
-            if p == item.id || parent_loops(t, item.id, p)? {
+            if p == item.id {
                 return Err(Error::conflict(format!(
-                    "#{} cannot be part of itself: the parent chain would loop (a cycle)",
+                    "#{} cannot be part of itself (a cycle)",
+                    item.num
+                )));
+            }
+            if parent_loops(t, item.id, p)? {
+                let num = num_of(t, p)?;
+                return Err(Error::conflict(format!(
+                    "#{} cannot be part of #{num}: #{num} is already part of it, so the parent \
+                     chain would loop (a cycle)",
                     item.num
                 )));
             }
@@ -404,7 +433,7 @@ pub(crate) fn parent_loops(t: &dyn ReadTxn, id: Ulid, parent: Ulid) -> Result<bo
 }
 
 /// A fresh identity whose time part is the clock's, so ULIDs sort by creation.
-fn new_ulid(wall_ms: i64) -> Ulid {
+pub(crate) fn new_ulid(wall_ms: i64) -> Ulid {
     let ms = u64::try_from(wall_ms).unwrap_or(0);
     Ulid::from_datetime(std::time::UNIX_EPOCH + Duration::from_millis(ms))
 }

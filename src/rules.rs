@@ -12,6 +12,7 @@ use crate::clock::Now;
 use crate::model::{Change, Item, ItemView, Lease, Op, Patch, Status, MAX_PRIORITY};
 
 mod changes;
+pub mod plan;
 pub use changes::{
     claim_changes, closing_ends_lease, dep_changes, done_changes, release_changes, renew_changes,
     update_changes, DepRefusal, Taker, TieTo,
@@ -247,6 +248,20 @@ pub fn is_ready(
     has_open_child: bool,
 ) -> bool {
     !has_open_child && is_unblocked_open(item, blocker_status)
+}
+
+/// A closed item takes no open child: it would be closed while a part of it is open, which only
+/// `--force` may do. The error says what to do instead.
+pub fn may_take_open_child(parent: &Item) -> Result<(), String> {
+    match parent.status {
+        Status::Open => Ok(()),
+        s => Err(format!(
+            "#{} is {}: reopen it first (update {} --status open) to give it an open part",
+            parent.num,
+            s.as_str(),
+            parent.num
+        )),
+    }
 }
 
 /// Why the item of `view` cannot be claimed now, in words, given the numbers of its open

@@ -658,12 +658,29 @@ pub(crate) fn open_children(t: &dyn ReadTxn, id: Ulid) -> Result<Vec<Item>> {
     Ok(open)
 }
 
+/// Whether any child of `id` is open: read a few at a time, stopping at the first open one, so
+/// a parent of thousands of parts, most of them open, costs a few reads (what readiness asks
+/// after every change of a part).
+pub(crate) fn has_open_child(t: &dyn ReadTxn, id: Ulid) -> Result<bool> {
+    const CHUNK: usize = 64;
+    let children = t.children(id)?;
+    for chunk in children.chunks(CHUNK) {
+        t.prefetch(chunk)?;
+        for c in chunk {
+            if t.item(*c)?.is_some_and(|c| c.status == Status::Open) {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
+}
+
 /// Whether `item` is open with an open child (only an open item waits).
 fn waits_for_children(t: &dyn ReadTxn, item: &Item) -> Result<bool> {
     if item.status != Status::Open {
         return Ok(false);
     }
-    Ok(!open_children(t, item.id)?.is_empty())
+    has_open_child(t, item.id)
 }
 
 /// The comments on item `id`, oldest first, read from its ops (a comment is an op of its own).
@@ -678,6 +695,9 @@ pub(crate) fn comments_of(t: &dyn ReadTxn, id: Ulid) -> Result<Vec<crate::model:
             }
         }
     }
+    // Oldest first by when they were written, not when they arrived here: comments merged from
+    // another tracker read in the same order in both.
+    out.sort_by_key(|c| (c.at, c.id));
     Ok(out)
 }
 

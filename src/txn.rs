@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::model::{Change, Item, ItemView, Lease, Op, OpKind, Status};
 use crate::rules::{self, LeaseState, Tie};
 use crate::store::{Counter, IdempotencyRecord, ReadTxn, Storage, WriteTxn};
-use crate::tracker::{open_children, resolve, Guard, ItemRef, Tracker};
+use crate::tracker::{has_open_child, resolve, Guard, ItemRef, Tracker};
 
 /// How long an idempotency key is remembered. A repeat within this time returns the first
 /// result; after it the key is forgotten and may be used afresh. Retries happen within minutes;
@@ -135,9 +135,24 @@ impl<S: Storage> Tracker<S> {
             parents.extend(old_parent);
             parents.extend(item.parent.filter(|p| Some(*p) != old_parent));
         }
-        self.settle_readiness(t, &parents)?;
+        match item.parent {
+            // A new open child: its parent now waits for it, whatever its other children are,
+            // so no scan of them (a plan's epic of 10,000 parts scanned them for every part).
+            Some(p) if before.is_none() && is_open => self.hold_back(t, p)?,
+            _ => self.settle_readiness(t, &parents)?,
+        }
         if before.is_some() && was_open != is_open {
             settle_dependents(t, id)?;
+        }
+        Ok(())
+    }
+
+    /// Takes `id` out of the ready queue: it has just been given an open child. An identity not
+    /// (yet) in the tracker is passed over.
+    fn hold_back(&self, t: &mut dyn WriteTxn, id: Ulid) -> Result<()> {
+        t.prefetch(&[id])?;
+        if let Some(item) = t.item(id)? {
+            t.put_item(Some(&item), &item, false)?;
         }
         Ok(())
     }
@@ -180,30 +195,9 @@ impl<S: Storage> Tracker<S> {
             let id = f(t)?;
             return self.view(t, id, now);
         };
-        if key.is_empty() || key.len() > IDEMPOTENCY_KEY_MAX || key.chars().any(char::is_control) {
-            return Err(Error::Invalid(format!(
-                "an idempotency key is 1 to {IDEMPOTENCY_KEY_MAX} bytes with no control characters"
-            )));
-        }
-        let remembered = t
-            .idempotency(key)?
-            .filter(|r| now.wall_ms.saturating_sub(r.at) < IDEMPOTENCY_KEY_LIFETIME_MS);
-        let Some(rec) = remembered else {
+        let Some(rec) = self.recall(t, key, fingerprint, now)? else {
             return self.run_and_remember(t, key, fingerprint, now, f);
         };
-        if rec.actor != self.actor().name {
-            return Err(Error::conflict(format!(
-                "idempotency key {key:?} was already used by another actor; keys belong to \
-                 whoever used them first, so choose a new key"
-            )));
-        }
-        if rec.fingerprint != fingerprint {
-            return Err(Error::conflict(format!(
-                "idempotency key {key:?} was already used for a different command \
-                 ({}); use a new key",
-                rec.fingerprint
-            )));
-        }
         match self.repeat_of(t, &rec, now, claims)? {
             Repeat::Recorded => {}
             Repeat::Fresh => return self.run_and_remember(t, key, fingerprint, now, f),
@@ -219,6 +213,43 @@ impl<S: Storage> Tracker<S> {
             // Written before records kept their result: the item as it is now.
             None => self.view(t, rec.item, now),
         }
+    }
+
+    /// What idempotency key `key` remembers of an earlier call of the command `fingerprint`
+    /// describes, by this actor: `None` when the key is unused (or forgotten). A key used by
+    /// another actor, or for another command, is a conflict; a malformed key is refused.
+    pub(crate) fn recall(
+        &self,
+        t: &dyn ReadTxn,
+        key: &str,
+        fingerprint: &str,
+        now: &Now,
+    ) -> Result<Option<IdempotencyRecord>> {
+        if key.is_empty() || key.len() > IDEMPOTENCY_KEY_MAX || key.chars().any(char::is_control) {
+            return Err(Error::Invalid(format!(
+                "an idempotency key is 1 to {IDEMPOTENCY_KEY_MAX} bytes with no control characters"
+            )));
+        }
+        let remembered = t
+            .idempotency(key)?
+            .filter(|r| now.wall_ms.saturating_sub(r.at) < IDEMPOTENCY_KEY_LIFETIME_MS);
+        let Some(rec) = remembered else {
+            return Ok(None);
+        };
+        if rec.actor != self.actor().name {
+            return Err(Error::conflict(format!(
+                "idempotency key {key:?} was already used by another actor; keys belong to \
+                 whoever used them first, so choose a new key"
+            )));
+        }
+        if rec.fingerprint != fingerprint {
+            return Err(Error::conflict(format!(
+                "idempotency key {key:?} was already used for a different command \
+                 ({}); use a new key",
+                rec.fingerprint
+            )));
+        }
+        Ok(Some(rec))
     }
 
     /// What a repeat of the keyed command `rec` may be given.
@@ -293,6 +324,7 @@ impl<S: Storage> Tracker<S> {
             actor: self.actor().name.clone(),
             item_after: Some(view.item.clone()),
             lease_after: t.lease(id)?,
+            created: Vec::new(),
         };
         t.put_idempotency(key, &record)?;
         Ok(view)
@@ -376,7 +408,7 @@ pub(crate) fn is_ready(t: &dyn ReadTxn, item: &Item) -> Result<bool> {
     for b in &item.blocked_by {
         statuses.push((*b, t.item(*b)?.map(|i| i.status)));
     }
-    let has_open_child = !open_children(t, item.id)?.is_empty();
+    let has_open_child = has_open_child(t, item.id)?;
     Ok(rules::is_ready(
         item,
         |b| {

@@ -139,6 +139,7 @@ fn an_agent_works_through_tracker_mcp_with_the_official_python_sdk() {
                 "list",
                 "log",
                 "new",
+                "plan",
                 "release",
                 "renew",
                 "show",
@@ -438,5 +439,108 @@ fn a_waiting_claim_through_the_python_sdk_stalls_no_other_call_and_cancels_clean
             "a cancelled wait claimed the new item: {}",
             s["after_cancel"]
         );
+    }
+}
+
+/// Issue 22 through the official Python SDK: a planner writes a tree of two epics with their
+/// children at once (a repeat of the keyed plan returns the same tree and makes nothing), leaves
+/// a comment, and two agents drain it: every item is done exactly once, and each epic only after
+/// all of its children; the item waiting for both epics last of all.
+#[test]
+fn two_agents_drain_a_planned_tree_through_the_python_sdk_epics_after_their_children() {
+    if !python_sdk() {
+        return;
+    }
+    for env in Env::each() {
+        let b = env.backend;
+        let run = |scenario: &str, name: &str| {
+            common::command("python3")
+                .arg(client_script())
+                .arg(common::bin())
+                .arg(&env.db)
+                .arg(scenario)
+                .env("TRACKER_AS", name)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let s = steps(&run("plan", "planner").wait_with_output().unwrap());
+        assert!(
+            !s["plan"]["is_error"].as_bool().unwrap(),
+            "{b}: {}",
+            s["plan"]
+        );
+        let created = s["plan"]["structured"]["created"]
+            .as_array()
+            .unwrap()
+            .clone();
+        assert_eq!(created.len(), 8, "{b}");
+        assert_eq!(
+            s["plan_again"]["structured"], s["plan"]["structured"],
+            "{b}"
+        );
+        assert_eq!(
+            s["show"]["structured"]["comments"][0]["text"],
+            "use the v2 schema"
+        );
+        assert_eq!(
+            s["show"]["structured"]["version"], 1,
+            "{b}: a comment keeps the version"
+        );
+        let num = |key: &str| {
+            created.iter().find(|c| c["key"] == key).unwrap()["num"]
+                .as_u64()
+                .unwrap()
+        };
+        let agents: Vec<_> = ["agent-1", "agent-2"]
+            .iter()
+            .map(|name| run("drain_tree", name))
+            .collect();
+        let mut done_by_agents = Vec::new();
+        for a in agents {
+            let s = steps(&a.wait_with_output().unwrap());
+            assert!(
+                !s.contains_key("done_failed"),
+                "{b}: {:?}",
+                s.get("done_failed")
+            );
+            done_by_agents.extend(
+                s["drained"]["done"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|n| n.as_u64().unwrap()),
+            );
+        }
+        done_by_agents.sort_unstable();
+        let mut all: Vec<u64> = created.iter().map(|c| c["num"].as_u64().unwrap()).collect();
+        all.sort_unstable();
+        assert_eq!(done_by_agents, all, "{b}: every item done exactly once");
+        // The order the log saw them done in.
+        let log = common::json_lines(&env.run(&["--json", "log"]).stdout);
+        let done_at = |n: u64| {
+            log.iter()
+                .position(|op| op["op"] == "done" && op["num"] == n)
+                .unwrap_or_else(|| panic!("{b}: #{n} has no done op"))
+        };
+        for (epic, children) in [("e1", ["a", "b", "c"].as_slice()), ("e2", &["d", "f"])] {
+            for c in children {
+                assert!(
+                    done_at(num(c)) < done_at(num(epic)),
+                    "{b}: {epic} was done before its child {c}"
+                );
+            }
+        }
+        assert!(done_at(num("e1")) < done_at(num("g")) && done_at(num("e2")) < done_at(num("g")));
+        let shown = env.json(&["show", &num("e1").to_string()]);
+        assert_eq!(
+            shown["progress"],
+            serde_json::json!({"done": 3, "cancelled": 0, "total": 3}),
+            "{b}"
+        );
+        assert_eq!(shown["close_reason"], "finished", "{b}");
+        assert_eq!(env.code(&["verify"]).0, 0, "{b}");
     }
 }

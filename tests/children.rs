@@ -170,3 +170,46 @@ fn list_by_parent_as_a_tree_and_by_text_in_comments() {
         assert_eq!(code, 4, "{b}: {err}");
     }
 }
+
+/// Found by the hostile test of issue 22: a closed parent took open parts without `--force` (a
+/// new part, a moved open item, a part reopened), and `run` on a parent with open children
+/// left its lease behind when its `done` was refused.
+#[test]
+fn a_closed_parent_takes_no_open_part_and_run_gives_back_what_it_cannot_finish() {
+    for env in Env::each() {
+        let b = env.backend;
+        env.json(&["new", "Epic"]);
+        env.json(&["new", "Part", "--parent", "1"]);
+        env.json(&["new", "Loose"]);
+        env.json(&["done", "2"]);
+        env.json(&["done", "1", "--reason", "shipped"]);
+        let (code, err) = env.code(&["new", "Late part", "--parent", "1"]);
+        assert_eq!(code, 3, "{b}: {err}");
+        assert!(err.contains("reopen"), "{b}: {err}");
+        let (code, err) = env.code(&["update", "3", "--parent", "1"]);
+        assert_eq!(code, 3, "{b}: {err}");
+        let (code, err) = env.code(&["update", "2", "--status", "open"]);
+        assert_eq!(code, 3, "{b}: {err}");
+        // A closed item may move under a closed parent; reopened, the parent takes parts again.
+        env.json(&["done", "3"]);
+        assert_eq!(env.json(&["update", "3", "--parent", "1"])["parent"], 1);
+        env.json(&["update", "1", "--status", "open"]);
+        assert_eq!(
+            env.json(&["update", "2", "--status", "open"])["status"],
+            "open"
+        );
+        // A repeated done changes nothing, its reason included.
+        let first = env.json(&["done", "2", "--reason", "first"]);
+        let again = env.json(&["done", "2", "--reason", "second"]);
+        assert_eq!(again["close_reason"], "first", "{b}");
+        assert_eq!(again["version"], first["version"], "{b}");
+        // run on an epic with an open part: refused at the end, and the lease given back.
+        env.json(&["update", "2", "--status", "open"]);
+        let out = env.run(&["--as", "ana", "run", "1", "--", "true"]);
+        assert_eq!(out.status.code(), Some(3), "{b}: {}", text(&out.stderr));
+        let shown = env.json(&["show", "1"]);
+        assert!(shown["claim"].is_null(), "{b}: {shown}");
+        assert_eq!(shown["status"], "open", "{b}");
+        assert_eq!(env.code(&["verify"]).0, 0, "{b}");
+    }
+}

@@ -134,14 +134,24 @@ impl Server {
     fn close_and_read_the_rest(mut self) -> Vec<Value> {
         drop(self.stdin.take());
         let end = Instant::now() + NO_ANSWER;
-        while self.child.try_wait().unwrap().is_none() {
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
             if Instant::now() > end {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
                 panic!("the server did not exit within {NO_ANSWER:?} of its input closing");
             }
             std::thread::sleep(Duration::from_millis(10));
-        }
+        };
+        // Closing its input is how a client ends a session: that is a clean exit (on
+        // PostgreSQL it once ended with an internal error from the store's drop).
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "the server's exit when its input closed"
+        );
         let mut rest = Vec::new();
         while let Ok(line) = self.lines.recv_timeout(NO_ANSWER) {
             rest.push(serde_json::from_str(&line).unwrap());
@@ -691,6 +701,71 @@ fn work_structure_over_mcp_types_parents_reasons_and_comments() {
         let shown = s.ok("show", json!({"item": "2"}));
         assert_eq!(shown["comments"][0]["author"], "agent", "{b}: {shown}");
         assert_eq!(shown["comments"][0]["text"], "left a note", "{b}");
+        s.close_and_wait();
+        let (code, err) = env.code(&["verify"]);
+        assert_eq!(code, 0, "{b}: {err}");
+    }
+}
+
+#[test]
+fn a_plan_over_mcp_makes_a_tree_refuses_bad_entries_and_repeats_by_key() {
+    for env in Env::each() {
+        let b = env.backend;
+        let mut s = Server::start(&env, "planner");
+        s.ok("new", json!({"title": "Already here"}));
+        let items = json!([
+            {"key": "epic", "title": "Epic", "type": "epic"},
+            {"key": "a", "title": "A", "parent": "epic", "blocked_by": ["#1"]},
+            {"key": "b", "title": "B", "parent": "epic", "blocked_by": ["a"]},
+        ]);
+        let args = json!({"items": items, "idempotency_key": "tree-1"});
+        let made = s.ok("plan", args.clone());
+        let nums: Vec<u64> = made["created"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["num"].as_u64().unwrap())
+            .collect();
+        assert_eq!(nums, [2, 3, 4], "{b}: {made}");
+        let shown = s.ok("show", json!({"item": "4"}));
+        assert_eq!(shown["parent"], 2, "{b}: {shown}");
+        assert_eq!(shown["blocked_by"], json!([3]), "{b}: {shown}");
+        assert_eq!(
+            s.ok("plan", args),
+            made,
+            "{b}: a repeat returns the first tree"
+        );
+        let e = s.refused(
+            "plan",
+            json!({"items": [{"key": "x", "title": "X", "blocked_by": ["y"]},
+                             {"key": "y", "title": "Y", "blocked_by": ["x"]}]}),
+        );
+        assert_eq!(e["code"], 2, "{b}: {e}");
+        assert!(
+            e["message"]
+                .as_str()
+                .unwrap()
+                .contains("items[0] (key \"x\")"),
+            "{b}: {e}"
+        );
+        let e = s.refused(
+            "plan",
+            json!({"items": [{"key": "x", "title": "X", "size": 3}]}),
+        );
+        assert_eq!(e["code"], 2, "{b}: {e}");
+        let e = s.refused(
+            "plan",
+            json!({"items": [{"key": "x", "title": "X"}], "idempotency_key": "tree-1"}),
+        );
+        assert_eq!(e["code"], 3, "{b}: {e}");
+        assert_eq!(
+            s.ok("list", json!({"status": "all"}))["items"]
+                .as_array()
+                .unwrap()
+                .len(),
+            4,
+            "{b}"
+        );
         s.close_and_wait();
         let (code, err) = env.code(&["verify"]);
         assert_eq!(code, 0, "{b}: {err}");

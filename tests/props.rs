@@ -109,6 +109,19 @@ enum Step {
         ms: i64,
     },
     KillPidHolders,
+    /// A new item that is part of another (format 2).
+    NewChild {
+        parent: usize,
+    },
+    /// `update --parent` or `--no-parent`: refused when it would make a cycle.
+    SetParent {
+        item: usize,
+        parent: Option<usize>,
+    },
+    /// A comment: an op that keeps the version.
+    Comment {
+        item: usize,
+    },
 }
 
 fn token_choice() -> impl Strategy<Value = TokenChoice> {
@@ -143,6 +156,9 @@ fn step() -> impl Strategy<Value = Step> {
         2 => (0..90_000u64).prop_map(|ms| Step::Advance { ms }),
         1 => (-7_200_000..7_200_000i64).prop_map(|ms| Step::JumpWallClock { ms }),
         1 => Just(Step::KillPidHolders),
+        2 => (0..6usize).prop_map(|parent| Step::NewChild { parent }),
+        1 => (0..6usize, proptest::option::of(0..6usize)).prop_map(|(item, parent)| Step::SetParent { item, parent }),
+        1 => (0..6usize).prop_map(|item| Step::Comment { item }),
     ]
 }
 
@@ -155,6 +171,8 @@ struct Seen {
     last_token: u64,
     versions: BTreeMap<u64, u64>,
     changes: u64,
+    /// Ops that changed no field (comments).
+    comments: u64,
 }
 
 struct World<S: Storage> {
@@ -522,6 +540,65 @@ fn run_steps<S: Storage>(world: World<S>, clock: &FakeClock, dead: &AtomicBool, 
                     );
                 }
             }
+            Step::NewChild { parent } => {
+                let Some(p) = pick(*parent) else { continue };
+                let made = t0.new_item(
+                    NewItem {
+                        title: format!("part of #{p}"),
+                        parent: Some(ItemRef::Num(p)),
+                        ..Default::default()
+                    },
+                    &[],
+                    &Guard::default(),
+                );
+                match made {
+                    Ok(v) => {
+                        assert_eq!(v.parent_num, Some(p));
+                        seen.items.push(v.item.num);
+                        check_change(&mut seen, 0, &v);
+                    }
+                    // A closed parent takes no open part.
+                    Err(Error::Conflict { .. }) => {
+                        let parent = t0.get(&ItemRef::Num(p)).unwrap();
+                        assert_ne!(
+                            parent.item.status,
+                            Status::Open,
+                            "an open parent refused a part"
+                        );
+                    }
+                    Err(e) => panic!("new part: {e}"),
+                }
+            }
+            Step::SetParent { item, parent } => {
+                let Some(n) = pick(*item) else { continue };
+                let to = match parent {
+                    Some(p) => match pick(*p) {
+                        Some(p) => Some(ItemRef::Num(p)),
+                        None => continue,
+                    },
+                    None => None,
+                };
+                let before = version_of(n);
+                let patch = Patch {
+                    parent: Some(to),
+                    ..Default::default()
+                };
+                match t0.update(&ItemRef::Num(n), patch, &Guard::default()) {
+                    Ok(v) => check_change(&mut seen, before, &v),
+                    // A cycle, or a lease tied to another process.
+                    Err(Error::Conflict { .. }) => {}
+                    Err(e) => panic!("set parent: {e}"),
+                }
+            }
+            Step::Comment { item } => {
+                let Some(n) = pick(*item) else { continue };
+                let before = version_of(n);
+                let v = t0
+                    .comment(&ItemRef::Num(n), "a note", &Guard::default())
+                    .unwrap();
+                assert_eq!(v.item.version, before, "a comment moved the version");
+                seen.comments += 1;
+            }
             Step::Advance { ms } => clock.advance(*ms),
             Step::JumpWallClock { ms } => clock.step_wall(*ms),
             Step::KillPidHolders => dead.store(true, Ordering::SeqCst),
@@ -565,11 +642,29 @@ fn run_steps<S: Storage>(world: World<S>, clock: &FakeClock, dead: &AtomicBool, 
                 .collect();
             assert_eq!(own, all, "#{n}: log ITEM disagrees with the log");
         }
+        // A parent waits for its open children: none of them is ready.
+        let ready = t0
+            .list(&ListQuery {
+                ready: true,
+                ..Default::default()
+            })
+            .unwrap();
+        for r in &ready {
+            let waiting = views
+                .iter()
+                .any(|v| v.item.parent == Some(r.item.id) && v.item.status == Status::Open);
+            assert!(!waiting, "#{} is ready with an open child", r.item.num);
+        }
         let log = t0.log(None, 1, None).unwrap();
-        assert_eq!(log.len() as u64, seen.changes, "one op per change");
+        assert_eq!(
+            log.len() as u64,
+            seen.changes + seen.comments,
+            "one op per change"
+        );
         for (i, (op, _)) in log.iter().enumerate() {
             assert_eq!(op.seq, i as u64 + 1, "gapless, strictly increasing seq");
-            assert_eq!(op.version_after, op.version_before + 1);
+            let step = u64::from(op.kind != tracker::OpKind::Comment);
+            assert_eq!(op.version_after, op.version_before + step);
         }
         let report = t0.verify().unwrap();
         assert!(

@@ -163,6 +163,12 @@ fn every_json_output_validates_against_its_shipped_schema() {
         c.check("op", ops.last().unwrap(), "a comment's op");
         let export: Value = serde_json::from_slice(&env.run(&["export"]).stdout).unwrap();
         c.check("export", &export, "export with structure");
+        let file = env.path("plan.json");
+        let plan = r##"{"items": [{"key": "e", "title": "E", "type": "epic"},
+            {"key": "p", "title": "P", "parent": "e", "blocked_by": ["#1"]}]}"##;
+        std::fs::write(&file, plan).unwrap();
+        let made = env.json(&["new", "--plan", file.to_str().unwrap()]);
+        c.check("plan", &made, "new --plan");
 
         let every: BTreeSet<&str> = tracker::json::schemas().iter().map(|(n, _)| *n).collect();
         let untested: Vec<_> = every.difference(&c.used).collect();

@@ -376,6 +376,7 @@ fn the_openapi_document_is_valid_and_lists_every_path() {
         "/api/v1/items/{ref}/deps",
         "/api/v1/items/{ref}/deps/{blocker}",
         "/api/v1/claim-next",
+        "/api/v1/plan",
         "/api/v1/log",
         "/api/v1/status",
         "/api/v1/events",
@@ -512,6 +513,20 @@ fn work_structure_over_http_types_parents_comments_and_filters() {
     let found = s.get("/api/v1/items?search=CAUSE").json();
     assert_eq!(found["items"][0]["num"], 2, "{found}");
     assert_eq!(s.get("/api/v1/items?type=saga").error_kind(400), "invalid");
+    let plan = json!({"items": [
+        {"key": "e", "title": "planned epic", "type": "epic"},
+        {"key": "a", "title": "planned part", "parent": "e", "blocked_by": ["#2"]},
+    ]});
+    let r = s.post("/api/v1/plan", "ana", plan.clone());
+    assert_eq!(r.status, 201, "{}", crate::common::text(&r.body));
+    let created = r.json()["created"].as_array().unwrap().clone();
+    assert_eq!(created.len(), 2, "{created:?}");
+    assert_eq!(s.get("/api/v1/items/4").json()["parent"], created[0]["num"]);
+    let bad = json!({"items": [{"key": "x", "title": "t", "parent": "nowhere"}]});
+    assert_eq!(
+        s.post("/api/v1/plan", "ana", bad).error_kind(400),
+        "invalid"
+    );
     let r = s.post("/api/v1/items/2/done", "ana", json!({"reason": "fixed"}));
     assert_eq!(r.status, 200, "{}", crate::common::text(&r.body));
     assert_eq!(r.json()["close_reason"], "fixed");

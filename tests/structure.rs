@@ -158,3 +158,40 @@ fn list_by_type_and_by_text() {
         assert_eq!(env.code(&["list", "--type", "story"]).0, 2, "{b}");
     }
 }
+
+/// Found by the hostile test of issue 22: comments merged from another tracker were listed in
+/// the order they arrived, so two trackers that exchanged exports showed them differently.
+#[test]
+fn merged_comments_read_in_the_order_they_were_written_in_both_trackers() {
+    let (one, two) = (Env::new(), Env::new());
+    one.json(&["new", "shared"]);
+    let export = |env: &Env| {
+        let path = env.path("out.json");
+        let out = env.run(&["export", "-o", path.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        path
+    };
+    let import = |env: &Env, path: &std::path::Path| {
+        let out = env.run(&["import", path.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    };
+    import(&two, &export(&one));
+    one.json(&["comment", "1", "one-first"]);
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    two.json(&["comment", "1", "two-second"]);
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    one.json(&["comment", "1", "one-third"]);
+    let (from_one, from_two) = (export(&one), export(&two));
+    import(&two, &from_one);
+    import(&one, &from_two);
+    let texts = |env: &Env| -> Vec<String> {
+        env.json(&["show", "1"])["comments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["text"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(texts(&one), ["one-first", "two-second", "one-third"]);
+    assert_eq!(texts(&two), texts(&one));
+}

@@ -27,6 +27,7 @@ mod pg_faults;
 mod pg_hosts;
 mod pg_import_kill;
 mod pg_retry;
+mod plans;
 mod props;
 mod readme;
 mod refusals;

@@ -185,7 +185,17 @@ pub enum PreferSide {
 #[derive(Args, Debug)]
 pub struct NewArgs {
     /// One line saying what is to be done (at most 4096 bytes, no control characters)
-    pub title: String,
+    #[arg(required_unless_present = "plan")]
+    pub title: Option<String>,
+    /// Create many items in one transaction, all or none, from a plan (`-` for standard
+    /// input): {"items": [{"key": "k1", "title": ..., "parent": "k0", "blocked_by": ["#5"]}]}
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with_all = ["title", "body", "body_file", "priority", "labels", "blocked_by",
+            "item_type", "parent"]
+    )]
+    pub plan: Option<PathBuf>,
     /// Details, any length up to 1 MiB (newlines allowed)
     #[arg(long, default_value = "", conflicts_with = "body_file")]
     pub body: String,

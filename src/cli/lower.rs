@@ -7,8 +7,8 @@
 use std::path::Path;
 
 use tracker::command::{
-    self, claim, comment, dep, done, import, list, log, new_item, release, renew, show, status,
-    update, Spelling,
+    self, claim, comment, dep, done, import, list, log, new_item, plan, release, renew, show,
+    status, update, Spelling,
 };
 use tracker::{Error, ListQuery, NewItem, Patch, Result};
 
@@ -27,7 +27,7 @@ pub fn new_item(a: args::NewArgs) -> Result<new_item::Request> {
     };
     Ok(new_item::Request {
         new: NewItem {
-            title: a.title,
+            title: a.title.unwrap_or_default(),
             body,
             priority: a.priority,
             labels: a.labels,
@@ -39,6 +39,28 @@ pub fn new_item(a: args::NewArgs) -> Result<new_item::Request> {
         },
         blocked_by,
         idempotency_key: a.idempotency_key,
+    })
+}
+
+/// `new --plan FILE|-`: the plan read from the file or standard input, at most
+/// `MAX_PLAN_BYTES`.
+pub fn plan(path: &Path, idempotency_key: Option<String>) -> Result<plan::Request> {
+    use std::io::Read;
+    let limit = tracker::rules::plan::MAX_PLAN_BYTES;
+    let mut bytes = Vec::new();
+    let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
+    let read = if path == Path::new("-") {
+        std::io::stdin().lock().take(cap).read_to_end(&mut bytes)
+    } else {
+        std::fs::File::open(path).and_then(|f| f.take(cap).read_to_end(&mut bytes))
+    };
+    read.map_err(|e| Error::io(format!("{}: cannot read the plan", path.display()), e))?;
+    if bytes.len() > limit {
+        return Err(plan::too_large());
+    }
+    Ok(plan::Request {
+        entries: plan::document(&bytes)?,
+        idempotency_key,
     })
 }
 

@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches};
 use tracker::command::{
-    self, claim, comment, dep, done, export, import, list, log, new_item, rebuild, release, renew,
-    show, status, update, upgrade, verify,
+    self, claim, comment, dep, done, export, import, list, log, new_item, plan, rebuild, release,
+    renew, show, status, update, upgrade, verify,
 };
 use tracker::json::{self, ItemJson, OpJson};
 use tracker::{Access, Actor, Backend, Error, ItemView, Result, Target};
@@ -428,10 +428,36 @@ fn config_default_ttl(ctx: &Ctx, ttl: Option<Duration>) -> Result<i32> {
 
 /// `new`.
 fn new_item(ctx: &Ctx, a: args::NewArgs) -> Result<i32> {
+    if let Some(path) = &a.plan {
+        return new_plan(ctx, path, a.idempotency_key);
+    }
     let r = lower::new_item(a)?;
     let t = ctx.open(Access::ReadWrite)?;
     let v = new_item::exec(&t, r)?;
     emit(ctx, &t, &v, "created")
+}
+
+/// `new --plan`: one line per item made, in plan order.
+fn new_plan(ctx: &Ctx, path: &std::path::Path, key: Option<String>) -> Result<i32> {
+    let r = lower::plan(path, key)?;
+    let titles: Vec<String> = r
+        .entries
+        .iter()
+        .map(|e| e.title.trim().to_string())
+        .collect();
+    let t = ctx.open(Access::ReadWrite)?;
+    let made = plan::exec(&t, r)?;
+    let printed = if ctx.json {
+        out::json(&tracker::json::PlanJson::from(made.as_slice()))
+    } else {
+        out::text(&render::planned(&made, &titles))
+    };
+    let what = match (made.first(), made.last()) {
+        (Some(a), Some(b)) => format!("created #{} to #{}", a.num, b.num),
+        _ => "created nothing".to_string(),
+    };
+    out::after_change(&what, printed)?;
+    Ok(0)
 }
 
 /// `list`.

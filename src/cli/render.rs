@@ -289,6 +289,21 @@ pub fn list(items: &[ItemView], depths: &[usize], now: &Now, style: &Style, wide
     out
 }
 
+/// `new --plan`: a line per item made, in plan order, with the plan's key and title.
+pub fn planned(made: &[tracker::PlannedItem], titles: &[String]) -> String {
+    let mut s = String::new();
+    for (p, title) in made.iter().zip(titles) {
+        let _ = writeln!(
+            s,
+            "created #{} ({}): {}",
+            p.num,
+            safe(&p.key, false),
+            safe(title, false)
+        );
+    }
+    s
+}
+
 /// The one-line summary commands print after a change.
 pub fn changed(v: &ItemView, verb: &str, now: &Now) -> String {
     let mut s = format!(
@@ -313,12 +328,10 @@ pub fn show(d: &ItemDetail, now: &Now, style: &Style) -> String {
         style.bold(&safe(&i.title, false))
     );
     let _ = writeln!(s, "  id:       {}", i.id);
-    let _ = writeln!(
-        s,
-        "  state:    {} ({})",
-        i.status.as_str(),
-        state_word(&d.view)
-    );
+    let _ = match i.status {
+        Status::Open => writeln!(s, "  state:    open ({})", state_word(&d.view)),
+        closed => writeln!(s, "  state:    {}", closed.as_str()),
+    };
     let _ = writeln!(s, "  priority: P{}", i.priority);
     show_structure(&mut s, d);
     if !i.labels.is_empty() {

@@ -173,16 +173,22 @@ fn finish(ctx: &Ctx, item: &ItemRef, token: u64, success: bool) -> Result<ItemVi
     let t = ctx.open(Access::ReadWrite)?;
     let (item, guard) = (item.clone(), command::guard(None, Some(token), None));
     if success {
-        let force = false;
-        done::exec(
+        let done = done::exec(
             &t,
             done::Request {
-                item,
-                force,
+                item: item.clone(),
+                force: false,
                 reason: None,
-                guard,
+                guard: guard.clone(),
             },
-        )
+        );
+        if let Err(e @ tracker::Error::Conflict { .. }) = done {
+            // Not done (it has open children, say): the lease is given back, not left to
+            // expire, and the refusal is what `run` reports.
+            let _ = release::exec(&t, release::Request { item, guard });
+            return Err(e);
+        }
+        done
     } else {
         release::exec(&t, release::Request { item, guard })
     }

@@ -39,6 +39,7 @@ pub mod import;
 pub mod list;
 pub mod log;
 pub mod new_item;
+pub mod plan;
 pub mod rebuild;
 pub mod release;
 pub mod renew;

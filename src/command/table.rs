@@ -69,12 +69,23 @@ pub const COMMANDS: &[Command] = &[
     ),
     both(
         "new",
-        "Create an item",
-        &[tool(
-            "new",
-            "Create a work item. Returns the item (id, num, title, status, version, ...). Use \
-             idempotency_key when you may retry, so a repeat creates nothing.",
-        )],
+        "Create an item, or many at once from a plan (--plan)",
+        &[
+            tool(
+                "new",
+                "Create a work item. Returns the item (id, num, title, status, version, ...). \
+                 Use idempotency_key when you may retry, so a repeat creates nothing.",
+            ),
+            tool(
+                "plan",
+                "Create many items at once, all or none: items is a list of {key, title, type, \
+                 parent, blocked_by, body, priority, labels}, where parent and blocked_by name \
+                 other entries by key, or existing items (\"#12\"). Returns {\"created\": [{key, \
+                 num, id}]} in plan order. A bad entry (unknown reference, cycle, invalid field) \
+                 fails with code 2 naming it, and nothing is created. Use idempotency_key when \
+                 you may retry: a repeat returns the same items.",
+            ),
+        ],
     ),
     both(
         "show",

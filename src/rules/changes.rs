@@ -37,8 +37,9 @@ pub fn update_changes(item: &Item, lease: Option<&Lease>, patch: &Patch) -> Vec<
     changes
 }
 
-/// `done`: the item done (unless it is already) with `reason` as its close reason (a repeated
-/// `done` changes the reason only when one is given), and its lease, if any, ended.
+/// `done`: the item done with `reason` as its close reason, and its lease, if any, ended. On an
+/// item already done it changes nothing but the lease (a repeated `done` is a no-op, its reason
+/// included: `update --reason` is how a reason is changed).
 pub fn done_changes(item: &Item, lease: Option<&Lease>, reason: Option<&String>) -> Vec<Change> {
     let mut changes = Vec::new();
     if item.status != Status::Done {
@@ -48,7 +49,7 @@ pub fn done_changes(item: &Item, lease: Option<&Lease>, reason: Option<&String>)
         });
     }
     let reason = reason.cloned();
-    if (item.status != Status::Done || reason.is_some()) && item.close_reason != reason {
+    if item.status != Status::Done && item.close_reason != reason {
         changes.push(Change::CloseReason {
             old: item.close_reason.clone(),
             new: reason,

@@ -13,9 +13,9 @@ use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::Value;
 use tracker::command::{
-    claim, comment, dep, done, list, log, new_item, release, renew, show, status, update,
+    claim, comment, dep, done, list, log, new_item, plan, release, renew, show, status, update,
 };
-use tracker::json::{ItemJson, OpJson, ShowJson, StatusJson};
+use tracker::json::{ItemJson, OpJson, PlanJson, ShowJson, StatusJson};
 use tracker::{Error, ItemView, Result};
 
 use super::{args, guard, Failure, Server, Work};
@@ -53,6 +53,7 @@ pub(crate) fn router(server: Arc<Server>) -> Router {
             axum::routing::delete(dep_rm),
         )
         .route("/claim-next", post(claim_next))
+        .route("/plan", post(new_plan))
         .route("/log", get(log_ops))
         .route("/status", get(status_board))
         .route("/events", get(super::events::stream))
@@ -202,6 +203,19 @@ async fn new(State(s): S, h: HeaderMap, b: Body) -> Response {
         writes,
         StatusCode::CREATED,
         |t, a: new_item::Args, _| item(&new_item::exec(t, a.lower()?)?),
+    )
+    .await
+}
+
+async fn new_plan(State(s): S, h: HeaderMap, b: Body) -> Response {
+    write(
+        &s,
+        &h,
+        b,
+        None,
+        writes,
+        StatusCode::CREATED,
+        |t, a: plan::Args, _| to_json(&PlanJson::from(plan::exec(t, a.lower()?)?.as_slice())),
     )
     .await
 }

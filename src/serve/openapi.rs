@@ -4,9 +4,9 @@
 
 use serde_json::{json, Map, Value};
 use tracker::command::{
-    claim, comment, dep, done, list, log, new_item, release, renew, status, update,
+    claim, comment, dep, done, list, log, new_item, plan, release, renew, status, update,
 };
-use tracker::json::{ErrorJson, ItemJson, OpJson, ShowJson, StatusJson};
+use tracker::json::{ErrorJson, ItemJson, OpJson, PlanJson, ShowJson, StatusJson};
 
 use super::api::{ItemsJson, OpsJson};
 use super::args::schema;
@@ -32,6 +32,7 @@ pub(crate) fn document() -> Value {
         "/api/v1/items/{ref}/deps": { "post": c.op("dep_add", "Add a blocker (`dep add`)", vec![item_param()], c.body::<dep::Args>("DepArgs", &["item"]), 200, item.clone()) },
         "/api/v1/items/{ref}/deps/{blocker}": { "delete": c.op("dep_rm", "Remove a blocker (`dep rm`)", vec![item_param(), path_param("blocker", "The blocker to remove")], None, 200, item.clone()) },
         "/api/v1/claim-next": { "post": c.op("claim_next", "Claim the best ready item (`claim --next`); 404 when nothing is ready", vec![], c.body::<claim::NextArgs>("ClaimNextArgs", &[]), 200, item.clone()) },
+        "/api/v1/plan": { "post": c.op("plan", "Create many items in one transaction, all or none (`new --plan`)", vec![], c.body::<plan::Args>("PlanArgs", &[]), 201, c.add_ref::<PlanJson>("PlanJson")) },
         "/api/v1/log": { "get": c.op("log", "The ops log, oldest first (`log`)", query::<log::Args>(&[]), None, 200, c.add_ref::<OpsJson<'static>>("OpsJson")) },
         "/api/v1/status": { "get": c.op("status", "The board's counts and claims (`status`)", query::<status::Args>(&[]), None, 200, c.add_ref::<StatusJson>("StatusJson")) },
         "/api/v1/events": { "get": events(&c) },

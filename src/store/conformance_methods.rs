@@ -72,6 +72,7 @@ fn record(item: Ulid) -> IdempotencyRecord {
         actor: String::new(),
         item_after: None,
         lease_after: None,
+        created: Vec::new(),
     }
 }
 
@@ -150,6 +151,8 @@ pub(super) fn put_item_keeps_every_index_in_step<S: Storage>(s: S) {
         assert_eq!(collect(|f| t.visit_ready_index(f)), vec![(2, 1, a.id)]);
         assert_eq!(collect(|f| t.visit_blocks(f)), vec![(a.id, b.id)]);
         assert_eq!(t.dependents(a.id)?, vec![b.id]);
+        assert_eq!(t.counter(Counter::Items(Status::Open))?, 2);
+        assert_eq!(t.ready_count()?, 1);
         assert_eq!(collect(|f| t.visit_items(f)), vec![a.clone(), b.clone()]);
         assert_eq!(collect(|f| t.visit_items_by_id(f)).len(), 2);
         Ok(())
@@ -176,6 +179,18 @@ pub(super) fn put_item_keeps_every_index_in_step<S: Storage>(s: S) {
             "priority, then number"
         );
         assert!(t.dependents(a.id)?.is_empty());
+        assert_eq!(t.counter(Counter::Items(Status::Open))?, 1);
+        assert_eq!(t.counter(Counter::Items(Status::Done))?, 1);
+        assert_eq!(t.ready_count()?, 2);
+        Ok(())
+    })
+    .unwrap();
+    s.write(|t| t.clear_derived()).unwrap();
+    s.read(|t| {
+        for st in Status::ALL {
+            assert_eq!(t.counter(Counter::Items(st))?, 0, "{st:?}");
+        }
+        assert_eq!(t.ready_count()?, 0);
         Ok(())
     })
     .unwrap();
@@ -321,6 +336,11 @@ pub(super) fn idempotency_records_put_get_visit_remove<S: Storage>(s: S) {
         actor: "ana".into(),
         item_after: Some(item(1, Status::Open, 2, &[], &[])),
         lease_after: Some(lease(3)),
+        created: vec![crate::store::PlannedItem {
+            key: "k1".into(),
+            num: 1,
+            id: Ulid::from_parts(1, 1),
+        }],
     };
     s.write(|t| t.put_idempotency("k", &rec)).unwrap();
     s.read(|t| {

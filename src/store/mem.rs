@@ -203,6 +203,9 @@ impl ReadTxn for Tables {
     fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>> {
         Ok(self.idempotency.get(key).cloned())
     }
+    fn ready_count(&self) -> Result<u64> {
+        Ok(self.ready.len() as u64)
+    }
     fn item_count(&self) -> Result<u64> {
         Ok(self.items.len() as u64)
     }
@@ -221,7 +224,7 @@ impl WriteTxn for Tables {
         self.settings.insert(setting.key(), value);
         Ok(())
     }
-    fn put_item(&mut self, old: Option<&Item>, new: &Item, ready: bool) -> Result<()> {
+    fn write_item(&mut self, old: Option<&Item>, new: &Item, ready: bool) -> Result<()> {
         if let Some(o) = old {
             self.nums.remove(&o.num);
             self.ready.remove(&(o.priority, o.num));
@@ -277,7 +280,7 @@ impl WriteTxn for Tables {
         self.idempotency.remove(key);
         Ok(())
     }
-    fn clear_derived(&mut self) -> Result<()> {
+    fn clear_tables(&mut self) -> Result<()> {
         self.items.clear();
         self.nums.clear();
         self.leases.clear();

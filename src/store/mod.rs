@@ -61,7 +61,17 @@ pub(crate) fn check_writable(t: &dyn ReadTxn, shown: &dyn std::fmt::Display) -> 
 /// new format adds when it records it.
 pub(crate) fn migrate(t: &mut dyn WriteTxn, from: u64) -> Result<()> {
     debug_assert!((OLDEST_FORMAT_VERSION..FORMAT_VERSION).contains(&from));
-    t.set_format_version(FORMAT_VERSION)
+    t.set_format_version(FORMAT_VERSION)?;
+    // Format 2 keeps the counts by status: counted once here, kept by every write after.
+    for s in Status::ALL {
+        let mut n = 0;
+        t.visit_status(s, &mut |_| {
+            n += 1;
+            Ok(true)
+        })?;
+        t.set_counter(Counter::Items(s), n)?;
+    }
+    Ok(())
 }
 
 /// The upgrade every backend runs, with its write gate open: `None` when the store was already
@@ -93,6 +103,9 @@ pub enum Counter {
     RefusedClaims,
     /// Retries made by `claim --wait` (a running total).
     WaitRetries,
+    /// How many items have each status (format 2): kept by every `put_item`, so `status`
+    /// reads three numbers instead of counting its indexes.
+    Items(Status),
 }
 
 impl Counter {
@@ -106,6 +119,9 @@ impl Counter {
             Counter::TokenFloor => "token_floor",
             Counter::RefusedClaims => "refused_claims",
             Counter::WaitRetries => "wait_retries",
+            Counter::Items(Status::Open) => "open_items",
+            Counter::Items(Status::Done) => "done_items",
+            Counter::Items(Status::Cancelled) => "cancelled_items",
         }
     }
 }
@@ -149,6 +165,21 @@ pub struct IdempotencyRecord {
     /// The item's lease as the first call left it (a claim's fencing token lives here).
     #[serde(default)]
     pub lease_after: Option<Lease>,
+    /// Every item a plan (`new --plan`) made, in plan order (empty for other commands; `item`
+    /// is the first of them).
+    #[serde(default)]
+    pub created: Vec<PlannedItem>,
+}
+
+/// One item a plan made: the entry's key, and the item's number and identity.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedItem {
+    /// The key the plan gave the entry.
+    pub key: String,
+    /// The item's number.
+    pub num: u64,
+    /// The item's identity.
+    pub id: Ulid,
 }
 
 /// Encodes a stored value, as every backend stores it: MessagePack, positional (an array in
@@ -232,15 +263,18 @@ pub trait ReadTxn {
     fn idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>>;
     /// How many items the items table holds.
     fn item_count(&self) -> Result<u64>;
+    /// How many entries the ready queue holds (open items waiting for nothing open; live
+    /// leases not filtered).
+    fn ready_count(&self) -> Result<u64>;
     /// The backend's own clock, if it has one that every client shares (a database server's):
     /// lease times then come from it, never from a client's clock. `None` for a local file,
     /// where the host's clocks (wall, and monotonic within a boot) decide.
     fn server_time_ms(&self) -> Result<Option<crate::model::WallMs>> {
         Ok(None)
     }
-    /// A hint that `id` was just made with a fresh identity, so no item names it as its parent:
-    /// a backend that fetches children over the network need not ask. (A file answers from its
-    /// own pages and ignores it.)
+    /// A hint that `id` was just made with a fresh identity, so no item names it as its parent
+    /// or among its blockers: a backend that fetches children and dependents over the network
+    /// need not ask. (A file answers from its own pages and ignores it.)
     fn childless(&self, id: Ulid) {
         let _ = id;
     }
@@ -262,9 +296,24 @@ pub trait WriteTxn: ReadTxn {
     fn set_counter(&mut self, counter: Counter, value: u64) -> Result<()>;
     /// Sets a tracker-wide setting.
     fn set_setting(&mut self, setting: Setting, value: u64) -> Result<()>;
-    /// Stores `new`, keeping every index in step with the change from `old`. `ready` says whether
-    /// the item belongs in the ready queue (open and unblocked), which depends on other items.
-    fn put_item(&mut self, old: Option<&Item>, new: &Item, ready: bool) -> Result<()>;
+    /// Stores `new`, keeping every index and the counts by status in step with the change from
+    /// `old`. `ready` says whether the item belongs in the ready queue (open, unblocked, no open
+    /// child), which depends on other items. Backends implement [`WriteTxn::write_item`]; the
+    /// counts are kept here, once for all of them.
+    fn put_item(&mut self, old: Option<&Item>, new: &Item, ready: bool) -> Result<()> {
+        let from = old.map(|o| o.status);
+        if from != Some(new.status) {
+            if let Some(s) = from {
+                let n = self.counter(Counter::Items(s))?;
+                self.set_counter(Counter::Items(s), n.saturating_sub(1))?;
+            }
+            let n = self.counter(Counter::Items(new.status))?;
+            self.set_counter(Counter::Items(new.status), n + 1)?;
+        }
+        self.write_item(old, new, ready)
+    }
+    /// [`WriteTxn::put_item`] without the counts: the item and every index.
+    fn write_item(&mut self, old: Option<&Item>, new: &Item, ready: bool) -> Result<()>;
     /// Stores `lease` as item `id`'s lease, replacing any other: an item has at most one.
     fn put_lease(&mut self, id: Ulid, lease: &Lease) -> Result<()>;
     /// Removes item `id`'s lease, if it has one.
@@ -279,9 +328,19 @@ pub trait WriteTxn: ReadTxn {
     fn put_idempotency(&mut self, key: &str, record: &IdempotencyRecord) -> Result<()>;
     /// Forgets idempotency key `key`.
     fn remove_idempotency(&mut self, key: &str) -> Result<()>;
-    /// Empties the items, leases and every index, the per-item op index included (not the ops
-    /// log, meta or idempotency keys), so `rebuild` can write them anew from the log.
-    fn clear_derived(&mut self) -> Result<()>;
+    /// Empties the items, leases and every index, the per-item op index included, and sets the
+    /// counts by status to 0 (not the ops log, the other meta rows or idempotency keys), so
+    /// `rebuild` can write them anew from the log. Backends implement
+    /// [`WriteTxn::clear_tables`].
+    fn clear_derived(&mut self) -> Result<()> {
+        self.clear_tables()?;
+        for s in Status::ALL {
+            self.set_counter(Counter::Items(s), 0)?;
+        }
+        Ok(())
+    }
+    /// [`WriteTxn::clear_derived`] without the counts.
+    fn clear_tables(&mut self) -> Result<()>;
 }
 
 /// A backend: runs closures inside transactions, under the concurrency contract of this module.

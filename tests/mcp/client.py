@@ -115,6 +115,48 @@ async def main(bin_path, db, scenario):
                 emit(step="renew", **await call(session, "renew", {"item": "1", "token": token}))
                 emit(step="after", **await call(session, "new", {"title": "after the restart"}))
                 emit(step="list", **await call(session, "list", {"status": "all"}))
+            elif scenario == "plan":
+                # A planner writes a tree at once, and leaves a note on one task.
+                items = [
+                    {"key": "e1", "title": "Epic one", "type": "epic", "priority": 0},
+                    {"key": "a", "title": "A: schema", "parent": "e1"},
+                    {"key": "b", "title": "B: migration", "parent": "e1", "blocked_by": ["a"]},
+                    {"key": "c", "title": "C: docs", "parent": "e1", "type": "chore"},
+                    {"key": "e2", "title": "Epic two", "type": "epic", "priority": 0},
+                    {"key": "d", "title": "D: parser", "parent": "e2", "type": "feature"},
+                    {"key": "f", "title": "F: fix the crash", "parent": "e2", "type": "bug"},
+                    {"key": "g", "title": "G: after both epics", "blocked_by": ["e1", "e2"]},
+                ]
+                planned = await call(session, "plan", {"items": items, "idempotency_key": "plan-1"})
+                emit(step="plan", **planned)
+                emit(step="plan_again", **await call(session, "plan", {"items": items, "idempotency_key": "plan-1"}))
+                a = str(next(c["num"] for c in planned["structured"]["created"] if c["key"] == "a"))
+                emit(step="comment", **await call(session, "comment", {"item": a, "text": "use the v2 schema"}))
+                emit(step="show", **await call(session, "show", {"item": a}))
+            elif scenario == "drain_tree":
+                # Work until nothing is open: what is not ready yet (an epic whose children
+                # another agent holds) becomes ready when they are done.
+                done = []
+                loop = asyncio.get_running_loop()
+                deadline = loop.time() + 90
+                while loop.time() < deadline:
+                    got = await call(session, "claim_next", {"ttl": "5m"})
+                    if got["is_error"]:
+                        left = await call(session, "list", {"status": "open"})
+                        if not left["structured"]["items"]:
+                            break
+                        await asyncio.sleep(0.1)
+                        continue
+                    item = got["structured"]
+                    num = str(item["num"])
+                    token = item["claim"]["token"]
+                    await call(session, "comment", {"item": num, "text": "picked up"})
+                    fin = await call(session, "done", {"item": num, "token": token, "reason": "finished"})
+                    if fin["is_error"]:
+                        emit(step="done_failed", item=num, **fin)
+                        continue
+                    done.append(item["num"])
+                emit(step="drained", done=done)
             elif scenario == "hold":
                 # Claim, report, then wait to be killed: the lease is tied to the server.
                 emit(step="claim", **await call(session, "claim", {"item": "1", "ttl": "1h"}))

@@ -222,7 +222,10 @@ impl ReadTxn for PgTxn<'_> {
     }
 
     fn childless(&self, id: Ulid) {
-        self.known.borrow_mut().children.entry(id).or_default();
+        let mut known = self.known.borrow_mut();
+        known.children.entry(id).or_default();
+        // Nor does anything wait for it yet: a plan's next item blocked by it asks nothing.
+        known.dependents.entry(id).or_default();
     }
 
     fn prefetch(&self, ids: &[Ulid]) -> Result<()> {
@@ -562,6 +565,13 @@ impl ReadTxn for PgTxn<'_> {
     fn item_count(&self) -> Result<u64> {
         self.send_pending()?;
         let row = self.query("SELECT count(*) FROM tracker_items", &[])?;
+        let n: i64 = row.first().map_or(0, |r| r.get(0));
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    fn ready_count(&self) -> Result<u64> {
+        self.send_pending()?;
+        let row = self.query("SELECT count(*) FROM tracker_ready", &[])?;
         let n: i64 = row.first().map_or(0, |r| r.get(0));
         Ok(u64::try_from(n).unwrap_or(0))
     }

@@ -25,7 +25,7 @@ impl WriteTxn for PgTxn<'_> {
         self.put_meta(setting.key(), value)
     }
 
-    fn put_item(&mut self, old: Option<&Item>, new: &Item, ready: bool) -> Result<()> {
+    fn write_item(&mut self, old: Option<&Item>, new: &Item, ready: bool) -> Result<()> {
         let (id, num) = (new.id, new.num);
         let value = encode(new)?;
         self.known.get_mut().count_item(value.len());
@@ -159,7 +159,7 @@ impl WriteTxn for PgTxn<'_> {
         self.send_if_large()
     }
 
-    fn clear_derived(&mut self) -> Result<()> {
+    fn clear_tables(&mut self) -> Result<()> {
         self.send_pending()?;
         self.with(|tx| {
             tx.batch_execute(&format!(

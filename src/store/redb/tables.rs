@@ -439,6 +439,11 @@ impl<T: OpenTables> ReadTxn for Txn<'_, T> {
     fn item_count(&self) -> Result<u64> {
         self.open(ITEMS)?.len().map_err(|e| self.se(e))
     }
+
+    fn ready_count(&self) -> Result<u64> {
+        // A table's length is kept in its header: no scan.
+        self.open(READY)?.len().map_err(|e| self.se(e))
+    }
 }
 
 impl WriteTxn for Txn<'_, WriteTransaction> {
@@ -463,7 +468,7 @@ impl WriteTxn for Txn<'_, WriteTransaction> {
         Ok(())
     }
 
-    fn put_item(&mut self, old: Option<&Item>, new: &Item, ready: bool) -> Result<()> {
+    fn write_item(&mut self, old: Option<&Item>, new: &Item, ready: bool) -> Result<()> {
         let bytes = encode(new)?;
         let id = new.id.0;
         {
@@ -584,7 +589,7 @@ impl WriteTxn for Txn<'_, WriteTransaction> {
         Ok(())
     }
 
-    fn clear_derived(&mut self) -> Result<()> {
+    fn clear_tables(&mut self) -> Result<()> {
         macro_rules! clear {
             ($($def:expr),*) => {$(
                 self.txn.delete_table($def).map_err(|e| self.table_error(e))?;
