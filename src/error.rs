@@ -54,6 +54,16 @@ pub enum Error {
     /// Anything else that should not happen (exit 1).
     #[error("{0}")]
     Internal(String),
+
+    /// `tracker serve`: a request without the server's token (HTTP 401). Refused use, so exit 2
+    /// were it ever a command's.
+    #[error("{0}")]
+    Unauthorized(String),
+
+    /// `tracker serve`: a request the server refuses whatever its token (HTTP 403): a `Host` or
+    /// `Origin` it does not serve, or a write to a `--read-only` server. Exit 2 likewise.
+    #[error("{0}")]
+    Forbidden(String),
 }
 
 /// The library's result type: [`Error`] unless another is named.
@@ -70,6 +80,8 @@ impl Error {
             Error::Data(_) => "data",
             Error::Io { .. } => "io",
             Error::Internal(_) => "internal",
+            Error::Unauthorized(_) => "unauthorized",
+            Error::Forbidden(_) => "forbidden",
         }
     }
 
@@ -77,11 +89,25 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Io { .. } | Error::Internal(_) => 1,
-            Error::Invalid(_) => 2,
+            Error::Invalid(_) | Error::Unauthorized(_) | Error::Forbidden(_) => 2,
             Error::Conflict { .. } => 3,
             Error::NotFound(_) | Error::NoTracker { .. } => 4,
             Error::Busy(_) => 5,
             Error::Data(_) => 6,
+        }
+    }
+
+    /// The HTTP status `tracker serve` answers this error with (CLI.md, "`tracker serve`"),
+    /// beside the exit code the command line gives it.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Error::Invalid(_) => 400,
+            Error::Unauthorized(_) => 401,
+            Error::Forbidden(_) => 403,
+            Error::NotFound(_) | Error::NoTracker { .. } => 404,
+            Error::Conflict { .. } => 409,
+            Error::Busy(_) => 503,
+            Error::Data(_) | Error::Io { .. } | Error::Internal(_) => 500,
         }
     }
 
@@ -169,5 +195,43 @@ pub fn describe_search(
             p.display(),
             w.display()
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every kind has the HTTP status CLI.md's `tracker serve` section gives it, beside its
+    /// exit code: invalid 400, conflict 409, not found 404, busy 503, data error 500 (kind
+    /// `data`), other 500; the server's own refusals 401 and 403.
+    #[test]
+    fn every_kind_has_its_http_status_beside_its_exit_code() {
+        let io = || Error::io("reading", std::io::Error::other("gone"));
+        let cases = [
+            (Error::Invalid("x".into()), "invalid", 2, 400),
+            (Error::conflict("x"), "conflict", 3, 409),
+            (Error::NotFound("x".into()), "not_found", 4, 404),
+            (
+                Error::NoTracker {
+                    looked_for: "here".into(),
+                },
+                "not_found",
+                4,
+                404,
+            ),
+            (Error::Busy("x".into()), "busy", 5, 503),
+            (Error::Data("x".into()), "data", 6, 500),
+            (io(), "io", 1, 500),
+            (Error::Internal("x".into()), "internal", 1, 500),
+            (Error::Unauthorized("x".into()), "unauthorized", 2, 401),
+            (Error::Forbidden("x".into()), "forbidden", 2, 403),
+        ];
+        for (e, kind, code, status) in cases {
+            assert_eq!(
+                (e.kind(), e.exit_code(), e.http_status()),
+                (kind, code, status)
+            );
+        }
     }
 }

@@ -439,8 +439,8 @@ pub struct ErrorJson {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct ErrorBody {
     /// The kind of failure: `invalid`, `conflict`, `not_found`, `busy`, `data`, `io` or
-    /// `internal`.
-    #[schemars(extend("enum" = ["invalid", "conflict", "not_found", "busy", "data", "io", "internal"]))]
+    /// `internal`; over HTTP (`tracker serve`) also `unauthorized` (401) and `forbidden` (403).
+    #[schemars(extend("enum" = ["invalid", "conflict", "not_found", "busy", "data", "io", "internal", "unauthorized", "forbidden"]))]
     pub kind: &'static str,
     /// The exit code the CLI gives for this kind.
     #[schemars(range(min = 1, max = 6))]

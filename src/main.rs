@@ -2,6 +2,18 @@
 
 mod cli;
 mod mcp;
+mod serve;
+
+/// How `tracker serve` was asked to serve: the command line fills it in, the HTTP server
+/// (src/serve) reads it, and neither imports the other.
+pub struct HttpOptions {
+    /// Where to listen (`--listen`).
+    pub listen: std::net::SocketAddr,
+    /// Refuse every write (`--read-only`).
+    pub read_only: bool,
+    /// Further names the `Host` header may carry (`--allow-host`).
+    pub allow_hosts: Vec<String>,
+}
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Mutex;
@@ -33,7 +45,7 @@ fn main() {
             *m = Some((message, place));
         }
     }));
-    let code = match catch_unwind(AssertUnwindSafe(|| cli::main(mcp::serve))) {
+    let code = match catch_unwind(AssertUnwindSafe(|| cli::main(mcp::serve, serve::serve))) {
         Ok(code) => code,
         Err(_) => {
             let (message, place) = PANIC

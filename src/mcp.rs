@@ -7,7 +7,10 @@
 //! restart, so idempotency keys survive one. Leases taken here are tied to this process (as
 //! `claim --pid` does): when the agent's server dies, its items are free at once.
 
+mod http;
 mod wire;
+
+pub(crate) use http::service as http_service;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -17,9 +20,7 @@ use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{CallToolResult, Implementation, JsonObject, ServerCapabilities, ServerConfig};
 use rmcp::service::RequestContext;
-use rmcp::{
-    schemars, tool, tool_handler, tool_router, Peer, RoleServer, ServerHandler, ServiceExt,
-};
+use rmcp::{schemars, tool, tool_handler, tool_router, RoleServer, ServerHandler, ServiceExt};
 use serde_json::Value;
 use tracker::command::{
     self, claim, comment, dep, done, list, log, new_item, plan, release, renew, show, status,
@@ -28,8 +29,9 @@ use tracker::command::{
 use tracker::json::{ItemJson, OpJson, PlanJson, ShowJson, StatusJson};
 use tracker::{Actor, Backend, Error, ItemView, Result};
 
-/// The library's tracker over the backend `tracker mcp` was started on.
-type Tracker = tracker::Tracker<Backend>;
+/// The library's tracker over the backend `tracker mcp` was started on (shared by the sessions
+/// of `tracker serve`'s `/mcp`).
+type Tracker = tracker::Tracker<Arc<Backend>>;
 
 /// Serves MCP on stdio over `backend` until the client closes the connection, acting as `named`
 /// (`--as`/`TRACKER_AS`) if given, else as the client's name. The command line opens the
@@ -47,9 +49,10 @@ pub fn serve(backend: Backend, named: Option<Actor>) -> Result<i32> {
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     let closing = Arc::new(AtomicBool::new(false));
     let server = Server {
-        backend: Arc::new(Mutex::new(Some(backend))),
+        backend: Arc::new(Mutex::new(Some(Arc::new(backend)))),
         tracker: Arc::new(OnceLock::new()),
         named,
+        over_http: None,
         closing: closing.clone(),
         running: Arc::new(AtomicUsize::new(0)),
         turns: Arc::new(Turns::default()),
@@ -90,12 +93,14 @@ pub fn serve(backend: Backend, named: Option<Actor>) -> Result<i32> {
 }
 
 #[derive(Clone)]
-struct Server {
+pub(crate) struct Server {
     /// Taken by the first call, which builds the tracker with the actor the handshake names.
-    backend: Arc<Mutex<Option<tracker::Backend>>>,
+    backend: Arc<Mutex<Option<Arc<tracker::Backend>>>>,
     tracker: Arc<OnceLock<Arc<Tracker>>>,
     /// `--as`/`TRACKER_AS`, if given.
     named: Option<Actor>,
+    /// Served over HTTP (`tracker serve`'s `/mcp`) rather than stdio: see [`http`].
+    over_http: Option<http::Session>,
     /// Set once standard input has ended: waiting claims stop.
     closing: Arc<AtomicBool>,
     /// Tool calls whose thread is still running.
@@ -167,7 +172,8 @@ type Stopped<'a> = &'a dyn Fn() -> bool;
 
 impl Server {
     /// The tracker, acting as `--as`, else as the client's name.
-    fn tracker(&self, peer: &Peer<RoleServer>) -> Result<Arc<Tracker>> {
+    fn tracker(&self, ctx: &RequestContext<RoleServer>) -> Result<Arc<Tracker>> {
+        let peer = &ctx.peer;
         if let Some(t) = self.tracker.get() {
             return Ok(t.clone());
         }
@@ -188,6 +194,7 @@ impl Server {
                     .unwrap_or_else(|| "mcp".into());
                 Actor::named(client)
             });
+            let actor = http::actor(self.over_http.as_ref(), ctx, actor);
             let _ = self
                 .tracker
                 .set(Arc::new(Tracker::with_store(backend).with_actor(actor)));
@@ -218,7 +225,11 @@ impl Server {
         A: serde::de::DeserializeOwned + schemars::JsonSchema + Send + 'static,
         F: FnOnce(&Tracker, A, Stopped) -> Result<Value> + Send + 'static,
     {
-        let outcome = match args(raw).and_then(|a| Ok((self.tracker(&ctx.peer)?, a))) {
+        let admitted = http::admit(self.over_http.as_ref(), work);
+        let outcome = match admitted
+            .and_then(|()| args(raw))
+            .and_then(|a| Ok((self.tracker(&ctx)?, a)))
+        {
             Ok((t, a)) => self.off_runtime(ctx, work, t, a, f).await,
             Err(e) => Err(e),
         };
@@ -272,11 +283,12 @@ fn item(v: &ItemView) -> Result<Value> {
     to_json(&ItemJson::from(v))
 }
 
-/// A claim through this server: its lease is tied to this process, so it ends as soon as the
-/// server (the agent's session) is gone.
-fn tied(r: claim::Request) -> claim::Request {
+/// A claim through this server: over stdio its lease is tied to this process, so it ends as
+/// soon as the server (the agent's session) is gone; over HTTP it lives by its TTL (the server
+/// outlives the agents that use it).
+fn tied(over_http: bool, r: claim::Request) -> claim::Request {
     claim::Request {
-        pid: Some(std::process::id()),
+        pid: (!over_http).then(std::process::id),
         ..r
     }
 }
@@ -402,9 +414,15 @@ impl Server {
         ctx: RequestContext<RoleServer>,
         Parameters(raw): Parameters<JsonObject>,
     ) -> CallToolResult {
-        self.call(ctx, Work::claim(&raw), raw, |t, a: claim::Args, stopped| {
-            item(&claim::exec(t, tied(a.lower()?), stopped)?)
-        })
+        let over_http = self.over_http.is_some();
+        self.call(
+            ctx,
+            Work::claim(&raw),
+            raw,
+            move |t, a: claim::Args, stopped| {
+                item(&claim::exec(t, tied(over_http, a.lower()?), stopped)?)
+            },
+        )
         .await
     }
 
@@ -414,11 +432,14 @@ impl Server {
         ctx: RequestContext<RoleServer>,
         Parameters(raw): Parameters<JsonObject>,
     ) -> CallToolResult {
+        let over_http = self.over_http.is_some();
         self.call(
             ctx,
             Work::claim(&raw),
             raw,
-            |t, a: claim::NextArgs, stopped| item(&claim::exec(t, tied(a.lower()?), stopped)?),
+            move |t, a: claim::NextArgs, stopped| {
+                item(&claim::exec(t, tied(over_http, a.lower()?), stopped)?)
+            },
         )
         .await
     }

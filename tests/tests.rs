@@ -9,6 +9,7 @@ mod common;
 
 // The areas: one line each, `mod <area>;` for tests/<area>.rs, in alphabetical order.
 mod agents;
+mod board;
 mod cas;
 mod children;
 mod core;
@@ -32,6 +33,7 @@ mod readme;
 mod refusals;
 mod reliability;
 mod schemas;
+mod serve;
 mod structure;
 mod terminal;
 mod time_namespaces;

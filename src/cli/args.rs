@@ -132,12 +132,29 @@ Upgrading a tracker already of this format changes nothing."
     },
     #[command(about = summary("mcp"))]
     Mcp,
+    #[command(about = summary("serve"))]
+    Serve(ServeArgs),
     #[command(about = summary("man"))]
     Man {
         /// The command to print the page of, like `claim` or `dep add` (default: tracker's own
         /// page, which lists every command)
         command: Vec<String>,
     },
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// The address and port to listen on (port 0: any free port; the first line printed names
+    /// the one taken). Beyond loopback the traffic is plain HTTP: a warning says so
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:7744")]
+    pub listen: std::net::SocketAddr,
+    /// Refuse every write (403): the board and the reads only
+    #[arg(long)]
+    pub read_only: bool,
+    /// Also answer requests whose Host header is NAME (besides the listen address, localhost
+    /// and 127.0.0.1): the names a server bound beyond loopback is reached by
+    #[arg(long, value_name = "NAME")]
+    pub allow_host: Vec<String>,
 }
 
 #[derive(Args, Debug)]

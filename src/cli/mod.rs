@@ -30,6 +30,9 @@ use render::Style;
 /// server, which main.rs passes in, so neither transport imports the other.
 pub type Serve = fn(Backend, Option<Actor>) -> Result<i32>;
 
+/// `tracker serve`: the HTTP server, which main.rs passes in likewise.
+pub type ServeHttp = fn(Backend, crate::HttpOptions) -> Result<i32>;
+
 /// The library's tracker over whichever backend the command line names.
 pub type Tracker = tracker::Tracker<Backend>;
 
@@ -43,6 +46,8 @@ pub struct Ctx {
     pub style: Style,
     /// The MCP server, for `tracker mcp`.
     pub mcp: Serve,
+    /// The HTTP server, for `tracker serve`.
+    pub http: ServeHttp,
 }
 
 impl Ctx {
@@ -114,8 +119,8 @@ fn warn_once(warning: Option<String>) {
 }
 
 /// Parses the command line and runs it; returns the process exit code. `mcp` serves
-/// `tracker mcp`.
-pub fn main(mcp: Serve) -> i32 {
+/// `tracker mcp`, `http` serves `tracker serve`.
+pub fn main(mcp: Serve, http: ServeHttp) -> i32 {
     // Parsing builds clap's whole command tree. The process ends right after the command, so
     // the tree and the matches are left to the OS rather than freed node by node (a sixth of
     // clap's cost at start-up).
@@ -154,6 +159,7 @@ pub fn main(mcp: Serve) -> i32 {
         lock_timeout: cli.lock_timeout,
         style: Style::detect(cli.color),
         mcp,
+        http,
     };
     match dispatch(&ctx, cli.command) {
         Ok(code) => code,
@@ -252,6 +258,17 @@ fn say(line: &str) -> Result<()> {
     out::text(&format!("{line}\n"))
 }
 
+/// `tracker serve`: the tracker is opened first, so a missing one is reported at once.
+fn serve(ctx: &Ctx, a: args::ServeArgs) -> Result<i32> {
+    let backend = Backend::open(&ctx.target()?, Access::ReadWrite, ctx.lock_timeout)?;
+    let options = crate::HttpOptions {
+        listen: a.listen,
+        read_only: a.read_only,
+        allow_hosts: a.allow_host,
+    };
+    (ctx.http)(backend, options)
+}
+
 fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
     match command {
         Command::Init { default_ttl } => init(ctx, default_ttl),
@@ -319,6 +336,7 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
             let backend = Backend::open(&ctx.target()?, Access::ReadWrite, ctx.lock_timeout)?;
             (ctx.mcp)(backend, ctx.actor.clone())
         }
+        Command::Serve(a) => serve(ctx, a),
         Command::Status(a) => {
             let t = ctx.open(Access::ReadOnly)?;
             let s = status::exec(&t, lower::status(&a))?;

@@ -234,6 +234,12 @@ pub const COMMANDS: &[Command] = &[
          with your MCP client; `--as NAME` names the agent, else the client's name)",
     ),
     cli(
+        "serve",
+        "Serve this tracker over HTTP: a live board for people at /, a JSON API for programs \
+         (127.0.0.1:7744 unless --listen; the first line printed is the board's URL with its \
+         token)",
+    ),
+    cli(
         "man",
         "Print a man page (roff): `tracker man > tracker.1`, `tracker man claim > \
          tracker-claim.1`",

@@ -389,3 +389,35 @@ pub trait Storage {
         false
     }
 }
+
+/// One backend shared by many trackers (`tracker serve` builds a tracker per request, each acting
+/// as the request's actor, over the one handle it keeps open).
+impl<S: Storage> Storage for std::sync::Arc<S> {
+    fn has_shared_clock(&self) -> bool {
+        (**self).has_shared_clock()
+    }
+    fn read<T>(&self, f: impl FnOnce(&dyn ReadTxn) -> Result<T>) -> Result<T> {
+        (**self).read(f)
+    }
+    fn write<T>(&self, f: impl FnMut(&mut dyn WriteTxn) -> Result<T>) -> Result<T> {
+        (**self).write(f)
+    }
+    fn upgrade(&self) -> Result<Option<u64>> {
+        (**self).upgrade()
+    }
+    fn file(&self) -> Option<&std::path::Path> {
+        (**self).file()
+    }
+    fn setting(&self, setting: Setting) -> Result<Option<u64>> {
+        (**self).setting(setting)
+    }
+    fn server_time_ms(&self) -> Result<Option<crate::model::WallMs>> {
+        (**self).server_time_ms()
+    }
+    fn listen(&self) -> bool {
+        (**self).listen()
+    }
+    fn wait_for_change(&self, timeout: std::time::Duration) -> bool {
+        (**self).wait_for_change(timeout)
+    }
+}

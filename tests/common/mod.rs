@@ -1,6 +1,7 @@
 //! Test harness: runs the built `tracker` binary as separate processes against a temp file.
 #![allow(dead_code)]
 
+pub mod http;
 pub mod pg_server;
 
 use std::path::{Path, PathBuf};
@@ -26,6 +27,7 @@ pub const INHERITED: &[&str] = &[
     "TRACKER_DB",
     "TRACKER_TTL",
     "TRACKER_TOKEN",
+    "TRACKER_SERVE_TOKEN",
     "TRACKER_ITEM",
     "TRACKER_NUM",
     "PGHOST",

@@ -1,0 +1,84 @@
+//! `/mcp` of `tracker serve`: the same server and tools as `tracker mcp`, over Streamable HTTP
+//! (rmcp's service), one [`Server`] per session over the one tracker handle the HTTP server
+//! keeps. What differs from stdio, as for every HTTP request: leases live by their TTL (tied to
+//! no process: the server outlives its agents); the actor (`X-Tracker-As`, else the client's
+//! name) is a name that proves nothing, so every lease-guarded call needs the lease's token;
+//! a `--read-only` server refuses every call that writes. The HTTP server checks the token,
+//! `Host` and `Origin` before a request gets here.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use rmcp::service::RequestContext;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::RoleServer;
+use tracker::{Actor, Backend, Error, Result};
+
+use super::{Server, Turns, Work};
+
+/// How a session served over HTTP differs.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Session {
+    read_only: bool,
+}
+
+/// The `/mcp` service over `backend`; `read_only` refuses every call that writes.
+pub(crate) fn service(
+    backend: Arc<Backend>,
+    read_only: bool,
+) -> StreamableHttpService<Server, LocalSessionManager> {
+    // Writes of every session take the same turns, as one process's writers must.
+    let turns = Arc::new(Turns::default());
+    let config = StreamableHttpServerConfig::default()
+        // The HTTP server has checked Host (with its --allow-host names) already.
+        .disable_allowed_hosts();
+    StreamableHttpService::new(
+        move || {
+            Ok(Server {
+                backend: Arc::new(Mutex::new(Some(backend.clone()))),
+                tracker: Arc::new(OnceLock::new()),
+                named: None,
+                over_http: Some(Session { read_only }),
+                closing: Arc::new(AtomicBool::new(false)),
+                running: Arc::new(AtomicUsize::new(0)),
+                turns: turns.clone(),
+                tool_router: Server::tool_router(),
+            })
+        },
+        Arc::new(LocalSessionManager::default()),
+        config,
+    )
+}
+
+/// The actor of a session: over HTTP, `X-Tracker-As` of the request if given, else `fallback`
+/// (the client's name), and never distinct. Over stdio, `fallback` as it is.
+pub(super) fn actor(
+    session: Option<&Session>,
+    ctx: &RequestContext<RoleServer>,
+    fallback: Actor,
+) -> Actor {
+    if session.is_none() {
+        return fallback;
+    }
+    let header = ctx
+        .extensions
+        .get::<axum::http::request::Parts>()
+        .and_then(|p| p.headers.get("x-tracker-as"))
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_string())
+        .filter(|n| !n.is_empty() && !n.chars().any(char::is_control));
+    Actor {
+        name: header.unwrap_or(fallback.name),
+        distinct: false,
+    }
+}
+
+/// Whether a call of kind `work` may run: a read-only server runs reads only.
+pub(super) fn admit(session: Option<&Session>, work: Work) -> Result<()> {
+    match (session, work) {
+        (Some(s), Work::Writes | Work::Waits) if s.read_only => Err(Error::Forbidden(
+            "this server is read-only (--read-only): it takes no writes".into(),
+        )),
+        _ => Ok(()),
+    }
+}
