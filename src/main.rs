@@ -13,6 +13,9 @@ pub struct HttpOptions {
     pub read_only: bool,
     /// Further names the `Host` header may carry (`--allow-host`).
     pub allow_hosts: Vec<String>,
+    /// Serve HTTPS with this certificate chain and private key, both PEM (`--tls-cert`,
+    /// `--tls-key`).
+    pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 use std::panic::{catch_unwind, AssertUnwindSafe};

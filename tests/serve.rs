@@ -6,7 +6,7 @@
 use serde_json::{json, Value};
 
 use crate::common::http::{Served, TOKEN};
-use crate::common::{Env, WriteLockHolder};
+use crate::common::{text, Env, WriteLockHolder};
 
 fn new_item(s: &Served, title: &str) -> Value {
     let r = s.post("/api/v1/items", "ana", json!({"title": title}));
@@ -855,4 +855,94 @@ fn a_client_that_never_reads_its_event_stream_does_not_grow_the_servers_memory()
         }
     }
     assert!(omitted >= 1, "every 200 KB op was sent whole");
+}
+
+/// `--tls-cert`/`--tls-key`: the server speaks HTTPS (a real TLS client checks the certificate
+/// and the address it names), announces an https URL, and refuses a file that holds no
+/// certificate with exit 2 before it listens.
+#[test]
+fn with_a_certificate_the_server_speaks_https() {
+    let env = Env::new();
+    env.json(&["new", "over tls"]);
+    let (cert, key) = (env.path("cert.pem"), env.path("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output();
+    let Ok(made) = made else {
+        assert!(std::env::var_os("CI").is_none(), "CI must have openssl");
+        eprintln!("SKIPPED: no openssl to make a certificate");
+        return;
+    };
+    assert!(made.status.success(), "{}", text(&made.stderr));
+    let (c, k) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    // A key given as the certificate: refused, naming the file.
+    let out = env.run(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--tls-cert",
+        k,
+        "--tls-key",
+        k,
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("key.pem"),
+        "{}",
+        text(&out.stderr)
+    );
+    let mut child = env
+        .cmd(&[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            c,
+            "--tls-key",
+            k,
+        ])
+        .env("TRACKER_SERVE_TOKEN", TOKEN)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    std::io::BufRead::read_line(&mut out, &mut first).unwrap();
+    let _ = std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    assert!(first.starts_with("https://127.0.0.1:"), "{first:?}");
+    let port = first["https://127.0.0.1:".len()..]
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let client = format!(
+        "import json, ssl, http.client\n\
+         ctx = ssl.create_default_context(cafile={c:?})\n\
+         conn = http.client.HTTPSConnection('127.0.0.1', {port}, context=ctx, timeout=10)\n\
+         conn.request('GET', '/api/v1/items?status=all', headers={{'Authorization': 'Bearer {TOKEN}'}})\n\
+         r = conn.getresponse()\n\
+         print(r.status, json.loads(r.read())['items'][0]['title'])\n"
+    );
+    let got = crate::common::command("python3")
+        .args(["-c", &client])
+        .output()
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(got.status.success(), "{}", text(&got.stderr));
+    assert_eq!(text(&got.stdout).trim(), "200 over tls");
 }

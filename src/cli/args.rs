@@ -145,7 +145,8 @@ Upgrading a tracker already of this format changes nothing."
 #[derive(Args, Debug)]
 pub struct ServeArgs {
     /// The address and port to listen on (port 0: any free port; the first line printed names
-    /// the one taken). Beyond loopback the traffic is plain HTTP: a warning says so
+    /// the one taken). Beyond loopback without --tls-cert the traffic is plain HTTP: a warning
+    /// says so
     #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:7744")]
     pub listen: std::net::SocketAddr,
     /// Refuse every write (403): the board and the reads only
@@ -155,6 +156,12 @@ pub struct ServeArgs {
     /// and 127.0.0.1): the names a server bound beyond loopback is reached by
     #[arg(long, value_name = "NAME")]
     pub allow_host: Vec<String>,
+    /// Serve HTTPS with this certificate chain (PEM; with --tls-key)
+    #[arg(long, value_name = "PATH", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1)
+    #[arg(long, value_name = "PATH", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
 }
 
 #[derive(Args, Debug)]

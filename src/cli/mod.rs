@@ -265,6 +265,7 @@ fn serve(ctx: &Ctx, a: args::ServeArgs) -> Result<i32> {
         listen: a.listen,
         read_only: a.read_only,
         allow_hosts: a.allow_host,
+        tls: a.tls_cert.zip(a.tls_key),
     };
     (ctx.http)(backend, options)
 }

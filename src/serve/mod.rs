@@ -20,6 +20,7 @@ mod board;
 mod events;
 mod guard;
 mod openapi;
+mod tls;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -143,6 +144,11 @@ impl From<Error> for Failure {
 /// Serves `backend` over HTTP as `options` say, until SIGINT or SIGTERM. The first line on
 /// stdout is the board's URL, with the token in it.
 pub fn serve(backend: Backend, options: HttpOptions) -> Result<i32> {
+    let tls = options
+        .tls
+        .as_ref()
+        .map(|(cert, key)| tls::acceptor(cert, key))
+        .transpose()?;
     let listener = std::net::TcpListener::bind(options.listen)
         .and_then(|l| l.set_nonblocking(true).map(|()| l))
         .map_err(|e| Error::io(format!("cannot listen on {}", options.listen), e))?;
@@ -180,24 +186,25 @@ pub fn serve(backend: Backend, options: HttpOptions) -> Result<i32> {
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener)
             .map_err(|e| Error::io(format!("cannot listen on {local}"), e))?;
-        announce(&server, local);
-        accept(listener, api::router(server.clone())).await;
+        announce(&server, local, tls.is_some());
+        accept(listener, api::router(server.clone()), tls).await;
         Ok(0)
     })
 }
 
 /// The board's URL (with the token) on the first line of stdout, and a warning on stderr when
 /// the traffic can leave this machine.
-fn announce(server: &Server, local: SocketAddr) {
+fn announce(server: &Server, local: SocketAddr, tls: bool) {
     use std::io::Write;
     let host = match local.ip() {
         ip if ip.is_unspecified() => "127.0.0.1".to_string(),
         std::net::IpAddr::V6(ip) => format!("[{ip}]"),
         ip => ip.to_string(),
     };
-    println!("http://{host}:{}/#token={}", local.port(), server.token);
+    let scheme = if tls { "https" } else { "http" };
+    println!("{scheme}://{host}:{}/#token={}", local.port(), server.token);
     let _ = std::io::stdout().flush();
-    if !local.ip().is_loopback() {
+    if !local.ip().is_loopback() && !tls {
         eprintln!(
             "tracker: warning: listening on {local}, beyond loopback: the traffic (the token \
              included) is plain HTTP that anyone on the network path can read"
@@ -208,7 +215,11 @@ fn announce(server: &Server, local: SocketAddr) {
 /// Accepts connections until SIGINT or SIGTERM: each served by hyper's HTTP/1 connection, whose
 /// headers must arrive within [`HEADER_READ_TIMEOUT`]; past [`MAX_CONNECTIONS`] at once, a new
 /// connection is closed at once.
-async fn accept(listener: tokio::net::TcpListener, app: axum::Router) {
+async fn accept(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
     use hyper_util::rt::{TokioIo, TokioTimer};
     use hyper_util::service::TowerToHyperService;
     let open = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
@@ -231,14 +242,27 @@ async fn accept(listener: tokio::net::TcpListener, app: axum::Router) {
         };
         let _ = socket.set_nodelay(true);
         let service = TowerToHyperService::new(app.clone());
+        let tls = tls.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let _ = hyper::server::conn::http1::Builder::new()
+            let http = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_READ_TIMEOUT)
                 .max_buf_size(64 << 10)
-                .serve_connection(TokioIo::new(socket), service)
-                .await;
+                .clone();
+            match tls {
+                None => {
+                    let _ = http.serve_connection(TokioIo::new(socket), service).await;
+                }
+                Some(acceptor) => {
+                    // The handshake is bounded like the headers that follow it.
+                    let shaken =
+                        tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(socket)).await;
+                    if let Ok(Ok(stream)) = shaken {
+                        let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                    }
+                }
+            }
         });
     }
 }
