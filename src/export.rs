@@ -10,7 +10,7 @@ use ulid::Ulid;
 use crate::clock::format_rfc3339;
 use crate::error::{Error, Result};
 use crate::json::{CommentJson, ExportHeader, ItemJson, EXPORT_FORMAT};
-use crate::model::{Change, Comment};
+use crate::model::Comment;
 use crate::store::ReadTxn;
 use crate::store::{Counter, Storage, FORMAT_VERSION};
 use crate::tracker::Tracker;
@@ -155,13 +155,8 @@ impl<S: Storage> Tracker<S> {
 /// Every comment, by item, oldest first: one pass over the log (comments live in their ops).
 fn comments_by_item(t: &dyn ReadTxn) -> Result<HashMap<Ulid, Vec<Comment>>> {
     let mut out: HashMap<Ulid, Vec<Comment>> = HashMap::new();
-    t.visit_ops(1, &mut |op| {
-        for c in op.changes {
-            if let Change::Commented { comment } = c {
-                out.entry(op.item).or_default().push(comment);
-            }
-        }
-        Ok(true)
+    crate::tracker::visit_comments(t, &mut |item, comment| {
+        out.entry(item).or_default().push(comment);
     })?;
     // By when they were written, as `show` lists them, whatever order they arrived in.
     for comments in out.values_mut() {

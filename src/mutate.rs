@@ -130,16 +130,18 @@ impl<S: Storage> Tracker<S> {
         }
         if let Some(r) = &patch.close_reason {
             patch.close_reason = Some(rules::validate_reason(r).map_err(Error::Invalid)?);
-            if patch.status.is_none_or(|s| s == Status::Open) {
-                return Err(Error::Invalid(
-                    "a reason is given only with a closing status (--status done|cancelled)".into(),
-                ));
-            }
         }
-        if force && patch.status.is_none_or(|s| s == Status::Open) {
-            return Err(Error::Invalid(
-                "--force is given only with a closing status (--status done|cancelled)".into(),
-            ));
+        // A reason and --force say how an item closes: without a closing status they mean nothing.
+        let closing = patch.status.is_some_and(|s| s != Status::Open);
+        for (given, what) in [
+            (patch.close_reason.is_some(), "a reason"),
+            (force, "--force"),
+        ] {
+            if given && !closing {
+                return Err(Error::Invalid(format!(
+                    "{what} is given only with a closing status (--status done|cancelled)"
+                )));
+            }
         }
         let mut args = json!({"title": patch.title, "body": patch.body, "priority": patch.priority,
             "status": patch.status.map(Status::as_str), "add_labels": patch.add_labels,
@@ -178,7 +180,6 @@ impl<S: Storage> Tracker<S> {
             if let (Some(p), Status::Open, true) = (parent_after, status_after, joins) {
                 rules::may_take_open_child(&self.load(t, p)?).map_err(Error::conflict)?;
             }
-            let closing = patch.status.is_some_and(|s| s != Status::Open);
             if let (true, Some(l)) = (closing, &lease) {
                 let verb = "close it";
                 self.refuse_if_held_by_other(t, item, l, guard.token, now, verb)?;

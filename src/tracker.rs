@@ -627,19 +627,28 @@ fn contains_ignoring_case(text: &str, lower: &str) -> bool {
 /// log, keeping only the identities that match.
 fn items_with_comment_containing(t: &dyn ReadTxn, lower: &str) -> Result<HashSet<Ulid>> {
     let mut found = HashSet::new();
+    visit_comments(t, &mut |item, comment| {
+        if contains_ignoring_case(&comment.text, lower) {
+            found.insert(item);
+        }
+    })?;
+    Ok(found)
+}
+
+/// Every comment in the tracker with its item, in log order: one pass over the log (comments
+/// live in their ops). `list --search` and `export` read them so.
+pub(crate) fn visit_comments(
+    t: &dyn ReadTxn,
+    f: &mut dyn FnMut(Ulid, crate::model::Comment),
+) -> Result<()> {
     t.visit_ops(1, &mut |op| {
-        if op.kind == crate::model::OpKind::Comment {
-            for c in &op.changes {
-                if let crate::model::Change::Commented { comment } = c {
-                    if contains_ignoring_case(&comment.text, lower) {
-                        found.insert(op.item);
-                    }
-                }
+        for c in op.changes {
+            if let crate::model::Change::Commented { comment } = c {
+                f(op.item, comment);
             }
         }
         Ok(true)
-    })?;
-    Ok(found)
+    })
 }
 
 /// The children of `id` that are open, by identity: what it waits for besides its blockers.

@@ -139,7 +139,7 @@ impl<S: Storage> Tracker<S> {
             // A new open child: its parent now waits for it, whatever its other children are,
             // so no scan of them (a plan's epic of 10,000 parts scanned them for every part).
             Some(p) if before.is_none() && is_open => self.hold_back(t, p)?,
-            _ => self.settle_readiness(t, &parents)?,
+            _ => settle_readiness(t, &parents)?,
         }
         if before.is_some() && was_open != is_open {
             settle_dependents(t, id)?;
@@ -153,22 +153,6 @@ impl<S: Storage> Tracker<S> {
         t.prefetch(&[id])?;
         if let Some(item) = t.item(id)? {
             t.put_item(Some(&item), &item, false)?;
-        }
-        Ok(())
-    }
-
-    /// Writes the readiness of each of `ids` again (unchanged items whose children or blockers
-    /// moved); an identity not (yet) in the tracker is passed over.
-    fn settle_readiness(&self, t: &mut dyn WriteTxn, ids: &[Ulid]) -> Result<()> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        t.prefetch(ids)?;
-        for id in ids {
-            if let Some(item) = t.item(*id)? {
-                let ready = is_ready(t, &item)?;
-                t.put_item(Some(&item), &item, ready)?;
-            }
         }
         Ok(())
     }
@@ -389,10 +373,20 @@ fn settle_dependents(t: &mut dyn WriteTxn, id: Ulid) -> Result<()> {
         }
     }
     t.prefetch(&blockers)?;
-    for d in dependents {
-        if let Some(dep) = t.item(d)? {
-            let ready = is_ready(t, &dep)?;
-            t.put_item(Some(&dep), &dep, ready)?;
+    settle_readiness(t, &dependents)
+}
+
+/// Writes the readiness of each of `ids` again (unchanged items whose children or blockers
+/// moved); an identity not (yet) in the tracker is passed over.
+fn settle_readiness(t: &mut dyn WriteTxn, ids: &[Ulid]) -> Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    t.prefetch(ids)?;
+    for id in ids {
+        if let Some(item) = t.item(*id)? {
+            let ready = is_ready(t, &item)?;
+            t.put_item(Some(&item), &item, ready)?;
         }
     }
     Ok(())
