@@ -382,7 +382,16 @@ fn a_killed_run_keeps_its_item_until_the_last_process_it_started_is_gone() {
         "--as", "runner", "run", "1", "--ttl", "10m", "--", "sh", "-c", &script,
     ]);
     let secs = std::time::Duration::from_secs;
+    let secs = std::time::Duration::from_secs;
     let (child, grandchild) = started_pids(&child_file, &grandchild_file);
+    // Killed before it tied the lease to the command's group, `run` would leave a lease that
+    // counts the group as alive until its short first TTL: the item would be free seconds
+    // later, not at once. So the kill waits for the tie (the TTL asked for, 10m, in place).
+    wait_until("run to tie its lease to the command", secs(10), || {
+        let claim = &env.json(&["show", "1"])["claim"];
+        let at = |f: &str| tracker::clock::parse_rfc3339(claim[f].as_str().unwrap()).unwrap();
+        at("expires_at") - at("acquired_at") > 60_000
+    });
     run.kill().unwrap();
     run.wait().unwrap();
     // The command ignored the SIGTERM the kernel sent it when `run` died; both still work.
