@@ -382,7 +382,6 @@ fn a_killed_run_keeps_its_item_until_the_last_process_it_started_is_gone() {
         "--as", "runner", "run", "1", "--ttl", "10m", "--", "sh", "-c", &script,
     ]);
     let secs = std::time::Duration::from_secs;
-    let secs = std::time::Duration::from_secs;
     let (child, grandchild) = started_pids(&child_file, &grandchild_file);
     // Killed before it tied the lease to the command's group, `run` would leave a lease that
     // counts the group as alive until its short first TTL: the item would be free seconds
