@@ -132,7 +132,7 @@ fn build_original(env: &Env) -> Vec<u8> {
         let title = format!("item {i}");
         let body = "details ".repeat((i % 7) as usize);
         let mut args = vec!["new", &title, "--label", &label, "--body", &body];
-        let blocker = (i - 3).to_string();
+        let blocker = i.saturating_sub(3).to_string();
         if i % 10 == 0 {
             args.extend(["--blocked-by", &blocker]);
         }
