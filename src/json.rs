@@ -258,6 +258,39 @@ impl<'a> OpJson<'a> {
     }
 }
 
+/// `list`'s answer over MCP and HTTP, `{"items": [...]}`: their results are objects, so the
+/// list is wrapped (the command line prints the bare array).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct ItemsJson {
+    /// The items, in `list`'s order.
+    pub items: Vec<ItemJson>,
+}
+
+impl ItemsJson {
+    /// The answer listing `items`.
+    pub fn new(items: &[ItemView]) -> Self {
+        ItemsJson {
+            items: items.iter().map(ItemJson::from).collect(),
+        }
+    }
+}
+
+/// `log`'s answer over MCP and HTTP, `{"ops": [...]}`, wrapped for the same reason.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct OpsJson<'a> {
+    /// The ops, oldest first.
+    pub ops: Vec<OpJson<'a>>,
+}
+
+impl<'a> OpsJson<'a> {
+    /// The answer listing `ops`, each with its item's number here.
+    pub fn new(ops: &'a [(Op, Option<u64>)]) -> Self {
+        OpsJson {
+            ops: ops.iter().map(|(op, num)| OpJson::new(op, *num)).collect(),
+        }
+    }
+}
+
 /// A claim on the board, with the item it is on.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct BoardClaimJson {

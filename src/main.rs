@@ -3,6 +3,7 @@
 mod cli;
 mod mcp;
 mod serve;
+mod turns;
 
 /// How `tracker serve` was asked to serve: the command line fills it in, the HTTP server
 /// (src/serve) reads it, and neither imports the other.

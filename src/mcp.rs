@@ -26,8 +26,10 @@ use tracker::command::{
     self, claim, comment, dep, done, list, log, new_item, plan, release, renew, show, status,
     update,
 };
-use tracker::json::{ItemJson, OpJson, PlanJson, ShowJson, StatusJson};
+use tracker::json::{ItemJson, ItemsJson, OpsJson, PlanJson, ShowJson, StatusJson};
 use tracker::{Actor, Backend, Error, ItemView, Result};
+
+use crate::turns::{Turns, Work};
 
 /// The library's tracker over the backend `tracker mcp` was started on (shared by the sessions
 /// of `tracker serve`'s `/mcp`).
@@ -48,6 +50,7 @@ pub fn serve(backend: Backend, named: Option<Actor>) -> Result<i32> {
     // SAFETY: setting a signal's disposition to SIG_IGN has no preconditions.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     let closing = Arc::new(AtomicBool::new(false));
+    let turns = Arc::new(Turns::for_backend(&backend));
     let server = Server {
         backend: Arc::new(Mutex::new(Some(Arc::new(backend)))),
         tracker: Arc::new(OnceLock::new()),
@@ -55,7 +58,7 @@ pub fn serve(backend: Backend, named: Option<Actor>) -> Result<i32> {
         over_http: None,
         closing: closing.clone(),
         running: Arc::new(AtomicUsize::new(0)),
-        turns: Arc::new(Turns::default()),
+        turns,
         tool_router: Server::tool_router(),
     };
     let running = server.running.clone();
@@ -105,50 +108,10 @@ pub(crate) struct Server {
     closing: Arc<AtomicBool>,
     /// Tool calls whose thread is still running.
     running: Arc<AtomicUsize>,
-    /// How many calls of each kind may run at once (see [`Work`]).
+    /// How many calls of each kind may run at once (see [`Work`]); over HTTP, shared with the
+    /// HTTP server's own requests.
     turns: Arc<Turns>,
     tool_router: ToolRouter<Server>,
-}
-
-/// What a call does, for running calls side by side. Writes take turns, one at a time: writers
-/// in one process that contend for the file poll its lock (with pauses of up to 8ms), so a
-/// burst of writes run side by side is several times slower than the same writes one after
-/// another. Reads run side by side, and so do waiting claims, which would otherwise hold the
-/// writers' turn for the whole wait. Each kind has a bound, so a client that sends thousands of
-/// calls at once gets them queued, not a thread each.
-#[derive(Clone, Copy)]
-enum Work {
-    Reads,
-    Writes,
-    Waits,
-}
-
-/// The turns of each kind of [`Work`], first come first served.
-struct Turns {
-    reads: Arc<tokio::sync::Semaphore>,
-    writes: Arc<tokio::sync::Semaphore>,
-    waits: Arc<tokio::sync::Semaphore>,
-}
-
-impl Default for Turns {
-    fn default() -> Turns {
-        let n = tokio::sync::Semaphore::new;
-        Turns {
-            reads: Arc::new(n(16)),
-            writes: Arc::new(n(1)),
-            waits: Arc::new(n(64)),
-        }
-    }
-}
-
-impl Work {
-    /// A claim's work: it waits if given a `wait`.
-    fn claim(raw: &JsonObject) -> Work {
-        match raw.get("wait") {
-            Some(w) if !w.is_null() => Work::Waits,
-            _ => Work::Writes,
-        }
-    }
 }
 
 /// Counts one running call while alive.
@@ -253,16 +216,7 @@ impl Server {
     {
         // A call received before the input closed still runs (a client may write its requests
         // and close its end, then read the answers); only waiting stops.
-        let turns = match work {
-            Work::Reads => &self.turns.reads,
-            Work::Writes => &self.turns.writes,
-            Work::Waits => &self.turns.waits,
-        };
-        let turn = turns
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| Error::Internal("the queue of calls was closed".into()))?;
+        let turn = self.turns.take(work).await?;
         let (tx, rx) = tokio::sync::oneshot::channel();
         let (cancelled, closing) = (ctx.ct.clone(), self.closing.clone());
         let running = Running::start(&self.running);
@@ -328,18 +282,6 @@ fn schema<T: schemars::JsonSchema + 'static>() -> Arc<JsonObject> {
     rmcp::handler::server::tool::schema_for_type::<T>()
 }
 
-/// `list`'s result: structured content is an object, so the list is wrapped.
-#[derive(serde::Serialize, schemars::JsonSchema)]
-struct ItemsJson {
-    items: Vec<ItemJson>,
-}
-
-/// `log`'s result, wrapped for the same reason.
-#[derive(serde::Serialize, schemars::JsonSchema)]
-struct OpsJson<'a> {
-    ops: Vec<OpJson<'a>>,
-}
-
 fn to_json(v: &impl serde::Serialize) -> Result<Value> {
     serde_json::to_value(v).map_err(|e| Error::Internal(e.to_string()))
 }
@@ -389,9 +331,7 @@ impl Server {
         Parameters(raw): Parameters<JsonObject>,
     ) -> CallToolResult {
         self.call(ctx, Work::Reads, raw, |t, a: list::Args, _| {
-            let items = list::exec(t, &a.lower()?)?;
-            let items = items.iter().map(ItemJson::from).collect();
-            to_json(&ItemsJson { items })
+            to_json(&ItemsJson::new(&list::exec(t, &a.lower()?)?))
         })
         .await
     }
@@ -417,7 +357,7 @@ impl Server {
         let over_http = self.over_http.is_some();
         self.call(
             ctx,
-            Work::claim(&raw),
+            Work::claim(raw.get("wait")),
             raw,
             move |t, a: claim::Args, stopped| {
                 item(&claim::exec(t, tied(over_http, a.lower()?), stopped)?)
@@ -435,7 +375,7 @@ impl Server {
         let over_http = self.over_http.is_some();
         self.call(
             ctx,
-            Work::claim(&raw),
+            Work::claim(raw.get("wait")),
             raw,
             move |t, a: claim::NextArgs, stopped| {
                 item(&claim::exec(t, tied(over_http, a.lower()?), stopped)?)
@@ -523,9 +463,7 @@ impl Server {
         Parameters(raw): Parameters<JsonObject>,
     ) -> CallToolResult {
         self.call(ctx, Work::Reads, raw, |t, a: log::Args, _| {
-            let ops = log::exec(t, &a.lower()?)?;
-            let ops = ops.iter().map(|(op, num)| OpJson::new(op, *num)).collect();
-            to_json(&OpsJson { ops })
+            to_json(&OpsJson::new(&log::exec(t, &a.lower()?)?))
         })
         .await
     }

@@ -15,7 +15,8 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use rmcp::RoleServer;
 use tracker::{Actor, Backend, Error, Result};
 
-use super::{Server, Turns, Work};
+use super::Server;
+use crate::turns::{Turns, Work};
 
 /// How a session served over HTTP differs.
 #[derive(Clone, Copy, Debug)]
@@ -24,12 +25,12 @@ pub(crate) struct Session {
 }
 
 /// The `/mcp` service over `backend`; `read_only` refuses every call that writes.
+/// Every session takes `turns`, the HTTP server's own: one process's writers take turns together.
 pub(crate) fn service(
     backend: Arc<Backend>,
+    turns: Arc<Turns>,
     read_only: bool,
 ) -> StreamableHttpService<Server, LocalSessionManager> {
-    // Writes of every session take the same turns, as one process's writers must.
-    let turns = Arc::new(Turns::default());
     let config = StreamableHttpServerConfig::default()
         // The HTTP server has checked Host (with its --allow-host names) already.
         .disable_allowed_hosts();

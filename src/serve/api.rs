@@ -15,22 +15,11 @@ use serde_json::Value;
 use tracker::command::{
     claim, comment, dep, done, list, log, new_item, plan, release, renew, show, status, update,
 };
-use tracker::json::{ItemJson, OpJson, PlanJson, ShowJson, StatusJson};
+use tracker::json::{ItemJson, ItemsJson, OpsJson, PlanJson, ShowJson, StatusJson};
 use tracker::{Error, ItemView, Result};
 
-use super::{args, guard, Failure, Server, Work};
-
-/// `list`'s answer: `{"items": [...]}`.
-#[derive(Serialize, schemars::JsonSchema)]
-pub(crate) struct ItemsJson {
-    items: Vec<ItemJson>,
-}
-
-/// `log`'s answer: `{"ops": [...]}`.
-#[derive(Serialize, schemars::JsonSchema)]
-pub(crate) struct OpsJson<'a> {
-    ops: Vec<OpJson<'a>>,
-}
+use super::{args, guard, Failure, Server};
+use crate::turns::Work;
 
 type S = State<Arc<Server>>;
 /// A request body, or why it was refused (too large).
@@ -64,7 +53,11 @@ pub(crate) fn router(server: Arc<Server>) -> Router {
         .nest("/api/v1", api)
         .route_service(
             "/mcp",
-            crate::mcp::http_service(server.backend.clone(), server.read_only),
+            crate::mcp::http_service(
+                server.backend.clone(),
+                server.turns.clone(),
+                server.read_only,
+            ),
         )
         .merge(super::board::routes())
         .fallback(no_route)
@@ -178,10 +171,7 @@ async fn list_items(State(s): S, Query(q): Pairs) -> Response {
         Err(e) => return Failure(e).into_response(),
     };
     read(&s, move |t| {
-        let items = list::exec(t, &a.lower()?)?;
-        to_json(&ItemsJson {
-            items: items.iter().map(ItemJson::from).collect(),
-        })
+        to_json(&ItemsJson::new(&list::exec(t, &a.lower()?)?))
     })
     .await
 }
@@ -242,14 +232,6 @@ fn untied(r: claim::Request) -> claim::Request {
     }
 }
 
-/// A claim waits (on a thread of the waiting kind) only when given a `wait`.
-fn claim_work(wait: Option<&Value>) -> Work {
-    match wait {
-        Some(w) if !w.is_null() => Work::Waits,
-        _ => Work::Writes,
-    }
-}
-
 async fn claim_item(State(s): S, h: HeaderMap, Path(r): Path<String>, b: Body) -> Response {
     let wait = waits(&b);
     write(
@@ -284,7 +266,7 @@ fn waits(b: &Body) -> Work {
         .as_ref()
         .ok()
         .and_then(|b| serde_json::from_slice::<Value>(b).ok());
-    claim_work(v.as_ref().and_then(|v| v.get("wait")))
+    Work::claim(v.as_ref().and_then(|v| v.get("wait")))
 }
 
 async fn renew_item(State(s): S, h: HeaderMap, Path(r): Path<String>, b: Body) -> Response {
@@ -387,10 +369,7 @@ async fn log_ops(State(s): S, Query(q): Pairs) -> Response {
         Err(e) => return Failure(e).into_response(),
     };
     read(&s, move |t| {
-        let ops = log::exec(t, &a.lower()?)?;
-        to_json(&OpsJson {
-            ops: ops.iter().map(|(op, num)| OpJson::new(op, *num)).collect(),
-        })
+        to_json(&OpsJson::new(&log::exec(t, &a.lower()?)?))
     })
     .await
 }

@@ -31,6 +31,7 @@ use std::time::Duration;
 use axum::response::{IntoResponse, Response};
 use tracker::{Actor, Backend, Clock, Error, Result, SystemClock};
 
+use crate::turns::{Turns, Work};
 use crate::HttpOptions;
 
 /// The tracker a request runs on: one shared handle, acting as the request's actor.
@@ -53,26 +54,8 @@ pub(crate) struct Server {
     hosts: Vec<String>,
     /// The port listened on: a `Host` or `Origin` naming another is refused.
     port: u16,
-    turns: Turns,
+    turns: Arc<Turns>,
     events: events::Hub,
-}
-
-/// What a request's command does, for running commands side by side (as the MCP server does):
-/// writes to a file take turns, one at a time (writers in one process that contend for the
-/// file's lock poll it, so writes side by side are slower than one after another); reads run
-/// side by side, and so do waiting claims, which would otherwise hold the writers' turn. Each
-/// kind is bounded, so a flood of requests is queued, not given a thread each.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Work {
-    Reads,
-    Writes,
-    Waits,
-}
-
-struct Turns {
-    reads: Arc<tokio::sync::Semaphore>,
-    writes: Arc<tokio::sync::Semaphore>,
-    waits: Arc<tokio::sync::Semaphore>,
 }
 
 /// Sets a request's "stop waiting" flag when the request's future is dropped (its client went
@@ -102,16 +85,7 @@ impl Server {
         R: Send + 'static,
         F: FnOnce(&dyn Fn() -> bool) -> Result<R> + Send + 'static,
     {
-        let turns = match work {
-            Work::Reads => &self.turns.reads,
-            Work::Writes => &self.turns.writes,
-            Work::Waits => &self.turns.waits,
-        };
-        let turn = turns
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| Error::Internal("the queue of requests was closed".into()))?;
+        let turn = self.turns.take(work).await?;
         let stop = Arc::new(AtomicBool::new(false));
         let _stop_on_drop = StopOnDrop(stop.clone());
         let task = tokio::task::spawn_blocking(move || {
@@ -155,11 +129,8 @@ pub fn serve(backend: Backend, options: HttpOptions) -> Result<i32> {
     let local = listener
         .local_addr()
         .map_err(|e| Error::io("cannot read the address listened on", e))?;
-    let writers = match backend {
-        // A database takes writes side by side on a pool of connections.
-        Backend::Postgres(_) => 8,
-        Backend::Redb(_) => 1,
-    };
+    // One set of turns for the API and the `/mcp` sessions: one process's writers.
+    let turns = Arc::new(Turns::for_backend(&backend));
     let server = Arc::new(Server {
         backend: Arc::new(backend),
         clock: Arc::new(SystemClock::new()),
@@ -167,11 +138,7 @@ pub fn serve(backend: Backend, options: HttpOptions) -> Result<i32> {
         read_only: options.read_only,
         hosts: guard::allowed_hosts(local, &options.allow_hosts),
         port: local.port(),
-        turns: Turns {
-            reads: Arc::new(tokio::sync::Semaphore::new(16)),
-            writes: Arc::new(tokio::sync::Semaphore::new(writers)),
-            waits: Arc::new(tokio::sync::Semaphore::new(64)),
-        },
+        turns,
         events: events::Hub::new(),
     });
     // Before the URL is printed, so that every op committed after it is streamed. Outside the

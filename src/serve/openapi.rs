@@ -6,9 +6,10 @@ use serde_json::{json, Map, Value};
 use tracker::command::{
     claim, comment, dep, done, list, log, new_item, plan, release, renew, status, update,
 };
-use tracker::json::{ErrorJson, ItemJson, OpJson, PlanJson, ShowJson, StatusJson};
+use tracker::json::{
+    ErrorJson, ItemJson, ItemsJson, OpJson, OpsJson, PlanJson, ShowJson, StatusJson,
+};
 
-use super::api::{ItemsJson, OpsJson};
 use super::args::schema;
 
 /// The document.
