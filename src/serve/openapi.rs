@@ -57,11 +57,19 @@ pub(crate) fn document() -> Value {
 
 fn events(c: &Components) -> Value {
     let op = c.add_ref::<OpJson<'static>>("OpJson");
+    let mut parameters = query::<super::events::Args>(&[]);
+    parameters.push(json!({
+        "name": "Last-Event-ID", "in": "header", "required": false,
+        "description": "Go on after the op of this sequence number (the `id` of the last event received): a client that reconnects misses nothing. Takes precedence over `since`.",
+        "schema": {"type": "integer", "minimum": 0}
+    }));
     json!({
         "operationId": "events",
-        "summary": "Server-Sent Events: `event: op` (id = the op's seq, data = the op as `log --json`) for every op any process commits; `event: lagged` with {\"missed\": N} for a client that fell behind",
+        "summary": "Server-Sent Events: `event: op` (id = the op's seq, data = the op as `log --json`) for every op any process commits, in order and none skipped, from the next one committed, from `since`, or after `Last-Event-ID`",
+        "parameters": parameters,
         "responses": {
             "200": {"description": "An event stream", "content": {"text/event-stream": {"schema": op}}},
+            "400": c.error("A `since` or `Last-Event-ID` that is not a sequence number"),
             "401": c.error("No token, or a wrong one"),
         }
     })

@@ -234,7 +234,7 @@
           while ((end = buf.indexOf("\n\n")) >= 0) {
             const block = buf.slice(0, end);
             buf = buf.slice(end + 2);
-            if (/^event: ?(op|lagged)$/m.test(block)) soon();
+            if (/^event: ?op$/m.test(block)) soon();
           }
         }
       } catch (e) {
