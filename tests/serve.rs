@@ -296,6 +296,33 @@ fn a_tracker_locked_past_the_lock_timeout_is_503_busy() {
     new_item(&s, "after the lock");
 }
 
+/// The `data` kind over HTTP: a write to a tracker of format 1 (the committed fixture, made by
+/// the format-1 binary) is 500 with the error object saying to run `tracker upgrade`, as the
+/// command line's exit 6 does; reads are served, and nothing was written.
+#[test]
+fn a_write_to_a_tracker_of_an_older_format_is_500_data_and_reads_are_served() {
+    let env = Env::empty();
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/format1.redb");
+    std::fs::copy(fixture, &env.db).unwrap();
+    let s = Served::start(&env.db, &[]);
+    let before = s.get("/api/v1/log").json()["ops"].as_array().unwrap().len();
+    assert!(before > 0);
+    let r = s.post("/api/v1/items", "ana", json!({"title": "too new"}));
+    assert_eq!(
+        r.error_kind(500),
+        "data",
+        "{}",
+        crate::common::text(&r.body)
+    );
+    let message = r.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(message.contains("tracker upgrade"), "{message}");
+    assert_eq!(r.json()["error"]["code"], 6);
+    assert_eq!(s.get("/api/v1/items/1").status, 200);
+    let after = s.get("/api/v1/log").json()["ops"].as_array().unwrap().len();
+    assert_eq!(after, before, "a refused write left an op");
+}
+
 #[test]
 fn of_racing_claims_over_http_exactly_one_wins() {
     for env in Env::each() {
