@@ -100,6 +100,8 @@ pub struct ListQuery {
     pub search: Option<String>,
     /// Only the children of this item (format 2).
     pub parent: Option<ItemRef>,
+    /// With `parent`: every item under it, at any depth, not only its children.
+    pub descendants: bool,
 }
 
 /// `show`: the item, what it blocks, and its latest ops.
@@ -477,12 +479,20 @@ impl<S: Storage> Tracker<S> {
                 None => HashSet::new(),
             };
             let parent = q.parent.as_ref().map(|p| resolve(t, p)).transpose()?;
+            let under = match parent {
+                Some(p) if q.descendants => Some(subtree(t, p)?),
+                _ => None,
+            };
+            let below = |item: &Item, p: Ulid| match &under {
+                Some(under) => under.contains(&item.id),
+                None => item.parent == Some(p),
+            };
             let mut consider = |item: Item| -> Result<bool> {
                 // The item's own fields first: most items are passed over without more reads.
                 let fits = (q.ready || q.status.is_none_or(|s| item.status == s))
                     && q.label.as_ref().is_none_or(|l| item.labels.contains(l))
                     && q.item_type.is_none_or(|ty| item.item_type == ty)
-                    && parent.is_none_or(|p| item.parent == Some(p))
+                    && parent.is_none_or(|p| below(&item, p))
                     && search.as_ref().is_none_or(|s| {
                         contains_ignoring_case(&item.title, s)
                             || contains_ignoring_case(&item.body, s)
@@ -513,7 +523,10 @@ impl<S: Storage> Tracker<S> {
             if q.ready {
                 t.visit_ready(&mut by_id)?;
             } else if let Some(p) = parent {
-                let ids = t.children(p)?;
+                let ids = match &under {
+                    Some(under) => under.iter().copied().collect(),
+                    None => t.children(p)?,
+                };
                 t.prefetch(&ids)?;
                 let mut children = Vec::with_capacity(ids.len());
                 for id in ids {
@@ -633,6 +646,17 @@ fn items_with_comment_containing(t: &dyn ReadTxn, lower: &str) -> Result<HashSet
         }
     })?;
     Ok(found)
+}
+
+/// Every item under `root` at any depth (not `root` itself), read from the children index.
+fn subtree(t: &dyn ReadTxn, root: Ulid) -> Result<HashSet<Ulid>> {
+    let (mut under, mut next) = (HashSet::new(), vec![root]);
+    while let Some(id) = next.pop() {
+        // Parents never loop (every write refuses it); `insert` stops a damaged index anyway.
+        next.extend(t.children(id)?.into_iter().filter(|c| under.insert(*c)));
+    }
+    under.remove(&root);
+    Ok(under)
 }
 
 /// Every comment in the tracker with its item, in log order: one pass over the log (comments

@@ -163,6 +163,12 @@ fn list_by_parent_as_a_tree_and_by_text_in_comments() {
         let lines = text(&out.stdout);
         assert!(lines.contains("└ A's first"), "{b}: {lines}");
         assert!(lines.contains("  └ Under the first"), "{b}: {lines}");
+        // Under an item, a tree is everything under it, at any depth; --limit cuts it in tree
+        // order (not the first N by number before the tree is built).
+        let under = ["list", "--parent", "1", "--tree"];
+        assert_eq!(nums(&env.json(&under)), [3, 5, 4], "{b}");
+        let cut = ["list", "--tree", "--limit", "3"];
+        assert_eq!(nums(&env.json(&cut)), [1, 3, 5], "{b}");
         env.json(&["comment", "4", "We chose the NEEDLE approach"]);
         assert_eq!(nums(&env.json(&["list", "--search", "needle"])), [4], "{b}");
         assert_eq!(nums(&env.json(&["list", "--search", "LOOSE"])), [2], "{b}");

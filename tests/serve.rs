@@ -609,9 +609,39 @@ fn work_structure_over_http_types_parents_comments_and_filters() {
         s.post("/api/v1/plan", "ana", bad).error_kind(400),
         "invalid"
     );
+    // Everything under an item, at any depth; `descendants` alone names no item to be under.
+    let r = s.post(
+        "/api/v1/items",
+        "ana",
+        json!({"title": "a grandchild", "parent": "2"}),
+    );
+    assert_eq!(r.status, 201, "{}", crate::common::text(&r.body));
+    let under = s.get("/api/v1/items?parent=1&descendants=true").json();
+    let nums: Vec<&Value> = under["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| &i["num"])
+        .collect();
+    assert_eq!(nums, [2, 5], "{under}");
+    assert_eq!(
+        kids_of(&s, "1"),
+        1,
+        "without descendants, the children only"
+    );
+    assert_eq!(
+        s.get("/api/v1/items?descendants=true").error_kind(400),
+        "invalid"
+    );
+    assert_eq!(s.post("/api/v1/items/5/done", "ana", json!({})).status, 200);
     let r = s.post("/api/v1/items/2/done", "ana", json!({"reason": "fixed"}));
     assert_eq!(r.status, 200, "{}", crate::common::text(&r.body));
     assert_eq!(r.json()["close_reason"], "fixed");
+}
+
+fn kids_of(s: &Served, parent: &str) -> usize {
+    let kids = s.get(&format!("/api/v1/items?parent={parent}")).json();
+    kids["items"].as_array().unwrap().len()
 }
 
 /// Two agents drain a queue through `/mcp` (MCP over Streamable HTTP) with the official MCP

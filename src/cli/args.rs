@@ -261,7 +261,7 @@ pub struct ListArgs {
     /// Only the children of ITEM (the items that are part of it)
     #[arg(long, value_name = "ITEM")]
     pub parent: Option<String>,
-    /// Show children indented under their parents
+    /// Show children indented under their parents (with --parent: everything under ITEM)
     #[arg(long)]
     pub tree: bool,
 }

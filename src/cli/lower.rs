@@ -77,7 +77,6 @@ pub fn list(a: &args::ListArgs) -> Result<list::Request> {
         claimed: a.claimed,
         label: a.label.clone(),
         holder: a.holder.clone(),
-        limit: a.limit,
         item_type: a
             .item_type
             .as_deref()
@@ -85,6 +84,10 @@ pub fn list(a: &args::ListArgs) -> Result<list::Request> {
             .transpose()?,
         search: a.search.clone(),
         parent: a.parent.as_deref().map(command::item_ref).transpose()?,
+        // A tree under an item is all of it, not its first level.
+        descendants: a.tree && a.parent.is_some(),
+        // A tree is cut in tree order (see `cli::list`), not by number before it is built.
+        limit: if a.tree { None } else { a.limit },
     };
     list::request(Spelling::Flags, &a.status, q)
 }

@@ -466,7 +466,8 @@ fn list(ctx: &Ctx, a: args::ListArgs) -> Result<i32> {
     let q = lower::list(&a)?;
     let t = ctx.open(Access::ReadOnly)?;
     if a.tree {
-        let rows = list::tree(list::exec(&t, &q)?);
+        let mut rows = list::tree(list::exec(&t, &q)?);
+        rows.truncate(a.limit.unwrap_or(usize::MAX));
         if ctx.json {
             let items: Vec<ItemJson> = rows.iter().map(|(_, v)| ItemJson::from(v)).collect();
             out::json(&items)?;

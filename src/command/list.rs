@@ -3,7 +3,7 @@
 use serde::Deserialize;
 
 use super::{item_type, status_filter, Spelling};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::ItemView;
 use crate::store::Storage;
 use crate::tracker::{ListQuery, Tracker};
@@ -34,6 +34,8 @@ pub struct Args {
     search: Option<String>,
     /// Only the children of this item ("42", "#42" or a ULID prefix).
     parent: Option<String>,
+    /// With parent: every item under it, at any depth, not only its children.
+    descendants: Option<bool>,
 }
 
 impl Args {
@@ -49,6 +51,12 @@ impl Args {
             .as_deref()
             .map(|ty| item_type(Spelling::Json, "type", ty))
             .transpose()?;
+        if self.descendants == Some(true) && self.parent.is_none() {
+            return Err(Error::bad_field(
+                "descendants",
+                "only with a parent, whose descendants it lists",
+            ));
+        }
         request(
             Spelling::Json,
             self.status.as_deref().unwrap_or("open"),
@@ -62,6 +70,7 @@ impl Args {
                 item_type,
                 search: self.search,
                 parent: self.parent.as_deref().map(super::item_ref).transpose()?,
+                descendants: self.descendants.unwrap_or(false),
             },
         )
     }
