@@ -227,7 +227,7 @@ pub struct OpJson<'a> {
     /// Who made the change.
     pub actor: &'a str,
     /// What kind of change, by the command's name: `new`, `update`, `claim`, `renew`, `steal`,
-    /// `evict`, `release`, `done`, `dep_add`, `dep_remove` or `import`.
+    /// `evict`, `release`, `done`, `dep_add`, `dep_remove`, `import` or `comment`.
     pub op: &'static str,
     /// The item's ULID.
     pub item: String,
@@ -235,7 +235,8 @@ pub struct OpJson<'a> {
     pub num: Option<u64>,
     /// The item's version before the change.
     pub version_before: u64,
-    /// The item's version after it: always one more.
+    /// The item's version after it: one more, except for a `comment`, which changes no field
+    /// of the item and leaves its version as it was.
     pub version_after: u64,
     /// Each change with its before and after; `change` names it.
     pub changes: &'a [Change],
