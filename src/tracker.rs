@@ -479,10 +479,10 @@ impl<S: Storage> Tracker<S> {
                 None => HashSet::new(),
             };
             let parent = q.parent.as_ref().map(|p| resolve(t, p)).transpose()?;
-            let under = match parent {
-                Some(p) if q.descendants => Some(subtree(t, p)?),
-                _ => None,
-            };
+            let under = parent
+                .filter(|_| q.descendants)
+                .map(|p| subtree(t, p))
+                .transpose()?;
             let below = |item: &Item, p: Ulid| match &under {
                 Some(under) => under.contains(&item.id),
                 None => item.parent == Some(p),
@@ -527,30 +527,10 @@ impl<S: Storage> Tracker<S> {
                     Some(under) => under.iter().copied().collect(),
                     None => t.children(p)?,
                 };
-                t.prefetch(&ids)?;
-                let mut children = Vec::with_capacity(ids.len());
-                for id in ids {
-                    children.extend(t.item(id)?);
-                }
-                children.sort_by_key(|c| c.num);
-                for c in children {
-                    if !consider(c)? {
-                        break;
-                    }
-                }
+                visit_by_num(t, ids, &mut consider)?;
             } else if q.claimed || q.holder.is_some() {
-                let mut ids: Vec<(u64, Ulid)> = Vec::new();
-                for (id, _) in t.leases()? {
-                    if let Some(i) = t.item(id)? {
-                        ids.push((i.num, id));
-                    }
-                }
-                ids.sort();
-                for (_, id) in ids {
-                    if !by_id(id)? {
-                        break;
-                    }
-                }
+                let ids = t.leases()?.into_iter().map(|(id, _)| id).collect();
+                visit_by_num(t, ids, &mut consider)?;
             } else if let Some(label) = &q.label {
                 t.visit_label(label, &mut by_id)?;
             } else if let Some(s) = q.status {
@@ -646,6 +626,26 @@ fn items_with_comment_containing(t: &dyn ReadTxn, lower: &str) -> Result<HashSet
         }
     })?;
     Ok(found)
+}
+
+/// The items `ids` (those still in the table), by number, handed to `f` until it says stop.
+fn visit_by_num(
+    t: &dyn ReadTxn,
+    ids: Vec<Ulid>,
+    f: &mut dyn FnMut(Item) -> Result<bool>,
+) -> Result<()> {
+    t.prefetch(&ids)?;
+    let mut items = Vec::with_capacity(ids.len());
+    for id in ids {
+        items.extend(t.item(id)?);
+    }
+    items.sort_by_key(|i| i.num);
+    for item in items {
+        if !f(item)? {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// Every item under `root` at any depth (not `root` itself), read from the children index.
