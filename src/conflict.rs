@@ -212,9 +212,10 @@ pub(crate) fn other_process(item: &Item, lease_text: &str, verb: &str) -> String
 /// too, and nothing else proves the caller is that holder.
 pub(crate) fn same_name_unproven(item: &Item, lease_text: &str) -> String {
     format!(
-        "#{} is {lease_text}. That is your default name too, but without a terminal or \
-         --as/TRACKER_AS it cannot tell you apart from another agent: pass the --token your \
-         claim printed, or name yourself with --as",
+        "#{} is {lease_text}. That is your name too, but a name alone does not prove you are \
+         that holder (a default name without a terminal, or a name sent over HTTP, could be \
+         another agent's): pass the lease's token (--token, or `token` over MCP and HTTP), or \
+         on the command line name yourself with --as",
         item.num
     )
 }

@@ -140,24 +140,27 @@ impl Server {
         if let Some(t) = self.tracker.get() {
             return Ok(t.clone());
         }
+        // The client's name alone, stable across restarts, so a keyed call repeated after the
+        // server was restarted is recognised. Two live servers of one name are still two
+        // workers: their leases are tied to their processes.
+        let actor = match &self.named {
+            Some(named) => named.clone(),
+            None => match peer.peer_info().map(|i| i.client_info.name.clone()) {
+                Some(name) if !name.trim().is_empty() => command::named_actor(
+                    "the client's name (clientInfo.name; or start the server with --as)",
+                    &name,
+                )?,
+                _ => Actor::named("mcp"),
+            },
+        };
+        // Before the backend is taken: a refused name leaves the session as it was.
+        let actor = http::actor(self.over_http.as_ref(), ctx, actor)?;
         let backend = self
             .backend
             .lock()
             .map_err(|_| Error::Internal("the tracker handle was poisoned".into()))?
             .take();
         if let Some(backend) = backend {
-            let actor = self.named.clone().unwrap_or_else(|| {
-                // The client's name alone, stable across restarts, so a keyed call repeated
-                // after the server was restarted is recognised. Two live servers of one name are
-                // still two workers: their leases are tied to their processes.
-                let client = peer
-                    .peer_info()
-                    .map(|i| i.client_info.name.trim().to_string())
-                    .filter(|n| !n.is_empty())
-                    .unwrap_or_else(|| "mcp".into());
-                Actor::named(client)
-            });
-            let actor = http::actor(self.over_http.as_ref(), ctx, actor);
             let _ = self
                 .tracker
                 .set(Arc::new(Tracker::with_store(backend).with_actor(actor)));

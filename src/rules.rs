@@ -332,6 +332,29 @@ pub fn validate_title(title: &str) -> Result<String, String> {
     Ok(t.to_string())
 }
 
+/// The longest actor name: a name is stored in every op its actor makes and in its leases.
+pub const MAX_ACTOR_BYTES: usize = 200;
+
+/// Checks an actor's name (`--as`, `TRACKER_AS`, `X-Tracker-As`, an MCP client's name) and
+/// returns it trimmed: not empty, at most [`MAX_ACTOR_BYTES`], free of control characters. The
+/// error is a message for people.
+pub fn validate_actor_name(name: &str) -> Result<String, String> {
+    let n = name.trim();
+    if n.is_empty() {
+        return Err("the name is empty".into());
+    }
+    if n.len() > MAX_ACTOR_BYTES {
+        return Err(format!(
+            "the name is {} bytes long; the limit is {MAX_ACTOR_BYTES} bytes",
+            n.len()
+        ));
+    }
+    if n.chars().any(char::is_control) {
+        return Err("control characters are not allowed in a name".into());
+    }
+    Ok(n.to_string())
+}
+
 /// Checks a label and returns it trimmed: 1 to 100 bytes, with no commas (the CLI splits on them)
 /// or control characters. The error is a message for people.
 pub fn validate_label(label: &str) -> Result<String, String> {

@@ -93,6 +93,15 @@ fn a_foreign_host_or_a_cross_origin_request_is_403_and_no_cors_header_is_sent() 
     // Only the board's item was made.
     let items = s.get("/api/v1/items").json();
     assert_eq!(items["items"].as_array().unwrap().len(), 1, "{items}");
+    // Two Origin headers, ours first: refused, not judged by the first alone.
+    let r = s
+        .req("POST", "/api/v1/items")
+        .header("Origin", &same)
+        .raw_header("Origin", b"http://evil.example")
+        .header("X-Tracker-As", "ana")
+        .json(json!({"title": "two origins"}))
+        .send();
+    assert_eq!(r.error_kind(403), "forbidden");
     // A preflight gets no CORS header (so a browser sends nothing cross-site), nor does anything.
     let pre = s
         .req("OPTIONS", "/api/v1/items")
@@ -149,10 +158,54 @@ fn a_write_without_x_tracker_as_is_400_and_the_actor_is_recorded() {
         .json(json!({"title": "blank"}))
         .send();
     assert_eq!(r.error_kind(400), "invalid");
+    // Found by a hostile test: bytes that are not UTF-8 were replaced, so two clients
+    // (\xe9ve and \xfcve) became one actor, "\u{fffd}ve", and shared idempotency keys; and a
+    // name had no length limit (each op stores it).
+    for name in [&b"\xe9ve"[..], b"\xfcve"] {
+        let r = s
+            .req("POST", "/api/v1/items")
+            .raw_header("X-Tracker-As", name)
+            .json(json!({"title": "latin-1", "idempotency_key": "k1"}))
+            .send();
+        assert_eq!(r.error_kind(400), "invalid");
+        assert!(crate::common::text(&r.body).contains("UTF-8"));
+    }
+    let long = "n".repeat(201);
+    let r = s.post("/api/v1/items", &long, json!({"title": "long name"}));
+    assert_eq!(r.error_kind(400), "invalid");
     new_item(&s, "named");
     let ops = s.get("/api/v1/log").json();
     assert_eq!(ops["ops"][0]["actor"], "ana", "{ops}");
     assert_eq!(ops["ops"].as_array().unwrap().len(), 1);
+    let r = s.post(
+        "/api/v1/items",
+        &"n".repeat(200),
+        json!({"title": "longest name"}),
+    );
+    assert_eq!(r.status, 201, "200 bytes is allowed");
+}
+
+/// The rule for a name is the same on the command line: at most 200 bytes, no control
+/// characters, exit 2 naming where it came from.
+#[test]
+fn a_name_given_by_as_or_tracker_as_is_checked_like_a_header() {
+    let env = Env::new();
+    let (code, err) = env.code(&["--as", &"n".repeat(201), "new", "x"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--as") && err.contains("200 bytes"), "{err}");
+    let out = env
+        .cmd(&["new", "x"])
+        .env("TRACKER_AS", "ana\u{1b}[31m")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("TRACKER_AS"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(env.json(&["list", "--status", "all"]), json!([]));
+    assert_eq!(env.json(&["--as", " ana ", "new", "x"])["num"], 1);
 }
 
 /// Over HTTP the actor is a name that proves nothing: a lease-guarded write without the lease's
@@ -180,6 +233,9 @@ fn leases_over_http_live_by_ttl_and_every_guarded_write_needs_the_token() {
                 "{path} without a token ({})",
                 env.backend
             );
+            // The advice is one an HTTP client can follow (it was "name yourself with --as").
+            let message = r.json()["error"]["message"].as_str().unwrap().to_string();
+            assert!(message.contains("`token`"), "{path}: {message}");
         }
         let r = s
             .req("PATCH", "/api/v1/items/1")
@@ -421,6 +477,8 @@ fn an_event_stream_resumes_after_last_event_id_or_from_since_and_misses_nothing(
             ("/api/v1/events?since=soon", None),
             ("/api/v1/events?from=1", None),
             ("/api/v1/events", Some("yesterday")),
+            // u64::MAX: seq + 1 overflowed (a dropped connection; from op 1 in a release build).
+            ("/api/v1/events", Some("18446744073709551615")),
         ] {
             let mut r = s.req("GET", path);
             if let Some(last) = last {
@@ -1045,7 +1103,11 @@ fn with_a_certificate_the_server_speaks_https() {
          conn = http.client.HTTPSConnection('127.0.0.1', {port}, context=ctx, timeout=10)\n\
          conn.request('GET', '/api/v1/items?status=all', headers={{'Authorization': 'Bearer {TOKEN}'}})\n\
          r = conn.getresponse()\n\
-         print(r.status, json.loads(r.read())['items'][0]['title'])\n"
+         print(r.status, json.loads(r.read())['items'][0]['title'])\n\
+         for origin in ['https://127.0.0.1:{port}', 'http://127.0.0.1:{port}']:\n\
+         \x20   conn.request('POST', '/api/v1/items', body=json.dumps({{'title': 'from ' + origin}}), headers={{'Authorization': 'Bearer {TOKEN}', 'X-Tracker-As': 'ana', 'Origin': origin}})\n\
+         \x20   r = conn.getresponse(); r.read()\n\
+         \x20   print(r.status)\n"
     );
     let got = crate::common::command("python3")
         .args(["-c", &client])
@@ -1054,5 +1116,9 @@ fn with_a_certificate_the_server_speaks_https() {
     let _ = child.kill();
     let _ = child.wait();
     assert!(got.status.success(), "{}", text(&got.stderr));
-    assert_eq!(text(&got.stdout).trim(), "200 over tls");
+    // The server's own pages are https: that origin writes, the plain-HTTP one is another's.
+    assert_eq!(
+        text(&got.stdout).split_whitespace().collect::<Vec<_>>(),
+        ["200", "over", "tls", "201", "403"]
+    );
 }

@@ -139,10 +139,17 @@ pub fn main(mcp: Serve, http: ServeHttp) -> i32 {
         Err(e) => return usage_error(e),
     };
     // A blank name counts as not given, so a blank --as falls back to TRACKER_AS.
-    let given = |name: Option<String>| name.filter(|n| !n.trim().is_empty());
-    let actor = given(cli.actor.clone())
-        .or_else(|| given(std::env::var("TRACKER_AS").ok()))
-        .map(|name| Actor::named(name.trim()));
+    let given = |field: &'static str, name: Option<String>| {
+        name.filter(|n| !n.trim().is_empty()).map(|n| (field, n))
+    };
+    let named = given("--as", cli.actor.clone())
+        .or_else(|| given("TRACKER_AS", std::env::var("TRACKER_AS").ok()))
+        .map(|(field, name)| tracker::command::named_actor(field, &name))
+        .transpose();
+    let (actor, refused) = match named {
+        Ok(actor) => (actor, None),
+        Err(e) => (None, Some(e)),
+    };
     let db = cli
         .db
         .clone()
@@ -161,6 +168,9 @@ pub fn main(mcp: Serve, http: ServeHttp) -> i32 {
         mcp,
         http,
     };
+    if let Some(e) = refused {
+        return report(&ctx, &e);
+    }
     match dispatch(&ctx, cli.command) {
         Ok(code) => code,
         Err(e) => report(&ctx, &e),

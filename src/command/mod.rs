@@ -56,6 +56,7 @@ pub use table::{find, summary, tool_description, Command, Tool, Transports, COMM
 
 use crate::durations::{self, Use};
 use crate::error::{Error, Result};
+use crate::host::Actor;
 use crate::model::{ItemType, Status};
 use crate::store::Storage;
 use crate::tracker::{Guard, ItemRef, Tracker};
@@ -96,6 +97,36 @@ impl Spelling {
 /// [`Error::Invalid`] for anything that is not a reference ([`ItemRef::parse`]).
 pub fn item_ref(s: &str) -> Result<ItemRef> {
     ItemRef::parse(s).map_err(Error::Invalid)
+}
+
+/// The actor a caller names (`--as`, `TRACKER_AS`, an MCP client's name), given as `field`:
+/// distinct, as a name of the caller's choosing is ([`Actor::named`]).
+///
+/// # Errors
+///
+/// [`Error::Invalid`] for a name [`rules::validate_actor_name`](crate::rules::validate_actor_name)
+/// refuses.
+pub fn named_actor(field: &str, name: &str) -> Result<Actor> {
+    crate::rules::validate_actor_name(name)
+        .map(Actor::named)
+        .map_err(|why| Error::bad_field(field, why))
+}
+
+/// The actor an HTTP request names in `X-Tracker-As` (`bytes`, the header's value). A header
+/// names but proves nothing, so the actor is not distinct: its leases are recognised by their
+/// fencing tokens only. Bytes that are not UTF-8 are refused, not replaced: two different names
+/// must never become one.
+///
+/// # Errors
+///
+/// [`Error::Invalid`] for bytes that are not UTF-8 or a name that [`named_actor`] refuses.
+pub fn header_actor(bytes: &[u8]) -> Result<Actor> {
+    let field = "X-Tracker-As";
+    let name = std::str::from_utf8(bytes).map_err(|_| Error::bad_field(field, "not UTF-8"))?;
+    Ok(Actor {
+        distinct: false,
+        ..named_actor(field, name)?
+    })
 }
 
 /// Several item references (`--blocked-by`, `blocked_by`), each as [`item_ref`].

@@ -52,26 +52,29 @@ pub(crate) fn service(
     )
 }
 
-/// The actor of a session: over HTTP, `X-Tracker-As` of the request if given, else `fallback`
-/// (the client's name), and never distinct. Over stdio, `fallback` as it is.
+/// The actor of a session: over HTTP, `X-Tracker-As` of the request if given (refused as the
+/// JSON API refuses it), else `fallback` (the client's name), and never distinct. Over stdio,
+/// `fallback` as it is.
 pub(super) fn actor(
     session: Option<&Session>,
     ctx: &RequestContext<RoleServer>,
     fallback: Actor,
-) -> Actor {
+) -> Result<Actor> {
     if session.is_none() {
-        return fallback;
+        return Ok(fallback);
     }
     let header = ctx
         .extensions
         .get::<axum::http::request::Parts>()
-        .and_then(|p| p.headers.get("x-tracker-as"))
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_string())
-        .filter(|n| !n.is_empty() && !n.chars().any(char::is_control));
-    Actor {
-        name: header.unwrap_or(fallback.name),
+        .and_then(|p| p.headers.get("x-tracker-as"));
+    let actor = match header {
+        Some(value) => tracker::command::header_actor(value.as_bytes())?,
+        None => fallback,
+    };
+    Ok(Actor {
         distinct: false,
-    }
+        ..actor
+    })
 }
 
 /// Whether a call of kind `work` may run: a read-only server runs reads only.

@@ -178,8 +178,13 @@ fn start(headers: &HeaderMap, q: Vec<(String, String)>) -> Result<Option<u64>> {
         return Ok(a.since);
     };
     let last = last.to_str().unwrap_or_default().trim();
-    match last.parse::<u64>() {
-        Ok(seq) => Ok(Some(seq + 1)),
+    match last.parse::<u64>().map(|seq| seq.checked_add(1)) {
+        Ok(Some(next)) => Ok(Some(next)),
+        // The log never reaches u64::MAX: no op can come after that one.
+        Ok(None) => Err(Error::bad_field(
+            "Last-Event-ID",
+            format!("{last}: no op comes after it"),
+        )),
         Err(_) => Err(Error::bad_field(
             "Last-Event-ID",
             format!("{last:?}: not an op's sequence number (the id of an event this stream sent)"),

@@ -99,12 +99,21 @@ fn host_is_ours(s: &Server, value: &str, default_port: u16) -> bool {
     port_ok && s.hosts.contains(&name)
 }
 
+/// The port a `Host` or `Origin` without one means.
+fn default_port(s: &Server) -> u16 {
+    if s.tls {
+        443
+    } else {
+        80
+    }
+}
+
 fn host(s: &Server, headers: &HeaderMap) -> Result<()> {
     let value = headers
         .get(axum::http::header::HOST)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    if host_is_ours(s, value, 80) {
+    if host_is_ours(s, value, default_port(s)) {
         return Ok(());
     }
     Err(Error::Forbidden(format!(
@@ -119,10 +128,18 @@ fn origin(s: &Server, headers: &HeaderMap) -> Result<()> {
     let Some(value) = headers.get(axum::http::header::ORIGIN) else {
         return Ok(());
     };
+    // A browser sends one Origin; a request with two is no browser's, and is refused rather
+    // than judged by either.
+    if headers.get_all(axum::http::header::ORIGIN).iter().count() > 1 {
+        return Err(Error::Forbidden(
+            "two Origin headers: a request carries one at most".into(),
+        ));
+    }
     let value = value.to_str().unwrap_or("null");
+    let scheme = if s.tls { "https://" } else { "http://" };
     let same = value
-        .strip_prefix("http://")
-        .is_some_and(|rest| !rest.contains('/') && host_is_ours(s, rest, 80));
+        .strip_prefix(scheme)
+        .is_some_and(|rest| !rest.contains('/') && host_is_ours(s, rest, default_port(s)));
     if same {
         return Ok(());
     }
@@ -156,21 +173,8 @@ fn bearer(s: &Server, headers: &HeaderMap) -> Result<()> {
 /// The actor a write names in `X-Tracker-As`. The header names but proves nothing, so the
 /// actor is not distinct: a lease it takes is recognised by its fencing token only.
 pub(crate) fn actor(headers: &HeaderMap) -> Result<Actor> {
-    let name = headers
-        .get("x-tracker-as")
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_string())
-        .unwrap_or_default();
-    if name.is_empty() {
+    let Some(value) = headers.get("x-tracker-as") else {
         return Err(Error::missing_field("X-Tracker-As"));
-    }
-    if name.chars().any(char::is_control) {
-        return Err(Error::bad_field(
-            "X-Tracker-As",
-            "control characters are not allowed in a name",
-        ));
-    }
-    Ok(Actor {
-        name,
-        distinct: false,
-    })
+    };
+    tracker::command::header_actor(value.as_bytes())
 }

@@ -50,6 +50,8 @@ pub(crate) struct Server {
     clock: Arc<dyn Clock>,
     token: String,
     read_only: bool,
+    /// Served over TLS: its own pages' origin is `https://`, its default port 443.
+    tls: bool,
     /// Names the `Host` header may carry (lower case, without a port).
     hosts: Vec<String>,
     /// The port listened on: a `Host` or `Origin` naming another is refused.
@@ -136,6 +138,7 @@ pub fn serve(backend: Backend, options: HttpOptions) -> Result<i32> {
         clock: Arc::new(SystemClock::new()),
         token: guard::token_from_env_or_random()?,
         read_only: options.read_only,
+        tls: tls.is_some(),
         hosts: guard::allowed_hosts(local, &options.allow_hosts),
         port: local.port(),
         turns,

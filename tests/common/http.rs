@@ -59,6 +59,7 @@ impl Served {
     /// A request with the token, `Host: 127.0.0.1:PORT` and, for a write, `X-Tracker-As: as`.
     pub fn req(&self, method: &str, path: &str) -> Req {
         Req {
+            raw_headers: Vec::new(),
             port: self.port,
             method: method.into(),
             path: path.into(),
@@ -95,6 +96,8 @@ pub struct Req {
     method: String,
     path: String,
     headers: Vec<(String, String)>,
+    /// Header lines sent as they are, after `headers`: bytes no `String` holds, repeats.
+    raw_headers: Vec<u8>,
     body: Option<Vec<u8>>,
 }
 
@@ -138,6 +141,15 @@ impl Req {
         self
     }
 
+    /// Adds a header line of any bytes (`name: value`), beside any of the same name.
+    pub fn raw_header(mut self, name: &str, value: &[u8]) -> Req {
+        self.raw_headers.extend_from_slice(name.as_bytes());
+        self.raw_headers.extend_from_slice(b": ");
+        self.raw_headers.extend_from_slice(value);
+        self.raw_headers.extend_from_slice(b"\r\n");
+        self
+    }
+
     pub fn without(mut self, name: &str) -> Req {
         self.headers.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
         self
@@ -170,8 +182,9 @@ impl Req {
                 b.len()
             ));
         }
-        head.push_str("Connection: close\r\n\r\n");
         let mut bytes = head.into_bytes();
+        bytes.extend_from_slice(&self.raw_headers);
+        bytes.extend_from_slice(b"Connection: close\r\n\r\n");
         bytes.extend(self.body.clone().unwrap_or_default());
         bytes
     }
@@ -344,6 +357,7 @@ impl ServedAt {
 
     fn request(&self, path: &str, actor: &str, body: Value) -> Req {
         Req {
+            raw_headers: Vec::new(),
             port: self.port,
             method: "POST".into(),
             path: path.into(),
