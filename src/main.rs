@@ -17,6 +17,8 @@ pub struct HttpOptions {
     /// Serve HTTPS with this certificate chain and private key, both PEM (`--tls-cert`,
     /// `--tls-key`).
     pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    /// Connections served at once (`--max-connections`).
+    pub max_connections: usize,
 }
 
 use std::panic::{catch_unwind, AssertUnwindSafe};

@@ -379,6 +379,36 @@ fn a_write_to_a_tracker_of_an_older_format_is_500_data_and_reads_are_served() {
     assert_eq!(after, before, "a refused write left an op");
 }
 
+/// Past `--max-connections`, a connection gets 503 with the error object (busy) instead of a bare
+/// reset (found by a hostile test: 600 silent connections left every client a "connection reset
+/// by peer" and no word why); once connections close, requests are served again.
+#[test]
+fn a_connection_past_the_limit_is_answered_503_busy() {
+    let env = Env::new();
+    let s = Served::start(&env.db, &["--max-connections", "2"]);
+    let silent: Vec<_> = (0..2)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap())
+        .collect();
+    // The two are accepted before the third arrives.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let r = s.get("/api/v1/status");
+    assert_eq!(r.error_kind(503), "busy");
+    let message = r.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(message.contains("--max-connections"), "{message}");
+    drop(silent);
+    let mut served = false;
+    for _ in 0..50 {
+        if s.get("/api/v1/status").status == 200 {
+            served = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(served, "still refused after the connections closed");
+    let out = env.run(&["serve", "--max-connections", "0"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+}
+
 #[test]
 fn of_racing_claims_over_http_exactly_one_wins() {
     for env in Env::each() {

@@ -276,6 +276,7 @@ fn serve(ctx: &Ctx, a: args::ServeArgs) -> Result<i32> {
         read_only: a.read_only,
         allow_hosts: a.allow_host,
         tls: a.tls_cert.zip(a.tls_key),
+        max_connections: usize::try_from(a.max_connections).unwrap_or(usize::MAX),
     };
     (ctx.http)(backend, options)
 }

@@ -41,8 +41,11 @@ pub(crate) type Tracker = tracker::Tracker<Arc<Backend>>;
 const MAX_BODY_BYTES: usize = 2 << 20;
 /// How long a client may take to send a request's headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// Connections served at once; further ones are closed at once.
-const MAX_CONNECTIONS: usize = 512;
+/// Connections past `--max-connections` answered 503 at once, each for at most
+/// [`REFUSAL_TIME`]; beyond these, a connection is closed without an answer.
+const REFUSALS_AT_ONCE: usize = 64;
+/// How long a refused connection is given to take its 503.
+const REFUSAL_TIME: Duration = Duration::from_secs(1);
 
 /// What every request handler shares.
 pub(crate) struct Server {
@@ -157,7 +160,8 @@ pub fn serve(backend: Backend, options: HttpOptions) -> Result<i32> {
         let listener = tokio::net::TcpListener::from_std(listener)
             .map_err(|e| Error::io(format!("cannot listen on {local}"), e))?;
         announce(&server, local, tls.is_some());
-        accept(listener, api::router(server.clone()), tls).await;
+        let app = api::router(server.clone());
+        accept(listener, app, tls, options.max_connections).await;
         Ok(0)
     })
 }
@@ -183,16 +187,18 @@ fn announce(server: &Server, local: SocketAddr, tls: bool) {
 }
 
 /// Accepts connections until SIGINT or SIGTERM: each served by hyper's HTTP/1 connection, whose
-/// headers must arrive within [`HEADER_READ_TIMEOUT`]; past [`MAX_CONNECTIONS`] at once, a new
-/// connection is closed at once.
+/// headers must arrive within [`HEADER_READ_TIMEOUT`]; past `max` at once, a new connection is
+/// answered 503 (busy, the error object) and closed.
 async fn accept(
     listener: tokio::net::TcpListener,
     app: axum::Router,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    max: usize,
 ) {
     use hyper_util::rt::{TokioIo, TokioTimer};
     use hyper_util::service::TowerToHyperService;
-    let open = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let open = Arc::new(tokio::sync::Semaphore::new(max));
+    let refusing = Arc::new(tokio::sync::Semaphore::new(REFUSALS_AT_ONCE));
     let stop = stop_signal();
     tokio::pin!(stop);
     loop {
@@ -208,6 +214,10 @@ async fn accept(
             () = &mut stop => return,
         };
         let Ok(permit) = open.clone().try_acquire_owned() else {
+            // Over TLS a plain answer would be noise: the connection is closed.
+            if let (None, Ok(turn)) = (&tls, refusing.clone().try_acquire_owned()) {
+                tokio::spawn(refuse_busy(socket, max, turn));
+            }
             continue;
         };
         let _ = socket.set_nodelay(true);
@@ -235,6 +245,34 @@ async fn accept(
             }
         });
     }
+}
+
+/// Answers a connection past the limit with 503 and the error object, then reads what the
+/// client sent until it closes (so the answer is not lost to a reset), for at most
+/// [`REFUSAL_TIME`].
+async fn refuse_busy(
+    mut socket: tokio::net::TcpStream,
+    max: usize,
+    _turn: tokio::sync::OwnedSemaphorePermit,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let e = Error::Busy(format!(
+        "the server is serving {max} connections, its most (--max-connections); try again shortly"
+    ));
+    let body = serde_json::Value::from(tracker::json::error_json(&e)).to_string();
+    let reply = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(REFUSAL_TIME, async {
+        socket.write_all(reply.as_bytes()).await?;
+        socket.shutdown().await?;
+        let mut sink = [0u8; 4096];
+        while socket.read(&mut sink).await? > 0 {}
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
 }
 
 /// Resolves on the first SIGINT or SIGTERM.
