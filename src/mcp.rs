@@ -14,7 +14,7 @@ pub(crate) use http::service as http_service;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
@@ -357,13 +357,14 @@ impl Server {
         ctx: RequestContext<RoleServer>,
         Parameters(raw): Parameters<JsonObject>,
     ) -> CallToolResult {
-        let over_http = self.over_http.is_some();
+        let (over_http, arrived) = (self.over_http.is_some(), Instant::now());
         self.call(
             ctx,
             Work::claim(raw.get("wait")),
             raw,
             move |t, a: claim::Args, stopped| {
-                item(&claim::exec(t, tied(over_http, a.lower()?), stopped)?)
+                let r = tied(over_http, a.lower()?).waiting_since(arrived);
+                item(&claim::exec(t, r, stopped)?)
             },
         )
         .await
@@ -375,13 +376,14 @@ impl Server {
         ctx: RequestContext<RoleServer>,
         Parameters(raw): Parameters<JsonObject>,
     ) -> CallToolResult {
-        let over_http = self.over_http.is_some();
+        let (over_http, arrived) = (self.over_http.is_some(), Instant::now());
         self.call(
             ctx,
             Work::claim(raw.get("wait")),
             raw,
             move |t, a: claim::NextArgs, stopped| {
-                item(&claim::exec(t, tied(over_http, a.lower()?), stopped)?)
+                let r = tied(over_http, a.lower()?).waiting_since(arrived);
+                item(&claim::exec(t, r, stopped)?)
             },
         )
         .await

@@ -12,6 +12,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::Value;
+use std::time::Instant;
 use tracker::command::{
     claim, comment, dep, done, list, log, new_item, plan, release, renew, show, status, update,
 };
@@ -233,7 +234,7 @@ fn untied(r: claim::Request) -> claim::Request {
 }
 
 async fn claim_item(State(s): S, h: HeaderMap, Path(r): Path<String>, b: Body) -> Response {
-    let wait = waits(&b);
+    let (wait, arrived) = (waits(&b), Instant::now());
     write(
         &s,
         &h,
@@ -241,13 +242,16 @@ async fn claim_item(State(s): S, h: HeaderMap, Path(r): Path<String>, b: Body) -
         Some(("item", &r)),
         |_: &claim::Args| wait,
         StatusCode::OK,
-        |t, a: claim::Args, stopped| item(&claim::exec(t, untied(a.lower()?), stopped)?),
+        move |t, a: claim::Args, stopped| {
+            let r = untied(a.lower()?).waiting_since(arrived);
+            item(&claim::exec(t, r, stopped)?)
+        },
     )
     .await
 }
 
 async fn claim_next(State(s): S, h: HeaderMap, b: Body) -> Response {
-    let wait = waits(&b);
+    let (wait, arrived) = (waits(&b), Instant::now());
     write(
         &s,
         &h,
@@ -255,7 +259,10 @@ async fn claim_next(State(s): S, h: HeaderMap, b: Body) -> Response {
         None,
         |_: &claim::NextArgs| wait,
         StatusCode::OK,
-        |t, a: claim::NextArgs, stopped| item(&claim::exec(t, untied(a.lower()?), stopped)?),
+        move |t, a: claim::NextArgs, stopped| {
+            let r = untied(a.lower()?).waiting_since(arrived);
+            item(&claim::exec(t, r, stopped)?)
+        },
     )
     .await
 }
