@@ -219,3 +219,33 @@ fn a_closed_parent_takes_no_open_part_and_run_gives_back_what_it_cannot_finish()
         assert_eq!(env.code(&["verify"]).0, 0, "{b}");
     }
 }
+
+/// Found by a hostile test: a 20,000-level chain printed 400 MB of indent. Past 16 levels the
+/// depth is a number and the indent stops growing.
+#[test]
+fn a_deep_tree_is_indented_at_most_sixteen_levels() {
+    let env = Env::new();
+    let entries: Vec<Value> = (0..40)
+        .map(|i| {
+            let mut e = serde_json::json!({"key": format!("k{i}"), "title": format!("level {i}")});
+            if i > 0 {
+                e["parent"] = format!("k{}", i - 1).into();
+            }
+            e
+        })
+        .collect();
+    let plan = env.path("chain.json");
+    std::fs::write(&plan, serde_json::json!({ "items": entries }).to_string()).unwrap();
+    env.json(&["new", "--plan", plan.to_str().unwrap()]);
+    let out = env.run(&["list", "--tree", "--wide"]);
+    let lines = text(&out.stdout);
+    let deepest = lines.lines().find(|l| l.contains("level 39")).unwrap();
+    assert!(deepest.contains("└[39] level 39"), "{deepest}");
+    let sixteenth = lines.lines().find(|l| l.contains("level 16")).unwrap();
+    assert!(
+        sixteenth.contains(&format!("{}└ level 16", "  ".repeat(15))),
+        "{sixteenth}"
+    );
+    let widest = lines.lines().map(str::len).max().unwrap();
+    assert!(widest < 120, "{lines}");
+}

@@ -204,8 +204,11 @@ pub fn state_word(v: &ItemView) -> String {
     }
 }
 
+/// The deepest level `list --tree` indents; deeper items show their depth as a number.
+pub const MAX_INDENT: usize = 16;
+
 /// `list` as aligned columns; titles are cut to the terminal width unless `wide`, and indented
-/// by `depths` (`list --tree`; empty for none).
+/// by `depths` (`list --tree`; empty for none), at most [`MAX_INDENT`] levels deep.
 pub fn list(items: &[ItemView], depths: &[usize], now: &Now, style: &Style, wide: bool) -> String {
     let rows: Vec<[String; 4]> = items
         .iter()
@@ -259,7 +262,16 @@ pub fn list(items: &[ItemView], depths: &[usize], now: &Now, style: &Style, wide
     for (i, (v, r)) in items.iter().zip(&rows).enumerate() {
         let title = match depths.get(i).copied().unwrap_or(0) {
             0 => safe(&v.item.title, false),
-            d => format!("{}└ {}", "  ".repeat(d - 1), safe(&v.item.title, false)),
+            d if d <= MAX_INDENT => {
+                format!("{}└ {}", "  ".repeat(d - 1), safe(&v.item.title, false))
+            }
+            // Deeper, the indent would be most of the line (20,000 levels: 400 MB of spaces):
+            // the depth is given as a number instead.
+            d => format!(
+                "{}└[{d}] {}",
+                "  ".repeat(MAX_INDENT - 1),
+                safe(&v.item.title, false)
+            ),
         };
         let title = match title_room {
             Some(room) => cut(&title, room),
