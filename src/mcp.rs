@@ -134,33 +134,35 @@ impl Drop for Running {
 type Stopped<'a> = &'a dyn Fn() -> bool;
 
 impl Server {
-    /// The tracker, acting as `--as`, else as the client's name.
+    /// The tracker a call runs on. Over stdio: one for the session, acting as `--as`, else as
+    /// the client's name. Over HTTP: one per call (over the session's one handle), acting as
+    /// the call's `X-Tracker-As`, else as the client's name: a header names the actor of its
+    /// own request only, and a bad one is refused on every call, not only the first.
     fn tracker(&self, ctx: &RequestContext<RoleServer>) -> Result<Arc<Tracker>> {
-        let peer = &ctx.peer;
+        let handle = || {
+            self.backend
+                .lock()
+                .map_err(|_| Error::Internal("the tracker handle was poisoned".into()))
+        };
+        if self.over_http.is_some() {
+            let actor = match http::header_actor(ctx)? {
+                Some(actor) => actor,
+                None => client_actor(ctx),
+            };
+            let backend = handle()?
+                .clone()
+                .ok_or_else(|| Error::Internal("the tracker handle is gone".into()))?;
+            let actor = Actor {
+                distinct: false,
+                ..actor
+            };
+            return Ok(Arc::new(Tracker::with_store(backend).with_actor(actor)));
+        }
         if let Some(t) = self.tracker.get() {
             return Ok(t.clone());
         }
-        // The client's name alone, stable across restarts, so a keyed call repeated after the
-        // server was restarted is recognised. Two live servers of one name are still two
-        // workers: their leases are tied to their processes.
-        let actor = match &self.named {
-            Some(named) => named.clone(),
-            None => match peer.peer_info().map(|i| i.client_info.name.clone()) {
-                Some(name) if !name.trim().is_empty() => command::named_actor(
-                    "the client's name (clientInfo.name; or start the server with --as)",
-                    &name,
-                )?,
-                _ => Actor::named("mcp"),
-            },
-        };
-        // Before the backend is taken: a refused name leaves the session as it was.
-        let actor = http::actor(self.over_http.as_ref(), ctx, actor)?;
-        let backend = self
-            .backend
-            .lock()
-            .map_err(|_| Error::Internal("the tracker handle was poisoned".into()))?
-            .take();
-        if let Some(backend) = backend {
+        if let Some(backend) = handle()?.take() {
+            let actor = self.named.clone().unwrap_or_else(|| client_actor(ctx));
             let _ = self
                 .tracker
                 .set(Arc::new(Tracker::with_store(backend).with_actor(actor)));
@@ -234,6 +236,26 @@ impl Server {
         rx.await
             .unwrap_or_else(|_| Err(Error::Internal("a tool call panicked".into())))
     }
+}
+
+/// The client's name from the handshake as an actor: stable across restarts, so a keyed call
+/// repeated after the server was restarted is recognised (two live servers of one name are
+/// still two workers: their leases are tied to their processes). The client chose it, not the
+/// user, so a name no actor may have is made one rather than refused: control characters
+/// dropped, cut to [`MAX_ACTOR_BYTES`](tracker::rules::MAX_ACTOR_BYTES); none at all is `mcp`.
+fn client_actor(ctx: &RequestContext<RoleServer>) -> Actor {
+    let given = ctx
+        .peer
+        .peer_info()
+        .map(|i| i.client_info.name.clone())
+        .unwrap_or_default();
+    let mut name: String = given.chars().filter(|c| !c.is_control()).collect();
+    name = name.trim().to_string();
+    while name.len() > tracker::rules::MAX_ACTOR_BYTES {
+        name.pop();
+    }
+    let name = name.trim_end();
+    Actor::named(if name.is_empty() { "mcp" } else { name })
 }
 
 fn item(v: &ItemView) -> Result<Value> {

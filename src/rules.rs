@@ -335,9 +335,10 @@ pub fn validate_title(title: &str) -> Result<String, String> {
 /// The longest actor name: a name is stored in every op its actor makes and in its leases.
 pub const MAX_ACTOR_BYTES: usize = 200;
 
-/// Checks an actor's name (`--as`, `TRACKER_AS`, `X-Tracker-As`, an MCP client's name) and
-/// returns it trimmed: not empty, at most [`MAX_ACTOR_BYTES`], free of control characters. The
-/// error is a message for people.
+/// Checks an actor's name (`--as`, `TRACKER_AS`, `X-Tracker-As`) and returns it trimmed: not
+/// empty, at most [`MAX_ACTOR_BYTES`]. It is kept exactly as given otherwise (every terminal
+/// output escapes control characters, and `--as` has always taken them). The error is a
+/// message for people.
 pub fn validate_actor_name(name: &str) -> Result<String, String> {
     let n = name.trim();
     if n.is_empty() {
@@ -348,9 +349,6 @@ pub fn validate_actor_name(name: &str) -> Result<String, String> {
             "the name is {} bytes long; the limit is {MAX_ACTOR_BYTES} bytes",
             n.len()
         ));
-    }
-    if n.chars().any(char::is_control) {
-        return Err("control characters are not allowed in a name".into());
     }
     Ok(n.to_string())
 }

@@ -459,7 +459,8 @@ impl<S: Storage> Tracker<S> {
     }
 
     /// `list`, handing each item to `f` as it is read, so a scan of any size runs in flat
-    /// memory (one read snapshot throughout).
+    /// memory (one read snapshot throughout). The lists that come by number from a set of
+    /// identities (children, descendants, claimed items) hold that set's items first.
     pub fn list_each(
         &self,
         q: &ListQuery,

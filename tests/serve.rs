@@ -185,8 +185,8 @@ fn a_write_without_x_tracker_as_is_400_and_the_actor_is_recorded() {
     assert_eq!(r.status, 201, "200 bytes is allowed");
 }
 
-/// The rule for a name is the same on the command line: at most 200 bytes, no control
-/// characters, exit 2 naming where it came from.
+/// The limit of a name is the same on the command line: at most 200 bytes, exit 2 naming where
+/// it came from.
 #[test]
 fn a_name_given_by_as_or_tracker_as_is_checked_like_a_header() {
     let env = Env::new();
@@ -195,7 +195,7 @@ fn a_name_given_by_as_or_tracker_as_is_checked_like_a_header() {
     assert!(err.contains("--as") && err.contains("200 bytes"), "{err}");
     let out = env
         .cmd(&["new", "x"])
-        .env("TRACKER_AS", "ana\u{1b}[31m")
+        .env("TRACKER_AS", "é".repeat(101))
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
@@ -813,14 +813,11 @@ fn two_agents_drain_a_queue_through_mcp_over_http_with_the_python_sdk() {
     }
 }
 
-#[test]
-fn a_read_only_server_refuses_writes_over_mcp_too() {
-    let env = Env::new();
-    env.json(&["new", "read me"]);
-    let s = Served::start(&env.db, &["--read-only"]);
+/// A raw MCP session over Streamable HTTP: initialized, with the client's name `client`.
+fn mcp_session(s: &Served, client: &str) -> String {
     let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": "2025-03-26", "capabilities": {},
-        "clientInfo": {"name": "raw", "version": "0"}}});
+        "clientInfo": {"name": client, "version": "0"}}});
     let r = s
         .req("POST", "/mcp")
         .header("Accept", "application/json, text/event-stream")
@@ -828,26 +825,6 @@ fn a_read_only_server_refuses_writes_over_mcp_too() {
         .send();
     assert_eq!(r.status, 200, "{}", crate::common::text(&r.body));
     let session = r.header("mcp-session-id").expect("a session").to_string();
-    let call = |id: u64, tool: &str, args: Value| {
-        let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
-                          "params": {"name": tool, "arguments": args}});
-        let r = s
-            .req("POST", "/mcp")
-            .header("Accept", "application/json, text/event-stream")
-            .header("Mcp-Session-Id", &session)
-            .header("Mcp-Protocol-Version", "2025-03-26")
-            .json(body)
-            .send();
-        let text = crate::common::text(&r.body);
-        let data = text
-            .lines()
-            .filter_map(|l| l.strip_prefix("data:"))
-            .map(str::trim)
-            .find(|l| l.contains("\"result\""))
-            .unwrap_or_else(|| panic!("{text}"))
-            .to_string();
-        serde_json::from_str::<Value>(&data).unwrap()["result"].clone()
-    };
     let notified = s
         .req("POST", "/mcp")
         .header("Accept", "application/json, text/event-stream")
@@ -856,9 +833,42 @@ fn a_read_only_server_refuses_writes_over_mcp_too() {
         .json(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
         .send();
     assert!(notified.status < 300, "{notified:?}");
-    let shown = call(2, "show", json!({"item": "1"}));
+    session
+}
+
+/// One tool call in `session`, with `X-Tracker-As: actor` if given; the JSON-RPC result.
+fn mcp_call(s: &Served, session: &str, tool: &str, args: Value, actor: Option<&str>) -> Value {
+    let body = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+                      "params": {"name": tool, "arguments": args}});
+    let mut r = s
+        .req("POST", "/mcp")
+        .header("Accept", "application/json, text/event-stream")
+        .header("Mcp-Session-Id", session)
+        .header("Mcp-Protocol-Version", "2025-03-26");
+    if let Some(actor) = actor {
+        r = r.header("X-Tracker-As", actor);
+    }
+    let r = r.json(body).send();
+    let text = crate::common::text(&r.body);
+    let data = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .map(str::trim)
+        .find(|l| l.contains("\"result\""))
+        .unwrap_or_else(|| panic!("{text}"))
+        .to_string();
+    serde_json::from_str::<Value>(&data).unwrap()["result"].clone()
+}
+
+#[test]
+fn a_read_only_server_refuses_writes_over_mcp_too() {
+    let env = Env::new();
+    env.json(&["new", "read me"]);
+    let s = Served::start(&env.db, &["--read-only"]);
+    let session = mcp_session(&s, "raw");
+    let shown = mcp_call(&s, &session, "show", json!({"item": "1"}), None);
     assert_eq!(shown["structuredContent"]["title"], "read me", "{shown}");
-    let refused = call(3, "new", json!({"title": "no"}));
+    let refused = mcp_call(&s, &session, "new", json!({"title": "no"}), None);
     assert_eq!(refused["isError"], true, "{refused}");
     assert_eq!(
         refused["structuredContent"]["error"]["kind"], "forbidden",
@@ -871,6 +881,35 @@ fn a_read_only_server_refuses_writes_over_mcp_too() {
             .len(),
         1
     );
+}
+
+/// Over `/mcp` each call acts as its own `X-Tracker-As` (it was fixed by a session's first
+/// call), a bad one is refused on every call (it was ignored), and a client's name no actor may
+/// have is made one (control characters dropped, cut to 200 bytes) rather than failing calls
+/// that name their actor in the header anyway.
+#[test]
+fn over_mcp_each_call_acts_as_its_own_header_and_a_bad_one_is_refused() {
+    let env = Env::new();
+    let s = Served::start(&env.db, &[]);
+    let odd = format!("{}\u{7}", "x".repeat(300));
+    let session = mcp_session(&s, &odd);
+    let made = |actor: Option<&str>| {
+        let r = mcp_call(&s, &session, "new", json!({"title": "t"}), actor);
+        assert_eq!(r["isError"], false, "{r}");
+    };
+    made(Some("alice"));
+    made(Some("bob"));
+    made(None);
+    let refused = mcp_call(&s, &session, "new", json!({"title": "t"}), Some("a\tb"));
+    assert_eq!(refused["isError"], true, "{refused}");
+    assert_eq!(refused["structuredContent"]["error"]["kind"], "invalid");
+    let actors: Vec<String> = s.get("/api/v1/log").json()["ops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|op| op["actor"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(actors, ["alice", "bob", &"x".repeat(200)]);
 }
 
 /// A soak: clients create, claim and finish items for a bounded time while the server is killed

@@ -86,8 +86,7 @@ pub fn list(a: &args::ListArgs) -> Result<list::Request> {
         parent: a.parent.as_deref().map(command::item_ref).transpose()?,
         // A tree under an item is all of it, not its first level.
         descendants: a.tree && a.parent.is_some(),
-        // A tree is cut in tree order (see `cli::list`), not by number before it is built.
-        limit: if a.tree { None } else { a.limit },
+        limit: a.limit,
     };
     list::request(Spelling::Flags, &a.status, q)
 }

@@ -477,7 +477,9 @@ fn list(ctx: &Ctx, a: args::ListArgs) -> Result<i32> {
     let q = lower::list(&a)?;
     let t = ctx.open(Access::ReadOnly)?;
     if a.tree {
-        let mut rows = list::tree(list::exec(&t, &q)?);
+        // A tree is cut in tree order, not by number before it is built.
+        let whole = list::Request { limit: None, ..q };
+        let mut rows = list::tree(list::exec(&t, &whole)?);
         rows.truncate(a.limit.unwrap_or(usize::MAX));
         if ctx.json {
             let items: Vec<ItemJson> = rows.iter().map(|(_, v)| ItemJson::from(v)).collect();

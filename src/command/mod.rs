@@ -119,10 +119,18 @@ pub fn named_actor(field: &str, name: &str) -> Result<Actor> {
 ///
 /// # Errors
 ///
-/// [`Error::Invalid`] for bytes that are not UTF-8 or a name that [`named_actor`] refuses.
+/// [`Error::Invalid`] for bytes that are not UTF-8, control characters, or a name that
+/// [`named_actor`] refuses.
 pub fn header_actor(bytes: &[u8]) -> Result<Actor> {
     let field = "X-Tracker-As";
     let name = std::str::from_utf8(bytes).map_err(|_| Error::bad_field(field, "not UTF-8"))?;
+    // The one control character a header can carry is a tab: refused since the API was built.
+    if name.chars().any(char::is_control) {
+        return Err(Error::bad_field(
+            field,
+            "control characters are not allowed in a name",
+        ));
+    }
     Ok(Actor {
         distinct: false,
         ..named_actor(field, name)?

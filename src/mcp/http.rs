@@ -52,35 +52,20 @@ pub(crate) fn service(
     )
 }
 
-/// The actor of a session: over HTTP, `X-Tracker-As` of the request if given (refused as the
-/// JSON API refuses it), else `fallback` (the client's name), and never distinct. Over stdio,
-/// `fallback` as it is.
-pub(super) fn actor(
-    session: Option<&Session>,
-    ctx: &RequestContext<RoleServer>,
-    fallback: Actor,
-) -> Result<Actor> {
-    if session.is_none() {
-        return Ok(fallback);
-    }
-    let header = ctx
-        .extensions
+/// The actor a request over HTTP names in `X-Tracker-As`, refused as the JSON API refuses it;
+/// `None` without one.
+pub(super) fn header_actor(ctx: &RequestContext<RoleServer>) -> Result<Option<Actor>> {
+    ctx.extensions
         .get::<axum::http::request::Parts>()
-        .and_then(|p| p.headers.get("x-tracker-as"));
-    let actor = match header {
-        Some(value) => tracker::command::header_actor(value.as_bytes())?,
-        None => fallback,
-    };
-    Ok(Actor {
-        distinct: false,
-        ..actor
-    })
+        .and_then(|p| p.headers.get("x-tracker-as"))
+        .map(|value| tracker::command::header_actor(value.as_bytes()))
+        .transpose()
 }
 
 /// Whether a call of kind `work` may run: a read-only server runs reads only.
 pub(super) fn admit(session: Option<&Session>, work: Work) -> Result<()> {
     match (session, work) {
-        (Some(s), Work::Writes | Work::Waits) if s.read_only => Err(Error::Forbidden(
+        (Some(s), Work::Writes | Work::Waits(_)) if s.read_only => Err(Error::Forbidden(
             "this server is read-only (--read-only): it takes no writes".into(),
         )),
         _ => Ok(()),

@@ -69,10 +69,7 @@ pub(crate) fn follow(server: Arc<Server>) -> Result<()> {
             let listening = t.listen();
             loop {
                 match publish(&t, &server.events, since) {
-                    Ok(next) if next > since => {
-                        since = next;
-                        server.events.next.store(next, Ordering::SeqCst);
-                    }
+                    Ok(next) if next > since => since = next,
                     Ok(_) if listening => {
                         t.wait_for_change(Duration::from_secs(10));
                     }
@@ -93,6 +90,8 @@ fn publish(t: &super::Tracker, hub: &Hub, since: u64) -> Result<u64> {
         next = op.seq + 1;
         // No stream open: nobody to tell.
         let _ = hub.tx.send(committed(&op, num)?);
+        // After each op, not each batch: a stream starting now starts after this one.
+        hub.next.store(next, Ordering::SeqCst);
         Ok(())
     })?;
     Ok(next)
@@ -149,15 +148,17 @@ pub(crate) async fn stream(
         Ok(start) => start,
         Err(e) => return Failure(e).into_response(),
     };
-    // The follower's position is read before subscribing: an op it publishes in between is
-    // then a gap, read from the log, rather than lost.
+    // The follower's position is read before subscribing, and again after: an op published in
+    // between is not on this stream's channel, so the stream starts by reading the log.
     let next = start.unwrap_or_else(|| s.events.next.load(Ordering::SeqCst));
+    let rx = s.events.tx.subscribe();
+    let moved = s.events.next.load(Ordering::SeqCst) != next;
     let cursor = Cursor {
-        rx: s.events.tx.subscribe(),
+        rx,
         server: s,
         next,
         backlog: VecDeque::new(),
-        from_log: start.is_some(),
+        from_log: start.is_some() || moved,
     };
     let events = futures_util::stream::unfold(cursor, |mut c| async move {
         let event = c.next_event().await?;
