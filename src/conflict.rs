@@ -2,7 +2,7 @@
 //! the conflict messages that say who holds what, since when, and what to do next.
 
 use crate::clock::{format_duration_short, Now};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Spelling};
 use crate::model::{Change, Item, Lease, Op};
 use crate::rules::{self, ClaimRefusal, LeaseState, Standing};
 use crate::store::{ReadTxn, Storage};
@@ -137,8 +137,8 @@ impl<S: Storage> Tracker<S> {
             (Standing::WrongToken, Some(tok)) => {
                 return self.stale_token(t, item, tok, Some(lease), now)
             }
-            (Standing::SameNameUnproven, _) => same_name_unproven(item, &text),
-            (Standing::OtherProcess, _) => other_process(item, &text, verb),
+            (Standing::SameNameUnproven, _) => same_name_unproven(item, &text, self.spelling()),
+            (Standing::OtherProcess, _) => other_process(item, &text, verb, self.spelling()),
             _ => format!(
                 "#{} is {text}; you ({}) cannot {verb}",
                 item.num,
@@ -177,9 +177,11 @@ impl<S: Storage> Tracker<S> {
             (_, None) => return Error::Internal("a claim was refused over no lease".into()),
             (ClaimRefusal::HeldByOther, Some(l)) => {
                 let msg = format!(
-                    "#{} is {}; wait for it (--wait), or take it with --force",
+                    "#{} is {}; wait for it ({}), or take it with {}",
                     item.num,
-                    describe_other_lease(l, now)
+                    describe_other_lease(l, now),
+                    self.advise("wait"),
+                    self.advise("force")
                 );
                 return self.conflict_on(t, item, msg, now);
             }
@@ -193,12 +195,17 @@ impl<S: Storage> Tracker<S> {
 
 /// A change refused because the lease, under the caller's own name, is tied to another living
 /// process: two processes are two workers, whatever their names.
-pub(crate) fn other_process(item: &Item, lease_text: &str, verb: &str) -> String {
+pub(crate) fn other_process(item: &Item, lease_text: &str, verb: &str, s: Spelling) -> String {
+    let token = s.advice("token");
     // Only claims wait and evict; every guarded command takes the token.
     let what_to_do = if verb == "claim it" {
-        "Wait for it (--wait), pass the --token its claim printed, or take it over with --force"
+        format!(
+            "Wait for it ({}), pass the {token} its claim gave, or take it over with {}",
+            s.advice("wait"),
+            s.advice("force")
+        )
     } else {
-        "Pass the --token its claim printed"
+        format!("Pass the {token} its claim gave")
     };
     format!(
         "#{} is {lease_text}. That is your name, but the lease is tied to another process that \
@@ -208,16 +215,22 @@ pub(crate) fn other_process(item: &Item, lease_text: &str, verb: &str) -> String
     )
 }
 
-/// A claim, renewal or release refused because the holder's name is the caller's default name
-/// too, and nothing else proves the caller is that holder.
-pub(crate) fn same_name_unproven(item: &Item, lease_text: &str) -> String {
-    format!(
-        "#{} is {lease_text}. That is your name too, but a name alone does not prove you are \
-         that holder (a default name without a terminal, or a name sent over HTTP, could be \
-         another agent's): pass the lease's token (--token, or `token` over MCP and HTTP), or \
-         on the command line name yourself with --as",
-        item.num
-    )
+/// A claim, renewal or release refused because the holder's name is the caller's name too,
+/// and nothing else proves the caller is that holder: on the command line, a default name
+/// without a terminal; over MCP and HTTP, a name sent with the request.
+pub(crate) fn same_name_unproven(item: &Item, lease_text: &str, s: Spelling) -> String {
+    let why_and_what = match s {
+        Spelling::Flags => {
+            "That is your default name too, but without a terminal or \
+             --as/TRACKER_AS it cannot tell you apart from another agent: pass the --token \
+             your claim printed, or name yourself with --as"
+        }
+        Spelling::Json => {
+            "That is your name too, but a name sent with a request proves \
+             nothing: pass the lease's `token` (its claim gave it)"
+        }
+    };
+    format!("#{} is {lease_text}. {why_and_what}", item.num)
 }
 
 /// A lease in words, for its holder: "claimed by ana@box/pts/3 (host box, pid 4242) 4m ago,

@@ -198,6 +198,45 @@ pub fn describe_search(
     }
 }
 
+/// How a transport spells the name of a field in a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Spelling {
+    /// As a command-line flag: `--if-version`, `--add-label`.
+    Flags,
+    /// As a JSON argument (MCP, HTTP): `if_version`, `add_labels`.
+    Json,
+}
+
+impl Spelling {
+    /// `field`, the JSON name of a field (`add_labels`), spelled this way (`--add-label`).
+    pub fn name(self, field: &str) -> String {
+        // The flags that take one value and are repeated, where the JSON field is a list.
+        const REPEATED: &[(&str, &str)] = &[
+            ("labels", "--label"),
+            ("add_labels", "--add-label"),
+            ("remove_labels", "--remove-label"),
+        ];
+        match self {
+            Spelling::Json => field.to_string(),
+            Spelling::Flags => match REPEATED.iter().find(|(json, _)| *json == field) {
+                Some((_, flag)) => (*flag).to_string(),
+                None => format!("--{}", field.replace('_', "-")),
+            },
+        }
+    }
+}
+
+impl Spelling {
+    /// `field` as advice names it in a message: `--force` on the command line, `` `force` ``
+    /// (the argument of a tool or a request body) over MCP and HTTP.
+    pub fn advice(self, field: &str) -> String {
+        match self {
+            Spelling::Flags => self.name(field),
+            Spelling::Json => format!("`{field}`"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

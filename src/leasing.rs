@@ -137,7 +137,8 @@ impl<S: Storage> Tracker<S> {
     ) -> Result<ItemView> {
         let deadline = Instant::now().checked_add(wait).ok_or_else(|| {
             Error::Invalid(format!(
-                "--wait {} is too long for this system's clock",
+                "{} {} is too long for this system's clock",
+                self.advise("wait"),
                 humantime::format_duration(wait)
             ))
         })?;

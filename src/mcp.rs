@@ -156,16 +156,14 @@ impl Server {
                 distinct: false,
                 ..actor
             };
-            return Ok(Arc::new(Tracker::with_store(backend).with_actor(actor)));
+            return Ok(Arc::new(json_tracker(backend, actor)));
         }
         if let Some(t) = self.tracker.get() {
             return Ok(t.clone());
         }
         if let Some(backend) = handle()?.take() {
             let actor = self.named.clone().unwrap_or_else(|| client_actor(ctx));
-            let _ = self
-                .tracker
-                .set(Arc::new(Tracker::with_store(backend).with_actor(actor)));
+            let _ = self.tracker.set(Arc::new(json_tracker(backend, actor)));
         }
         self.tracker
             .get()
@@ -236,6 +234,14 @@ impl Server {
         rx.await
             .unwrap_or_else(|_| Err(Error::Internal("a tool call panicked".into())))
     }
+}
+
+/// A tracker over `backend` acting as `actor`, whose messages advise tool arguments
+/// (`` `force` ``), not command-line flags.
+fn json_tracker(backend: Arc<Backend>, actor: Actor) -> Tracker {
+    Tracker::with_store(backend)
+        .with_actor(actor)
+        .with_spelling(command::Spelling::Json)
 }
 
 /// The client's name from the handshake as an actor: stable across restarts, so a keyed call

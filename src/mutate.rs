@@ -134,12 +134,13 @@ impl<S: Storage> Tracker<S> {
         // A reason and --force say how an item closes: without a closing status they mean nothing.
         let closing = patch.status.is_some_and(|s| s != Status::Open);
         for (given, what) in [
-            (patch.close_reason.is_some(), "a reason"),
-            (force, "--force"),
+            (patch.close_reason.is_some(), "a reason".to_string()),
+            (force, self.advise("force")),
         ] {
             if given && !closing {
                 return Err(Error::Invalid(format!(
-                    "{what} is given only with a closing status (--status done|cancelled)"
+                    "{what} is given only with a closing status ({} done or cancelled)",
+                    self.advise("status")
                 )));
             }
         }
@@ -185,7 +186,7 @@ impl<S: Storage> Tracker<S> {
                 self.refuse_if_held_by_other(t, item, l, guard.token, now, verb)?;
             }
             if closing && item.status == Status::Open && !force {
-                refuse_if_open_children(t, item)?;
+                refuse_if_open_children(t, item, &self.advise("force"))?;
             }
             if !changes.is_empty() {
                 self.commit(t, now, OpKind::Update, Some(item), lease, changes)?;
@@ -220,11 +221,11 @@ impl<S: Storage> Tracker<S> {
             let lease = t.lease(item.id)?;
             self.check_token(t, item, lease.as_ref(), guard.token, now)?;
             if let (Some(l), false) = (&lease, force) {
-                let verb = "finish it (or pass --force)";
-                self.refuse_if_held_by_other(t, item, l, guard.token, now, verb)?;
+                let verb = format!("finish it (or pass {})", self.advise("force"));
+                self.refuse_if_held_by_other(t, item, l, guard.token, now, &verb)?;
             }
             if item.status == Status::Open && !force {
-                refuse_if_open_children(t, item)?;
+                refuse_if_open_children(t, item, &self.advise("force"))?;
             }
             let changes = rules::done_changes(item, lease.as_ref(), reason.as_ref());
             if !changes.is_empty() {
@@ -329,7 +330,7 @@ impl<S: Storage> Tracker<S> {
 }
 
 /// An item waits for its open children: closing it before them is a conflict that names them.
-fn refuse_if_open_children(t: &dyn ReadTxn, item: &Item) -> Result<()> {
+fn refuse_if_open_children(t: &dyn ReadTxn, item: &Item, force: &str) -> Result<()> {
     let open = crate::tracker::open_children(t, item.id)?;
     if open.is_empty() {
         return Ok(());
@@ -344,12 +345,13 @@ fn refuse_if_open_children(t: &dyn ReadTxn, item: &Item) -> Result<()> {
         named.push(format!("and {} more", open.len() - SHOWN));
     }
     Err(Error::conflict(format!(
-        "#{} has {} open {}: {}; close {} first, or pass --force to close it anyway",
+        "#{} has {} open {}: {}; close {} first, or pass {} to close it anyway",
         item.num,
         open.len(),
         if open.len() == 1 { "child" } else { "children" },
         named.join(", "),
         if open.len() == 1 { "it" } else { "them" },
+        force,
     )))
 }
 

@@ -161,6 +161,8 @@ pub struct Tracker<S: Storage = RedbStore> {
     pid_ns: OnceLock<Option<u64>>,
     alive: AliveProbe,
     tied_here: TieProbe,
+    /// How its messages name the fields a caller could give (`--force` or `` `force` ``).
+    spelling: crate::error::Spelling,
 }
 
 impl Tracker<RedbStore> {
@@ -195,6 +197,7 @@ impl<S: Storage> Tracker<S> {
             pid_ns: OnceLock::new(),
             alive: Arc::new(crate::host::process_alive),
             tied_here: Arc::new(tied_to_this_process),
+            spelling: crate::error::Spelling::Flags,
         }
     }
 
@@ -205,6 +208,23 @@ impl<S: Storage> Tracker<S> {
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self
+    }
+
+    /// Names fields in its messages' advice as `spelling` does: command-line flags (the
+    /// default), or the JSON arguments of MCP tools and HTTP bodies.
+    pub fn with_spelling(mut self, spelling: crate::error::Spelling) -> Self {
+        self.spelling = spelling;
+        self
+    }
+
+    /// `field` as this tracker's messages advise it (`--force`, or `` `force` ``).
+    pub(crate) fn advise(&self, field: &str) -> String {
+        self.spelling.advice(field)
+    }
+
+    /// How this tracker's messages name fields.
+    pub(crate) fn spelling(&self) -> crate::error::Spelling {
+        self.spelling
     }
 
     /// Acts as `actor`: the holder name of its leases and the author of its ops.

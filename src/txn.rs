@@ -11,7 +11,7 @@ use serde_json::Value;
 use ulid::Ulid;
 
 use crate::clock::Now;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Spelling};
 use crate::model::{Change, Item, ItemView, Lease, Op, OpKind, Status};
 use crate::rules::{self, LeaseState, Tie};
 use crate::store::{Counter, IdempotencyRecord, ReadTxn, Storage, WriteTxn};
@@ -251,11 +251,15 @@ impl<S: Storage> Tracker<S> {
         // Two agents without a name or a terminal share one default name: a repeat cannot tell
         // them apart, so it must not hand over a lease (and its token) the first one took.
         let anonymous_refusal = || {
-            Repeat::Refused(
-                "and without a terminal or --as/TRACKER_AS nothing tells you apart from another \
-                 agent of that name; name yourself with --as to repeat claims by key"
+            Repeat::Refused(match self.spelling() {
+                Spelling::Flags => "and without a terminal or --as/TRACKER_AS nothing tells you \
+                     apart from another agent of that name; name yourself with --as to repeat \
+                     claims by key"
                     .into(),
-            )
+                Spelling::Json => "and a name sent with a request proves nothing, so the lease \
+                     is not handed over again: read the item for its claim"
+                    .into(),
+            })
         };
         if !claims {
             return Ok(if anonymous {

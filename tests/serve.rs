@@ -312,6 +312,12 @@ fn every_error_kind_has_its_status_code() {
         let r = s.post("/api/v1/items/1/claim", "bob", json!({}));
         assert_eq!(r.error_kind(409), "conflict");
         assert_eq!(r.json()["error"]["current"]["claim"]["holder"], "ana");
+        // Its advice names the body's fields, not command-line flags.
+        let advice = r.json()["error"]["message"].as_str().unwrap().to_string();
+        assert!(
+            advice.contains("`wait`") && advice.contains("`force`") && !advice.contains("--"),
+            "{advice}"
+        );
         let r = s
             .req("PATCH", "/api/v1/items/1")
             .header("X-Tracker-As", "ana")

@@ -61,33 +61,7 @@ use crate::model::{ItemType, Status};
 use crate::store::Storage;
 use crate::tracker::{Guard, ItemRef, Tracker};
 
-/// How a transport spells the name of a field in a message.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Spelling {
-    /// As a command-line flag: `--if-version`, `--add-label`.
-    Flags,
-    /// As a JSON argument (MCP, HTTP): `if_version`, `add_labels`.
-    Json,
-}
-
-impl Spelling {
-    /// `field`, the JSON name of a field (`add_labels`), spelled this way (`--add-label`).
-    pub fn name(self, field: &str) -> String {
-        // The flags that take one value and are repeated, where the JSON field is a list.
-        const REPEATED: &[(&str, &str)] = &[
-            ("labels", "--label"),
-            ("add_labels", "--add-label"),
-            ("remove_labels", "--remove-label"),
-        ];
-        match self {
-            Spelling::Json => field.to_string(),
-            Spelling::Flags => match REPEATED.iter().find(|(json, _)| *json == field) {
-                Some((_, flag)) => (*flag).to_string(),
-                None => format!("--{}", field.replace('_', "-")),
-            },
-        }
-    }
-}
+pub use crate::error::Spelling;
 
 /// An item reference (`42`, `#42`, a ULID or a unique ULID prefix), the one parse every
 /// transport uses. The message quotes the value and names no field: it reads the same on all.

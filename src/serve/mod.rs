@@ -76,7 +76,10 @@ impl Drop for StopOnDrop {
 impl Server {
     /// A tracker over the shared handle, acting as `actor` (reads act as nobody in particular).
     pub(crate) fn tracker(&self, actor: Option<Actor>) -> Tracker {
-        let t = Tracker::with_store(self.backend.clone()).with_clock(self.clock.clone());
+        // Advice in a message names the body's fields (`` `force` ``), not command-line flags.
+        let t = Tracker::with_store(self.backend.clone())
+            .with_clock(self.clock.clone())
+            .with_spelling(tracker::command::Spelling::Json);
         match actor {
             Some(a) => t.with_actor(a),
             None => t.with_actor(Actor::named("http")),
