@@ -52,8 +52,10 @@ impl Turns {
     /// The turns for a process serving `backend`.
     pub(crate) fn for_backend(backend: &Backend) -> Turns {
         let writers = match backend {
-            // A database takes writes side by side, each on a connection of the pool.
+            // A database takes writes side by side, each on a connection of the pool; a file
+            // whose writers share commits takes as many, and commits them together.
             Backend::Postgres(_) => 8,
+            Backend::Redb(store) if store.shares_commits() => 8,
             Backend::Redb(_) => 1,
         };
         Turns {

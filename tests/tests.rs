@@ -15,6 +15,7 @@ mod children;
 mod core;
 mod corruption;
 mod decode_props;
+mod group_commit;
 mod hostile_cli;
 mod integrity;
 mod leases;

@@ -137,6 +137,10 @@ pub fn serve(backend: Backend, options: HttpOptions) -> Result<i32> {
     let local = listener
         .local_addr()
         .map_err(|e| Error::io("cannot read the address listened on", e))?;
+    // Many clients write at once: on a file, writes that arrive together share a commit.
+    if let Backend::Redb(store) = &backend {
+        store.share_commits();
+    }
     // One set of turns for the API and the `/mcp` sessions: one process's writers.
     let turns = Arc::new(Turns::for_backend(&backend));
     let server = Arc::new(Server {

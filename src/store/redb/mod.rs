@@ -6,6 +6,7 @@
 //! an exclusive opener and a multi-writer opener refuse each other. Waits for the file are
 //! bounded by the lock timeout.
 
+mod group;
 mod tables;
 
 use std::cell::Cell;
@@ -63,6 +64,8 @@ pub struct RedbStore {
     header_undo: Option<HeaderUndo>,
     /// Set while `upgrade` runs: its write may change a file of an older format.
     upgrading: AtomicBool,
+    /// Set by [`RedbStore::share_commits`]: writers from several threads share transactions.
+    group: std::sync::OnceLock<group::Group>,
 }
 
 /// redb's database header: what a multi-writer open rewrites, and the range its header lock covers.
@@ -531,6 +534,7 @@ impl RedbStore {
             sealed: AtomicBool::new(false),
             header_undo,
             upgrading: AtomicBool::new(false),
+            group: std::sync::OnceLock::new(),
         }
     }
 
@@ -664,6 +668,24 @@ impl RedbStore {
         }
     }
 
+    fn commit(&self, txn: WriteTransaction) -> Result<()> {
+        txn.commit().map_err(|e| match e {
+            redb::CommitError::Storage(s) => storage_error(&self.path, s),
+            other => Error::storage(&self.path, other),
+        })
+    }
+
+    /// From now on, writes from several threads of this process that arrive together share
+    /// one transaction and one commit (see [`group`]); for a server of many writers.
+    pub fn share_commits(&self) {
+        let _ = self.group.set(group::Group::new());
+    }
+
+    /// Whether writes share commits ([`RedbStore::share_commits`]).
+    pub fn shares_commits(&self) -> bool {
+        self.group.get().is_some()
+    }
+
     fn txn_error(&self, e: TransactionError) -> Error {
         match e {
             TransactionError::Storage(s) => storage_error(&self.path, s),
@@ -718,6 +740,35 @@ impl Storage for RedbStore {
     }
 
     fn write<T>(&self, mut f: impl FnMut(&mut dyn WriteTxn) -> Result<T>) -> Result<T> {
+        if let Some(group) = self.group.get() {
+            let joined = self.guarded(|| {
+                group.write(
+                    || {
+                        let t = Txn {
+                            txn: self.begin_write()?,
+                            path: &self.path,
+                        };
+                        if !self.upgrading.load(Ordering::SeqCst) {
+                            super::check_writable(&t, &self.path.display())?;
+                        }
+                        Ok(t.txn)
+                    },
+                    |txn| {
+                        let mut t = Txn {
+                            txn,
+                            path: &self.path,
+                        };
+                        let out = f(&mut t);
+                        (t.txn, out)
+                    },
+                    |txn| self.commit(txn),
+                )
+            })?;
+            if let group::Joined::Done(out) = joined {
+                return Ok(out);
+            }
+            // Its batch was given up: it runs again alone, and its outcome is its own.
+        }
         self.guarded(|| {
             let txn = self.begin_write()?;
             let mut t = Txn {
@@ -728,10 +779,7 @@ impl Storage for RedbStore {
                 super::check_writable(&t, &self.path.display())?;
             }
             let out = f(&mut t)?;
-            t.txn.commit().map_err(|e| match e {
-                redb::CommitError::Storage(s) => storage_error(&self.path, s),
-                other => Error::storage(&self.path, other),
-            })?;
+            self.commit(t.txn)?;
             Ok(out)
         })
     }
