@@ -9,6 +9,7 @@
 //! committed, and every member runs again alone, in a transaction of its own: its failure (or
 //! success) is then its own. A failed commit is handled the same way.
 
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
@@ -137,21 +138,28 @@ impl Group {
         };
         s.committing = true;
         drop(s);
-        let committed = commit(txn);
-        let mut s = self.lock()?;
-        s.committing = false;
-        let state = if committed.is_ok() {
-            COMMITTED
-        } else {
-            GIVEN_UP
+        // A panic in the commit (redb on a damaged file) must still release the members
+        // waiting for it: they are told the batch was given up, and the panic goes on.
+        let committed = catch_unwind(AssertUnwindSafe(|| commit(txn)));
+        let state = match &committed {
+            Ok(Ok(())) => COMMITTED,
+            _ => GIVEN_UP,
         };
+        // Under the lock, so that a member between its look at the state and its wait cannot
+        // miss the news (a poisoned lock is taken all the same: the news must get out).
+        let mut s = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         batch.state.store(state, Ordering::SeqCst);
+        s.committing = false;
         self.changed.notify_all();
         drop(s);
-        Ok(match committed {
-            Ok(()) => Joined::Done(out),
-            Err(_) => Joined::Alone,
-        })
+        match committed {
+            Ok(Ok(())) => Ok(Joined::Done(out)),
+            Ok(Err(_)) => Ok(Joined::Alone),
+            Err(panic) => resume_unwind(panic),
+        }
     }
 
     fn wait<'a>(&self, s: MutexGuard<'a, State>) -> Result<MutexGuard<'a, State>> {
