@@ -5,166 +5,274 @@
 //! Each request's outcome is what it would be alone, in some serial order: the writes of a
 //! batch run one after another in one transaction, each seeing those before it, as they would
 //! in turn. redb can undo a transaction only whole (its savepoints must be taken before a table
-//! is opened), so when a write in a batch fails, the batch is given up, nothing of it is
-//! committed, and every member runs again alone, in a transaction of its own: its failure (or
-//! success) is then its own. A failed commit is handled the same way.
+//! is opened), so when a write in a batch fails (or panics), the batch is given up, nothing of
+//! it is committed, and every member runs again in a batch of its own (`solo`), through the
+//! same queue: its failure or success is then its own. A failed commit is every member's
+//! failure: redb may have made it durable, so nothing is run again.
+//!
+//! Every writer waits at most until its own deadline (its lock timeout), in the queue as at the
+//! file's lock, and is then told the file is busy.
 
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use redb::WriteTransaction;
 
 use crate::error::{Error, Result};
 
-/// A batch: its transaction is `Group::open` while it takes members.
+/// A batch's fate, shared by its members.
 struct Batch {
     /// [`OPEN`], [`COMMITTED`] or [`GIVEN_UP`].
     state: AtomicU8,
+    /// Takes no other member (a write run again alone).
+    solo: bool,
+    /// Why its commit failed, for every member.
+    failure: Mutex<Option<String>>,
 }
 
 const OPEN: u8 = 0;
 const COMMITTED: u8 = 1;
 const GIVEN_UP: u8 = 2;
 
-struct State {
-    /// The transaction of the batch taking members, and that batch.
-    open: Option<(WriteTransaction, Arc<Batch>)>,
-    /// A batch is being committed: newcomers wait for the next one.
-    committing: bool,
+/// Where the queue stands. One lives in the group's mutex: its size does not matter, and the
+/// transaction moves in and out of it by value.
+#[allow(clippy::large_enum_variant)]
+enum Phase {
+    /// No transaction: the next writer begins one.
+    Idle,
+    /// A writer is waiting for the file's write lock to begin one.
+    Beginning,
+    /// A batch's transaction, taking members unless it is solo.
+    Open(WriteTransaction, Arc<Batch>),
+    /// A member is running in the batch's transaction, or it is being committed.
+    Busy,
 }
 
 /// The writers of one handle, taking turns in shared transactions.
 pub(super) struct Group {
-    state: Mutex<State>,
+    state: Mutex<Phase>,
     changed: Condvar,
-    /// Writers on their way to the lock: the leader lets them join before it commits.
-    arriving: AtomicUsize,
+    /// Writers on their way to the lock or waiting in the queue: a leader lets them join
+    /// before it commits.
+    coming: AtomicUsize,
 }
 
-/// How a write went in a group: done (committed with its batch), or to be run alone.
+/// How a write went.
 pub(super) enum Joined<T> {
+    /// Committed with its batch.
     Done(T),
-    Alone,
+    /// Its batch was given up because of another member: run it again, `solo`.
+    Again,
 }
 
-/// The longest a leader waits for writers that are on their way before it commits.
-const GATHER: Duration = Duration::from_millis(2);
+/// How long a leader waits at most for writers on their way, before it commits.
+const GATHER: Duration = Duration::from_millis(5);
 
 impl Group {
     pub(super) fn new() -> Group {
         Group {
-            state: Mutex::new(State {
-                open: None,
-                committing: false,
-            }),
+            state: Mutex::new(Phase::Idle),
             changed: Condvar::new(),
-            arriving: AtomicUsize::new(0),
+            coming: AtomicUsize::new(0),
         }
     }
 
-    fn lock(&self) -> Result<MutexGuard<'_, State>> {
-        self.state
-            .lock()
-            .map_err(|_| Error::Internal("a writer panicked holding the group's lock".into()))
+    /// The lock, poisoned or not: the phase is consistent wherever it is released.
+    fn lock(&self) -> MutexGuard<'_, Phase> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Runs `run` in the open batch's transaction (beginning one with `begin` if none is open),
-    /// and returns once the batch is committed, or `Alone` if the batch was given up.
+    /// Waits for a change until `deadline`; false once it has passed.
+    fn wait<'a>(
+        &self,
+        s: MutexGuard<'a, Phase>,
+        deadline: Instant,
+    ) -> (MutexGuard<'a, Phase>, bool) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return (s, false);
+        }
+        let (s, _) = self
+            .changed
+            .wait_timeout(s, left)
+            .unwrap_or_else(PoisonError::into_inner);
+        (s, true)
+    }
+
+    /// Runs `run` in a batch's transaction: the open one, or one this writer begins with
+    /// `begin` (then it leads: it gathers the writers on their way and commits with `commit`).
+    /// `solo` runs it in a batch of its own. `busy` is the error for a deadline passed while
+    /// queued.
     pub(super) fn write<T>(
         &self,
+        solo: bool,
+        deadline: Instant,
+        busy: impl Fn() -> Error,
         begin: impl FnOnce() -> Result<WriteTransaction>,
         run: impl FnOnce(WriteTransaction) -> (WriteTransaction, Result<T>),
         commit: impl FnOnce(WriteTransaction) -> Result<()>,
     ) -> Result<Joined<T>> {
-        self.arriving.fetch_add(1, Ordering::SeqCst);
-        let locked = self.lock();
-        self.arriving.fetch_sub(1, Ordering::SeqCst);
-        let mut s = locked?;
-        while s.committing {
-            s = self.wait(s)?;
-        }
-        let leader = s.open.is_none();
-        if leader {
-            // A failure to begin (the file busy past the lock timeout) is this writer's alone.
-            s.open = Some((
-                begin()?,
-                Arc::new(Batch {
-                    state: AtomicU8::new(OPEN),
-                }),
-            ));
-        }
-        let Some((txn, batch)) = s.open.take() else {
-            return Err(Error::Internal("the group's transaction vanished".into()));
+        self.coming.fetch_add(1, Ordering::SeqCst);
+        let queued = self.queue(solo, deadline, begin);
+        self.coming.fetch_sub(1, Ordering::SeqCst);
+        let Some((mut s, txn, batch, leader)) = queued? else {
+            return Err(busy());
         };
-        let (txn, out) = run(txn);
-        let out = match out {
-            Ok(v) => v,
-            Err(_) => {
-                // Its writes are in the transaction with the others': all are given up, and
-                // each runs again alone (dropping the transaction aborts it).
-                batch.state.store(GIVEN_UP, Ordering::SeqCst);
-                drop(txn);
-                self.changed.notify_all();
-                return Ok(Joined::Alone);
+        let ran = catch_unwind(AssertUnwindSafe(|| run(txn)));
+        let (txn, out) = match ran {
+            Ok(ran) => ran,
+            Err(panic) => {
+                // The transaction went with the panic: the batch is given up for all.
+                self.give_up(&mut s, &batch);
+                drop(s);
+                resume_unwind(panic)
             }
         };
-        s.open = Some((txn, batch.clone()));
+        let out = match out {
+            Ok(v) => v,
+            Err(e) => {
+                // Its writes are in the transaction with the others': all are given up, and
+                // each runs again alone (dropping the transaction aborts it). Alone, this
+                // failure is its own.
+                drop(txn);
+                self.give_up(&mut s, &batch);
+                return if solo { Err(e) } else { Ok(Joined::Again) };
+            }
+        };
+        *s = Phase::Open(txn, batch.clone());
         self.changed.notify_all();
         if !leader {
             while batch.state.load(Ordering::SeqCst) == OPEN {
-                s = self.wait(s)?;
+                // The leader commits within its own deadline; a member waits for the outcome.
+                s = self.changed.wait(s).unwrap_or_else(PoisonError::into_inner);
             }
-            return Ok(match batch.state.load(Ordering::SeqCst) {
-                COMMITTED => Joined::Done(out),
-                _ => Joined::Alone,
-            });
+            return self.outcome(&batch, out);
         }
-        // The leader lets the writers already on their way join, then commits for all.
-        while self.arriving.load(Ordering::SeqCst) > 0 && batch.state.load(Ordering::SeqCst) == OPEN
+        // The leader lets the writers on their way join (for a short while), then commits.
+        let gather_until = Instant::now() + GATHER;
+        while !solo
+            && self.coming.load(Ordering::SeqCst) > 0
+            && batch.state.load(Ordering::SeqCst) == OPEN
         {
-            s = self
-                .changed
-                .wait_timeout(s, GATHER)
-                .map_err(|_| Error::Internal("a writer panicked holding the group's lock".into()))?
-                .0;
+            let (next, waited) = self.wait(s, gather_until);
+            s = next;
+            if !waited {
+                break;
+            }
         }
         if batch.state.load(Ordering::SeqCst) != OPEN {
-            return Ok(Joined::Alone);
+            return Ok(Joined::Again);
         }
-        let Some((txn, _)) = s.open.take() else {
-            return Ok(Joined::Alone);
+        let Phase::Open(txn, _) = std::mem::replace(&mut *s, Phase::Busy) else {
+            return Err(Error::Internal("the group's transaction vanished".into()));
         };
-        s.committing = true;
         drop(s);
-        // A panic in the commit (redb on a damaged file) must still release the members
-        // waiting for it: they are told the batch was given up, and the panic goes on.
+        // A panic in the commit (redb on a damaged file) must still release the members.
         let committed = catch_unwind(AssertUnwindSafe(|| commit(txn)));
+        let mut s = self.lock();
         let state = match &committed {
             Ok(Ok(())) => COMMITTED,
-            _ => GIVEN_UP,
+            Ok(Err(e)) => {
+                *batch.failure.lock().unwrap_or_else(PoisonError::into_inner) = Some(e.to_string());
+                GIVEN_UP
+            }
+            Err(_) => {
+                let why = "redb panicked while committing".to_string();
+                *batch.failure.lock().unwrap_or_else(PoisonError::into_inner) = Some(why);
+                GIVEN_UP
+            }
         };
-        // Under the lock, so that a member between its look at the state and its wait cannot
-        // miss the news (a poisoned lock is taken all the same: the news must get out).
-        let mut s = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
         batch.state.store(state, Ordering::SeqCst);
-        s.committing = false;
+        *s = Phase::Idle;
         self.changed.notify_all();
         drop(s);
         match committed {
             Ok(Ok(())) => Ok(Joined::Done(out)),
-            Ok(Err(_)) => Ok(Joined::Alone),
+            Ok(Err(e)) => Err(e),
             Err(panic) => resume_unwind(panic),
         }
     }
 
-    fn wait<'a>(&self, s: MutexGuard<'a, State>) -> Result<MutexGuard<'a, State>> {
-        self.changed
-            .wait(s)
-            .map_err(|_| Error::Internal("a writer panicked holding the group's lock".into()))
+    /// Waits for this writer's place: joining the open batch, or beginning one as its leader.
+    /// `None` when `deadline` passed first. Returns the lock held, with the phase `Busy`.
+    #[allow(clippy::type_complexity)]
+    fn queue(
+        &self,
+        solo: bool,
+        deadline: Instant,
+        begin: impl FnOnce() -> Result<WriteTransaction>,
+    ) -> Result<Option<(MutexGuard<'_, Phase>, WriteTransaction, Arc<Batch>, bool)>> {
+        let mut s = self.lock();
+        loop {
+            match std::mem::replace(&mut *s, Phase::Busy) {
+                Phase::Open(txn, batch) if !solo && !batch.solo => {
+                    return Ok(Some((s, txn, batch, false)));
+                }
+                Phase::Idle => {
+                    // The file's lock is waited for outside the queue's, so that those behind
+                    // can give up at their own deadlines.
+                    *s = Phase::Beginning;
+                    drop(s);
+                    let begun = catch_unwind(AssertUnwindSafe(begin));
+                    s = self.lock();
+                    match begun {
+                        Ok(Ok(txn)) => {
+                            let batch = Arc::new(Batch {
+                                state: AtomicU8::new(OPEN),
+                                solo,
+                                failure: Mutex::new(None),
+                            });
+                            return Ok(Some((s, txn, batch, true)));
+                        }
+                        Ok(Err(e)) => {
+                            *s = Phase::Idle;
+                            self.changed.notify_all();
+                            return Err(e);
+                        }
+                        Err(panic) => {
+                            *s = Phase::Idle;
+                            self.changed.notify_all();
+                            drop(s);
+                            resume_unwind(panic)
+                        }
+                    }
+                }
+                other => {
+                    *s = other;
+                    let (next, waited) = self.wait(s, deadline);
+                    s = next;
+                    if !waited {
+                        return Ok(None);
+                    }
+                }
+            }
+        }
+    }
+
+    fn give_up(&self, s: &mut MutexGuard<'_, Phase>, batch: &Batch) {
+        batch.state.store(GIVEN_UP, Ordering::SeqCst);
+        **s = Phase::Idle;
+        self.changed.notify_all();
+    }
+
+    /// A member's outcome once its batch is over.
+    fn outcome<T>(&self, batch: &Batch, out: T) -> Result<Joined<T>> {
+        if batch.state.load(Ordering::SeqCst) == COMMITTED {
+            return Ok(Joined::Done(out));
+        }
+        let failure = batch
+            .failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        match failure {
+            // The commit failed: it may be durable all the same, so it is not run again.
+            Some(why) => Err(Error::Internal(format!(
+                "the commit this write shared failed, and may or may not have been made: {why}"
+            ))),
+            None => Ok(Joined::Again),
+        }
     }
 }

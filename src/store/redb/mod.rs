@@ -643,13 +643,17 @@ impl RedbStore {
     /// on a helper thread: a blocked thread left behind on timeout would take the lock whenever
     /// the holder let go, long after this call reported "busy".
     fn begin_write(&self) -> Result<WriteTransaction> {
+        self.begin_write_by(Instant::now() + self.lock_timeout)
+    }
+
+    /// Begins a write transaction, waiting for the file's write lock until `deadline`.
+    fn begin_write_by(&self, deadline: Instant) -> Result<WriteTransaction> {
         let Handle::Rw(db) = self.handle() else {
             return Err(Error::Internal(format!(
                 "{}: opened read-only, cannot write",
                 self.path.display()
             )));
         };
-        let deadline = Instant::now() + self.lock_timeout;
         // Short at first, since most writes take a few milliseconds; spread by pid so that
         // waiters do not wake in step.
         let mut pause = Duration::from_micros(200 + u64::from(std::process::id() % 300));
@@ -666,6 +670,50 @@ impl RedbStore {
             std::thread::sleep(pause.min(deadline - now));
             pause = (pause * 2).min(Duration::from_millis(8));
         }
+    }
+
+    /// [`Storage::write`] in the group of writers sharing commits: in a batch, or, once a batch
+    /// it was in was given up, in one of its own.
+    fn write_in_group<T>(
+        &self,
+        group: &group::Group,
+        f: &mut impl FnMut(&mut dyn WriteTxn) -> Result<T>,
+    ) -> Result<T> {
+        let deadline = Instant::now() + self.lock_timeout;
+        for solo in [false, true] {
+            let joined = self.guarded(|| {
+                group.write(
+                    solo,
+                    deadline,
+                    || busy(&self.path, self.lock_timeout),
+                    || {
+                        let t = Txn {
+                            txn: self.begin_write_by(deadline)?,
+                            path: &self.path,
+                        };
+                        if !self.upgrading.load(Ordering::SeqCst) {
+                            super::check_writable(&t, &self.path.display())?;
+                        }
+                        Ok(t.txn)
+                    },
+                    |txn| {
+                        let mut t = Txn {
+                            txn,
+                            path: &self.path,
+                        };
+                        let out = f(&mut t);
+                        (t.txn, out)
+                    },
+                    |txn| self.commit(txn),
+                )
+            })?;
+            if let group::Joined::Done(out) = joined {
+                return Ok(out);
+            }
+        }
+        Err(Error::Internal(
+            "a write run alone was given up as if it had shared its transaction".into(),
+        ))
     }
 
     fn commit(&self, txn: WriteTransaction) -> Result<()> {
@@ -741,33 +789,7 @@ impl Storage for RedbStore {
 
     fn write<T>(&self, mut f: impl FnMut(&mut dyn WriteTxn) -> Result<T>) -> Result<T> {
         if let Some(group) = self.group.get() {
-            let joined = self.guarded(|| {
-                group.write(
-                    || {
-                        let t = Txn {
-                            txn: self.begin_write()?,
-                            path: &self.path,
-                        };
-                        if !self.upgrading.load(Ordering::SeqCst) {
-                            super::check_writable(&t, &self.path.display())?;
-                        }
-                        Ok(t.txn)
-                    },
-                    |txn| {
-                        let mut t = Txn {
-                            txn,
-                            path: &self.path,
-                        };
-                        let out = f(&mut t);
-                        (t.txn, out)
-                    },
-                    |txn| self.commit(txn),
-                )
-            })?;
-            if let group::Joined::Done(out) = joined {
-                return Ok(out);
-            }
-            // Its batch was given up: it runs again alone, and its outcome is its own.
+            return self.write_in_group(group, &mut f);
         }
         self.guarded(|| {
             let txn = self.begin_write()?;
