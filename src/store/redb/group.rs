@@ -54,9 +54,25 @@ enum Phase {
 pub(super) struct Group {
     state: Mutex<Phase>,
     changed: Condvar,
-    /// Writers on their way to the lock or waiting in the queue: a leader lets them join
-    /// before it commits.
+    /// Writers that may join, on their way to the lock or waiting in the queue: a leader lets
+    /// them join before it commits.
     coming: AtomicUsize,
+}
+
+/// One writer counted in [`Group::coming`] while it lives.
+struct Coming<'a>(&'a AtomicUsize);
+
+impl<'a> Coming<'a> {
+    fn new(count: &'a AtomicUsize) -> Coming<'a> {
+        count.fetch_add(1, Ordering::SeqCst);
+        Coming(count)
+    }
+}
+
+impl Drop for Coming<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// How a write went.
@@ -114,9 +130,10 @@ impl Group {
         run: impl FnOnce(WriteTransaction) -> (WriteTransaction, Result<T>),
         commit: impl FnOnce(WriteTransaction) -> Result<()>,
     ) -> Result<Joined<T>> {
-        self.coming.fetch_add(1, Ordering::SeqCst);
+        // Only a writer that may join is waited for; the count comes down even on a panic.
+        let coming = (!solo).then(|| Coming::new(&self.coming));
         let queued = self.queue(solo, deadline, begin);
-        self.coming.fetch_sub(1, Ordering::SeqCst);
+        drop(coming);
         let Some((mut s, txn, batch, leader)) = queued? else {
             return Err(busy());
         };
@@ -166,6 +183,7 @@ impl Group {
             return Ok(Joined::Again);
         }
         let Phase::Open(txn, _) = std::mem::replace(&mut *s, Phase::Busy) else {
+            self.give_up(&mut s, &batch);
             return Err(Error::Internal("the group's transaction vanished".into()));
         };
         drop(s);
