@@ -283,23 +283,11 @@ fn tied(over_http: bool, r: claim::Request) -> claim::Request {
 fn args<T: serde::de::DeserializeOwned + schemars::JsonSchema + 'static>(
     raw: JsonObject,
 ) -> Result<T> {
-    let schema = input::<T>();
-    if let Some(known) = schema.get("properties").and_then(Value::as_object) {
-        if let Some(k) = raw.keys().find(|k| !known.contains_key(*k)) {
-            return Err(Error::unknown_field(k));
-        }
-    }
-    let required = schema.get("required").and_then(Value::as_array);
-    for field in required.into_iter().flatten().filter_map(Value::as_str) {
-        if !raw.contains_key(field) {
-            return Err(Error::missing_field(field));
-        }
-    }
-    serde_json::from_value(Value::Object(raw)).map_err(|e| {
-        Error::Invalid(format!(
-            "the tool's arguments do not fit its input schema: {e}"
-        ))
-    })
+    command::from_object(
+        raw,
+        &input::<T>(),
+        "the tool's arguments do not fit its input schema",
+    )
 }
 
 /// The JSON Schema of a tool's arguments.

@@ -111,6 +111,34 @@ pub fn header_actor(bytes: &[u8]) -> Result<Actor> {
     })
 }
 
+/// `T` (a command's JSON arguments) from the JSON object a transport received, checked first
+/// against `schema`, `T`'s JSON Schema: an unknown or missing field is refused by name, worded
+/// as on every transport; what still does not fit is refused as `mismatch` says.
+///
+/// # Errors
+///
+/// [`Error::Invalid`] for an unknown field, a missing one, or a value that does not fit.
+pub fn from_object<T: serde::de::DeserializeOwned>(
+    obj: serde_json::Map<String, serde_json::Value>,
+    schema: &serde_json::Map<String, serde_json::Value>,
+    mismatch: &str,
+) -> Result<T> {
+    use serde_json::Value;
+    if let Some(known) = schema.get("properties").and_then(Value::as_object) {
+        if let Some(k) = obj.keys().find(|k| !known.contains_key(*k)) {
+            return Err(Error::unknown_field(k));
+        }
+    }
+    let required = schema.get("required").and_then(Value::as_array);
+    for field in required.into_iter().flatten().filter_map(Value::as_str) {
+        if !obj.contains_key(field) {
+            return Err(Error::missing_field(field));
+        }
+    }
+    serde_json::from_value(Value::Object(obj))
+        .map_err(|e| Error::Invalid(format!("{mismatch}: {e}")))
+}
+
 /// Several item references (`--blocked-by`, `blocked_by`), each as [`item_ref`].
 ///
 /// # Errors

@@ -2,6 +2,10 @@
 //! MCP tools take), so a field added there is taken here with no new code. Fields are checked
 //! against the type's JSON Schema first, so unknown and missing ones are worded as everywhere.
 
+use std::any::TypeId;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use tracker::{Error, Result};
@@ -14,6 +18,19 @@ pub(crate) fn schema<T: schemars::JsonSchema>() -> Map<String, Value> {
     }
 }
 
+/// [`schema`], made once per type: requests are checked against it on every call.
+fn cached_schema<T: schemars::JsonSchema + 'static>() -> Arc<Map<String, Value>> {
+    type Made = Mutex<HashMap<TypeId, Arc<Map<String, Value>>>>;
+    static MADE: OnceLock<Made> = OnceLock::new();
+    let mut made = MADE
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    made.entry(TypeId::of::<T>())
+        .or_insert_with(|| Arc::new(schema::<T>()))
+        .clone()
+}
+
 /// `T` from a request body (a JSON object; empty means `{}`), with `item` (from the path) added.
 ///
 /// # Errors
@@ -22,7 +39,7 @@ pub(crate) fn schema<T: schemars::JsonSchema>() -> Map<String, Value> {
 /// names, or that does not fit `T`.
 pub(crate) fn body<T>(bytes: &[u8], item: Option<(&str, &str)>) -> Result<T>
 where
-    T: DeserializeOwned + schemars::JsonSchema,
+    T: DeserializeOwned + schemars::JsonSchema + 'static,
 {
     let mut obj = if bytes.iter().all(u8::is_ascii_whitespace) {
         Map::new()
@@ -54,9 +71,9 @@ where
 /// [`Error::Invalid`] for a value that is not of its field's type, or fields that do not fit `T`.
 pub(crate) fn query<T>(pairs: Vec<(String, String)>) -> Result<T>
 where
-    T: DeserializeOwned + schemars::JsonSchema,
+    T: DeserializeOwned + schemars::JsonSchema + 'static,
 {
-    let schema = schema::<T>();
+    let schema = cached_schema::<T>();
     let props = schema.get("properties").and_then(Value::as_object);
     let mut obj = Map::new();
     for (k, v) in pairs {
@@ -103,20 +120,11 @@ fn type_of(prop: &Value) -> &str {
 /// `obj` as `T`, unknown and missing fields first refused by name.
 fn fit<T>(obj: Map<String, Value>) -> Result<T>
 where
-    T: DeserializeOwned + schemars::JsonSchema,
+    T: DeserializeOwned + schemars::JsonSchema + 'static,
 {
-    let schema = schema::<T>();
-    if let Some(known) = schema.get("properties").and_then(Value::as_object) {
-        if let Some(k) = obj.keys().find(|k| !known.contains_key(*k)) {
-            return Err(Error::unknown_field(k));
-        }
-    }
-    let required = schema.get("required").and_then(Value::as_array);
-    for field in required.into_iter().flatten().filter_map(Value::as_str) {
-        if !obj.contains_key(field) {
-            return Err(Error::missing_field(field));
-        }
-    }
-    serde_json::from_value(Value::Object(obj))
-        .map_err(|e| Error::Invalid(format!("the request does not fit its schema: {e}")))
+    tracker::command::from_object(
+        obj,
+        &cached_schema::<T>(),
+        "the request does not fit its schema",
+    )
 }
