@@ -261,7 +261,7 @@ fn panic_error(path: &Path, caught: Caught) -> Error {
 }
 
 /// Runs `f` on a helper thread and waits at most `timeout` for it. Only for opens, which redb
-/// offers only as a blocking wait for the writer lock; transactions poll instead (`begin_write`).
+/// offers only as a blocking wait for the writer lock; transactions poll instead (`begin_write_by`).
 /// A wait left behind on timeout ends with the process, which exits at once with exit 5.
 fn within<T: Send + 'static>(
     timeout: Duration,
@@ -639,14 +639,22 @@ impl RedbStore {
         }
     }
 
-    /// Takes the write lock, polling until the lock timeout. Polling rather than a blocking wait
-    /// on a helper thread: a blocked thread left behind on timeout would take the lock whenever
-    /// the holder let go, long after this call reported "busy".
-    fn begin_write(&self) -> Result<WriteTransaction> {
-        self.begin_write_by(Instant::now() + self.lock_timeout)
+    /// A write transaction on a file of this format (any format while `upgrade` runs), begun
+    /// by `deadline`.
+    fn begin_writable(&self, deadline: Instant) -> Result<WriteTransaction> {
+        let t = Txn {
+            txn: self.begin_write_by(deadline)?,
+            path: &self.path,
+        };
+        if !self.upgrading.load(Ordering::SeqCst) {
+            super::check_writable(&t, &self.path.display())?;
+        }
+        Ok(t.txn)
     }
 
-    /// Begins a write transaction, waiting for the file's write lock until `deadline`.
+    /// Takes the write lock, polling until `deadline`. Polling rather than a blocking wait on a
+    /// helper thread: a blocked thread left behind on timeout would take the lock whenever the
+    /// holder let go, long after this call reported "busy".
     fn begin_write_by(&self, deadline: Instant) -> Result<WriteTransaction> {
         let Handle::Rw(db) = self.handle() else {
             return Err(Error::Internal(format!(
@@ -686,16 +694,7 @@ impl RedbStore {
                     solo,
                     deadline,
                     || busy(&self.path, self.lock_timeout),
-                    || {
-                        let t = Txn {
-                            txn: self.begin_write_by(deadline)?,
-                            path: &self.path,
-                        };
-                        if !self.upgrading.load(Ordering::SeqCst) {
-                            super::check_writable(&t, &self.path.display())?;
-                        }
-                        Ok(t.txn)
-                    },
+                    || self.begin_writable(deadline),
                     |txn| {
                         let mut t = Txn {
                             txn,
@@ -792,14 +791,10 @@ impl Storage for RedbStore {
             return self.write_in_group(group, &mut f);
         }
         self.guarded(|| {
-            let txn = self.begin_write()?;
             let mut t = Txn {
-                txn,
+                txn: self.begin_writable(Instant::now() + self.lock_timeout)?,
                 path: &self.path,
             };
-            if !self.upgrading.load(Ordering::SeqCst) {
-                super::check_writable(&t, &self.path.display())?;
-            }
             let out = f(&mut t)?;
             self.commit(t.txn)?;
             Ok(out)
